@@ -1,0 +1,96 @@
+//! Every tuning constant of p2pchat, with the reason for its value. Protocol and UI code import
+//! from here instead of scattering numbers; nothing here does any work.
+
+use std::time::Duration;
+
+/// Largest datagram we send or accept: stays under the 1280-byte IPv6 minimum MTU with headers,
+/// so no path has to fragment it (NATs often drop fragments).
+pub const MAX_DATAGRAM_BYTES: usize = 1200;
+
+/// Receive buffer size: the largest UDP payload, so an oversized datagram is seen whole and
+/// counted as oversized instead of being silently truncated into something that might parse.
+pub const RECV_BUFFER_BYTES: usize = 65_536;
+
+/// Gap between punch probes while a hole is being punched (the seed sends "repeatedly").
+pub const PUNCH_INTERVAL: Duration = Duration::from_millis(200);
+
+/// How long fast punching lasts before we say there is no direct path yet and slow down.
+pub const PUNCH_WINDOW: Duration = Duration::from_secs(10);
+
+/// Gap between probes after the punch window: keeps trying, cheaply, so a peer that starts
+/// later (or whose NAT recovers) still connects.
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Keepalive gap on an idle path: Linux conntrack drops an idle UDP mapping after 30 s, and the
+/// peer needs to hear from us well within its offline threshold.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Default silence after which a peer is shown offline (three missed keepalives).
+pub const OFFLINE_AFTER: Duration = Duration::from_secs(15);
+
+/// How long the server keeps a registration that is not refreshed.
+pub const REGISTRATION_TTL: Duration = Duration::from_secs(60);
+
+/// Refresh gap for our registration: three refreshes per TTL survive two lost datagrams.
+pub const REGISTER_REFRESH: Duration = Duration::from_secs(20);
+
+/// First retry gap for an unanswered registration; doubles up to `REGISTER_REFRESH`.
+pub const REGISTER_RETRY: Duration = Duration::from_secs(1);
+
+/// After this long without an answer from the server we tell the user once.
+pub const SERVER_SILENT_NOTICE_AFTER: Duration = Duration::from_secs(5);
+
+/// STUN retransmission timeout (RFC 5389 §7.2.1 recommends 500 ms, doubling).
+pub const STUN_RTO: Duration = Duration::from_millis(500);
+
+/// STUN transmissions before giving up: 0.5 + 1 + 2 s of waiting keeps the answer, or the clear
+/// failure, within about 3.5 s.
+pub const STUN_MAX_TRANSMITS: u32 = 3;
+
+/// Fernet tokens older or newer than this (by their own timestamp) are refused: a live peer's
+/// packets are seconds old, so anything outside is a replay or a badly wrong clock.
+pub const TOKEN_MAX_SKEW_SECS: u64 = 120;
+
+/// Message ids remembered to drop duplicates; bounded so a flood cannot grow memory.
+pub const DEDUP_CAPACITY: usize = 4096;
+
+/// Addresses remembered for the "undecryptable packets" notice, so it is shown once per source.
+pub const NOTICE_SOURCES_CAPACITY: usize = 256;
+
+/// Messages held while no peer is online; beyond this the user is told the message was not sent.
+pub const OUTBOX_CAPACITY: usize = 256;
+
+/// Records loaded from the end of the log when a conversation opens: screens of scrollback
+/// without reading a large file whole.
+pub const HISTORY_PRELOAD_RECORDS: usize = 2000;
+
+/// Capacity of the actor's event channel towards the UI.
+pub const EVENT_CHANNEL_CAPACITY: usize = 1024;
+
+/// Capacity of the UI's command channel towards the actor.
+pub const COMMAND_CHANNEL_CAPACITY: usize = 256;
+
+/// How often the UI clock advances, so "last seen 3s ago" stays true without a busy loop.
+pub const UI_TICK: Duration = Duration::from_secs(1);
+
+/// Room and name length limits at the server, so one registration stays a small datagram.
+pub const MAX_ROOM_CHARS: usize = 64;
+
+/// See `MAX_ROOM_CHARS`.
+pub const MAX_NAME_CHARS: usize = 32;
+
+/// Private endpoints a peer may announce (one per interface is plenty).
+pub const MAX_PRIVATE_ENDPOINTS: usize = 8;
+
+/// Members per room at the server.
+pub const MAX_ROOM_MEMBERS: usize = 16;
+
+/// Registrations the server holds in all, bounding its memory against a flood.
+pub const MAX_REGISTRATIONS: usize = 10_000;
+
+/// How long headless mode waits, at end of input, for queued messages to reach a peer.
+pub const DRAIN_ON_EOF: Duration = Duration::from_secs(15);
+
+/// Drop counters are reported to the UI at most this often, so a flood of garbage costs the UI
+/// one event per second, not one per datagram.
+pub const DROPS_REPORT_INTERVAL: Duration = Duration::from_secs(1);

@@ -1,0 +1,228 @@
+//! The protocol as a sans-IO state machine (in the style of quinn-proto and str0m): datagrams,
+//! commands and the current time go in; datagrams to send, events for the app and the next
+//! deadline come out. Nothing here reads a clock, touches a socket or spawns a task, so every
+//! behaviour — punching, keepalive, liveness, rendezvous, STUN, dedup — is tested with
+//! simulated peers and simulated time.
+
+pub mod crypto;
+pub mod session;
+pub mod stun;
+pub mod wire;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub use session::{Mode, Session, SessionConfig};
+
+/// A peer, as numbered by this session (stable while the process runs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerId(pub u32);
+
+/// A chat message's id: 16 hex digits, unique per sender.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MsgId(pub String);
+
+impl fmt::Display for MsgId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A datagram the session wants sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Destination.
+    pub to: SocketAddr,
+    /// Bytes to send, at most `MAX_DATAGRAM_BYTES`.
+    pub payload: Vec<u8>,
+}
+
+/// What the app asks of the network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetCommand {
+    /// Send a chat message to every online peer (held while none is online).
+    Send {
+        /// The text as typed.
+        text: String,
+    },
+    /// Say goodbye to peers and stop; answered with `NetEvent::Closed`.
+    Shutdown,
+}
+
+/// Why a peer went offline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OfflineReason {
+    /// Nothing heard from it for the offline threshold.
+    Silent,
+    /// It said goodbye.
+    Left,
+}
+
+/// Why datagrams from a source were refused (told to the user once per source).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// Fernet tokens that do not authenticate: most likely a different key.
+    WrongKey,
+    /// Authentic tokens whose timestamp is far from our clock: a replay or a wrong clock.
+    Clock {
+        /// Token time minus our time, in seconds.
+        skew_secs: i64,
+    },
+}
+
+/// Datagrams dropped, by reason. Never shown as messages; shown as numbers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DropCounts {
+    /// Larger than `MAX_DATAGRAM_BYTES`.
+    pub oversized: u64,
+    /// Not STUN, control JSON or a token; or a token whose JSON we could not read.
+    pub malformed: u64,
+    /// Tokens that did not authenticate.
+    pub unauthentic: u64,
+    /// Authentic tokens outside the clock-skew window.
+    pub stale: u64,
+    /// Control or STUN datagrams from an address that is not our server.
+    pub unexpected_source: u64,
+    /// Chat messages seen before (same sender and id).
+    pub duplicate: u64,
+}
+
+impl DropCounts {
+    /// All drops added up.
+    pub fn total(&self) -> u64 {
+        self.oversized
+            + self.malformed
+            + self.unauthentic
+            + self.stale
+            + self.unexpected_source
+            + self.duplicate
+    }
+}
+
+/// What the network tells the app.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NetEvent {
+    /// STUN learnt our public endpoint.
+    PublicEndpoint {
+        /// Our address as the STUN server saw it.
+        addr: SocketAddr,
+    },
+    /// The STUN server never answered.
+    StunFailed {
+        /// The server asked.
+        server: SocketAddr,
+    },
+    /// The rendezvous server accepted our registration (first time, or again after silence).
+    Registered {
+        /// The server.
+        server: SocketAddr,
+    },
+    /// The rendezvous server has not answered for a while.
+    ServerSilent {
+        /// The server.
+        server: SocketAddr,
+    },
+    /// The rendezvous server refused us.
+    ServerRefused {
+        /// Its reason.
+        reason: String,
+    },
+    /// The server introduced a peer; punching starts.
+    PeerIntroduced {
+        /// Session-local id.
+        peer: PeerId,
+        /// Display name.
+        name: String,
+        /// Its public endpoint.
+        public: SocketAddr,
+    },
+    /// An authenticated packet arrived from a peer that was offline.
+    PeerOnline {
+        /// Session-local id.
+        peer: PeerId,
+        /// Display name.
+        name: String,
+        /// The endpoint that answered, now in use.
+        addr: SocketAddr,
+    },
+    /// A peer became unreachable or left.
+    PeerOffline {
+        /// Session-local id.
+        peer: PeerId,
+        /// Display name.
+        name: String,
+        /// Why.
+        reason: OfflineReason,
+    },
+    /// An online peer's packets now come from another address; we follow it.
+    PathChanged {
+        /// Session-local id.
+        peer: PeerId,
+        /// Display name.
+        name: String,
+        /// The new endpoint.
+        addr: SocketAddr,
+    },
+    /// A fresh round-trip time measurement.
+    Rtt {
+        /// Session-local id.
+        peer: PeerId,
+        /// Measured round trip.
+        rtt: Duration,
+    },
+    /// Punching found no path within the punch window; probing continues, slower.
+    NoPathYet {
+        /// Session-local id.
+        peer: PeerId,
+        /// Display name.
+        name: String,
+    },
+    /// A chat message from a peer.
+    Message {
+        /// Sender's display name, as sent (unsanitised: the UI neutralises it).
+        from: String,
+        /// The text, unsanitised.
+        text: String,
+        /// The sender's timestamp, as sent.
+        timestamp: String,
+        /// Its id, when the sender is a p2pchat.
+        id: Option<MsgId>,
+    },
+    /// One of our messages went out to the online peers.
+    Sent {
+        /// Its id.
+        id: MsgId,
+        /// Its text.
+        text: String,
+        /// Its timestamp (RFC 3339), as sent.
+        timestamp: String,
+    },
+    /// One of our messages is held until a peer comes online.
+    Queued {
+        /// Its id.
+        id: MsgId,
+        /// Its text.
+        text: String,
+        /// Its timestamp (RFC 3339).
+        timestamp: String,
+    },
+    /// One of our messages could not be sent at all.
+    NotSent {
+        /// Its text, so nothing typed is lost.
+        text: String,
+        /// Why, in words for the user.
+        reason: String,
+    },
+    /// Datagrams from a source are being refused (once per source).
+    Rejected {
+        /// The source.
+        from: SocketAddr,
+        /// Why.
+        reason: Rejection,
+    },
+    /// Drop counters changed (coalesced, at most once per keepalive interval).
+    Drops(DropCounts),
+    /// Shutdown finished: goodbyes were queued for sending.
+    Closed,
+}

@@ -1,0 +1,807 @@
+//! One chat participant's protocol state: the rendezvous client, STUN, hole punching,
+//! keepalive, liveness, path selection, message ids, duplicate suppression and the outbox.
+//! Sans-IO: `handle_*` feed input, `poll_*` drain output; the caller owns the socket and clock.
+
+use std::collections::{HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::crypto::{Cipher, OpenError};
+use super::stun::{self, Stun, TxId};
+use super::wire::{self, Class, Envelope, FromServer, ToServer};
+use super::{DropCounts, MsgId, NetCommand, NetEvent, OfflineReason, PeerId, Rejection, Transmit};
+use crate::consts::{
+    DEDUP_CAPACITY, DROPS_REPORT_INTERVAL, KEEPALIVE_INTERVAL, MAX_DATAGRAM_BYTES,
+    NOTICE_SOURCES_CAPACITY, OUTBOX_CAPACITY, PROBE_INTERVAL, PUNCH_INTERVAL, PUNCH_WINDOW,
+    REGISTER_REFRESH, REGISTER_RETRY, SERVER_SILENT_NOTICE_AFTER, STUN_MAX_TRANSMITS, STUN_RTO,
+};
+
+/// How this session finds its peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// The seed's manual setup: the peer's address is known.
+    Direct {
+        /// Where the peer listens.
+        peer: SocketAddr,
+    },
+    /// Meet peers in a room on a rendezvous server.
+    Room {
+        /// The server.
+        server: SocketAddr,
+        /// The room.
+        room: String,
+    },
+}
+
+/// Everything a session needs to know at start.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Our display name.
+    pub name: String,
+    /// Direct or through a server.
+    pub mode: Mode,
+    /// Where to ask for our public endpoint (in room mode, usually the server).
+    pub stun_server: Option<SocketAddr>,
+    /// Our addresses on local interfaces, announced to the server.
+    pub private_endpoints: Vec<SocketAddr>,
+    /// Silence after which a peer is offline.
+    pub offline_after: Duration,
+}
+
+struct Peer {
+    id: PeerId,
+    name: Option<String>,
+    candidates: Vec<SocketAddr>,
+    path: Option<SocketAddr>,
+    online: bool,
+    last_seen: Option<Instant>,
+    fast_until: Instant,
+    next_probe: Instant,
+    next_keepalive: Instant,
+    reported_no_path: bool,
+    ping_seq: u64,
+    ping_sent: Option<(u64, Instant)>,
+}
+
+impl Peer {
+    fn new(id: PeerId, name: Option<String>, candidates: Vec<SocketAddr>, now: Instant) -> Self {
+        Self {
+            id,
+            name,
+            candidates,
+            path: None,
+            online: false,
+            last_seen: None,
+            fast_until: now + PUNCH_WINDOW,
+            next_probe: now,
+            next_keepalive: now + KEEPALIVE_INTERVAL,
+            reported_no_path: false,
+            ping_seq: 0,
+            ping_sent: None,
+        }
+    }
+
+    fn display_name(&self) -> String {
+        match (&self.name, self.candidates.first()) {
+            (Some(name), _) => name.clone(),
+            (None, Some(addr)) => format!("peer at {addr}"),
+            (None, None) => "peer".to_owned(),
+        }
+    }
+
+    /// Starts a new punch window: probe every candidate quickly again.
+    fn restart_punching(&mut self, now: Instant) {
+        self.fast_until = now + PUNCH_WINDOW;
+        self.next_probe = now;
+        self.reported_no_path = false;
+    }
+
+    /// Where probes go: every candidate, plus the last path that worked.
+    fn probe_targets(&self) -> Vec<SocketAddr> {
+        let mut targets = self.candidates.clone();
+        if let Some(path) = self.path
+            && !targets.contains(&path)
+        {
+            targets.push(path);
+        }
+        targets
+    }
+}
+
+struct Rendezvous {
+    server: SocketAddr,
+    room: String,
+    next_register: Instant,
+    retry: Duration,
+    awaiting_since: Option<Instant>,
+    silent_reported: bool,
+    registered_once: bool,
+}
+
+struct StunProbe {
+    server: SocketAddr,
+    txid: TxId,
+    transmits: u32,
+    next: Instant,
+    done: bool,
+}
+
+struct Outgoing {
+    id: MsgId,
+    text: String,
+    timestamp: String,
+}
+
+/// Bounded memory of (sender, id) pairs already shown.
+#[derive(Default)]
+struct SeenIds {
+    set: HashSet<(String, String)>,
+    order: VecDeque<(String, String)>,
+}
+
+impl SeenIds {
+    /// Records the pair; false when it was already there.
+    fn insert(&mut self, key: (String, String)) -> bool {
+        if self.set.contains(&key) {
+            return false;
+        }
+        if self.order.len() == DEDUP_CAPACITY
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+        self.order.push_back(key.clone());
+        self.set.insert(key);
+        true
+    }
+}
+
+/// One participant's protocol state machine.
+pub struct Session {
+    config: SessionConfig,
+    cipher: Cipher,
+    rng: StdRng,
+    mono_anchor: Instant,
+    wall_anchor: DateTime<Utc>,
+    peers: Vec<Peer>,
+    next_peer_id: u32,
+    rendezvous: Option<Rendezvous>,
+    stun: Option<StunProbe>,
+    seen: SeenIds,
+    outbox: VecDeque<Outgoing>,
+    drops: DropCounts,
+    drops_reported: DropCounts,
+    next_drops_report: Instant,
+    notified_sources: HashSet<SocketAddr>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<NetEvent>,
+    closed: bool,
+}
+
+impl Session {
+    /// A session starting at `now`, when the wall clock reads `wall`. `seed` drives ids and
+    /// STUN transaction ids.
+    pub fn new(
+        config: SessionConfig,
+        cipher: Cipher,
+        now: Instant,
+        wall: DateTime<Utc>,
+        seed: u64,
+    ) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let stun = config.stun_server.map(|server| {
+            let mut txid = [0; 12];
+            rng.fill_bytes(&mut txid);
+            StunProbe {
+                server,
+                txid,
+                transmits: 0,
+                next: now,
+                done: false,
+            }
+        });
+        let rendezvous = match &config.mode {
+            Mode::Room { server, room } => Some(Rendezvous {
+                server: *server,
+                room: room.clone(),
+                next_register: now,
+                retry: REGISTER_RETRY,
+                awaiting_since: None,
+                silent_reported: false,
+                registered_once: false,
+            }),
+            Mode::Direct { .. } => None,
+        };
+        let mut session = Self {
+            config,
+            cipher,
+            rng,
+            mono_anchor: now,
+            wall_anchor: wall,
+            peers: Vec::new(),
+            next_peer_id: 0,
+            rendezvous,
+            stun,
+            seen: SeenIds::default(),
+            outbox: VecDeque::new(),
+            drops: DropCounts::default(),
+            drops_reported: DropCounts::default(),
+            next_drops_report: now,
+            notified_sources: HashSet::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            closed: false,
+        };
+        if let Mode::Direct { peer } = session.config.mode {
+            session.add_peer(None, vec![peer], now);
+        }
+        session
+    }
+
+    /// Drop counters so far.
+    pub fn drops(&self) -> DropCounts {
+        self.drops
+    }
+
+    /// Feeds one received datagram.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        if self.closed {
+            return;
+        }
+        if bytes.len() > MAX_DATAGRAM_BYTES {
+            self.drops.oversized += 1;
+            return;
+        }
+        match wire::classify(bytes) {
+            Class::Stun => self.on_stun(from, bytes),
+            Class::Control => self.on_control(now, from, bytes),
+            Class::Token(token) => self.on_token(now, from, token),
+            Class::Unknown => self.drops.malformed += 1,
+        }
+    }
+
+    /// Feeds one command from the app.
+    pub fn handle_command(&mut self, now: Instant, command: NetCommand) {
+        if self.closed {
+            return;
+        }
+        match command {
+            NetCommand::Send { text } => self.send_message(now, text),
+            NetCommand::Shutdown => self.shutdown(now),
+        }
+    }
+
+    /// Runs everything whose deadline is at or before `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.closed {
+            return;
+        }
+        self.stun_timers(now);
+        self.rendezvous_timers(now);
+        for index in 0..self.peers.len() {
+            self.peer_timers(now, index);
+        }
+        if now >= self.next_drops_report {
+            if self.drops != self.drops_reported {
+                self.drops_reported = self.drops;
+                self.events.push_back(NetEvent::Drops(self.drops));
+            }
+            self.next_drops_report = now + DROPS_REPORT_INTERVAL;
+        }
+    }
+
+    /// The next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event for the app.
+    pub fn poll_event(&mut self) -> Option<NetEvent> {
+        self.events.pop_front()
+    }
+
+    /// When `handle_timeout` must next be called; `None` once closed.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.closed {
+            return None;
+        }
+        let mut next = self.next_drops_report;
+        let mut consider = |t: Instant| next = next.min(t);
+        if let Some(stun) = self.stun.as_ref().filter(|s| !s.done) {
+            consider(stun.next);
+        }
+        if let Some(rv) = &self.rendezvous {
+            consider(rv.next_register);
+            if let Some(since) = rv.awaiting_since.filter(|_| !rv.silent_reported) {
+                consider(since + SERVER_SILENT_NOTICE_AFTER);
+            }
+        }
+        for peer in &self.peers {
+            if peer.online {
+                consider(peer.next_keepalive);
+                if let Some(seen) = peer.last_seen {
+                    consider(seen + self.config.offline_after);
+                }
+            } else {
+                consider(peer.next_probe);
+            }
+        }
+        Some(next)
+    }
+
+    fn wall(&self, now: Instant) -> DateTime<Utc> {
+        let elapsed = now.saturating_duration_since(self.mono_anchor);
+        self.wall_anchor + chrono::Duration::from_std(elapsed).unwrap_or(chrono::Duration::zero())
+    }
+
+    fn unix_secs(&self, now: Instant) -> u64 {
+        u64::try_from(self.wall(now).timestamp()).unwrap_or(0)
+    }
+
+    fn add_peer(
+        &mut self,
+        name: Option<String>,
+        candidates: Vec<SocketAddr>,
+        now: Instant,
+    ) -> usize {
+        let id = PeerId(self.next_peer_id);
+        self.next_peer_id += 1;
+        self.peers.push(Peer::new(id, name, candidates, now));
+        self.peers.len() - 1
+    }
+
+    fn seal(&self, now: Instant, envelope: &Envelope) -> Option<Vec<u8>> {
+        let json = serde_json::to_vec(envelope).ok()?;
+        Some(self.cipher.seal(&json, self.unix_secs(now)).into_bytes())
+    }
+
+    fn send_envelope(&mut self, now: Instant, to: SocketAddr, envelope: &Envelope) {
+        if let Some(payload) = self.seal(now, envelope) {
+            self.transmits.push_back(Transmit { to, payload });
+        }
+    }
+
+    fn send_ping(&mut self, now: Instant, index: usize, targets: &[SocketAddr]) {
+        let peer = &mut self.peers[index];
+        peer.ping_seq += 1;
+        peer.ping_sent = Some((peer.ping_seq, now));
+        let ping = Envelope::Ping {
+            name: self.config.name.clone(),
+            seq: peer.ping_seq,
+        };
+        for &to in targets {
+            self.send_envelope(now, to, &ping);
+        }
+    }
+
+    fn on_stun(&mut self, from: SocketAddr, bytes: &[u8]) {
+        let Some(probe) = self.stun.as_mut().filter(|p| p.server == from && !p.done) else {
+            self.drops.unexpected_source += 1;
+            return;
+        };
+        match stun::parse(bytes) {
+            Some(Stun::BindingSuccess { txid, mapped }) if txid == probe.txid => {
+                probe.done = true;
+                self.events
+                    .push_back(NetEvent::PublicEndpoint { addr: mapped });
+            }
+            Some(_) => self.drops.unexpected_source += 1,
+            None => self.drops.malformed += 1,
+        }
+    }
+
+    fn on_control(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        let Some(rv) = self.rendezvous.as_mut().filter(|rv| rv.server == from) else {
+            self.drops.unexpected_source += 1;
+            return;
+        };
+        let Ok(message) = serde_json::from_slice::<FromServer>(bytes) else {
+            self.drops.malformed += 1;
+            return;
+        };
+        match message {
+            FromServer::Registered { .. } => {
+                let announce = !rv.registered_once || rv.silent_reported;
+                rv.registered_once = true;
+                rv.awaiting_since = None;
+                rv.silent_reported = false;
+                rv.retry = REGISTER_RETRY;
+                rv.next_register = now + REGISTER_REFRESH;
+                if announce {
+                    let server = rv.server;
+                    self.events.push_back(NetEvent::Registered { server });
+                }
+            }
+            FromServer::Peer {
+                name,
+                public,
+                private,
+            } => {
+                self.on_introduction(now, name, public, private);
+            }
+            FromServer::Refused { reason } => {
+                rv.awaiting_since = None;
+                rv.next_register = now + REGISTER_REFRESH;
+                self.events.push_back(NetEvent::ServerRefused { reason });
+            }
+        }
+    }
+
+    fn on_introduction(
+        &mut self,
+        now: Instant,
+        name: String,
+        public: SocketAddr,
+        private: Vec<SocketAddr>,
+    ) {
+        if name == self.config.name {
+            return;
+        }
+        let mut candidates = vec![public];
+        for addr in private
+            .into_iter()
+            .take(crate::consts::MAX_PRIVATE_ENDPOINTS)
+        {
+            if !candidates.contains(&addr) {
+                candidates.push(addr);
+            }
+        }
+        match self
+            .peers
+            .iter()
+            .position(|p| p.name.as_deref() == Some(name.as_str()))
+        {
+            Some(index) => {
+                let peer = &mut self.peers[index];
+                if peer.candidates != candidates {
+                    peer.candidates = candidates;
+                    if !peer.online {
+                        peer.restart_punching(now);
+                    }
+                }
+            }
+            None => {
+                let index = self.add_peer(Some(name.clone()), candidates, now);
+                let peer = self.peers[index].id;
+                self.events
+                    .push_back(NetEvent::PeerIntroduced { peer, name, public });
+            }
+        }
+    }
+
+    fn on_token(&mut self, now: Instant, from: SocketAddr, token: &str) {
+        let plain = match self.cipher.open(token, self.unix_secs(now)) {
+            Ok(plain) => plain,
+            Err(OpenError::Unauthentic) => {
+                self.drops.unauthentic += 1;
+                self.reject_once(from, Rejection::WrongKey);
+                return;
+            }
+            Err(OpenError::Stale { skew_secs }) => {
+                self.drops.stale += 1;
+                self.reject_once(from, Rejection::Clock { skew_secs });
+                return;
+            }
+        };
+        match serde_json::from_slice::<Envelope>(&plain) {
+            Ok(envelope) => self.on_envelope(now, from, envelope),
+            Err(_) => self.drops.malformed += 1,
+        }
+    }
+
+    fn reject_once(&mut self, from: SocketAddr, reason: Rejection) {
+        if self.notified_sources.len() < NOTICE_SOURCES_CAPACITY
+            && self.notified_sources.insert(from)
+        {
+            self.events.push_back(NetEvent::Rejected { from, reason });
+        }
+    }
+
+    /// The peer an authenticated envelope belongs to: by name; else the direct-mode peer whose
+    /// name we have not learnt yet; else a new peer (anyone holding the key is a participant).
+    fn peer_for(&mut self, name: &str, from: SocketAddr, now: Instant) -> usize {
+        if let Some(index) = self
+            .peers
+            .iter()
+            .position(|p| p.name.as_deref() == Some(name))
+        {
+            return index;
+        }
+        if let Some(index) = self.peers.iter().position(|p| p.name.is_none()) {
+            self.peers[index].name = Some(name.to_owned());
+            return index;
+        }
+        self.add_peer(Some(name.to_owned()), vec![from], now)
+    }
+
+    fn on_envelope(&mut self, now: Instant, from: SocketAddr, envelope: Envelope) {
+        let index = self.peer_for(envelope.name(), from, now);
+        if let Envelope::Bye { .. } = envelope {
+            self.peers[index].last_seen = Some(now);
+            self.go_offline(now, index, OfflineReason::Left);
+            return;
+        }
+        self.mark_alive(now, index, from);
+        match envelope {
+            Envelope::Ping { seq, .. } => {
+                let pong = Envelope::Pong {
+                    name: self.config.name.clone(),
+                    seq,
+                };
+                self.send_envelope(now, from, &pong);
+            }
+            Envelope::Pong { seq, .. } => {
+                let peer = &mut self.peers[index];
+                if let Some((sent_seq, sent_at)) = peer.ping_sent
+                    && sent_seq == seq
+                {
+                    peer.ping_sent = None;
+                    let rtt = now.saturating_duration_since(sent_at);
+                    self.events.push_back(NetEvent::Rtt { peer: peer.id, rtt });
+                }
+            }
+            Envelope::Message {
+                name,
+                timestamp,
+                text,
+                id,
+            } => {
+                if let Some(id) = &id
+                    && !self.seen.insert((name.clone(), id.clone()))
+                {
+                    self.drops.duplicate += 1;
+                    return;
+                }
+                self.events.push_back(NetEvent::Message {
+                    from: name,
+                    text,
+                    timestamp: wire::timestamp_text(&timestamp),
+                    id: id.map(MsgId),
+                });
+            }
+            Envelope::Bye { .. } => {}
+        }
+    }
+
+    /// An authenticated packet from `from`: the peer is alive and `from` is its path.
+    fn mark_alive(&mut self, now: Instant, index: usize, from: SocketAddr) {
+        let peer = &mut self.peers[index];
+        peer.last_seen = Some(now);
+        let moved = peer.path != Some(from);
+        peer.path = Some(from);
+        let (id, name) = (peer.id, peer.display_name());
+        if !peer.online {
+            peer.online = true;
+            peer.next_keepalive = now + KEEPALIVE_INTERVAL;
+            self.events.push_back(NetEvent::PeerOnline {
+                peer: id,
+                name,
+                addr: from,
+            });
+            self.flush_outbox(now);
+        } else if moved {
+            self.events.push_back(NetEvent::PathChanged {
+                peer: id,
+                name,
+                addr: from,
+            });
+        }
+    }
+
+    fn go_offline(&mut self, now: Instant, index: usize, reason: OfflineReason) {
+        let peer = &mut self.peers[index];
+        if !peer.online {
+            return;
+        }
+        peer.online = false;
+        peer.ping_sent = None;
+        peer.restart_punching(now);
+        let (id, name) = (peer.id, peer.display_name());
+        self.events.push_back(NetEvent::PeerOffline {
+            peer: id,
+            name,
+            reason,
+        });
+        // Ask the server again: a restarted peer has a new endpoint only the server knows.
+        if let Some(rv) = &mut self.rendezvous {
+            rv.next_register = now;
+        }
+    }
+
+    fn stun_timers(&mut self, now: Instant) {
+        let Some(probe) = self.stun.as_mut().filter(|p| !p.done && now >= p.next) else {
+            return;
+        };
+        if probe.transmits == STUN_MAX_TRANSMITS {
+            probe.done = true;
+            let server = probe.server;
+            self.events.push_back(NetEvent::StunFailed { server });
+            return;
+        }
+        probe.next = now + STUN_RTO * 2u32.pow(probe.transmits);
+        probe.transmits += 1;
+        if let Some(payload) = stun::binding_request(probe.txid) {
+            self.transmits.push_back(Transmit {
+                to: probe.server,
+                payload,
+            });
+        }
+    }
+
+    fn rendezvous_timers(&mut self, now: Instant) {
+        let Some(rv) = self.rendezvous.as_mut() else {
+            return;
+        };
+        if let Some(since) = rv.awaiting_since
+            && !rv.silent_reported
+            && now >= since + SERVER_SILENT_NOTICE_AFTER
+        {
+            rv.silent_reported = true;
+            self.events
+                .push_back(NetEvent::ServerSilent { server: rv.server });
+        }
+        if now < rv.next_register {
+            return;
+        }
+        if rv.awaiting_since.is_some() {
+            rv.retry = (rv.retry * 2).min(REGISTER_REFRESH);
+        } else {
+            rv.awaiting_since = Some(now);
+        }
+        rv.next_register = now + rv.retry;
+        let register = ToServer::Register {
+            room: rv.room.clone(),
+            name: self.config.name.clone(),
+            private: self.config.private_endpoints.clone(),
+        };
+        if let Ok(payload) = serde_json::to_vec(&register) {
+            self.transmits.push_back(Transmit {
+                to: rv.server,
+                payload,
+            });
+        }
+    }
+
+    fn peer_timers(&mut self, now: Instant, index: usize) {
+        let offline_after = self.config.offline_after;
+        let peer = &self.peers[index];
+        if peer.online {
+            if peer
+                .last_seen
+                .is_some_and(|seen| now >= seen + offline_after)
+            {
+                self.go_offline(now, index, OfflineReason::Silent);
+            } else if now >= peer.next_keepalive {
+                self.peers[index].next_keepalive = now + KEEPALIVE_INTERVAL;
+                if let Some(path) = self.peers[index].path {
+                    self.send_ping(now, index, &[path]);
+                }
+                return;
+            } else {
+                return;
+            }
+        }
+        let peer = &mut self.peers[index];
+        if now < peer.next_probe {
+            return;
+        }
+        let fast = now < peer.fast_until;
+        peer.next_probe = now + if fast { PUNCH_INTERVAL } else { PROBE_INTERVAL };
+        if !fast && !peer.reported_no_path {
+            peer.reported_no_path = true;
+            let (id, name) = (peer.id, peer.display_name());
+            self.events
+                .push_back(NetEvent::NoPathYet { peer: id, name });
+        }
+        let targets = peer.probe_targets();
+        self.send_ping(now, index, &targets);
+    }
+
+    fn send_message(&mut self, now: Instant, text: String) {
+        let mut raw = [0u8; 8];
+        self.rng.fill_bytes(&mut raw);
+        let id = MsgId(raw.iter().map(|b| format!("{b:02x}")).collect());
+        let timestamp = self.wall(now).to_rfc3339_opts(SecondsFormat::Millis, true);
+        let envelope = self.message_envelope(&id, &text, &timestamp);
+        let size = self.seal(now, &envelope).map_or(usize::MAX, |p| p.len());
+        if size > MAX_DATAGRAM_BYTES {
+            let reason = format!(
+                "too long for one datagram ({size} bytes encrypted, limit {MAX_DATAGRAM_BYTES}); \
+                 split it into shorter messages"
+            );
+            self.events.push_back(NetEvent::NotSent { text, reason });
+            return;
+        }
+        let outgoing = Outgoing {
+            id,
+            text,
+            timestamp,
+        };
+        if self.peers.iter().any(|p| p.online) {
+            self.deliver(now, outgoing);
+        } else if self.outbox.len() >= OUTBOX_CAPACITY {
+            let reason = format!("{OUTBOX_CAPACITY} messages are already waiting for a peer");
+            self.events.push_back(NetEvent::NotSent {
+                text: outgoing.text,
+                reason,
+            });
+        } else {
+            self.events.push_back(NetEvent::Queued {
+                id: outgoing.id.clone(),
+                text: outgoing.text.clone(),
+                timestamp: outgoing.timestamp.clone(),
+            });
+            self.outbox.push_back(outgoing);
+        }
+    }
+
+    fn message_envelope(&self, id: &MsgId, text: &str, timestamp: &str) -> Envelope {
+        Envelope::Message {
+            name: self.config.name.clone(),
+            timestamp: timestamp.into(),
+            text: text.to_owned(),
+            id: Some(id.0.clone()),
+        }
+    }
+
+    /// Sends to every online peer and reports it sent.
+    fn deliver(&mut self, now: Instant, outgoing: Outgoing) {
+        let envelope = self.message_envelope(&outgoing.id, &outgoing.text, &outgoing.timestamp);
+        let paths: Vec<SocketAddr> = self
+            .peers
+            .iter()
+            .filter(|p| p.online)
+            .filter_map(|p| p.path)
+            .collect();
+        for to in paths {
+            self.send_envelope(now, to, &envelope);
+        }
+        let Outgoing {
+            id,
+            text,
+            timestamp,
+        } = outgoing;
+        self.events.push_back(NetEvent::Sent {
+            id,
+            text,
+            timestamp,
+        });
+    }
+
+    fn flush_outbox(&mut self, now: Instant) {
+        while let Some(outgoing) = self.outbox.pop_front() {
+            self.deliver(now, outgoing);
+        }
+    }
+
+    fn shutdown(&mut self, now: Instant) {
+        let bye = Envelope::Bye {
+            name: self.config.name.clone(),
+        };
+        let paths: Vec<SocketAddr> = self
+            .peers
+            .iter()
+            .filter(|p| p.online)
+            .filter_map(|p| p.path)
+            .collect();
+        for to in paths {
+            self.send_envelope(now, to, &bye);
+        }
+        for outgoing in std::mem::take(&mut self.outbox) {
+            let reason = "p2pchat quit before any peer came online".to_owned();
+            self.events.push_back(NetEvent::NotSent {
+                text: outgoing.text,
+                reason,
+            });
+        }
+        self.closed = true;
+        self.events.push_back(NetEvent::Closed);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,707 @@
+//! Session tests: peers and the rendezvous server over a simulated network with simulated
+//! time. No sockets, no sleeping; a minute of protocol runs in microseconds.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use chrono::{TimeZone, Utc};
+use proptest::prelude::*;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::*;
+use crate::consts::{OFFLINE_AFTER, PUNCH_WINDOW};
+use crate::proto::crypto::{Cipher, generate_key};
+use crate::server::Server;
+
+const SERVER: &str = "198.51.100.1:7777";
+const LATENCY: Duration = Duration::from_millis(20);
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn wall() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 5, 1, 12, 0, 0).unwrap()
+}
+
+struct Node {
+    addr: SocketAddr,
+    session: Session,
+    events: Vec<NetEvent>,
+    alive: bool,
+}
+
+struct Packet {
+    at: Instant,
+    from: SocketAddr,
+    to: SocketAddr,
+    bytes: Vec<u8>,
+}
+
+/// A simulated network: nodes, an optional server, per-packet loss and latency.
+struct Sim {
+    now: Instant,
+    start: Instant,
+    nodes: Vec<Node>,
+    server: Option<Server>,
+    in_flight: Vec<Packet>,
+    loss_percent: u32,
+    rng: StdRng,
+    sent: Vec<(Instant, SocketAddr, SocketAddr)>,
+}
+
+impl Sim {
+    fn new(seed: u64) -> Self {
+        let now = Instant::now();
+        Self {
+            now,
+            start: now,
+            nodes: Vec::new(),
+            server: None,
+            in_flight: Vec::new(),
+            loss_percent: 0,
+            rng: StdRng::seed_from_u64(seed),
+            sent: Vec::new(),
+        }
+    }
+
+    fn with_server(seed: u64) -> Self {
+        let mut sim = Self::new(seed);
+        sim.server = Some(Server::new());
+        sim
+    }
+
+    fn add(&mut self, name: &str, at: &str, mode: Mode, key: &str) -> usize {
+        let stun_server = match &mode {
+            Mode::Room { server, .. } => Some(*server),
+            Mode::Direct { .. } => None,
+        };
+        let config = SessionConfig {
+            name: name.into(),
+            mode,
+            stun_server,
+            private_endpoints: vec![],
+            offline_after: OFFLINE_AFTER,
+        };
+        let seed = self.rng.next_u64();
+        let cipher = Cipher::from_key(key).unwrap();
+        let session = Session::new(config, cipher, self.now, wall() + self.elapsed(), seed);
+        self.nodes.push(Node {
+            addr: addr(at),
+            session,
+            events: Vec::new(),
+            alive: true,
+        });
+        self.nodes.len() - 1
+    }
+
+    fn room(&mut self, name: &str, at: &str, key: &str) -> usize {
+        self.add(
+            name,
+            at,
+            Mode::Room {
+                server: addr(SERVER),
+                room: "r".into(),
+            },
+            key,
+        )
+    }
+
+    fn elapsed(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.now - self.start).unwrap()
+    }
+
+    fn drain(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        while let Some(t) = node.session.poll_transmit() {
+            assert!(t.payload.len() <= MAX_DATAGRAM_BYTES, "oversized transmit");
+            self.sent.push((self.now, node.addr, t.to));
+            if self.rng.random_range(0..100) >= self.loss_percent {
+                self.in_flight.push(Packet {
+                    at: self.now + LATENCY,
+                    from: node.addr,
+                    to: t.to,
+                    bytes: t.payload,
+                });
+            }
+        }
+        while let Some(e) = node.session.poll_event() {
+            node.events.push(e);
+        }
+    }
+
+    /// Injects a datagram as if `from` had sent it to node `to`.
+    fn inject(&mut self, from: SocketAddr, to: usize, bytes: &[u8]) {
+        let now = self.now;
+        self.nodes[to].session.handle_datagram(now, from, bytes);
+        self.drain(to);
+    }
+
+    fn command(&mut self, i: usize, command: NetCommand) {
+        let now = self.now;
+        self.nodes[i].session.handle_command(now, command);
+        self.drain(i);
+    }
+
+    fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        for i in 0..self.nodes.len() {
+            self.drain(i);
+        }
+        loop {
+            let mut next = end;
+            for p in &self.in_flight {
+                next = next.min(p.at);
+            }
+            for n in self.nodes.iter().filter(|n| n.alive) {
+                if let Some(t) = n.session.poll_timeout() {
+                    next = next.min(t.max(self.now));
+                }
+            }
+            if let Some(t) = self.server.as_ref().and_then(Server::poll_timeout) {
+                next = next.min(t.max(self.now));
+            }
+            if next >= end {
+                self.now = end;
+                return;
+            }
+            self.now = next;
+            let now = self.now;
+            let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.in_flight)
+                .into_iter()
+                .partition(|p| p.at <= now);
+            self.in_flight = later;
+            for p in due {
+                if p.to == addr(SERVER) {
+                    if let Some(server) = self.server.as_mut() {
+                        for t in server.handle(now, p.from, &p.bytes) {
+                            self.in_flight.push(Packet {
+                                at: now + LATENCY,
+                                from: p.to,
+                                to: t.to,
+                                bytes: t.payload,
+                            });
+                        }
+                    }
+                } else if let Some(i) = self.nodes.iter().position(|n| n.addr == p.to && n.alive) {
+                    self.nodes[i].session.handle_datagram(now, p.from, &p.bytes);
+                    self.drain(i);
+                }
+            }
+            if let Some(server) = self.server.as_mut() {
+                server.handle_timeout(now);
+            }
+            for i in 0..self.nodes.len() {
+                let due = self.nodes[i]
+                    .session
+                    .poll_timeout()
+                    .is_some_and(|t| t <= now);
+                if self.nodes[i].alive && due {
+                    self.nodes[i].session.handle_timeout(now);
+                    self.drain(i);
+                }
+            }
+        }
+    }
+
+    fn events(&self, i: usize) -> &[NetEvent] {
+        &self.nodes[i].events
+    }
+
+    fn online(&self, i: usize) -> usize {
+        self.events(i)
+            .iter()
+            .filter(|e| matches!(e, NetEvent::PeerOnline { .. }))
+            .count()
+    }
+
+    fn offline(&self, i: usize) -> Vec<OfflineReason> {
+        self.events(i)
+            .iter()
+            .filter_map(|e| match e {
+                NetEvent::PeerOffline { reason, .. } => Some(*reason),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn texts(&self, i: usize) -> Vec<String> {
+        self.events(i)
+            .iter()
+            .filter_map(|e| match e {
+                NetEvent::Message { text, .. } => Some(text.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn send(text: &str) -> NetCommand {
+    NetCommand::Send { text: text.into() }
+}
+
+fn direct_pair(seed: u64) -> (Sim, usize, usize, String) {
+    let key = generate_key();
+    let mut sim = Sim::new(seed);
+    let a = sim.add(
+        "alice",
+        "192.0.2.1:1000",
+        Mode::Direct {
+            peer: addr("192.0.2.2:2000"),
+        },
+        &key,
+    );
+    let b = sim.add(
+        "bob",
+        "192.0.2.2:2000",
+        Mode::Direct {
+            peer: addr("192.0.2.1:1000"),
+        },
+        &key,
+    );
+    (sim, a, b, key)
+}
+
+#[test]
+fn direct_peers_punch_and_chat_both_ways() {
+    let (mut sim, a, b, _) = direct_pair(1);
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!((sim.online(a), sim.online(b)), (1, 1));
+    assert!(sim.events(a).iter().any(|e| matches!(e,
+        NetEvent::PeerOnline { name, addr: at, .. } if name == "bob" && *at == addr("192.0.2.2:2000"))));
+    sim.command(a, send("hello bob"));
+    sim.command(b, send("hi alice ✓"));
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(sim.texts(b), vec!["hello bob"]);
+    assert_eq!(sim.texts(a), vec!["hi alice ✓"]);
+    assert!(
+        sim.events(a)
+            .iter()
+            .any(|e| matches!(e, NetEvent::Sent { text, .. } if text == "hello bob"))
+    );
+    assert!(
+        sim.events(a)
+            .iter()
+            .any(|e| matches!(e, NetEvent::Rtt { rtt, .. } if *rtt == LATENCY * 2))
+    );
+}
+
+#[test]
+fn room_peers_meet_through_server_learn_public_endpoint_and_chat() {
+    let key = generate_key();
+    let mut sim = Sim::with_server(2);
+    let a = sim.room("alice", "198.51.100.10:4000", &key);
+    sim.run_for(Duration::from_secs(3));
+    let b = sim.room("bob", "198.51.100.20:5000", &key);
+    sim.run_for(Duration::from_secs(2));
+    for (i, me) in [(a, "198.51.100.10:4000"), (b, "198.51.100.20:5000")] {
+        assert!(
+            sim.events(i)
+                .contains(&NetEvent::PublicEndpoint { addr: addr(me) })
+        );
+        assert!(sim.events(i).contains(&NetEvent::Registered {
+            server: addr(SERVER)
+        }));
+        assert!(
+            sim.events(i)
+                .iter()
+                .any(|e| matches!(e, NetEvent::PeerIntroduced { .. }))
+        );
+        assert_eq!(sim.online(i), 1);
+    }
+    sim.command(a, send("through the NAT"));
+    sim.command(b, send("and back"));
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(sim.texts(b), vec!["through the NAT"]);
+    assert_eq!(sim.texts(a), vec!["and back"]);
+}
+
+#[test]
+fn idle_peers_keep_alive_and_stay_online() {
+    let (mut sim, a, b, _) = direct_pair(3);
+    sim.run_for(Duration::from_secs(120));
+    assert_eq!((sim.online(a), sim.online(b)), (1, 1));
+    assert!(sim.offline(a).is_empty() && sim.offline(b).is_empty());
+    // After connecting, alice never leaves bob without a packet for more than the keepalive.
+    let times: Vec<Instant> = sim
+        .sent
+        .iter()
+        .filter(|(t, from, _)| {
+            *from == sim.nodes[a].addr && *t > sim.start + Duration::from_secs(1)
+        })
+        .map(|(t, _, _)| *t)
+        .collect();
+    assert!(times.len() >= 20, "only {} packets in 2 min", times.len());
+    for pair in times.windows(2) {
+        assert!(
+            pair[1] - pair[0] <= KEEPALIVE_INTERVAL,
+            "gap {:?}",
+            pair[1] - pair[0]
+        );
+    }
+}
+
+#[test]
+fn silent_peer_goes_offline_after_threshold_and_comes_back() {
+    let (mut sim, a, b, _) = direct_pair(4);
+    sim.run_for(Duration::from_secs(2));
+    sim.nodes[b].alive = false;
+    let killed = sim.now;
+    while sim.offline(a).is_empty() && sim.now - killed < Duration::from_secs(60) {
+        sim.run_for(Duration::from_millis(100));
+    }
+    assert_eq!(sim.offline(a), vec![OfflineReason::Silent]);
+    // Bob's last packet left at most one keepalive before he died; offline follows it by the
+    // threshold, give or take one step of this loop.
+    let took = sim.now - killed;
+    let earliest = OFFLINE_AFTER - KEEPALIVE_INTERVAL;
+    assert!(
+        took >= earliest && took <= OFFLINE_AFTER + Duration::from_millis(100),
+        "{took:?}"
+    );
+    sim.nodes[b].alive = true;
+    sim.run_for(Duration::from_secs(2));
+    assert_eq!(sim.online(a), 2);
+}
+
+#[test]
+fn bye_makes_peer_offline_at_once() {
+    let (mut sim, a, b, _) = direct_pair(5);
+    sim.run_for(Duration::from_secs(1));
+    sim.command(b, NetCommand::Shutdown);
+    assert!(sim.events(b).contains(&NetEvent::Closed));
+    sim.run_for(Duration::from_millis(100));
+    assert_eq!(sim.offline(a), vec![OfflineReason::Left]);
+    assert_eq!(sim.nodes[b].session.poll_timeout(), None);
+}
+
+#[test]
+fn punching_is_fast_then_slow_and_says_no_path_once() {
+    let key = generate_key();
+    let mut sim = Sim::new(6);
+    let a = sim.add(
+        "alice",
+        "192.0.2.1:1000",
+        Mode::Direct {
+            peer: addr("192.0.2.9:9"),
+        },
+        &key,
+    );
+    sim.run_for(PUNCH_WINDOW + Duration::from_secs(20));
+    let probes: Vec<Instant> = sim
+        .sent
+        .iter()
+        .filter(|s| s.1 == sim.nodes[a].addr)
+        .map(|s| s.0)
+        .collect();
+    let fast = probes
+        .iter()
+        .filter(|t| **t < sim.start + PUNCH_WINDOW)
+        .count();
+    assert_eq!(
+        fast,
+        (PUNCH_WINDOW.as_millis() / PUNCH_INTERVAL.as_millis()) as usize
+    );
+    let slow = probes.len() - fast;
+    assert_eq!(slow, 4, "one probe every 5 s for 20 s");
+    let no_path = sim
+        .events(a)
+        .iter()
+        .filter(|e| matches!(e, NetEvent::NoPathYet { .. }))
+        .count();
+    assert_eq!(no_path, 1);
+    // A peer that starts late is still found by the slow probes.
+    let b = sim.add(
+        "bob",
+        "192.0.2.9:9",
+        Mode::Direct {
+            peer: addr("192.0.2.99:1"),
+        },
+        &key,
+    );
+    sim.run_for(PROBE_INTERVAL + Duration::from_secs(1));
+    assert_eq!((sim.online(a), sim.online(b)), (1, 1));
+}
+
+#[test]
+fn hostile_datagrams_are_counted_and_never_shown() {
+    let (mut sim, a, b, _) = direct_pair(7);
+    sim.run_for(Duration::from_secs(1));
+    let before = sim.events(b).len();
+    let evil = addr("203.0.113.66:666");
+    let other_key = Cipher::from_key(&generate_key()).unwrap();
+    let stamp = wall().timestamp() as u64 + 1;
+    let forged = other_key.seal(
+        br#"{"type":"message","name":"alice","text":"pwned"}"#,
+        stamp,
+    );
+    for _ in 0..50 {
+        sim.inject(evil, b, forged.as_bytes());
+    }
+    let valid = sim.nodes[b]
+        .session
+        .cipher
+        .seal(b"{\"type\":\"message\",\"name\":\"x\"", stamp);
+    sim.inject(evil, b, valid.as_bytes()); // authentic but truncated JSON
+    let valid = sim.nodes[b]
+        .session
+        .cipher
+        .seal(br#"{"type":"launch","name":"x"}"#, stamp);
+    sim.inject(evil, b, valid.as_bytes()); // unknown type
+    sim.inject(evil, b, &vec![b'A'; 5000]);
+    sim.inject(evil, b, b"");
+    sim.inject(evil, b, b"\xff\xfe garbage");
+    sim.inject(evil, b, &forged.as_bytes()[..forged.len() / 2]);
+    sim.inject(
+        evil,
+        b,
+        br#"{"op":"peer","name":"mallory","public":"203.0.113.66:1","private":[]}"#,
+    );
+    sim.inject(evil, b, &stun::binding_success([0; 12], evil).unwrap());
+    sim.run_for(Duration::from_secs(2));
+    let new: Vec<_> = sim.events(b)[before..]
+        .iter()
+        .filter(|e| !matches!(e, NetEvent::Rtt { .. } | NetEvent::Drops(_)))
+        .collect();
+    assert_eq!(
+        new,
+        vec![&NetEvent::Rejected {
+            from: evil,
+            reason: Rejection::WrongKey
+        }]
+    );
+    assert!(sim.texts(b).is_empty());
+    let d = sim.nodes[b].session.drops();
+    assert_eq!(d.unauthentic, 51);
+    assert_eq!(d.malformed, 4);
+    assert_eq!(d.oversized, 1);
+    assert_eq!(d.unexpected_source, 2);
+    assert!(sim.events(b).contains(&NetEvent::Drops(d)));
+    // The forged packets moved nothing: bob still talks to alice where she is.
+    sim.command(b, send("still here"));
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(sim.texts(a), vec!["still here"]);
+}
+
+#[test]
+fn seed_format_message_is_shown_and_replays_of_ours_are_not() {
+    let (mut sim, a, b, key) = direct_pair(8);
+    sim.run_for(Duration::from_secs(1));
+    // A client written from the seed notes: four fields, its own timestamp format, no id.
+    let seed = fernet::Fernet::new(&key).unwrap();
+    let plain = br#"{"type": "message", "name": "seedy", "timestamp": "2025-05-29 10:00:00", "text": "hello from python"}"#;
+    let token = seed.encrypt(plain);
+    let from = addr("192.0.2.50:5050");
+    // The seed client's token carries the real clock; move our simulated clock next to it.
+    let skew = Utc::now() - wall();
+    sim.nodes[b].session.wall_anchor += skew;
+    sim.inject(from, b, token.as_bytes());
+    assert!(sim.events(b).iter().any(
+        |e| matches!(e, NetEvent::Message { from, text, timestamp, id: None }
+        if from == "seedy" && text == "hello from python" && timestamp == "2025-05-29 10:00:00")
+    ));
+    sim.nodes[b].session.wall_anchor -= skew;
+    // Capture one of alice's messages in flight and deliver it twice more.
+    sim.command(a, send("once"));
+    let copy = sim
+        .in_flight
+        .iter()
+        .find(|p| p.to == sim.nodes[b].addr)
+        .unwrap()
+        .bytes
+        .clone();
+    sim.run_for(Duration::from_secs(1));
+    sim.inject(sim.nodes[a].addr, b, &copy);
+    sim.inject(addr("203.0.113.1:1"), b, &copy);
+    assert_eq!(sim.texts(b).iter().filter(|t| *t == "once").count(), 1);
+    assert_eq!(sim.nodes[b].session.drops().duplicate, 2);
+}
+
+#[test]
+fn stale_tokens_are_refused_with_the_clock_reason() {
+    let (mut sim, _a, b, _) = direct_pair(9);
+    sim.run_for(Duration::from_secs(1));
+    let old = wall().timestamp() as u64 - 3600;
+    let token = sim.nodes[b]
+        .session
+        .cipher
+        .seal(br#"{"type":"ping","name":"alice","seq":1}"#, old);
+    let from = addr("192.0.2.77:7");
+    sim.inject(from, b, token.as_bytes());
+    assert!(sim.events(b).iter().any(|e| matches!(e,
+        NetEvent::Rejected { from: f, reason: Rejection::Clock { skew_secs } } if *f == from && *skew_secs <= -3600)));
+    assert_eq!(sim.nodes[b].session.drops().stale, 1);
+}
+
+#[test]
+fn authenticated_packets_move_the_path_and_others_do_not() {
+    let (mut sim, a, b, key) = direct_pair(10);
+    sim.run_for(Duration::from_secs(1));
+    // alice roams to a new address (say, a new NAT mapping).
+    let roamed = addr("192.0.2.1:1111");
+    sim.nodes[a].addr = roamed;
+    sim.run_for(KEEPALIVE_INTERVAL + Duration::from_secs(1));
+    assert!(
+        sim.events(b)
+            .iter()
+            .any(|e| matches!(e, NetEvent::PathChanged { addr: at, .. } if *at == roamed))
+    );
+    let _ = key;
+    sim.command(b, send("found you"));
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(sim.texts(a), vec!["found you"]);
+}
+
+#[test]
+fn messages_wait_in_the_outbox_until_a_peer_is_online() {
+    let key = generate_key();
+    let mut sim = Sim::new(11);
+    let a = sim.add(
+        "alice",
+        "192.0.2.1:1000",
+        Mode::Direct {
+            peer: addr("192.0.2.2:2000"),
+        },
+        &key,
+    );
+    sim.command(a, send("are you there?"));
+    assert!(
+        sim.events(a)
+            .iter()
+            .any(|e| matches!(e, NetEvent::Queued { text, .. } if text == "are you there?"))
+    );
+    sim.run_for(Duration::from_secs(30));
+    let b = sim.add(
+        "bob",
+        "192.0.2.2:2000",
+        Mode::Direct {
+            peer: addr("192.0.2.1:1000"),
+        },
+        &key,
+    );
+    sim.run_for(Duration::from_secs(2));
+    assert_eq!(sim.texts(b), vec!["are you there?"]);
+    assert!(
+        sim.events(a)
+            .iter()
+            .any(|e| matches!(e, NetEvent::Sent { text, .. } if text == "are you there?"))
+    );
+}
+
+#[test]
+fn shutdown_reports_queued_messages_as_not_sent() {
+    let key = generate_key();
+    let mut sim = Sim::new(12);
+    let a = sim.add(
+        "alice",
+        "192.0.2.1:1000",
+        Mode::Direct {
+            peer: addr("192.0.2.2:2000"),
+        },
+        &key,
+    );
+    sim.command(a, send("lonely"));
+    sim.command(a, NetCommand::Shutdown);
+    assert!(
+        sim.events(a)
+            .iter()
+            .any(|e| matches!(e, NetEvent::NotSent { text, .. } if text == "lonely"))
+    );
+    assert_eq!(sim.events(a).last(), Some(&NetEvent::Closed));
+}
+
+#[test]
+fn too_long_message_is_refused_whole() {
+    let (mut sim, a, b, _) = direct_pair(13);
+    sim.run_for(Duration::from_secs(1));
+    sim.command(a, send(&"x".repeat(2000)));
+    assert!(
+        sim.events(a)
+            .iter()
+            .any(|e| matches!(e, NetEvent::NotSent { text, reason }
+        if text.len() == 2000 && reason.contains("limit 1200")))
+    );
+    sim.run_for(Duration::from_secs(1));
+    assert!(sim.texts(b).is_empty());
+}
+
+#[test]
+fn silent_server_is_reported_once_and_stun_gives_up_bounded() {
+    let key = generate_key();
+    let mut sim = Sim::new(14); // no server answers
+    let a = sim.room("alice", "198.51.100.10:4000", &key);
+    sim.run_for(Duration::from_secs(60));
+    let silent = sim
+        .events(a)
+        .iter()
+        .filter(|e| matches!(e, NetEvent::ServerSilent { .. }))
+        .count();
+    assert_eq!(silent, 1);
+    assert!(sim.events(a).contains(&NetEvent::StunFailed {
+        server: addr(SERVER)
+    }));
+    let stun_sent = sim.sent.iter().filter(|s| s.2 == addr(SERVER)).count();
+    // Registrations back off (1, 2, 4, 8, 16, 20 s...) and STUN stops after 3 transmissions.
+    assert!(
+        stun_sent < 15,
+        "{stun_sent} datagrams to a dead server in a minute"
+    );
+}
+
+#[test]
+fn restarted_peer_is_found_again_through_the_server() {
+    let key = generate_key();
+    let mut sim = Sim::with_server(15);
+    let a = sim.room("alice", "198.51.100.10:4000", &key);
+    let b = sim.room("bob", "198.51.100.20:5000", &key);
+    sim.run_for(Duration::from_secs(2));
+    assert_eq!(sim.online(a), 1);
+    sim.nodes[b].alive = false;
+    let b2 = sim.room("bob", "198.51.100.20:5001", &key);
+    sim.run_for(Duration::from_secs(5));
+    assert_eq!(sim.online(b2), 1);
+    assert!(sim.events(a).iter().any(
+        |e| matches!(e, NetEvent::PathChanged { addr: at, .. } if *at == addr("198.51.100.20:5001"))
+    ));
+    sim.command(a, send("welcome back"));
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(sim.texts(b2), vec!["welcome back"]);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn peers_connect_through_loss(seed in any::<u64>(), loss in 0u32..=30) {
+        let key = generate_key();
+        let mut sim = Sim::with_server(seed);
+        sim.loss_percent = loss;
+        let a = sim.room("alice", "198.51.100.10:4000", &key);
+        let b = sim.room("bob", "198.51.100.20:5000", &key);
+        sim.run_for(Duration::from_secs(30));
+        prop_assert!(sim.online(a) >= 1 && sim.online(b) >= 1);
+        // Over the lossy link nothing is ever shown that was not sent, and nothing twice.
+        sim.loss_percent = 0;
+        for i in 0..20 {
+            sim.command(a, send(&format!("m{i}")));
+        }
+        sim.run_for(Duration::from_secs(2));
+        let got = sim.texts(b);
+        let unique: HashSet<_> = got.iter().collect();
+        prop_assert_eq!(unique.len(), got.len());
+        prop_assert_eq!(got.len(), 20);
+    }
+
+    #[test]
+    fn arbitrary_datagrams_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..1500),
+                                       prefix in prop_oneof![Just(&b""[..]), Just(&b"gAAAAA"[..]), Just(&b"{"[..])]) {
+        let (mut sim, _a, b, _) = direct_pair(16);
+        let mut datagram = prefix.to_vec();
+        datagram.extend(bytes);
+        sim.inject(addr("203.0.113.5:5"), b, &datagram);
+        sim.inject(addr(SERVER), b, &datagram);
+        prop_assert!(sim.texts(b).is_empty());
+    }
+}

@@ -1,0 +1,196 @@
+//! The formats on the one UDP socket: how a datagram is classified by its first bytes, the
+//! plaintext JSON spoken with the rendezvous server, and the JSON envelope sealed inside a
+//! Fernet token between peers. Pure data and parsing; no state, no crypto, no IO.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use super::stun;
+
+/// What the first bytes of a datagram say it is.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Class<'a> {
+    /// RFC 5389 STUN.
+    Stun,
+    /// Rendezvous control (a JSON object), between a peer and the server.
+    Control,
+    /// A Fernet token from a peer (ASCII, starts with the version byte 0x80 in base64).
+    Token(&'a str),
+    /// None of the above.
+    Unknown,
+}
+
+/// Classifies a datagram without parsing it fully.
+pub fn classify(bytes: &[u8]) -> Class<'_> {
+    if stun::looks_like_stun(bytes) {
+        Class::Stun
+    } else if bytes.first() == Some(&b'{') {
+        Class::Control
+    } else if bytes.starts_with(b"gAAAAA") {
+        match std::str::from_utf8(bytes) {
+            Ok(token) => Class::Token(token.trim_end()),
+            Err(_) => Class::Unknown,
+        }
+    } else {
+        Class::Unknown
+    }
+}
+
+/// A peer's request to the rendezvous server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum ToServer {
+    /// Join (or refresh membership of) a room.
+    Register {
+        /// Room name; everyone in a room is introduced to everyone else.
+        room: String,
+        /// Display name, unique within the room.
+        name: String,
+        /// Our addresses on local interfaces, for peers on the same LAN.
+        #[serde(default)]
+        private: Vec<SocketAddr>,
+    },
+}
+
+/// The rendezvous server's answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum FromServer {
+    /// Registration accepted.
+    Registered {
+        /// Our address as the server saw it.
+        public: SocketAddr,
+        /// Seconds until the registration expires without a refresh.
+        ttl_secs: u64,
+    },
+    /// Another member of the room.
+    Peer {
+        /// Its display name.
+        name: String,
+        /// Its address as the server saw it.
+        public: SocketAddr,
+        /// Its announced local addresses.
+        private: Vec<SocketAddr>,
+    },
+    /// The registration was refused.
+    Refused {
+        /// Why, in words for the user.
+        reason: String,
+    },
+}
+
+/// What a peer says inside a Fernet token. `message` carries the seed's four fields; a client
+/// written from the seed notes ignores our additions, and a seed message without them is valid.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Envelope {
+    /// A chat message.
+    Message {
+        /// Sender's display name.
+        name: String,
+        /// When it was written: RFC 3339 from us, any string (or number) from a seed client.
+        #[serde(default)]
+        timestamp: serde_json::Value,
+        /// The text.
+        text: String,
+        /// Our message id (absent in seed messages).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
+    /// A punch probe or keepalive; answered with `pong`.
+    Ping {
+        /// Sender's display name.
+        name: String,
+        /// Echoed in the pong, to measure round-trip time.
+        seq: u64,
+    },
+    /// Answer to a ping.
+    Pong {
+        /// Sender's display name.
+        name: String,
+        /// The ping's `seq`.
+        seq: u64,
+    },
+    /// The sender is leaving; it is offline now, not after a timeout.
+    Bye {
+        /// Sender's display name.
+        name: String,
+    },
+}
+
+impl Envelope {
+    /// The sender's display name.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Message { name, .. }
+            | Self::Ping { name, .. }
+            | Self::Pong { name, .. }
+            | Self::Bye { name } => name,
+        }
+    }
+}
+
+/// A seed timestamp as display text: strings as they are, anything else as its JSON.
+pub fn timestamp_text(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classify_by_first_bytes() {
+        assert_eq!(classify(b"{\"op\":\"x\"}"), Class::Control);
+        assert_eq!(classify(b"gAAAAAtoken"), Class::Token("gAAAAAtoken"));
+        assert_eq!(classify(b"gAAAAA\xff"), Class::Unknown);
+        assert_eq!(classify(b""), Class::Unknown);
+        assert_eq!(classify(b"hello"), Class::Unknown);
+        let req = stun::binding_request([1; 12]).unwrap();
+        assert_eq!(classify(&req), Class::Stun);
+    }
+
+    #[test]
+    fn seed_message_parses_and_ours_carries_seed_fields() {
+        let seed =
+            r#"{"type":"message","name":"bob","timestamp":"2025-05-29 12:00:00","text":"hi"}"#;
+        let env: Envelope = serde_json::from_str(seed).unwrap();
+        assert_eq!(
+            env,
+            Envelope::Message {
+                name: "bob".into(),
+                timestamp: "2025-05-29 12:00:00".into(),
+                text: "hi".into(),
+                id: None
+            }
+        );
+        let ours = Envelope::Message {
+            name: "al".into(),
+            timestamp: "2026-01-01T00:00:00Z".into(),
+            text: "yo".into(),
+            id: Some("ab".into()),
+        };
+        let json: serde_json::Value = serde_json::to_value(&ours).unwrap();
+        for field in ["type", "name", "timestamp", "text"] {
+            assert!(json.get(field).is_some(), "{field}");
+        }
+        assert_eq!(json["type"], "message");
+    }
+
+    #[test]
+    fn numeric_seed_timestamp_is_shown_as_text() {
+        let env: Envelope = serde_json::from_str(
+            r#"{"type":"message","name":"b","timestamp":1716900000.5,"text":"x"}"#,
+        )
+        .unwrap();
+        let Envelope::Message { timestamp, .. } = env else {
+            panic!("not a message")
+        };
+        assert_eq!(timestamp_text(&timestamp), "1716900000.5");
+    }
+}
