@@ -1,12 +1,28 @@
-//! p2pchat: peer-to-peer terminal chat over one UDP socket.
+//! p2pchat: peer-to-peer terminal chat over one UDP socket — rendezvous, hole punching,
+//! Fernet-encrypted JSON messages, a split-pane TUI and an append-only conversation log.
 //!
-//! Crate map:
-//! - `proto` — the protocol as a sans-IO state machine (wire formats, Fernet, STUN, session).
-//! - `server` — the rendezvous + STUN server (sans-IO core, thin tokio loop).
-//! - `text` — neutralising untrusted text for the terminal.
-//! - `consts` — every tuning constant, with its reason.
+//! Crate map (data flows top to bottom and back up as events):
+//! - `cli` — command line, config merging, exit codes; `config` — `config.toml`.
+//! - `tui` — the terminal (owner, events in) · `headless` — JSON lines on stdin/stdout.
+//! - `chat` — starting a chat and stepping it (shared by TUI, headless and `demo`).
+//! - `app` — the Elm loop: `Model`, `Message`, pure `update`, keymap, commands, texts.
+//! - `ui` — `render` of the model: history, status and input panes, theme.
+//! - `net` — the network actor that owns the socket and the session.
+//! - `proto` — the protocol as a sans-IO state machine (wire, crypto, STUN, session).
+//! - `server` — the rendezvous + STUN server; `demo` — server, bot and chat in one process.
+//! - `history` — the conversation log; `text` — neutralising untrusted text; `consts` — tuning.
 
+pub mod app;
+pub mod chat;
+pub mod cli;
+pub mod config;
 pub mod consts;
+pub mod demo;
+pub mod headless;
+pub mod history;
+pub mod net;
 pub mod proto;
 pub mod server;
 pub mod text;
+pub mod tui;
+pub mod ui;

@@ -59,6 +59,16 @@ pub enum OfflineReason {
     Left,
 }
 
+impl OfflineReason {
+    /// The word for it in logs and headless output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Silent => "unreachable",
+            Self::Left => "left",
+        }
+    }
+}
+
 /// Why datagrams from a source were refused (told to the user once per source).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rejection {

@@ -1,0 +1,70 @@
+//! Slash commands, parsed in this one place for the TUI and headless mode alike.
+
+/// What a submitted line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Nothing (an empty or blank line).
+    Empty,
+    /// A chat message.
+    Say(String),
+    /// `/help`.
+    Help,
+    /// `/quit`.
+    Quit,
+    /// `/who`.
+    Who,
+    /// A slash command we do not know (the word after the slash).
+    Unknown(String),
+}
+
+/// The commands and what they do, for `/help` and the README.
+pub const COMMANDS: &[(&str, &str)] = &[
+    ("/help", "commands and keys"),
+    (
+        "/who",
+        "peers: online or offline, endpoint in use, round trip, last seen",
+    ),
+    ("/quit", "say goodbye to peers and leave (also Ctrl-C)"),
+    ("//text", "send a message that starts with a slash"),
+];
+
+/// Parses one submitted line.
+pub fn parse(line: &str) -> Command {
+    if line.trim().is_empty() {
+        return Command::Empty;
+    }
+    if let Some(escaped) = line.strip_prefix("//") {
+        return Command::Say(format!("/{escaped}"));
+    }
+    let Some(rest) = line.strip_prefix('/') else {
+        return Command::Say(line.to_owned());
+    };
+    let word = rest.split_whitespace().next().unwrap_or("");
+    match word {
+        "help" | "h" | "?" => Command::Help,
+        "quit" | "q" | "exit" => Command::Quit,
+        "who" => Command::Who,
+        other => Command::Unknown(other.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_commands_and_messages() {
+        assert_eq!(parse("  "), Command::Empty);
+        assert_eq!(parse("hello"), Command::Say("hello".into()));
+        assert_eq!(parse(" /who"), Command::Say(" /who".into()));
+        assert_eq!(parse("/who"), Command::Who);
+        assert_eq!(parse("/quit now"), Command::Quit);
+        assert_eq!(parse("/help"), Command::Help);
+        assert_eq!(
+            parse("/frobnicate x"),
+            Command::Unknown("frobnicate".into())
+        );
+        assert_eq!(parse("/"), Command::Unknown(String::new()));
+        assert_eq!(parse("//etc/passwd"), Command::Say("/etc/passwd".into()));
+    }
+}

@@ -1,0 +1,198 @@
+//! Keys as data: one table from key to action, read by `map_key` and printed by `/help`.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+
+/// What a key does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Type a character.
+    Insert(char),
+    /// Send the line (or run the command).
+    Submit,
+    /// Delete before the cursor.
+    Backspace,
+    /// Delete at the cursor.
+    Delete,
+    /// Cursor one grapheme left.
+    Left,
+    /// Cursor one grapheme right.
+    Right,
+    /// Cursor to line start.
+    LineStart,
+    /// Cursor to line end.
+    LineEnd,
+    /// Delete the previous word.
+    DeleteWord,
+    /// Clear the line.
+    ClearLine,
+    /// Previous sent line.
+    RecallPrevious,
+    /// Next sent line.
+    RecallNext,
+    /// Scroll history up a page.
+    PageUp,
+    /// Scroll history down a page.
+    PageDown,
+    /// Scroll to the oldest loaded message.
+    Top,
+    /// Scroll back to the newest message.
+    Bottom,
+    /// Leave.
+    Quit,
+}
+
+struct Binding {
+    code: KeyCode,
+    modifiers: KeyModifiers,
+    action: Action,
+    keys: &'static str,
+    help: &'static str,
+}
+
+const fn bind(
+    code: KeyCode,
+    modifiers: KeyModifiers,
+    action: Action,
+    keys: &'static str,
+    help: &'static str,
+) -> Binding {
+    Binding {
+        code,
+        modifiers,
+        action,
+        keys,
+        help,
+    }
+}
+
+const NONE: KeyModifiers = KeyModifiers::NONE;
+const CTRL: KeyModifiers = KeyModifiers::CONTROL;
+
+const BINDINGS: &[Binding] = &[
+    bind(
+        KeyCode::Enter,
+        NONE,
+        Action::Submit,
+        "Enter",
+        "send the line",
+    ),
+    bind(
+        KeyCode::Up,
+        NONE,
+        Action::RecallPrevious,
+        "Up/Down",
+        "recall sent lines",
+    ),
+    bind(KeyCode::Down, NONE, Action::RecallNext, "", ""),
+    bind(
+        KeyCode::PageUp,
+        NONE,
+        Action::PageUp,
+        "PgUp/PgDn",
+        "scroll history (or the mouse wheel)",
+    ),
+    bind(KeyCode::PageDown, NONE, Action::PageDown, "", ""),
+    bind(
+        KeyCode::Home,
+        NONE,
+        Action::Top,
+        "Home/End",
+        "oldest / newest message",
+    ),
+    bind(KeyCode::End, NONE, Action::Bottom, "", ""),
+    bind(
+        KeyCode::Left,
+        NONE,
+        Action::Left,
+        "Left/Right",
+        "move the cursor",
+    ),
+    bind(KeyCode::Right, NONE, Action::Right, "", ""),
+    bind(
+        KeyCode::Char('a'),
+        CTRL,
+        Action::LineStart,
+        "Ctrl-A/Ctrl-E",
+        "start / end of the line",
+    ),
+    bind(KeyCode::Char('e'), CTRL, Action::LineEnd, "", ""),
+    bind(
+        KeyCode::Backspace,
+        NONE,
+        Action::Backspace,
+        "Backspace/Del",
+        "delete a character",
+    ),
+    bind(KeyCode::Delete, NONE, Action::Delete, "", ""),
+    bind(
+        KeyCode::Char('w'),
+        CTRL,
+        Action::DeleteWord,
+        "Ctrl-W",
+        "delete the previous word",
+    ),
+    bind(
+        KeyCode::Char('u'),
+        CTRL,
+        Action::ClearLine,
+        "Ctrl-U",
+        "clear the line",
+    ),
+    bind(KeyCode::Char('c'), CTRL, Action::Quit, "Ctrl-C", "quit"),
+];
+
+/// The action for a key press, if any. Releases are ignored (terminals that report them would
+/// otherwise type every key twice).
+pub fn map_key(key: KeyEvent) -> Option<Action> {
+    if key.kind == KeyEventKind::Release {
+        return None;
+    }
+    if let Some(b) = BINDINGS
+        .iter()
+        .find(|b| b.code == key.code && b.modifiers == key.modifiers)
+    {
+        return Some(b.action);
+    }
+    match key.code {
+        KeyCode::Char(c) if !key.modifiers.intersects(CTRL | KeyModifiers::ALT) => {
+            Some(Action::Insert(c))
+        }
+        _ => None,
+    }
+}
+
+/// (keys, what they do) for `/help`, one row per documented binding group.
+pub fn help_rows() -> impl Iterator<Item = (&'static str, &'static str)> {
+    BINDINGS
+        .iter()
+        .filter(|b| !b.keys.is_empty())
+        .map(|b| (b.keys, b.help))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(code: KeyCode, modifiers: KeyModifiers) -> KeyEvent {
+        KeyEvent::new(code, modifiers)
+    }
+
+    #[test]
+    fn table_and_typing() {
+        assert_eq!(map_key(key(KeyCode::Enter, NONE)), Some(Action::Submit));
+        assert_eq!(map_key(key(KeyCode::Char('c'), CTRL)), Some(Action::Quit));
+        assert_eq!(
+            map_key(key(KeyCode::Char('x'), NONE)),
+            Some(Action::Insert('x'))
+        );
+        assert_eq!(
+            map_key(key(KeyCode::Char('X'), KeyModifiers::SHIFT)),
+            Some(Action::Insert('X'))
+        );
+        assert_eq!(map_key(key(KeyCode::Char('z'), CTRL)), None);
+        let mut release = key(KeyCode::Char('x'), NONE);
+        release.kind = KeyEventKind::Release;
+        assert_eq!(map_key(release), None);
+        assert!(help_rows().any(|(k, _)| k == "PgUp/PgDn"));
+    }
+}

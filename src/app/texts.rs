@@ -1,0 +1,174 @@
+//! Every sentence the app shows the user, in one place.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chrono::{DateTime, Local};
+
+use super::commands::COMMANDS;
+use super::keymap;
+use super::model::{PeerView, Public};
+use crate::proto::Rejection;
+
+/// Shown when a conversation opens.
+pub const WELCOME: &str = "Type a message and press Enter. /help lists commands and keys.";
+
+/// A peer came online or went offline.
+pub fn presence(peer: &str, online: bool, addr: Option<&str>, reason: Option<&str>) -> String {
+    match (online, addr, reason) {
+        (true, Some(addr), _) => format!("{peer} is online (via {addr})"),
+        (true, None, _) => format!("{peer} is online"),
+        (false, _, Some("left")) => format!("{peer} left"),
+        (false, _, _) => format!("{peer} is offline: nothing heard for a while"),
+    }
+}
+
+/// Marks where the log's history ends and this session begins.
+pub fn history_loaded(n: usize) -> String {
+    format!("── {n} earlier entries from the log above (PgUp to scroll) ──")
+}
+
+/// A message that was not sent, with its text so nothing typed is lost.
+pub fn not_sent(text: &str, reason: &str) -> String {
+    format!("not sent: \"{text}\" — {reason}")
+}
+
+/// Our message is waiting for a peer.
+pub const QUEUED: &str = "no peer online: your message will be sent when one comes online";
+
+/// Datagrams from a source are refused.
+pub fn rejected(from: SocketAddr, reason: Rejection) -> String {
+    match reason {
+        Rejection::WrongKey => {
+            format!("undecryptable packets from {from} — wrong key? (they are dropped and counted)")
+        }
+        Rejection::Clock { skew_secs } => format!(
+            "packets from {from} carry a clock {skew_secs:+} s from ours — check both clocks \
+             (they are dropped as possible replays)"
+        ),
+    }
+}
+
+/// The STUN server did not answer.
+pub fn stun_failed(server: SocketAddr) -> String {
+    format!("STUN server {server} did not answer: our public endpoint is unknown")
+}
+
+/// Registered with the server.
+pub fn registered(server: SocketAddr, room: &str) -> String {
+    format!("registered with {server} in room \"{room}\"; waiting for peers")
+}
+
+/// The server is silent.
+pub fn server_silent(server: SocketAddr) -> String {
+    format!("rendezvous server {server} is not answering; still trying")
+}
+
+/// The server refused us.
+pub fn server_refused(reason: &str) -> String {
+    format!("the rendezvous server refused us: {reason}")
+}
+
+/// The server introduced a peer.
+pub fn introduced(name: &str, public: SocketAddr) -> String {
+    format!("server introduced {name} ({public}); punching a hole…")
+}
+
+/// No path found within the punch window.
+pub fn no_path(name: &str) -> String {
+    format!(
+        "no direct path to {name} after 10 s of punching; still trying every few seconds \
+         (both sides behind strict NATs cannot connect without a relay)"
+    )
+}
+
+/// A peer's packets come from a new address.
+pub fn path_changed(name: &str, addr: SocketAddr) -> String {
+    format!("{name} is now reachable via {addr}")
+}
+
+/// An unknown slash command.
+pub fn unknown_command(word: &str) -> String {
+    format!("unknown command /{word} — /help lists commands (start with // to send a slash)")
+}
+
+/// The log could not be written.
+pub fn log_failed(error: &str) -> String {
+    format!("could not write the conversation log: {error}")
+}
+
+/// `/help` output, from the command and key tables.
+pub fn help() -> Vec<String> {
+    let mut lines = vec!["Commands:".to_owned()];
+    lines.extend(COMMANDS.iter().map(|(c, what)| format!("  {c:<14} {what}")));
+    lines.push("Keys:".to_owned());
+    lines.extend(keymap::help_rows().map(|(k, what)| format!("  {k:<14} {what}")));
+    lines
+}
+
+/// "3s ago", "4m ago", "2h ago", "5d ago".
+pub fn ago(now: DateTime<Local>, then: DateTime<Local>) -> String {
+    let secs = (now - then).num_seconds().max(0);
+    match secs {
+        0..60 => format!("{secs}s ago"),
+        60..3600 => format!("{}m ago", secs / 60),
+        3600..86400 => format!("{}h ago", secs / 3600),
+        _ => format!("{}d ago", secs / 86400),
+    }
+}
+
+/// A round-trip time for display.
+pub fn rtt(rtt: Duration) -> String {
+    let micros = rtt.as_micros();
+    if micros < 1000 {
+        format!("{micros} µs")
+    } else {
+        format!("{} ms", micros / 1000)
+    }
+}
+
+/// One `/who` line.
+pub fn who_line(peer: &PeerView, now: DateTime<Local>) -> String {
+    let mut line = format!(
+        "{} {} {}",
+        if peer.online { "●" } else { "○" },
+        peer.name,
+        if peer.online { "online" } else { "offline" }
+    );
+    if let Some(addr) = peer.addr {
+        line.push_str(&format!(" · via {addr}"));
+    }
+    if let Some(rtt) = peer.rtt.filter(|_| peer.online) {
+        line.push_str(&format!(" · rtt {}", self::rtt(rtt)));
+    }
+    match peer.last_seen {
+        Some(seen) => line.push_str(&format!(" · seen {}", ago(now, seen))),
+        None => line.push_str(" · never seen"),
+    }
+    line
+}
+
+/// `/who` with nobody known.
+pub const NO_PEERS: &str = "no peers yet";
+
+/// Our public endpoint, for the status pane.
+pub fn public(public: &Public) -> String {
+    match public {
+        Public::NotAsked => "unknown (no STUN server; see --stun)".to_owned(),
+        Public::Asking(server) => format!("asking {server}…"),
+        Public::Known(addr) => addr.to_string(),
+        Public::Failed(_) => "unknown (STUN server silent)".to_owned(),
+    }
+}
+
+/// NAT type, until detection exists: what the public endpoint tells.
+pub fn nat(public: &Public, local: SocketAddr) -> String {
+    match public {
+        Public::Known(addr) if addr.port() == local.port() && local.ip().is_unspecified() => {
+            "not detected (same port outside: maybe no NAT)".to_owned()
+        }
+        Public::Known(addr) if *addr == local => "none (public address)".to_owned(),
+        Public::Known(_) => "behind NAT (type not detected)".to_owned(),
+        _ => "not detected".to_owned(),
+    }
+}

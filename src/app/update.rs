@@ -1,0 +1,313 @@
+//! `update`: the one place where the model changes. Pure and synchronous: it reads the
+//! message, mutates the model and returns effects; the runner does the IO.
+
+use chrono::{DateTime, Local};
+
+use super::commands::{self, Command};
+use super::keymap::Action;
+use super::message::{Effect, Message};
+use super::model::{Entry, EntryKind, Model, PeerView, Public, ServerState};
+use super::texts;
+use crate::history::{Delivery, Record};
+use crate::proto::{NetCommand, NetEvent};
+use crate::ui;
+
+/// Applies one message to the model.
+pub fn update(model: &mut Model, message: Message) -> Vec<Effect> {
+    let mut effects = Vec::new();
+    match message {
+        Message::Key(action) => on_action(model, action, &mut effects),
+        Message::Paste(text) => {
+            // One line per message until multi-line input exists: newlines become spaces, so
+            // the pasted text stays visible and editable rather than being cut.
+            let flat: String = text
+                .chars()
+                .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
+                .collect();
+            model.input.insert(&flat);
+            model.dirty = true;
+        }
+        Message::Scroll(rows) => scroll_by(model, rows),
+        Message::Resize(cols, rows) => {
+            model.size = (cols, rows);
+            scroll_by(model, 0);
+            model.dirty = true;
+        }
+        Message::Tick(now) => {
+            model.now = now;
+            // Only "seen Ns ago" changes with the clock.
+            model.dirty |= model.peers.iter().any(|p| p.last_seen.is_some());
+        }
+        Message::Submit(line) => submit(model, line, &mut effects),
+        Message::Net(event, at) => on_net(model, event, at, &mut effects),
+        Message::Failed(error) => {
+            if !model.log_failed {
+                model.log_failed = true;
+                push(model, Entry::system(model.now, texts::log_failed(&error)));
+            }
+        }
+        Message::Quit => quit(model, &mut effects),
+    }
+    effects
+}
+
+fn on_action(model: &mut Model, action: Action, effects: &mut Vec<Effect>) {
+    let input = &mut model.input;
+    match action {
+        Action::Insert(c) => input.insert(c.encode_utf8(&mut [0; 4])),
+        Action::Submit => {
+            let line = model.input.text().to_owned();
+            submit(model, line, effects);
+        }
+        Action::Backspace => input.backspace(),
+        Action::Delete => input.delete(),
+        Action::Left => input.left(),
+        Action::Right => input.right(),
+        Action::LineStart => input.home(),
+        Action::LineEnd => input.end(),
+        Action::DeleteWord => input.delete_word_back(),
+        Action::ClearLine => {
+            input.take();
+        }
+        Action::RecallPrevious => {
+            if let Some(line) = model.recall.previous(model.input.text()) {
+                model.input.set(line);
+            }
+        }
+        Action::RecallNext => {
+            if let Some(line) = model.recall.next() {
+                model.input.set(line);
+            }
+        }
+        Action::PageUp => scroll_by(model, page(model)),
+        Action::PageDown => scroll_by(model, -page(model)),
+        Action::Top => scroll_by(model, i32::MAX),
+        Action::Bottom => scroll_by(model, i32::MIN),
+        Action::Quit => quit(model, effects),
+    }
+    model.dirty = true;
+}
+
+fn page(model: &Model) -> i32 {
+    let height = ui::history_height(model.size);
+    i32::from(height.saturating_sub(1).max(1))
+}
+
+/// Scrolls `rows` back (positive) or forward (negative), clamped to the loaded history.
+fn scroll_by(model: &mut Model, rows: i32) {
+    let max = ui::history::max_scroll(model);
+    let target = if rows >= 0 {
+        model.scroll.saturating_add(rows.unsigned_abs() as usize)
+    } else {
+        model.scroll.saturating_sub(rows.unsigned_abs() as usize)
+    };
+    let target = target.min(max);
+    if target != model.scroll {
+        model.scroll = target;
+        model.dirty = true;
+    }
+    if model.scroll == 0 && model.unread > 0 {
+        model.unread = 0;
+        model.dirty = true;
+    }
+}
+
+fn submit(model: &mut Model, line: String, effects: &mut Vec<Effect>) {
+    match commands::parse(&line) {
+        Command::Empty => return,
+        Command::Say(text) => {
+            model.recall.push(line);
+            model.input.take();
+            effects.push(Effect::Net(NetCommand::Send { text }));
+            // Sending jumps back to the newest messages, where the reply will appear.
+            scroll_by(model, i32::MIN);
+        }
+        Command::Help => {
+            model.input.take();
+            for line in texts::help() {
+                push(model, Entry::system(model.now, line));
+            }
+        }
+        Command::Who => {
+            model.input.take();
+            if model.peers.is_empty() {
+                push(model, Entry::system(model.now, texts::NO_PEERS));
+            }
+            let lines: Vec<String> = model
+                .peers
+                .iter()
+                .map(|p| texts::who_line(p, model.now))
+                .collect();
+            for line in lines {
+                push(model, Entry::system(model.now, line));
+            }
+        }
+        Command::Quit => {
+            model.input.take();
+            quit(model, effects);
+        }
+        // The line stays in the input box so it can be corrected.
+        Command::Unknown(word) => push(
+            model,
+            Entry::system(model.now, texts::unknown_command(&word)),
+        ),
+    }
+    model.dirty = true;
+}
+
+fn quit(model: &mut Model, effects: &mut Vec<Effect>) {
+    if !model.quitting {
+        model.quitting = true;
+        effects.push(Effect::Net(NetCommand::Shutdown));
+    }
+}
+
+/// Appends a history item, keeping the view still when the user has scrolled back.
+fn push(model: &mut Model, entry: Entry) {
+    if model.scroll > 0 {
+        model.scroll += ui::history::entry_rows(&entry, model);
+        if matches!(entry.kind, EntryKind::Chat { own: false, .. }) {
+            model.unread += 1;
+        }
+    }
+    model.entries.push(entry);
+    model.dirty = true;
+}
+
+fn log_and_show(
+    model: &mut Model,
+    event: &NetEvent,
+    at: DateTime<Local>,
+    effects: &mut Vec<Effect>,
+) {
+    if let Some(record) = Record::from_event(event, at, &model.me.name) {
+        let entry = Entry::from_record(&record);
+        effects.push(Effect::Log(record));
+        push(model, entry);
+    }
+}
+
+fn peer_entry<'m>(model: &'m mut Model, id: crate::proto::PeerId, name: &str) -> &'m mut PeerView {
+    if let Some(index) = model.peers.iter().position(|p| p.id == id) {
+        let peer = &mut model.peers[index];
+        peer.name = name.to_owned();
+        return peer;
+    }
+    model.peers.push(PeerView {
+        id,
+        name: name.to_owned(),
+        online: false,
+        last_seen: None,
+        addr: None,
+        rtt: None,
+    });
+    let last = model.peers.len() - 1;
+    &mut model.peers[last]
+}
+
+fn on_net(model: &mut Model, event: NetEvent, at: DateTime<Local>, effects: &mut Vec<Effect>) {
+    model.dirty = true;
+    match &event {
+        NetEvent::PublicEndpoint { addr } => model.me.public = Public::Known(*addr),
+        NetEvent::StunFailed { server } => {
+            model.me.public = Public::Failed(*server);
+            push(model, Entry::system(at, texts::stun_failed(*server)));
+        }
+        NetEvent::Registered { server } => {
+            if let Some(view) = model.me.server.as_mut() {
+                view.state = ServerState::Registered;
+                let line = texts::registered(*server, &view.room);
+                push(model, Entry::system(at, line));
+            }
+        }
+        NetEvent::ServerSilent { server } => {
+            if let Some(view) = model.me.server.as_mut() {
+                view.state = ServerState::Silent;
+            }
+            push(model, Entry::system(at, texts::server_silent(*server)));
+        }
+        NetEvent::ServerRefused { reason } => {
+            if let Some(view) = model.me.server.as_mut() {
+                view.state = ServerState::Refused(reason.clone());
+            }
+            push(model, Entry::system(at, texts::server_refused(reason)));
+        }
+        NetEvent::PeerIntroduced { peer, name, public } => {
+            peer_entry(model, *peer, name).addr = Some(*public);
+            push(model, Entry::system(at, texts::introduced(name, *public)));
+        }
+        NetEvent::PeerOnline { peer, name, addr } => {
+            let view = peer_entry(model, *peer, name);
+            view.online = true;
+            view.addr = Some(*addr);
+            view.last_seen = Some(at);
+            log_and_show(model, &event, at, effects);
+        }
+        NetEvent::PeerOffline { peer, name, .. } => {
+            peer_entry(model, *peer, name).online = false;
+            log_and_show(model, &event, at, effects);
+        }
+        NetEvent::PathChanged { peer, name, addr } => {
+            let view = peer_entry(model, *peer, name);
+            view.addr = Some(*addr);
+            view.last_seen = Some(at);
+            push(model, Entry::system(at, texts::path_changed(name, *addr)));
+        }
+        NetEvent::Rtt { peer, rtt } => {
+            if let Some(view) = model.peer_mut(*peer) {
+                view.rtt = Some(*rtt);
+                view.last_seen = Some(at);
+            }
+        }
+        NetEvent::NoPathYet { name, .. } => push(model, Entry::system(at, texts::no_path(name))),
+        NetEvent::Message { from, .. } => {
+            if let Some(view) = model.peers.iter_mut().find(|p| p.name == *from) {
+                view.last_seen = Some(at);
+            }
+            log_and_show(model, &event, at, effects);
+        }
+        NetEvent::Sent { id, .. } => {
+            // A queued message that went out: its line changes in place.
+            let queued = model
+                .entries
+                .iter_mut()
+                .rev()
+                .find_map(|e| match &mut e.kind {
+                    EntryKind::Chat {
+                        id: Some(eid),
+                        delivery,
+                        ..
+                    } if *eid == id.0 => Some(delivery),
+                    _ => None,
+                });
+            match queued {
+                Some(delivery) => {
+                    *delivery = Some(Delivery::Sent);
+                    if let Some(record) = Record::from_event(&event, at, &model.me.name) {
+                        effects.push(Effect::Log(record));
+                    }
+                }
+                None => log_and_show(model, &event, at, effects),
+            }
+        }
+        NetEvent::Queued { .. } => {
+            log_and_show(model, &event, at, effects);
+            push(model, Entry::system(at, texts::QUEUED));
+        }
+        NetEvent::NotSent { text, .. } => {
+            // Put the text back so nothing typed is lost (unless something new is being typed).
+            if model.input.text().is_empty() && !model.quitting {
+                model.input.set(text.clone());
+            }
+            log_and_show(model, &event, at, effects);
+        }
+        NetEvent::Rejected { from, reason } => {
+            push(model, Entry::system(at, texts::rejected(*from, *reason)))
+        }
+        NetEvent::Drops(counts) => model.drops = *counts,
+        NetEvent::Closed => effects.push(Effect::Exit),
+    }
+}
+
+#[cfg(test)]
+mod tests;

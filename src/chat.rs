@@ -1,0 +1,191 @@
+//! Starting a chat and stepping it: binds the one socket, builds the session, opens the
+//! conversation log and the model, spawns the network actor; then `Chat::apply` runs one
+//! message through `update` and carries out its effects. Shared by the TUI, headless mode and
+//! the demo, so they cannot drift apart.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use chrono::{Local, Utc};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc::error::TrySendError;
+
+use crate::app::model::{Entry, Me, Public, ServerState, ServerView};
+use crate::app::{Effect, Message, Model, update};
+use crate::consts::HISTORY_PRELOAD_RECORDS;
+use crate::history::{self, History, HistoryError};
+use crate::net::{self, NetHandle};
+use crate::proto::crypto::Cipher;
+use crate::proto::{Mode, NetCommand, NetEvent, Session, SessionConfig};
+
+/// Everything needed to start a chat.
+pub struct ChatOptions {
+    /// Our display name.
+    pub name: String,
+    /// Direct or through a server.
+    pub mode: Mode,
+    /// The shared key.
+    pub cipher: Cipher,
+    /// Local address for the socket.
+    pub bind: SocketAddr,
+    /// STUN server (defaults to the rendezvous server in room mode).
+    pub stun: Option<SocketAddr>,
+    /// Silence before a peer is offline.
+    pub offline_after: Duration,
+    /// Where conversation logs live.
+    pub data_dir: PathBuf,
+}
+
+/// Why a chat could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The socket could not be bound.
+    #[error("cannot bind the chat socket to {addr}: {source} (choose another --bind)")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The conversation log could not be opened.
+    #[error("cannot open the conversation log: {0} (check --data-dir)")]
+    History(#[from] HistoryError),
+}
+
+/// A running chat: the model, the log and the actor's handle.
+pub struct Chat {
+    /// The app state.
+    pub model: Model,
+    /// The conversation log.
+    pub log: History,
+    /// The network actor.
+    pub net: NetHandle,
+}
+
+/// The result of one step.
+#[derive(Debug, Default)]
+pub struct Step {
+    /// The network has closed: stop.
+    pub exit: bool,
+    /// Effects that failed, in words (already shown in the model too).
+    pub errors: Vec<String>,
+}
+
+/// The conversation a mode logs to: one file per room or per direct peer address.
+pub fn conversation_id(mode: &Mode) -> String {
+    match mode {
+        Mode::Room { room, .. } => format!("room-{room}"),
+        Mode::Direct { peer } => format!("peer-{peer}"),
+    }
+}
+
+/// Binds, opens the log, builds the model and spawns the actor. Needs a tokio runtime.
+pub async fn start(options: ChatOptions) -> Result<Chat, StartError> {
+    let ChatOptions {
+        name,
+        mode,
+        cipher,
+        bind,
+        stun,
+        offline_after,
+        data_dir,
+    } = options;
+    let socket = UdpSocket::bind(bind)
+        .await
+        .map_err(|source| StartError::Bind { addr: bind, source })?;
+    let local = socket
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr: bind, source })?;
+    let stun = stun.or(match &mode {
+        Mode::Room { server, .. } => Some(*server),
+        Mode::Direct { .. } => None,
+    });
+    let conversation = conversation_id(&mode);
+    let log = History::open(&data_dir, &conversation)?;
+    let (records, skipped) = history::tail(log.path(), HISTORY_PRELOAD_RECORDS)?;
+    let (title, server) = match &mode {
+        Mode::Room { server, room } => (
+            format!("room {room}"),
+            Some(ServerView {
+                addr: *server,
+                room: room.clone(),
+                state: ServerState::Registering,
+            }),
+        ),
+        Mode::Direct { peer } => (format!("direct to {peer}"), None),
+    };
+    let me = Me {
+        name: name.clone(),
+        local,
+        public: stun.map_or(Public::NotAsked, Public::Asking),
+        server,
+    };
+    let now = Local::now();
+    let mut model = Model::new(me, title, &records, now);
+    if skipped > 0 {
+        model.entries.push(Entry::system(
+            now,
+            format!("skipped {skipped} unreadable lines in the log"),
+        ));
+    }
+    model
+        .entries
+        .push(Entry::system(now, crate::app::texts::WELCOME));
+    let net = spawn_session(socket, name, mode, cipher, stun, offline_after)
+        .map_err(|source| StartError::Bind { addr: bind, source })?;
+    Ok(Chat { model, log, net })
+}
+
+/// Builds a session on `socket` and hands both to a new network actor.
+pub fn spawn_session(
+    socket: UdpSocket,
+    name: String,
+    mode: Mode,
+    cipher: Cipher,
+    stun_server: Option<SocketAddr>,
+    offline_after: Duration,
+) -> std::io::Result<NetHandle> {
+    let local = socket.local_addr()?;
+    let config = SessionConfig {
+        name,
+        mode,
+        stun_server,
+        private_endpoints: net::private_endpoints(local),
+        offline_after,
+    };
+    let session = Session::new(config, cipher, Instant::now(), Utc::now(), rand::random());
+    net::spawn(socket, session)
+}
+
+impl Chat {
+    /// Runs one message through `update` and carries out the effects.
+    pub fn apply(&mut self, message: Message) -> Step {
+        let mut step = Step::default();
+        let mut pending = vec![message];
+        while let Some(message) = pending.pop() {
+            for effect in update(&mut self.model, message) {
+                match effect {
+                    Effect::Net(command) => match self.net.commands.try_send(command) {
+                        Ok(()) => {}
+                        Err(TrySendError::Full(NetCommand::Send { text })) => {
+                            let reason = "the network is busy; try again".to_owned();
+                            let event = NetEvent::NotSent { text, reason };
+                            pending.push(Message::Net(event, Local::now()));
+                        }
+                        // The actor is gone (or busy at shutdown): nothing left to wait for.
+                        Err(_) => step.exit = true,
+                    },
+                    Effect::Log(record) => {
+                        if let Err(error) = self.log.append(&record) {
+                            step.errors.push(error.to_string());
+                            pending.push(Message::Failed(error.to_string()));
+                        }
+                    }
+                    Effect::Exit => step.exit = true,
+                }
+            }
+        }
+        step
+    }
+}

@@ -1,0 +1,435 @@
+//! The command line: clap definitions, merging flags over `config.toml`, validation that turns
+//! every mistake into one sentence saying how to fix it, and dispatch to the subcommands.
+//! Exit codes: 0 success, 2 usage or configuration errors, 1 runtime failures.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use directories::ProjectDirs;
+use tokio::net::UdpSocket;
+
+use crate::app::model::{Entry, EntryKind};
+use crate::chat::{self, ChatOptions};
+use crate::config::{self, FileConfig};
+use crate::consts::{KEEPALIVE_INTERVAL, MAX_NAME_CHARS, OFFLINE_AFTER};
+use crate::demo::{self, DemoOptions};
+use crate::history::{self, Delivery, Record};
+use crate::proto::Mode;
+use crate::proto::crypto::{Cipher, generate_key};
+use crate::text::sanitize;
+use crate::{headless, server, tui};
+
+/// Peer-to-peer chat in the terminal: one UDP socket, hole punching, Fernet encryption.
+#[derive(Debug, Parser)]
+#[command(name = "p2pchat", version, propagate_version = true)]
+pub struct Cli {
+    /// Directory for conversation logs [default: the per-user data directory]
+    #[arg(long, global = true, env = "P2PCHAT_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Config file with defaults for flags [default: config.toml in the per-user config directory]
+    #[arg(long, global = true, env = "P2PCHAT_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the rendezvous server (it also answers STUN on the same port)
+    Server {
+        /// Address and UDP port to listen on
+        #[arg(long, default_value = "0.0.0.0:7777", value_parser = parse_addr, value_name = "ADDR")]
+        listen: SocketAddr,
+    },
+    /// Chat through a rendezvous server (--server, --room) or directly (--peer)
+    Chat(ChatArgs),
+    /// Print a new random key; give the same key to your peer
+    Keygen,
+    /// Print the logged conversation of a room or a direct peer
+    History {
+        /// Room name, or peer address (as given to --peer)
+        conversation: String,
+    },
+    /// Try it now: a local server, a bot peer and the chat, in one process
+    Demo {
+        /// Your display name [default: from config, else $USER]
+        #[arg(long)]
+        name: Option<String>,
+        /// JSON lines on stdin/stdout instead of the full-screen interface
+        #[arg(long)]
+        headless: bool,
+    },
+}
+
+/// `p2pchat chat` options.
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    /// Your display name [default: from config, else $USER]
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Rendezvous server, HOST:PORT
+    #[arg(long, value_parser = parse_addr, value_name = "ADDR", conflicts_with = "peer")]
+    pub server: Option<SocketAddr>,
+    /// Room to join on the server (your peer uses the same room)
+    #[arg(long, conflicts_with = "peer")]
+    pub room: Option<String>,
+    /// Chat directly with the peer at HOST:PORT, without a server
+    #[arg(long, value_parser = parse_addr, value_name = "ADDR")]
+    pub peer: Option<SocketAddr>,
+    /// Shared Fernet key from `p2pchat keygen` (or set P2PCHAT_KEY, which `ps` cannot show)
+    #[arg(long, env = "P2PCHAT_KEY", hide_env_values = true)]
+    pub key: Option<String>,
+    /// Local address for the chat socket [default: 0.0.0.0:0]
+    #[arg(long, value_parser = parse_addr, value_name = "ADDR")]
+    pub bind: Option<SocketAddr>,
+    /// STUN server for learning your public endpoint [default: the rendezvous server]
+    #[arg(long, value_parser = parse_addr, value_name = "ADDR")]
+    pub stun: Option<SocketAddr>,
+    /// Seconds of silence before a peer is shown offline [default: 15]
+    #[arg(long, value_name = "SECS")]
+    pub offline_after: Option<u64>,
+    /// JSON lines on stdin/stdout instead of the full-screen interface
+    #[arg(long)]
+    pub headless: bool,
+}
+
+/// How a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The user asked for something that cannot work; the message says how to fix it (exit 2).
+    #[error("{0}")]
+    Usage(String),
+    /// Something failed while running (exit 1).
+    #[error("{0:#}")]
+    Runtime(#[from] anyhow::Error),
+}
+
+impl CliError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Usage(_) => 2,
+            Self::Runtime(_) => 1,
+        }
+    }
+}
+
+fn usage(message: impl Into<String>) -> CliError {
+    CliError::Usage(message.into())
+}
+
+/// Parses HOST:PORT, resolving a host name to its first IPv4 address.
+fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = s.parse() {
+        return Ok(addr);
+    }
+    let bad =
+        || format!("expected HOST:PORT, like 203.0.113.5:7777 or example.org:7777, got \"{s}\"");
+    let addrs: Vec<SocketAddr> = s.to_socket_addrs().map_err(|_| bad())?.collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(bad)
+}
+
+fn project_dirs() -> Option<ProjectDirs> {
+    ProjectDirs::from("", "", "p2pchat")
+}
+
+fn load_config(flag: Option<PathBuf>) -> Result<FileConfig, CliError> {
+    let path = match flag {
+        Some(path) => path,
+        None => match project_dirs() {
+            Some(dirs) => dirs.config_dir().join("config.toml"),
+            None => return Ok(FileConfig::default()),
+        },
+    };
+    config::load(&path).map_err(|e| usage(format!("{e} (fix or remove the file)")))
+}
+
+fn data_dir(flag: Option<PathBuf>, config: &FileConfig) -> Result<PathBuf, CliError> {
+    flag.or_else(|| config.data_dir.clone())
+        .or_else(|| project_dirs().map(|d| d.data_dir().to_owned()))
+        .ok_or_else(|| {
+            usage("no home directory to keep logs in: pass --data-dir DIR or set P2PCHAT_DATA_DIR")
+        })
+}
+
+fn display_name(flag: Option<String>, config: &FileConfig) -> Result<String, CliError> {
+    let name = flag
+        .or_else(|| config.name.clone())
+        .or_else(|| std::env::var("USER").ok())
+        .ok_or_else(|| usage("no display name: pass --name NAME (or set name in config.toml)"))?;
+    let name = name.trim().to_owned();
+    if name.is_empty()
+        || name.chars().count() > MAX_NAME_CHARS
+        || name.chars().any(char::is_control)
+    {
+        return Err(usage(format!(
+            "--name must be 1 to {MAX_NAME_CHARS} printable characters, got \"{}\"",
+            sanitize(&name)
+        )));
+    }
+    Ok(name)
+}
+
+fn cipher(key: Option<&str>) -> Result<Cipher, CliError> {
+    let key = key.ok_or_else(|| {
+        usage("no key given: create one with `p2pchat keygen`, then pass the same key to both peers with --key KEY (or P2PCHAT_KEY)")
+    })?;
+    Cipher::from_key(key).map_err(|_| {
+        usage("that key is not a valid Fernet key (44 characters of URL-safe base64): create one with `p2pchat keygen`")
+    })
+}
+
+fn chat_options(
+    data_dir_flag: Option<PathBuf>,
+    args: ChatArgs,
+    config: &FileConfig,
+) -> Result<ChatOptions, CliError> {
+    let mode = match args.peer {
+        Some(peer) => Mode::Direct { peer },
+        None => {
+            let server = args.server.or(config.server).ok_or_else(|| {
+                usage("say how to find your peer: --server ADDR --room ROOM (through a rendezvous server) or --peer ADDR (directly)")
+            })?;
+            let room = args.room.or_else(|| config.room.clone()).ok_or_else(|| {
+                usage("--server needs --room ROOM too: both peers join the same room")
+            })?;
+            if room.trim().is_empty() || room.chars().any(char::is_control) {
+                return Err(usage(
+                    "--room must be a non-empty name without control characters",
+                ));
+            }
+            Mode::Room { server, room }
+        }
+    };
+    let offline_secs = args
+        .offline_after
+        .or(config.offline_after)
+        .unwrap_or(OFFLINE_AFTER.as_secs());
+    if offline_secs <= KEEPALIVE_INTERVAL.as_secs() {
+        return Err(usage(format!(
+            "--offline-after must be more than {} seconds (the keepalive interval), got {offline_secs}",
+            KEEPALIVE_INTERVAL.as_secs()
+        )));
+    }
+    Ok(ChatOptions {
+        name: display_name(args.name, config)?,
+        mode,
+        cipher: cipher(args.key.as_deref())?,
+        bind: args
+            .bind
+            .or(config.bind)
+            .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
+        stun: args.stun.or(config.stun),
+        offline_after: Duration::from_secs(offline_secs),
+        data_dir: data_dir(data_dir_flag, config)?,
+    })
+}
+
+/// Sends diagnostics to a file in the data dir (full-screen modes, so nothing lands on the
+/// screen) or to stderr (everything else). `RUST_LOG` overrides the level.
+fn init_tracing(to_file: Option<&Path>, default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let file = to_file.and_then(|dir| {
+        std::fs::create_dir_all(dir).ok()?;
+        File::options()
+            .create(true)
+            .append(true)
+            .open(dir.join("p2pchat.log"))
+            .ok()
+    });
+    let _ = match file {
+        Some(file) => builder
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(file))
+            .try_init(),
+        None if to_file.is_some() => builder.with_writer(std::io::sink).try_init(),
+        None => builder.with_writer(std::io::stderr).try_init(),
+    };
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+        .map_err(CliError::Runtime)
+}
+
+/// Waits for Ctrl-C or SIGTERM (for the modes that do not read the keyboard themselves).
+async fn interrupted() {
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    let Cli {
+        data_dir: data_dir_flag,
+        config: config_flag,
+        command,
+    } = cli;
+    let config = load_config(config_flag)?;
+    match command {
+        Command::Keygen => {
+            println!("{}", generate_key());
+            Ok(())
+        }
+        Command::Server { listen } => {
+            init_tracing(None, "info");
+            runtime()?.block_on(async {
+                let socket = UdpSocket::bind(listen).await.map_err(|e| {
+                    usage(format!(
+                        "cannot listen on {listen}: {e} (choose another --listen)"
+                    ))
+                })?;
+                let local = socket.local_addr().context("no local address")?;
+                println!("p2pchat server listening on {local} (rendezvous and STUN)");
+                server::run(socket, interrupted())
+                    .await
+                    .context("server failed")?;
+                Ok(())
+            })
+        }
+        Command::History { conversation } => {
+            print_history(&data_dir(data_dir_flag, &config)?, &conversation)
+        }
+        Command::Demo { name, headless } => {
+            let options = DemoOptions {
+                name: display_name(name, &config)?,
+                data_dir: data_dir(data_dir_flag, &config)?,
+                headless,
+            };
+            init_tracing((!headless).then_some(options.data_dir.as_path()), "warn");
+            runtime()?
+                .block_on(demo::run(options, std::future::pending()))
+                .map_err(CliError::Runtime)
+        }
+        Command::Chat(args) => {
+            let headless = args.headless;
+            let options = chat_options(data_dir_flag, args, &config)?;
+            init_tracing((!headless).then_some(options.data_dir.as_path()), "warn");
+            runtime()?.block_on(async {
+                let chat = chat::start(options)
+                    .await
+                    .map_err(|e| CliError::Runtime(e.into()))?;
+                let result = if headless {
+                    headless::run(chat, std::future::pending()).await
+                } else {
+                    tui::run(chat, std::future::pending()).await
+                };
+                result.map_err(CliError::Runtime)
+            })
+        }
+    }
+}
+
+/// The log file for what the user typed: the name as given, or as a room, or as a peer.
+fn find_conversation(dir: &Path, name: &str) -> Result<PathBuf, CliError> {
+    let candidates = [
+        name.to_owned(),
+        format!("room-{name}"),
+        format!("peer-{name}"),
+    ];
+    if let Some(path) = candidates
+        .iter()
+        .map(|c| history::conversation_path(dir, c))
+        .find(|p| p.exists())
+    {
+        return Ok(path);
+    }
+    let mut known: Vec<String> = std::fs::read_dir(dir.join("conversations"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_suffix(".jsonl")
+                .map(str::to_owned)
+        })
+        .collect();
+    known.sort();
+    let known = if known.is_empty() {
+        "none yet".to_owned()
+    } else {
+        known.join(", ")
+    };
+    Err(usage(format!(
+        "no conversation \"{}\" in {} (known: {known})",
+        sanitize(name),
+        dir.display()
+    )))
+}
+
+/// One record as a plain line for the terminal.
+fn plain_line(record: &Record) -> String {
+    let entry = Entry::from_record(record);
+    let when = entry.at.format("%Y-%m-%d %H:%M:%S");
+    match entry.kind {
+        EntryKind::Chat {
+            from,
+            text,
+            delivery,
+            ..
+        } => {
+            let mark = match delivery {
+                Some(Delivery::Queued) => " (queued)",
+                Some(Delivery::Unsent) => " (not sent)",
+                _ => "",
+            };
+            format!("[{when}] {}: {}{mark}", sanitize(&from), sanitize(&text))
+        }
+        EntryKind::System(text) => format!("[{when}] — {}", sanitize(&text)),
+    }
+}
+
+fn print_history(dir: &Path, name: &str) -> Result<(), CliError> {
+    let path = find_conversation(dir, name)?;
+    let file = File::open(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut skipped = 0usize;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    for line in BufReader::new(file).split(b'\n') {
+        let line = line.with_context(|| format!("cannot read {}", path.display()))?;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match serde_json::from_slice::<Record>(&line) {
+            Ok(record) => {
+                if writeln!(out, "{}", plain_line(&record)).is_err() {
+                    return Ok(()); // the reader went away (e.g. `| head`)
+                }
+            }
+            Err(_) => skipped += 1,
+        }
+    }
+    drop(out);
+    if skipped > 0 {
+        eprintln!(
+            "p2pchat: skipped {skipped} unreadable lines in {}",
+            path.display()
+        );
+    }
+    Ok(())
+}

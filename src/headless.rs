@@ -1,0 +1,196 @@
+//! Headless mode, for scripts, bots and tests: stdin lines are messages or commands; stdout is
+//! one JSON object per line. Event names and fields are a public interface (see the README):
+//! add new ones freely, never rename.
+
+use std::future::Future;
+use std::io::Write;
+
+use chrono::Local;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::time::{Instant, sleep_until};
+
+use crate::app::Message;
+use crate::app::commands::{self, Command};
+use crate::app::texts;
+use crate::chat::Chat;
+use crate::consts::DRAIN_ON_EOF;
+use crate::proto::{NetEvent, Rejection};
+
+/// The JSON line for a network event, if it has one.
+pub fn event_json(event: &NetEvent) -> Option<Value> {
+    Some(match event {
+        NetEvent::PublicEndpoint { addr } => json!({"event": "public_endpoint", "addr": addr}),
+        NetEvent::StunFailed { server } => {
+            json!({"event": "notice", "message": texts::stun_failed(*server)})
+        }
+        NetEvent::Registered { server } => json!({"event": "registered", "server": server}),
+        NetEvent::ServerSilent { server } => {
+            json!({"event": "notice", "message": texts::server_silent(*server)})
+        }
+        NetEvent::ServerRefused { reason } => {
+            json!({"event": "error", "message": texts::server_refused(reason)})
+        }
+        NetEvent::PeerIntroduced { name, public, .. } => {
+            json!({"event": "peer_introduced", "peer": name, "public": public})
+        }
+        NetEvent::PeerOnline { name, addr, .. } => {
+            json!({"event": "peer_online", "peer": name, "addr": addr})
+        }
+        NetEvent::PeerOffline { name, reason, .. } => {
+            json!({"event": "peer_offline", "peer": name, "reason": reason.as_str()})
+        }
+        NetEvent::PathChanged { name, addr, .. } => {
+            json!({"event": "path_changed", "peer": name, "addr": addr})
+        }
+        NetEvent::NoPathYet { name, .. } => {
+            json!({"event": "notice", "message": texts::no_path(name)})
+        }
+        NetEvent::Message {
+            from,
+            text,
+            timestamp,
+            id,
+        } => json!({
+            "event": "message", "from": from, "text": text, "timestamp": timestamp,
+            "id": id.as_ref().map(|id| id.0.clone()),
+        }),
+        NetEvent::Sent {
+            id,
+            text,
+            timestamp,
+        } => {
+            json!({"event": "sent", "id": id.0, "text": text, "timestamp": timestamp})
+        }
+        NetEvent::Queued {
+            id,
+            text,
+            timestamp,
+        } => {
+            json!({"event": "queued", "id": id.0, "text": text, "timestamp": timestamp})
+        }
+        NetEvent::NotSent { text, reason } => {
+            json!({"event": "not_sent", "text": text, "reason": reason})
+        }
+        NetEvent::Rejected { from, reason } => {
+            let kind = match reason {
+                Rejection::WrongKey => "wrong_key",
+                Rejection::Clock { .. } => "clock",
+            };
+            json!({"event": "rejected", "from": from, "reason": kind,
+                   "message": texts::rejected(*from, *reason)})
+        }
+        NetEvent::Drops(d) => json!({
+            "event": "drops", "total": d.total(), "oversized": d.oversized,
+            "malformed": d.malformed, "unauthentic": d.unauthentic, "stale": d.stale,
+            "unexpected_source": d.unexpected_source, "duplicate": d.duplicate,
+        }),
+        NetEvent::Closed => json!({"event": "closed"}),
+        NetEvent::Rtt { .. } => return None,
+    })
+}
+
+/// Prints one JSON line; false when stdout is gone (the reader quit).
+fn emit(value: &Value) -> bool {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{value}").and_then(|()| out.flush()).is_ok()
+}
+
+fn who(chat: &Chat) -> Value {
+    let now = chat.model.now;
+    let peers: Vec<Value> = chat
+        .model
+        .peers
+        .iter()
+        .map(|p| {
+            json!({
+                "peer": p.name, "online": p.online, "addr": p.addr,
+                "last_seen": p.last_seen.map(|t| t.to_rfc3339()),
+                "last_seen_secs": p.last_seen.map(|t| (now - t).num_seconds().max(0)),
+                "rtt_ms": p.rtt.map(|r| r.as_secs_f64() * 1000.0),
+            })
+        })
+        .collect();
+    json!({"event": "who", "peers": peers})
+}
+
+/// Runs until end of input (after queued messages went out, bounded), `/quit`, SIGTERM,
+/// Ctrl-C or `shutdown`.
+pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    emit(&json!({
+        "event": "ready", "name": chat.model.me.name, "local": chat.model.me.local,
+        "conversation": chat.model.conversation, "log": chat.log.path(),
+    }));
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut sigterm = signal(SignalKind::terminate())?;
+    tokio::pin!(shutdown);
+    // Messages handed to the network that are not yet sent (or refused).
+    let mut unsent = 0usize;
+    let mut drain_until: Option<Instant> = None;
+    let mut stdin_open = true;
+    loop {
+        let message = tokio::select! {
+            line = lines.next_line(), if stdin_open => match line {
+                Ok(Some(line)) => match commands::parse(&line) {
+                    Command::Who => {
+                        emit(&who(&chat));
+                        None
+                    }
+                    Command::Help => {
+                        emit(&json!({"event": "help", "lines": texts::help()}));
+                        None
+                    }
+                    Command::Unknown(word) => {
+                        emit(&json!({"event": "error", "message": texts::unknown_command(&word)}));
+                        None
+                    }
+                    Command::Say(_) => {
+                        unsent += 1;
+                        Some(Message::Submit(line))
+                    }
+                    Command::Empty | Command::Quit => Some(Message::Submit(line)),
+                },
+                // End of input: leave once what is queued went out, or the wait ran out.
+                Ok(None) | Err(_) => {
+                    stdin_open = false;
+                    drain_until = Some(Instant::now() + DRAIN_ON_EOF);
+                    None
+                }
+            },
+            event = chat.net.events.recv() => match event {
+                Some(event) => {
+                    if matches!(event, NetEvent::Sent { .. } | NetEvent::NotSent { .. }) {
+                        unsent = unsent.saturating_sub(1);
+                    }
+                    if let Some(json) = event_json(&event) && !emit(&json) {
+                        stdin_open = false;
+                        drain_until.get_or_insert_with(Instant::now);
+                    }
+                    Some(Message::Net(event, Local::now()))
+                }
+                None => break,
+            },
+            () = sleep_until(drain_until.unwrap_or_else(Instant::now)), if drain_until.is_some() => {
+                drain_until = None;
+                Some(Message::Quit)
+            }
+            _ = sigterm.recv() => Some(Message::Quit),
+            _ = tokio::signal::ctrl_c() => Some(Message::Quit),
+            () = &mut shutdown => Some(Message::Quit),
+        };
+        if let Some(message) = message {
+            let step = chat.apply(message);
+            for error in &step.errors {
+                emit(&json!({"event": "error", "message": texts::log_failed(error)}));
+            }
+            if step.exit {
+                break;
+            }
+        }
+        if !stdin_open && unsent == 0 && !chat.model.quitting {
+            chat.apply(Message::Quit);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,194 @@
+//! The history pane: turns entries into styled, wrapped rows (unicode-correct: by grapheme and
+//! display width, breaking at spaces when it can) and draws only the rows in view. Also the row
+//! arithmetic `update` needs to keep a scrolled-back view still.
+
+use ratatui::Frame;
+use ratatui::layout::{Alignment, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Paragraph};
+use unicode_segmentation::UnicodeSegmentation;
+use unicode_width::UnicodeWidthStr;
+
+use super::theme;
+use crate::app::Model;
+use crate::app::model::{Entry, EntryKind};
+use crate::history::Delivery;
+use crate::text::sanitize;
+
+/// The styled pieces of one entry, before wrapping. Untrusted text is neutralised here.
+fn pieces(entry: &Entry) -> Vec<(String, Style)> {
+    let mut out = vec![(entry.at.format("[%H:%M:%S] ").to_string(), theme::time())];
+    match &entry.kind {
+        EntryKind::Chat {
+            from,
+            text,
+            own,
+            delivery,
+            ..
+        } => {
+            let name_style = if *own {
+                theme::own()
+            } else {
+                theme::peer(from)
+            };
+            out.push((sanitize(from), name_style));
+            out.push((": ".to_owned(), Style::new()));
+            out.push((sanitize(text), Style::new()));
+            match delivery {
+                Some(Delivery::Queued) => out.push((" ⧗ queued".to_owned(), theme::delivery())),
+                Some(Delivery::Sent) => out.push((" ✓".to_owned(), theme::delivery())),
+                Some(Delivery::Unsent) => out.push((" ✗ not sent".to_owned(), theme::offline())),
+                None => {}
+            }
+        }
+        EntryKind::System(text) => out.push((format!("— {}", sanitize(text)), theme::system())),
+    }
+    out
+}
+
+/// Wraps styled pieces to `width` columns, breaking after a space where possible.
+fn wrap(pieces: &[(String, Style)], width: usize) -> Vec<Line<'static>> {
+    let width = width.max(1);
+    let mut rows: Vec<Vec<(&str, Style)>> = Vec::new();
+    let mut row: Vec<(&str, Style)> = Vec::new();
+    let mut row_width = 0;
+    let mut break_at: Option<usize> = None;
+    for (text, style) in pieces {
+        for g in text.graphemes(true) {
+            let w = g.width();
+            if row_width + w > width && !row.is_empty() {
+                let carried = match break_at {
+                    Some(at) if at < row.len() => row.split_off(at),
+                    _ => Vec::new(),
+                };
+                rows.push(std::mem::replace(&mut row, carried));
+                row_width = row.iter().map(|(g, _)| g.width()).sum();
+                break_at = None;
+                if g == " " && row.is_empty() {
+                    continue;
+                }
+            }
+            row.push((g, *style));
+            row_width += w;
+            if g == " " {
+                break_at = Some(row.len());
+            }
+        }
+    }
+    rows.push(row);
+    rows.into_iter().map(merge).collect()
+}
+
+/// Joins runs of graphemes with one style into spans.
+fn merge(row: Vec<(&str, Style)>) -> Line<'static> {
+    let mut spans: Vec<Span<'static>> = Vec::new();
+    let mut current = String::new();
+    let mut style = None;
+    for (g, s) in row {
+        if style.is_some_and(|st| st != s) {
+            spans.push(Span::styled(
+                std::mem::take(&mut current),
+                style.unwrap_or_default(),
+            ));
+        }
+        style = Some(s);
+        current.push_str(g);
+    }
+    if !current.is_empty() {
+        spans.push(Span::styled(current, style.unwrap_or_default()));
+    }
+    Line::from(spans)
+}
+
+/// Text columns inside the history pane.
+fn inner_width(model: &Model) -> usize {
+    let panes = super::layout(Rect::new(0, 0, model.size.0, model.size.1));
+    usize::from(panes.history.width.saturating_sub(2))
+}
+
+/// Rows one entry takes at the model's current size.
+pub fn entry_rows(entry: &Entry, model: &Model) -> usize {
+    wrap(&pieces(entry), inner_width(model)).len()
+}
+
+/// How far back the view can scroll: all rows minus one screen.
+pub fn max_scroll(model: &Model) -> usize {
+    let width = inner_width(model);
+    let total: usize = model
+        .entries
+        .iter()
+        .map(|e| wrap(&pieces(e), width).len())
+        .sum();
+    total.saturating_sub(usize::from(super::history_height(model.size)))
+}
+
+/// Draws the pane: only entries that reach the visible rows are wrapped.
+pub fn render(model: &Model, frame: &mut Frame, area: Rect) {
+    let title = format!(" p2pchat · {} ", sanitize(&model.conversation));
+    let block = Block::bordered().title(title).border_style(theme::border());
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let height = usize::from(inner.height);
+    let needed = height + model.scroll;
+    let mut rows: Vec<Line<'static>> = Vec::new();
+    for entry in model.entries.iter().rev() {
+        let mut lines = wrap(&pieces(entry), usize::from(inner.width));
+        lines.extend(rows);
+        rows = lines;
+        if rows.len() >= needed {
+            break;
+        }
+    }
+    let end = rows.len().saturating_sub(model.scroll);
+    let start = end.saturating_sub(height);
+    let visible: Vec<Line<'static>> = rows.drain(start..end).collect();
+    frame.render_widget(Paragraph::new(visible), inner);
+    if model.scroll > 0 && inner.height > 0 {
+        let text = if model.unread > 0 {
+            format!(" ↓ {} new — End to jump ", model.unread)
+        } else {
+            " ↓ scrolled back — End to return ".to_owned()
+        };
+        let bottom = Rect::new(inner.x, inner.y + inner.height - 1, inner.width, 1);
+        frame.render_widget(
+            Paragraph::new(Span::styled(text, theme::marker())).alignment(Alignment::Right),
+            bottom,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(lines: &[Line<'_>]) -> Vec<String> {
+        lines
+            .iter()
+            .map(|l| l.spans.iter().map(|s| s.content.as_ref()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn wraps_at_spaces_and_by_display_width() {
+        let p = vec![("hello wide world".to_owned(), Style::new())];
+        assert_eq!(texts(&wrap(&p, 11)), vec!["hello wide ", "world"]);
+        let p = vec![("世界世界世界".to_owned(), Style::new())];
+        assert_eq!(texts(&wrap(&p, 5)), vec!["世界", "世界", "世界"]);
+        let p = vec![("👋🏽👋🏽".to_owned(), Style::new())];
+        assert_eq!(texts(&wrap(&p, 2)), vec!["👋🏽", "👋🏽"]);
+        let p = vec![("abcdefghij".to_owned(), Style::new())];
+        assert_eq!(texts(&wrap(&p, 4)), vec!["abcd", "efgh", "ij"]);
+        assert_eq!(texts(&wrap(&[], 4)), vec![""]);
+    }
+
+    #[test]
+    fn styles_survive_wrapping() {
+        let bold = theme::own();
+        let p = vec![("ab".to_owned(), bold), ("cd ef".to_owned(), Style::new())];
+        let lines = wrap(&p, 4);
+        assert_eq!(texts(&lines), vec!["abcd", "ef"]);
+        assert_eq!(lines[0].spans[0].style, bold);
+        assert_eq!(lines[0].spans[1].style, Style::new());
+    }
+}

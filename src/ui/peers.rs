@@ -1,0 +1,90 @@
+//! The status pane: ourselves (name, endpoints, NAT, server) and each peer (online or offline,
+//! endpoint in use, round trip, last seen), plus the count of dropped datagrams.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Paragraph, Wrap};
+
+use super::theme;
+use crate::app::Model;
+use crate::app::model::ServerState;
+use crate::app::texts;
+use crate::text::sanitize;
+
+fn fact(label: &str, value: String) -> Line<'static> {
+    Line::from(vec![
+        Span::raw(format!(" {label:<7}")),
+        Span::styled(value, theme::detail()),
+    ])
+}
+
+/// Draws the pane.
+pub fn render(model: &Model, frame: &mut Frame, area: Rect) {
+    let me = &model.me;
+    let mut lines = vec![
+        Line::from(vec![
+            Span::styled("You ", theme::heading()),
+            Span::styled(sanitize(&me.name), theme::own()),
+        ]),
+        fact("local", me.local.to_string()),
+        fact("public", texts::public(&me.public)),
+        fact("NAT", texts::nat(&me.public, me.local)),
+    ];
+    if let Some(server) = &me.server {
+        let state = match &server.state {
+            ServerState::Registering => "registering…".to_owned(),
+            ServerState::Registered => "✓ registered".to_owned(),
+            ServerState::Silent => "✗ not answering".to_owned(),
+            ServerState::Refused(reason) => format!("✗ refused: {reason}"),
+        };
+        lines.push(fact("server", server.addr.to_string()));
+        lines.push(fact("", state));
+        lines.push(fact("room", sanitize(&server.room)));
+    }
+    lines.push(Line::default());
+    lines.push(Line::styled("Peers", theme::heading()));
+    if model.peers.is_empty() {
+        lines.push(Line::styled(" none yet", theme::detail()));
+    }
+    for peer in &model.peers {
+        let (dot, dot_style, state) = if peer.online {
+            ("●", theme::online(), "online")
+        } else {
+            ("○", theme::offline(), "offline")
+        };
+        lines.push(Line::from(vec![
+            Span::styled(format!(" {dot} "), dot_style),
+            Span::styled(sanitize(&peer.name), theme::peer(&peer.name)),
+            Span::styled(format!(" {state}"), dot_style),
+        ]));
+        if let Some(addr) = peer.addr {
+            lines.push(Line::styled(format!("   via {addr}"), theme::detail()));
+        }
+        let mut detail = match peer.last_seen {
+            Some(seen) => format!("   seen {}", texts::ago(model.now, seen)),
+            None => "   never seen".to_owned(),
+        };
+        if let Some(rtt) = peer.rtt.filter(|_| peer.online) {
+            detail.push_str(&format!(" · rtt {}", texts::rtt(rtt)));
+        }
+        lines.push(Line::styled(detail, theme::detail()));
+    }
+    let dropped = model.drops.total();
+    if dropped > 0 {
+        lines.push(Line::default());
+        lines.push(Line::styled(
+            format!(" dropped {dropped} bad packets"),
+            theme::offline(),
+        ));
+    }
+    let block = Block::bordered()
+        .title(" status ")
+        .border_style(theme::border());
+    frame.render_widget(
+        Paragraph::new(lines)
+            .block(block)
+            .wrap(Wrap { trim: false }),
+        area,
+    );
+}
