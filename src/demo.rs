@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use tokio::net::UdpSocket;
 use tokio::sync::oneshot;
+use unicode_segmentation::UnicodeSegmentation;
 
 use crate::chat::{self, ChatOptions};
 use crate::consts::OFFLINE_AFTER;
@@ -42,7 +43,7 @@ pub fn reply(from: &str, text: &str) -> String {
     }) {
         return format!("Hi {from}! Try /who to see my endpoint and round-trip time.");
     }
-    let reversed: String = text.chars().rev().collect();
+    let reversed: String = text.graphemes(true).rev().collect();
     format!(
         "You said \"{text}\" ({} characters). Backwards, that is \"{reversed}\".",
         text.chars().count()
@@ -130,5 +131,6 @@ mod tests {
             "You said \"this is p2p\" (11 characters). Backwards, that is \"p2p si siht\"."
         );
         assert!(reply("ann", "chips").starts_with("You said"));
+        assert!(reply("ann", "a👋🏽b").ends_with("\"b👋🏽a\"."));
     }
 }

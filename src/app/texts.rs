@@ -161,14 +161,14 @@ pub fn public(public: &Public) -> String {
     }
 }
 
-/// NAT type, until detection exists: what the public endpoint tells.
-pub fn nat(public: &Public, local: SocketAddr) -> String {
+/// What the public endpoint tells about a NAT (its type is not classified yet).
+pub fn nat(public: &Public, local: SocketAddr) -> &'static str {
     match public {
+        Public::Known(addr) if *addr == local => "none (public address)",
         Public::Known(addr) if addr.port() == local.port() && local.ip().is_unspecified() => {
-            "not detected (same port outside: maybe no NAT)".to_owned()
+            "none, or port-preserving"
         }
-        Public::Known(addr) if *addr == local => "none (public address)".to_owned(),
-        Public::Known(_) => "behind NAT (type not detected)".to_owned(),
-        _ => "not detected".to_owned(),
+        Public::Known(_) => "behind NAT",
+        _ => "unknown",
     }
 }

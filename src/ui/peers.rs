@@ -29,7 +29,7 @@ pub fn render(model: &Model, frame: &mut Frame, area: Rect) {
         ]),
         fact("local", me.local.to_string()),
         fact("public", texts::public(&me.public)),
-        fact("NAT", texts::nat(&me.public, me.local)),
+        fact("NAT", texts::nat(&me.public, me.local).to_owned()),
     ];
     if let Some(server) = &me.server {
         let state = match &server.state {

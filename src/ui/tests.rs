@@ -1,1 +1,208 @@
+//! Whole-screen renders on ratatui's TestBackend, at three sizes, with a fixed clock.
 
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chrono::{DateTime, Local, TimeZone};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+use super::render;
+use crate::app::model::{Entry, EntryKind, Me, PeerView, Public, ServerState, ServerView};
+use crate::app::{Message, Model, update};
+use crate::history::Delivery;
+use crate::proto::{DropCounts, PeerId};
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn at(h: u32, m: u32, s: u32) -> DateTime<Local> {
+    Local.with_ymd_and_hms(2026, 5, 1, h, m, s).unwrap()
+}
+
+fn chat(from: &str, text: &str, own: bool, when: DateTime<Local>) -> Entry {
+    let delivery = own.then_some(Delivery::Sent);
+    Entry {
+        at: when,
+        kind: EntryKind::Chat {
+            from: from.into(),
+            text: text.into(),
+            own,
+            id: None,
+            delivery,
+        },
+    }
+}
+
+fn model(size: (u16, u16)) -> Model {
+    let me = Me {
+        name: "ann".into(),
+        local: addr("0.0.0.0:40000"),
+        public: Public::Known(addr("203.0.113.5:51000")),
+        server: Some(ServerView {
+            addr: addr("198.51.100.1:7777"),
+            room: "team".into(),
+            state: ServerState::Registered,
+        }),
+    };
+    let mut m = Model::new(me, "room team".into(), &[], at(12, 0, 30));
+    m.size = size;
+    m.entries = vec![
+        Entry::system(at(12, 0, 0), "bob is online (via 198.51.100.2:5000)"),
+        chat(
+            "bob",
+            "hi ann, this line is long enough that it has to wrap inside the history pane",
+            false,
+            at(12, 0, 1),
+        ),
+        chat("ann", "hello 世界 👋", true, at(12, 0, 2)),
+        chat("bob", "evil \x1b[31mred", false, at(12, 0, 3)),
+    ];
+    m.peers = vec![
+        PeerView {
+            id: PeerId(0),
+            name: "bob".into(),
+            online: true,
+            last_seen: Some(at(12, 0, 27)),
+            addr: Some(addr("198.51.100.2:5000")),
+            rtt: Some(Duration::from_millis(12)),
+        },
+        PeerView {
+            id: PeerId(1),
+            name: "cat".into(),
+            online: false,
+            last_seen: Some(at(11, 58, 30)),
+            addr: None,
+            rtt: None,
+        },
+    ];
+    m.drops = DropCounts {
+        unauthentic: 3,
+        ..DropCounts::default()
+    };
+    m
+}
+
+fn screen(m: &Model) -> Vec<String> {
+    let mut terminal = Terminal::new(TestBackend::new(m.size.0, m.size.1)).unwrap();
+    terminal.draw(|f| render(m, f)).unwrap();
+    let buffer = terminal.backend().buffer().clone();
+    (0..buffer.area.height)
+        .map(|y| {
+            let mut line = String::new();
+            let mut skip = 0;
+            for x in 0..buffer.area.width {
+                // A wide character's second cell holds no symbol of its own.
+                if skip > 0 {
+                    skip -= 1;
+                    continue;
+                }
+                let symbol = buffer[(x, y)].symbol();
+                skip = unicode_width::UnicodeWidthStr::width(symbol).saturating_sub(1);
+                line.push_str(symbol);
+            }
+            line
+        })
+        .collect()
+}
+
+fn contains(lines: &[String], needle: &str) -> bool {
+    lines.iter().any(|l| l.contains(needle))
+}
+
+#[test]
+fn three_panes_at_80x24() {
+    let lines = screen(&model((80, 24)));
+    assert_eq!(lines.len(), 24);
+    assert!(
+        lines[0].starts_with("┌ p2pchat · room team "),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[0].contains("┌ status "));
+    assert!(
+        lines[1].starts_with("│[12:00:00] — bob is online (via 198.51.100.2:5000)│"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[2].starts_with("│[12:00:01] bob: hi ann, this line is long enough  │"),
+        "{}",
+        lines[2]
+    );
+    assert!(
+        lines[3].starts_with("│that it has to wrap inside the history pane       │"),
+        "{}",
+        lines[3]
+    );
+    assert!(contains(&lines, "[12:00:02] ann: hello 世界 👋 ✓"));
+    // The escape sequence is shown, not obeyed.
+    assert!(contains(&lines, "bob: evil ␛[31mred"));
+    // Status pane: us, then peers.
+    assert!(contains(&lines, "│You ann"));
+    assert!(contains(&lines, " public 203.0.113.5:51000"));
+    assert!(contains(&lines, " NAT    behind NAT "));
+    assert!(contains(&lines, " server 198.51.100.1:7777"));
+    assert!(contains(&lines, "✓ registered"));
+    assert!(contains(&lines, " ● bob online"));
+    assert!(contains(&lines, "   via 198.51.100.2:5000"));
+    assert!(contains(&lines, "   seen 3s ago · rtt 12 ms"));
+    assert!(contains(&lines, " ○ cat offline"));
+    assert!(contains(&lines, "   seen 2m ago"));
+    assert!(contains(&lines, "dropped 3 bad packets"));
+    // Input box at the bottom.
+    assert!(lines[21].starts_with("┌ message (Enter sends · /help) "));
+    assert!(lines[23].starts_with("└"));
+}
+
+#[test]
+fn wide_terminal_gives_history_more_room() {
+    let lines = screen(&model((120, 40)));
+    assert!(
+        lines[2].contains("bob: hi ann, this line is long enough that it has to wrap inside   │"),
+        "{}",
+        lines[2]
+    );
+    assert!(lines[3].starts_with("│the history pane "), "{}", lines[3]);
+    assert!(lines[37].starts_with("┌ message"));
+}
+
+#[test]
+fn narrow_terminal_drops_the_status_pane() {
+    let lines = screen(&model((50, 20)));
+    assert!(!contains(&lines, "status"));
+    assert!(lines[0].starts_with("┌ p2pchat · room team "));
+    assert!(lines[0].ends_with("┐"));
+}
+
+#[test]
+fn scrolled_back_view_shows_the_new_marker() {
+    let mut m = model((80, 24));
+    for i in 0..60 {
+        m.entries
+            .push(Entry::system(at(12, 1, 0), format!("filler {i}")));
+    }
+    update(&mut m, Message::Scroll(10));
+    m.unread = 2;
+    let lines = screen(&m);
+    assert!(
+        lines[19].contains("filler 49      ↓ 2 new — End to jump │"),
+        "{}",
+        lines[19]
+    );
+    assert!(lines[1].contains("filler 31 "), "{}", lines[1]);
+}
+
+#[test]
+fn long_input_scrolls_sideways_to_keep_the_cursor_visible() {
+    let mut m = model((80, 24));
+    let long = "x".repeat(100) + "END";
+    update(&mut m, Message::Paste(long));
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    terminal.draw(|f| render(&m, f)).unwrap();
+    let lines = screen(&m);
+    assert!(lines[22].contains("xxxEND"), "{}", lines[22]);
+    let cursor = terminal.get_cursor_position().unwrap();
+    assert_eq!((cursor.x, cursor.y), (78, 22));
+}
