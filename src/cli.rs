@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 2 usage or configuration errors, 1 runtime failures.
 
 use std::fs::File;
+use std::future::Future;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -261,12 +262,17 @@ fn init_tracing(to_file: Option<&Path>, default_level: &str) {
     };
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
-    tokio::runtime::Builder::new_multi_thread()
+/// Runs `future` on a new runtime. The runtime is then dropped without waiting for blocking
+/// tasks: tokio reads stdin on a blocking thread that would otherwise keep the process alive
+/// until the next line of input.
+fn block_on<T>(future: impl Future<Output = Result<T, CliError>>) -> Result<T, CliError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("cannot start the async runtime")
-        .map_err(CliError::Runtime)
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(future);
+    runtime.shutdown_background();
+    result
 }
 
 /// Waits for Ctrl-C or SIGTERM (for the modes that do not read the keyboard themselves).
@@ -297,7 +303,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Server { listen } => {
             init_tracing(None, "info");
-            runtime()?.block_on(async {
+            block_on(async {
                 let socket = UdpSocket::bind(listen).await.map_err(|e| {
                     usage(format!(
                         "cannot listen on {listen}: {e} (choose another --listen)"
@@ -321,15 +327,17 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                 headless,
             };
             init_tracing((!headless).then_some(options.data_dir.as_path()), "warn");
-            runtime()?
-                .block_on(demo::run(options, std::future::pending()))
-                .map_err(CliError::Runtime)
+            block_on(async {
+                demo::run(options, std::future::pending())
+                    .await
+                    .map_err(CliError::Runtime)
+            })
         }
         Command::Chat(args) => {
             let headless = args.headless;
             let options = chat_options(data_dir_flag, args, &config)?;
             init_tracing((!headless).then_some(options.data_dir.as_path()), "warn");
-            runtime()?.block_on(async {
+            block_on(async {
                 let chat = chat::start(options)
                     .await
                     .map_err(|e| CliError::Runtime(e.into()))?;

@@ -1,0 +1,223 @@
+//! Process and file helpers: a child process killed on drop, a JSON-lines reader with bounded
+//! waits, temporary data directories, and the switch that turns skips into failures in CI.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The binary under test.
+pub fn bin() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_p2pchat"));
+    command
+        .env_remove("P2PCHAT_KEY")
+        .env_remove("P2PCHAT_DATA_DIR")
+        .env_remove("P2PCHAT_CONFIG");
+    command.env("P2PCHAT_CONFIG", "/nonexistent/p2pchat-test-config.toml");
+    command
+}
+
+/// A test's own directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("p2pchat-it-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// When set (CI sets it), a test that lacks a tool fails instead of skipping.
+pub fn require_all() -> bool {
+    std::env::var_os("P2PCHAT_REQUIRE_ALL").is_some_and(|v| v == "1")
+}
+
+/// Skips (with a visible reason) or, under `P2PCHAT_REQUIRE_ALL=1`, fails.
+pub fn skip_or_fail(reason: &str) {
+    assert!(!require_all(), "P2PCHAT_REQUIRE_ALL=1 but {reason}");
+    eprintln!("SKIPPED: {reason}");
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> SocketAddr {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// A child process with its stdout read line by line on a thread; killed on drop.
+pub struct Proc {
+    pub child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl Proc {
+    pub fn spawn(mut command: Command) -> Self {
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn p2pchat");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        Self {
+            child,
+            stdin,
+            lines: rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Writes one line to stdin.
+    pub fn say(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Closes stdin (end of input).
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// The next stdout line, within `within`.
+    pub fn line(&mut self, within: Duration) -> Option<String> {
+        match self.lines.recv_timeout(within) {
+            Ok(line) => {
+                self.seen.push(line.clone());
+                Some(line)
+            }
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
+        }
+    }
+
+    /// Waits for a JSON event matching `pred`; panics with everything seen after `within`.
+    pub fn expect(&mut self, within: Duration, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + within;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            let Some(line) = self.line(left) else { break };
+            if let Ok(value) = serde_json::from_str::<Value>(&line)
+                && pred(&value)
+            {
+                return value;
+            }
+        }
+        panic!(
+            "no {what} within {within:?}; saw:\n{}",
+            self.seen.join("\n")
+        );
+    }
+
+    /// Waits for an event by name.
+    pub fn expect_event(&mut self, within: Duration, event: &str) -> Value {
+        self.expect(within, event, |v| v["event"] == event)
+    }
+
+    /// Waits for the process to exit; returns its code.
+    pub fn wait(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Sends SIGKILL.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A rendezvous server on a free loopback port.
+pub fn server() -> (Proc, SocketAddr) {
+    let mut command = bin();
+    command.args(["server", "--listen", "127.0.0.1:0"]);
+    let mut proc = Proc::spawn(command);
+    let line = proc
+        .line(Duration::from_secs(10))
+        .expect("server prints its address");
+    let addr = line
+        .strip_prefix("p2pchat server listening on ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected server line: {line}"));
+    (proc, addr)
+}
+
+/// A headless peer in a room.
+pub fn room_peer(name: &str, server: SocketAddr, room: &str, key: &str, data: &Path) -> Proc {
+    let mut command = bin();
+    command
+        .args([
+            "chat",
+            "--headless",
+            "--name",
+            name,
+            "--room",
+            room,
+            "--bind",
+            "127.0.0.1:0",
+        ])
+        .arg("--server")
+        .arg(server.to_string())
+        .arg("--data-dir")
+        .arg(data)
+        .env("P2PCHAT_KEY", key);
+    Proc::spawn(command)
+}
+
+/// A fresh key from `p2pchat keygen`.
+pub fn keygen() -> String {
+    let out = bin().arg("keygen").output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// All records of a conversation log.
+pub fn log_records(data: &Path, file: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(data.join("conversations").join(file)).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}

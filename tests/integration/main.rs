@@ -1,0 +1,9 @@
+//! Integration tests: the real `p2pchat` binary, real UDP sockets on 127.0.0.1, real processes.
+//! One test binary with modules keeps builds fast. Every wait is bounded; every process and
+//! temporary directory is cleaned up when its guard drops, also when a test fails.
+
+mod cli;
+mod harness;
+mod peers;
+mod seed;
+mod terminal;

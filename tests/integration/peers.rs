@@ -1,0 +1,225 @@
+//! Peers over real UDP on loopback: through the rendezvous server, direct, the demo, and a
+//! barrage of hostile datagrams.
+
+use std::net::UdpSocket;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::harness::{Proc, TempDir, bin, free_port, keygen, log_records, room_peer, server};
+
+const CONNECT: Duration = Duration::from_secs(10);
+
+fn message_from(from: &'static str, text: &'static str) -> impl Fn(&Value) -> bool {
+    move |v| v["event"] == "message" && v["from"] == from && v["text"] == text
+}
+
+#[test]
+fn room_peers_chat_both_ways_log_it_and_notice_a_dead_peer() {
+    let (_server, addr) = server();
+    let key = keygen();
+    let (da, db) = (TempDir::new("alice"), TempDir::new("bob"));
+    let mut alice = room_peer("alice", addr, "lobby", &key, da.path());
+    let mut bob = room_peer("bob", addr, "lobby", &key, db.path());
+    for p in [&mut alice, &mut bob] {
+        p.expect_event(CONNECT, "ready");
+        p.expect_event(CONNECT, "registered");
+        p.expect_event(CONNECT, "peer_online");
+    }
+    alice.say("hello bob");
+    alice.expect(CONNECT, "sent", |v| {
+        v["event"] == "sent" && v["text"] == "hello bob"
+    });
+    bob.expect(
+        CONNECT,
+        "alice's message",
+        message_from("alice", "hello bob"),
+    );
+    bob.say("hi alice 世界 👋");
+    alice.expect(
+        CONNECT,
+        "bob's message",
+        message_from("bob", "hi alice 世界 👋"),
+    );
+
+    let log = log_records(da.path(), "room-lobby.jsonl");
+    let has = |dir: &str, text: &str| {
+        log.iter()
+            .any(|r| r["kind"] == "message" && r["dir"] == dir && r["text"] == text && r["v"] == 1)
+    };
+    assert!(has("out", "hello bob"), "{log:?}");
+    assert!(has("in", "hi alice 世界 👋"), "{log:?}");
+    assert!(
+        log.iter()
+            .any(|r| r["kind"] == "presence" && r["peer"] == "bob" && r["online"] == true)
+    );
+
+    // SIGKILL: no goodbye, so alice notices by silence (threshold 15 s, bounded wait here).
+    bob.kill();
+    let offline = alice.expect(Duration::from_secs(25), "peer_offline", |v| {
+        v["event"] == "peer_offline"
+    });
+    assert_eq!(offline["peer"], "bob");
+    assert_eq!(offline["reason"], "unreachable");
+
+    // Bob comes back on a new port; both find each other again through the server.
+    let mut bob = room_peer("bob", addr, "lobby", &key, db.path());
+    bob.expect_event(CONNECT, "peer_online");
+    alice.expect(CONNECT, "bob back online", |v| {
+        v["event"] == "peer_online" && v["peer"] == "bob"
+    });
+    alice.say("welcome back");
+    bob.expect(
+        CONNECT,
+        "message after restart",
+        message_from("alice", "welcome back"),
+    );
+
+    // A goodbye is immediate.
+    bob.say("/quit");
+    assert_eq!(bob.wait(CONNECT), Some(0));
+    let left = alice.expect(CONNECT, "peer_offline", |v| v["event"] == "peer_offline");
+    assert_eq!(left["reason"], "left");
+    let log = log_records(da.path(), "room-lobby.jsonl");
+    assert!(
+        log.iter()
+            .any(|r| r["kind"] == "presence" && r["online"] == false && r["reason"] == "left")
+    );
+}
+
+#[test]
+fn direct_peers_chat_without_a_server() {
+    let key = keygen();
+    let (pa, pb) = (free_port(), free_port());
+    let (da, db) = (TempDir::new("da"), TempDir::new("db"));
+    let spawn = |name: &str, bind, peer, data: &TempDir| {
+        let mut c = bin();
+        c.args(["chat", "--headless", "--name", name])
+            .arg("--bind")
+            .arg(format!("{bind}"))
+            .arg("--peer")
+            .arg(format!("{peer}"))
+            .arg("--key")
+            .arg(&key)
+            .arg("--data-dir")
+            .arg(data.path());
+        Proc::spawn(c)
+    };
+    let mut a = spawn("ann", pa, pb, &da);
+    let mut b = spawn("ben", pb, pa, &db);
+    a.expect(CONNECT, "ben online", |v| {
+        v["event"] == "peer_online" && v["peer"] == "ben"
+    });
+    b.expect(CONNECT, "ann online", |v| {
+        v["event"] == "peer_online" && v["peer"] == "ann"
+    });
+    b.say("direct hello");
+    a.expect(CONNECT, "message", message_from("ben", "direct hello"));
+    // End of input: what was typed goes out first, then the process leaves cleanly.
+    a.say("bye now");
+    a.close_stdin();
+    b.expect(CONNECT, "last message", message_from("ann", "bye now"));
+    assert_eq!(a.wait(CONNECT), Some(0));
+    let file = format!("peer-{pb}.jsonl").replace(':', "%3A");
+    let log = log_records(da.path(), &file);
+    assert!(
+        log.iter()
+            .any(|r| r["text"] == "bye now" && r["state"] == "sent"),
+        "{log:?}"
+    );
+}
+
+#[test]
+fn demo_bot_answers_in_headless_mode() {
+    let data = TempDir::new("demo");
+    let mut c = bin();
+    c.args(["demo", "--headless", "--name", "newcomer"])
+        .arg("--data-dir")
+        .arg(data.path());
+    let mut demo = Proc::spawn(c);
+    demo.expect(CONNECT, "bot online", |v| {
+        v["event"] == "peer_online" && v["peer"] == "bot"
+    });
+    demo.expect(CONNECT, "greeting", |v| {
+        v["event"] == "message" && v["from"] == "bot"
+    });
+    demo.say("ping pong");
+    let reply = demo.expect(CONNECT, "reply", |v| {
+        v["event"] == "message"
+            && v["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("\"gnop gnip\""))
+    });
+    assert_eq!(reply["from"], "bot");
+    demo.say("/quit");
+    assert_eq!(demo.wait(CONNECT), Some(0));
+}
+
+#[test]
+fn hostile_datagrams_are_dropped_counted_and_never_shown() {
+    let key = keygen();
+    let port = free_port();
+    let data = TempDir::new("hostile");
+    let mut c = bin();
+    c.args(["chat", "--headless", "--name", "target"])
+        .arg("--bind")
+        .arg(port.to_string())
+        .arg("--peer")
+        .arg(free_port().to_string())
+        .arg("--data-dir")
+        .arg(data.path())
+        .env("P2PCHAT_KEY", &key);
+    let mut target = Proc::spawn(c);
+    target.expect_event(CONNECT, "ready");
+    let attacker = UdpSocket::bind("127.0.0.1:0").unwrap();
+    // A well-formed token under another key, carrying a chat message.
+    let forged = seal(&keygen());
+    let mut oversized = b"gAAAAA".to_vec();
+    oversized.resize(4000, b'A');
+    let datagrams: Vec<Vec<u8>> = vec![
+        b"garbage".to_vec(),
+        Vec::new(),
+        oversized,
+        b"{\"op\":\"peer\",\"name\":\"mallory\",\"public\":\"127.0.0.1:1\",\"private\":[]}"
+            .to_vec(),
+        b"gAAAAA not really a token".to_vec(),
+        vec![0xff; 100],
+    ];
+    for d in &datagrams {
+        attacker.send_to(d, port).unwrap();
+    }
+    for _ in 0..20 {
+        attacker.send_to(forged.as_bytes(), port).unwrap();
+    }
+    let rejected = target.expect(CONNECT, "rejected", |v| v["event"] == "rejected");
+    assert_eq!(rejected["reason"], "wrong_key");
+    assert!(rejected["message"].as_str().unwrap().contains("wrong key?"));
+    let drops = target.expect(CONNECT, "all drops counted", |v| {
+        v["event"] == "drops" && v["total"].as_u64() == Some(26)
+    });
+    assert_eq!(drops["unauthentic"], 21);
+    assert_eq!(drops["oversized"], 1);
+    assert_eq!(drops["unexpected_source"], 1);
+    assert_eq!(drops["malformed"], 3);
+    target.say("/quit");
+    assert_eq!(target.wait(CONNECT), Some(0));
+    while target.line(Duration::from_millis(200)).is_some() {}
+    let notices = target
+        .seen
+        .iter()
+        .filter(|l| l.contains("\"rejected\""))
+        .count();
+    assert_eq!(notices, 1, "one notice per source, not a flood");
+    assert!(
+        !target
+            .seen
+            .iter()
+            .any(|l| l.contains("\"event\":\"message\""))
+    );
+}
+
+/// A Fernet token under `key`, as any Fernet client would make it.
+fn seal(key: &str) -> String {
+    let f = fernet::Fernet::new(key).unwrap();
+    f.encrypt(br#"{"type":"message","name":"mallory","timestamp":"now","text":"pwned"}"#)
+}

@@ -1,0 +1,111 @@
+//! The full-screen interface in a real terminal (tmux): the demo shows three panes and the
+//! bot's answer, /quit restores the terminal, and reopening shows the earlier history.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::harness::{TempDir, skip_or_fail};
+
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", "t"])
+    }
+
+    /// Waits until the screen contains `needle`; panics with the screen after `within`.
+    fn wait_for(&self, needle: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let screen = self.screen();
+            if screen.contains(needle) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} on screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn alive(&self) -> bool {
+        self.run(&["list-panes", "-t", "t", "-F", "#{pane_dead}"])
+            .trim()
+            == "0"
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        self.run(&["kill-server"]);
+    }
+}
+
+fn start_demo(data: &TempDir, tag: &str) -> Tmux {
+    let tmux = Tmux {
+        socket: format!("p2pchat-test-{}-{tag}", std::process::id()),
+    };
+    let command = format!(
+        "{} demo --name tester --data-dir {}; echo EXITED $?; sleep 30",
+        env!("CARGO_BIN_EXE_p2pchat"),
+        data.path().display()
+    );
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "t",
+        "-x",
+        "100",
+        "-y",
+        "30",
+        &command,
+    ]);
+    tmux
+}
+
+#[test]
+fn demo_in_a_real_terminal() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        return skip_or_fail("tmux is not installed");
+    }
+    let data = TempDir::new("tui");
+    let tmux = start_demo(&data, "a");
+    let screen = tmux.wait_for("bot: Hello tester!", Duration::from_secs(10));
+    assert!(screen.contains("p2pchat · room demo"), "{screen}");
+    assert!(screen.contains("status"), "{screen}");
+    assert!(screen.contains("● bot online"), "{screen}");
+    assert!(screen.contains("message (Enter sends"), "{screen}");
+    tmux.run(&["send-keys", "-t", "t", "-l", "are you real?"]);
+    tmux.run(&["send-keys", "-t", "t", "Enter"]);
+    tmux.wait_for("tester: are you real? ✓", Duration::from_secs(10));
+    tmux.wait_for(
+        "Backwards, that is \"?laer uoy era\"",
+        Duration::from_secs(10),
+    );
+    tmux.run(&["send-keys", "-t", "t", "-l", "/quit"]);
+    tmux.run(&["send-keys", "-t", "t", "Enter"]);
+    // The terminal is back to normal: the shell's echo is visible, the panes are gone.
+    let screen = tmux.wait_for("EXITED 0", Duration::from_secs(10));
+    assert!(!screen.contains("┌ status"), "{screen}");
+    assert!(tmux.alive());
+    drop(tmux);
+
+    // Reopening the conversation shows what was said before.
+    let tmux = start_demo(&data, "b");
+    let screen = tmux.wait_for("earlier entries from the log", Duration::from_secs(10));
+    assert!(screen.contains("tester: are you real?"), "{screen}");
+}
