@@ -130,7 +130,7 @@ impl Recall {
     }
 
     /// One line further back, given what is typed now; `None` at the oldest.
-    pub fn previous(&mut self, current: &str) -> Option<String> {
+    pub fn back(&mut self, current: &str) -> Option<String> {
         let next = match self.position {
             None if self.lines.is_empty() => return None,
             None => {
@@ -145,7 +145,7 @@ impl Recall {
     }
 
     /// One line forward; past the newest, the draft comes back. `None` when not browsing.
-    pub fn next(&mut self) -> Option<String> {
+    pub fn forward(&mut self) -> Option<String> {
         let p = self.position?;
         if p + 1 < self.lines.len() {
             self.position = Some(p + 1);
@@ -201,14 +201,14 @@ mod tests {
     #[test]
     fn recall_walks_back_and_restores_the_draft() {
         let mut r = Recall::default();
-        assert_eq!(r.previous("x"), None);
+        assert_eq!(r.back("x"), None);
         r.push("one".into());
         r.push("two".into());
-        assert_eq!(r.previous("draft").as_deref(), Some("two"));
-        assert_eq!(r.previous("two").as_deref(), Some("one"));
-        assert_eq!(r.previous("one"), None);
-        assert_eq!(r.next().as_deref(), Some("two"));
-        assert_eq!(r.next().as_deref(), Some("draft"));
-        assert_eq!(r.next(), None);
+        assert_eq!(r.back("draft").as_deref(), Some("two"));
+        assert_eq!(r.back("two").as_deref(), Some("one"));
+        assert_eq!(r.back("one"), None);
+        assert_eq!(r.forward().as_deref(), Some("two"));
+        assert_eq!(r.forward().as_deref(), Some("draft"));
+        assert_eq!(r.forward(), None);
     }
 }

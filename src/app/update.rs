@@ -70,12 +70,12 @@ fn on_action(model: &mut Model, action: Action, effects: &mut Vec<Effect>) {
             input.take();
         }
         Action::RecallPrevious => {
-            if let Some(line) = model.recall.previous(model.input.text()) {
+            if let Some(line) = model.recall.back(model.input.text()) {
                 model.input.set(line);
             }
         }
         Action::RecallNext => {
-            if let Some(line) = model.recall.next() {
+            if let Some(line) = model.recall.forward() {
                 model.input.set(line);
             }
         }

@@ -2,6 +2,9 @@
 //! One test binary with modules keeps builds fast. Every wait is bounded; every process and
 //! temporary directory is cleaned up when its guard drops, also when a test fails.
 
+// Test helpers fail loudly by design: a panic here is a failed test with its reason.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod cli;
 mod harness;
 mod peers;
