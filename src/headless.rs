@@ -129,6 +129,7 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
     let mut unsent = 0usize;
     let mut drain_until: Option<Instant> = None;
     let mut stdin_open = true;
+    let mut pending_line: Option<Value> = None;
     loop {
         let message = tokio::select! {
             line = lines.next_line(), if stdin_open => match line {
@@ -163,10 +164,8 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
                     if matches!(event, NetEvent::Sent { .. } | NetEvent::NotSent { .. }) {
                         unsent = unsent.saturating_sub(1);
                     }
-                    if let Some(json) = event_json(&event) && !emit(&json) {
-                        stdin_open = false;
-                        drain_until.get_or_insert_with(Instant::now);
-                    }
+                    // Logged first, printed second: whatever a script has seen is in the log.
+                    pending_line = event_json(&event);
                     Some(Message::Net(event, Local::now()))
                 }
                 None => break,
@@ -183,6 +182,13 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
             let step = chat.apply(message);
             for error in &step.errors {
                 emit(&json!({"event": "error", "message": texts::log_failed(error)}));
+            }
+            if let Some(line) = pending_line.take()
+                && !emit(&line)
+            {
+                // Nobody reads our output any more: leave as if input had ended.
+                stdin_open = false;
+                drain_until.get_or_insert_with(Instant::now);
             }
             if step.exit {
                 break;
