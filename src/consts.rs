@@ -25,6 +25,12 @@ pub const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 /// peer needs to hear from us well within its offline threshold.
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
 
+/// A peer's path moves to a new source address only after the current one has been silent
+/// this long: during punching the same peer is heard on several candidates at once, and the
+/// path must not flap between them. Shorter than the keepalive, so a roaming peer is followed
+/// by its next keepalive.
+pub const PATH_STALE_AFTER: Duration = Duration::from_secs(2);
+
 /// Default silence after which a peer is shown offline (three missed keepalives).
 pub const OFFLINE_AFTER: Duration = Duration::from_secs(15);
 

@@ -166,7 +166,7 @@ pub fn nat(public: &Public, local: SocketAddr) -> &'static str {
     match public {
         Public::Known(addr) if *addr == local => "none (public address)",
         Public::Known(addr) if addr.port() == local.port() && local.ip().is_unspecified() => {
-            "none, or port-preserving"
+            "none or port-kept"
         }
         Public::Known(_) => "behind NAT",
         _ => "unknown",

@@ -16,8 +16,9 @@ use super::wire::{self, Class, Envelope, FromServer, ToServer};
 use super::{DropCounts, MsgId, NetCommand, NetEvent, OfflineReason, PeerId, Rejection, Transmit};
 use crate::consts::{
     DEDUP_CAPACITY, DROPS_REPORT_INTERVAL, KEEPALIVE_INTERVAL, MAX_DATAGRAM_BYTES,
-    NOTICE_SOURCES_CAPACITY, OUTBOX_CAPACITY, PROBE_INTERVAL, PUNCH_INTERVAL, PUNCH_WINDOW,
-    REGISTER_REFRESH, REGISTER_RETRY, SERVER_SILENT_NOTICE_AFTER, STUN_MAX_TRANSMITS, STUN_RTO,
+    NOTICE_SOURCES_CAPACITY, OUTBOX_CAPACITY, PATH_STALE_AFTER, PROBE_INTERVAL, PUNCH_INTERVAL,
+    PUNCH_WINDOW, REGISTER_REFRESH, REGISTER_RETRY, SERVER_SILENT_NOTICE_AFTER, STUN_MAX_TRANSMITS,
+    STUN_RTO,
 };
 
 /// How this session finds its peer.
@@ -57,6 +58,8 @@ struct Peer {
     name: Option<String>,
     candidates: Vec<SocketAddr>,
     path: Option<SocketAddr>,
+    path_heard: Option<Instant>,
+    instance: Option<u64>,
     online: bool,
     last_seen: Option<Instant>,
     fast_until: Instant,
@@ -74,6 +77,8 @@ impl Peer {
             name,
             candidates,
             path: None,
+            path_heard: None,
+            instance: None,
             online: false,
             last_seen: None,
             fast_until: now + PUNCH_WINDOW,
@@ -163,6 +168,7 @@ impl SeenIds {
 /// One participant's protocol state machine.
 pub struct Session {
     config: SessionConfig,
+    instance: u64,
     cipher: Cipher,
     rng: StdRng,
     mono_anchor: Instant,
@@ -216,8 +222,10 @@ impl Session {
             }),
             Mode::Direct { .. } => None,
         };
+        let instance = rng.next_u64();
         let mut session = Self {
             config,
+            instance,
             cipher,
             rng,
             mono_anchor: now,
@@ -372,6 +380,7 @@ impl Session {
         let ping = Envelope::Ping {
             name: self.config.name.clone(),
             seq: peer.ping_seq,
+            instance: Some(self.instance),
         };
         for &to in targets {
             self.send_envelope(now, to, &ping);
@@ -525,12 +534,13 @@ impl Session {
             self.go_offline(now, index, OfflineReason::Left);
             return;
         }
-        self.mark_alive(now, index, from);
+        self.mark_alive(now, index, from, envelope.instance());
         match envelope {
             Envelope::Ping { seq, .. } => {
                 let pong = Envelope::Pong {
                     name: self.config.name.clone(),
                     seq,
+                    instance: Some(self.instance),
                 };
                 self.send_envelope(now, from, &pong);
             }
@@ -567,12 +577,27 @@ impl Session {
         }
     }
 
-    /// An authenticated packet from `from`: the peer is alive and `from` is its path.
-    fn mark_alive(&mut self, now: Instant, index: usize, from: SocketAddr) {
+    /// An authenticated packet from `from`: the peer is alive, and `from` becomes its path
+    /// unless the current path is still live (see `PATH_STALE_AFTER`) — or the peer restarted
+    /// (a new run id), whose old path is dead whatever we last heard on it.
+    fn mark_alive(&mut self, now: Instant, index: usize, from: SocketAddr, instance: Option<u64>) {
         let peer = &mut self.peers[index];
         peer.last_seen = Some(now);
+        let restarted = instance.is_some() && peer.instance.is_some() && instance != peer.instance;
+        if instance.is_some() {
+            peer.instance = instance;
+        }
+        let current_live = peer.online
+            && !restarted
+            && peer
+                .path_heard
+                .is_some_and(|heard| now < heard + PATH_STALE_AFTER);
         let moved = peer.path != Some(from);
+        if moved && current_live {
+            return;
+        }
         peer.path = Some(from);
+        peer.path_heard = Some(now);
         let (id, name) = (peer.id, peer.display_name());
         if !peer.online {
             peer.online = true;

@@ -104,6 +104,9 @@ pub enum Envelope {
         name: String,
         /// Echoed in the pong, to measure round-trip time.
         seq: u64,
+        /// Random per run of the sender: a new value means the peer restarted.
+        #[serde(default)]
+        instance: Option<u64>,
     },
     /// Answer to a ping.
     Pong {
@@ -111,6 +114,9 @@ pub enum Envelope {
         name: String,
         /// The ping's `seq`.
         seq: u64,
+        /// As in `Ping`.
+        #[serde(default)]
+        instance: Option<u64>,
     },
     /// The sender is leaving; it is offline now, not after a timeout.
     Bye {
@@ -120,6 +126,14 @@ pub enum Envelope {
 }
 
 impl Envelope {
+    /// The sender's run id, when the envelope carries one.
+    pub fn instance(&self) -> Option<u64> {
+        match self {
+            Self::Ping { instance, .. } | Self::Pong { instance, .. } => *instance,
+            Self::Message { .. } | Self::Bye { .. } => None,
+        }
+    }
+
     /// The sender's display name.
     pub fn name(&self) -> &str {
         match self {

@@ -109,3 +109,27 @@ fn demo_in_a_real_terminal() {
     let screen = tmux.wait_for("earlier entries from the log", Duration::from_secs(10));
     assert!(screen.contains("tester: are you real?"), "{screen}");
 }
+
+#[test]
+fn sigterm_restores_the_terminal() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        return skip_or_fail("tmux is not installed");
+    }
+    let data = TempDir::new("tui-term");
+    let tmux = start_demo(&data, "term");
+    tmux.wait_for("● bot online", Duration::from_secs(10));
+    let shell = tmux.run(&["display-message", "-p", "-t", "t", "#{pane_pid}"]);
+    let out = Command::new("pkill")
+        .args(["-TERM", "-P", shell.trim(), "p2pchat"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pkill found no p2pchat under pid {shell}"
+    );
+    let screen = tmux.wait_for("EXITED 0", Duration::from_secs(10));
+    assert!(!screen.contains("┌ status"), "{screen}");
+    // The goodbye reached the log as well as the screen: the bot's presence was recorded.
+    let log = std::fs::read_to_string(data.path().join("conversations/room-demo.jsonl")).unwrap();
+    assert!(log.contains("\"kind\":\"presence\""), "{log}");
+}

@@ -555,6 +555,33 @@ fn authenticated_packets_move_the_path_and_others_do_not() {
 }
 
 #[test]
+fn a_peer_heard_on_two_addresses_keeps_one_path() {
+    let (mut sim, a, b, _) = direct_pair(17);
+    sim.run_for(Duration::from_secs(1));
+    // Alice's probes to another candidate of hers reach bob too (LAN and public, say).
+    let alias = addr("192.0.2.101:1000");
+    for _ in 0..3 {
+        let instance = Some(sim.nodes[a].session.instance);
+        let ping = Envelope::Ping {
+            name: "alice".into(),
+            seq: 99,
+            instance,
+        };
+        let token = sim.nodes[a].session.seal(sim.now, &ping).unwrap();
+        sim.inject(alias, b, &token);
+        sim.run_for(Duration::from_millis(500));
+    }
+    assert!(
+        !sim.events(b)
+            .iter()
+            .any(|e| matches!(e, NetEvent::PathChanged { .. }))
+    );
+    sim.command(b, send("still the first path"));
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(sim.texts(a), vec!["still the first path"]);
+}
+
+#[test]
 fn messages_wait_in_the_outbox_until_a_peer_is_online() {
     let key = generate_key();
     let mut sim = Sim::new(11);
