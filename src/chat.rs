@@ -3,12 +3,13 @@
 //! message through `update` and carries out its effects. Shared by the TUI, headless mode and
 //! the demo, so they cannot drift apart.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use chrono::{Local, Utc};
 use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
 use crate::app::model::{Entry, Me, Public, ServerState, ServerView};
@@ -119,6 +120,7 @@ pub async fn start(options: ChatOptions) -> Result<Chat, StartError> {
         name: name.clone(),
         local,
         public: stun.map_or(Public::NotAsked, Public::Asking),
+        nat: None,
         server,
     };
     let now = Local::now();
@@ -134,7 +136,22 @@ pub async fn start(options: ChatOptions) -> Result<Chat, StartError> {
         .push(Entry::system(now, crate::app::texts::WELCOME));
     let net = spawn_session(socket, name, mode, cipher, stun, offline_after)
         .map_err(|source| StartError::Bind { addr: bind, source })?;
+    if let Some(stun) = stun {
+        tokio::spawn(detect_nat(stun, bind.ip(), net.commands.clone()));
+    }
     Ok(Chat { model, log, net })
+}
+
+/// Classifies our NAT off the chat socket and hands the result to the session, which tells
+/// the server, the peers and the app.
+async fn detect_nat(stun: SocketAddr, bind_ip: IpAddr, commands: mpsc::Sender<NetCommand>) {
+    match net::nat::detect(stun, bind_ip).await {
+        Ok(report) => {
+            let nat = report.nat_type.as_str().to_owned();
+            let _ = commands.send(NetCommand::SetNat { nat }).await;
+        }
+        Err(error) => tracing::warn!(%error, "NAT detection could not run"),
+    }
 }
 
 /// Builds a session on `socket` and hands both to a new network actor.

@@ -12,16 +12,18 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use directories::ProjectDirs;
-use tokio::net::UdpSocket;
 
 use crate::app::model::{Entry, EntryKind};
 use crate::chat::{self, ChatOptions};
 use crate::config::{self, FileConfig};
+use crate::consts::NAT_TEST_TIMEOUT;
 use crate::consts::{KEEPALIVE_INTERVAL, MAX_NAME_CHARS, OFFLINE_AFTER};
 use crate::demo::{self, DemoOptions};
 use crate::history::{self, Delivery, Record};
+use crate::net;
 use crate::proto::Mode;
 use crate::proto::crypto::{Cipher, generate_key};
+use crate::proto::nat::{Behaviour, NatType, Report};
 use crate::text::sanitize;
 use crate::{headless, server, tui};
 
@@ -48,11 +50,28 @@ pub enum Command {
         /// Address and UDP port to listen on
         #[arg(long, default_value = "0.0.0.0:7777", value_parser = parse_addr, value_name = "ADDR")]
         listen: SocketAddr,
+        /// A second address, with another IP and port, for RFC 5780 NAT-type discovery: the
+        /// server then also listens there and answers CHANGE-REQUEST
+        #[arg(long, value_parser = parse_addr, value_name = "ADDR")]
+        alt: Option<SocketAddr>,
     },
     /// Chat through a rendezvous server (--server, --room) or directly (--peer)
     Chat(ChatArgs),
     /// Print a new random key; give the same key to your peer
     Keygen,
+    /// Detect your NAT's behaviour (RFC 5780): mapping, filtering, public endpoint, type
+    Nat {
+        /// STUN server with an alternate address (RFC 5780), e.g. `p2pchat server --alt`
+        /// [default: `stun`, else `server`, from config]
+        #[arg(long, value_parser = parse_addr, value_name = "ADDR")]
+        stun: Option<SocketAddr>,
+        /// Local IP to test from [default: all interfaces]
+        #[arg(long, value_name = "IP")]
+        bind: Option<std::net::IpAddr>,
+        /// Print one JSON object: mapping, filtering, nat_type, public, notes
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the logged conversation of a room or a direct peer
     History {
         /// Room name, or peer address (as given to --peer)
@@ -301,21 +320,49 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             println!("{}", generate_key());
             Ok(())
         }
-        Command::Server { listen } => {
+        Command::Server { listen, alt } => {
             init_tracing(None, "info");
             block_on(async {
-                let socket = UdpSocket::bind(listen).await.map_err(|e| {
+                let sockets = server::Sockets::bind(listen, alt).await.map_err(|e| {
                     usage(format!(
-                        "cannot listen on {listen}: {e} (choose another --listen)"
+                        "cannot listen on {listen}{}: {e} (choose other addresses)",
+                        alt.map(|a| format!(" and {a}")).unwrap_or_default()
                     ))
                 })?;
-                let local = socket.local_addr().context("no local address")?;
-                println!("p2pchat server listening on {local} (rendezvous and STUN)");
-                server::run(socket, interrupted())
+                let local = sockets.primary();
+                match alt {
+                    Some(alt) => println!(
+                        "p2pchat server listening on {local} (rendezvous and STUN; \
+                         RFC 5780 alternate {alt})"
+                    ),
+                    None => println!("p2pchat server listening on {local} (rendezvous and STUN)"),
+                }
+                server::run(sockets, interrupted())
                     .await
                     .context("server failed")?;
                 Ok(())
             })
+        }
+        Command::Nat { stun, bind, json } => {
+            let stun = stun.or(config.stun).or(config.server).ok_or_else(|| {
+                usage("no STUN server: pass --stun ADDR (an RFC 5780 server such as `p2pchat server --alt`)")
+            })?;
+            init_tracing(None, "warn");
+            let bind = bind.unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+            let report = block_on(async {
+                net::nat::detect(stun, bind)
+                    .await
+                    .context("cannot run NAT detection")
+                    .map_err(CliError::Runtime)
+            })?;
+            print_nat(&report, json);
+            if report.nat_type == NatType::Blocked {
+                return Err(CliError::Runtime(anyhow::anyhow!(
+                    "no answer from STUN server {stun} within {} s: it is down, unreachable, or UDP is blocked",
+                    NAT_TEST_TIMEOUT.as_secs_f32()
+                )));
+            }
+            Ok(())
         }
         Command::History { conversation } => {
             print_history(&data_dir(data_dir_flag, &config)?, &conversation)
@@ -349,6 +396,31 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                 result.map_err(CliError::Runtime)
             })
         }
+    }
+}
+
+fn print_nat(report: &Report, json: bool) {
+    if json {
+        let value = serde_json::json!({
+            "mapping": report.mapping.map(Behaviour::as_str),
+            "filtering": report.filtering.map(Behaviour::as_str),
+            "nat_type": report.nat_type.as_str(),
+            "public": report.public,
+            "notes": report.notes,
+        });
+        println!("{value}");
+        return;
+    }
+    let or_unknown = |b: Option<Behaviour>| b.map_or("not determined", Behaviour::as_str);
+    println!("NAT type:   {}", report.nat_type.as_str());
+    println!("mapping:    {}", or_unknown(report.mapping));
+    println!("filtering:  {}", or_unknown(report.filtering));
+    match report.public {
+        Some(public) => println!("public:     {public}"),
+        None => println!("public:     unknown"),
+    }
+    for note in &report.notes {
+        println!("note:       {note}");
     }
 }
 

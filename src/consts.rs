@@ -100,3 +100,11 @@ pub const DRAIN_ON_EOF: Duration = Duration::from_secs(15);
 /// Drop counters are reported to the UI at most this often, so a flood of garbage costs the UI
 /// one event per second, not one per datagram.
 pub const DROPS_REPORT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// First retransmission gap of a NAT-discovery test; doubles (RFC 5389 §7.2.1, shortened:
+/// these tests run before the chat and some are expected to get no answer).
+pub const NAT_TEST_RTO: Duration = Duration::from_millis(250);
+
+/// A NAT-discovery test with no answer by then has failed (transmissions at 0, 0.25, 0.75 s).
+/// An unreachable server is therefore reported within 1.5 s, a whole detection within ~4 s.
+pub const NAT_TEST_TIMEOUT: Duration = Duration::from_millis(1500);

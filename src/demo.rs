@@ -75,10 +75,15 @@ async fn bot(mut net: NetHandle) {
 /// Runs the demo until the user quits.
 pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-    let server_socket = UdpSocket::bind(loopback).await?;
-    let server_addr = server_socket.local_addr()?;
+    // A second loopback address lets the demo server answer NAT discovery (RFC 5780) too.
+    let alt = SocketAddr::from((Ipv4Addr::new(127, 0, 0, 2), 0));
+    let server_sockets = match server::Sockets::bind(loopback, Some(alt)).await {
+        Ok(sockets) => sockets,
+        Err(_) => server::Sockets::bind(loopback, None).await?,
+    };
+    let server_addr = server_sockets.primary();
     let (stop_server, server_stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(server::run(server_socket, async {
+    let server = tokio::spawn(server::run(server_sockets, async {
         let _ = server_stopped.await;
     }));
     let key = generate_key();

@@ -5,6 +5,7 @@
 //! simulated peers and simulated time.
 
 pub mod crypto;
+pub mod nat;
 pub mod session;
 pub mod stun;
 pub mod wire;
@@ -46,8 +47,39 @@ pub enum NetCommand {
         /// The text as typed.
         text: String,
     },
+    /// Our NAT type was detected: tell the server and peers.
+    SetNat {
+        /// The classic name ("Port-Restricted Cone", …).
+        nat: String,
+    },
     /// Say goodbye to peers and stop; answered with `NetEvent::Closed`.
     Shutdown,
+}
+
+/// How the path in use reaches a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PathKind {
+    /// An address we did not know in advance: the source of an authenticated packet (a peer
+    /// behind a symmetric NAT, or a NAT that changed its mapping).
+    Reflexive,
+    /// The peer's public endpoint, as the server saw it.
+    Public,
+    /// The address given with `--peer`.
+    Configured,
+    /// One of the peer's private (LAN) endpoints: the shortest way, preferred.
+    Lan,
+}
+
+impl PathKind {
+    /// Words for the status pane and headless output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reflexive => "peer-reflexive",
+            Self::Public => "direct public",
+            Self::Configured => "direct",
+            Self::Lan => "direct LAN",
+        }
+    }
 }
 
 /// Why a peer went offline.
@@ -96,6 +128,8 @@ pub struct DropCounts {
     pub unexpected_source: u64,
     /// Chat messages seen before (same sender and id).
     pub duplicate: u64,
+    /// Our own packets come back to us (a probe that reached our own socket).
+    pub reflected: u64,
 }
 
 impl DropCounts {
@@ -107,6 +141,7 @@ impl DropCounts {
             + self.stale
             + self.unexpected_source
             + self.duplicate
+            + self.reflected
     }
 }
 
@@ -155,6 +190,8 @@ pub enum NetEvent {
         name: String,
         /// The endpoint that answered, now in use.
         addr: SocketAddr,
+        /// What kind of path that is.
+        kind: PathKind,
     },
     /// A peer became unreachable or left.
     PeerOffline {
@@ -173,6 +210,20 @@ pub enum NetEvent {
         name: String,
         /// The new endpoint.
         addr: SocketAddr,
+        /// What kind of path it is.
+        kind: PathKind,
+    },
+    /// Our own NAT type, as detected (the echo of `NetCommand::SetNat`).
+    OwnNat {
+        /// The classic name.
+        nat: String,
+    },
+    /// We learnt (or it changed) a peer's NAT type.
+    PeerNat {
+        /// Session-local id.
+        peer: PeerId,
+        /// Its NAT type.
+        nat: String,
     },
     /// A fresh round-trip time measurement.
     Rtt {
@@ -187,6 +238,10 @@ pub enum NetEvent {
         peer: PeerId,
         /// Display name.
         name: String,
+        /// Our NAT type, if detected.
+        ours: Option<String>,
+        /// The peer's NAT type, if it told us.
+        theirs: Option<String>,
     },
     /// A chat message from a peer.
     Message {

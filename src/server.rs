@@ -1,13 +1,19 @@
 //! The rendezvous server: introduces peers in a room to each other and answers STUN Binding
-//! Requests on the same port. A sans-IO core (`Server::handle`) under a thin tokio loop
-//! (`run`). It never sees chat content or keys: peers speak to each other directly.
+//! Requests on the same port. With an alternate address (`--alt`) it also serves RFC 5780
+//! behaviour discovery: it listens on every combination of the two IPs and two ports, answers
+//! CHANGE-REQUEST from the asked-for one, and names the alternate in OTHER-ADDRESS.
+//! A sans-IO core (`Server::handle`) under a thin tokio loop (`run`). It never sees chat
+//! content or keys: peers speak to each other directly.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use std::sync::Arc;
+
 use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
 use tokio::time::sleep_until;
 
 use crate::consts::{
@@ -34,6 +40,7 @@ struct Member {
     name: String,
     public: SocketAddr,
     private: Vec<SocketAddr>,
+    nat: Option<String>,
     expires: Instant,
 }
 
@@ -43,13 +50,81 @@ impl Member {
             name: self.name.clone(),
             public: self.public,
             private: self.private.clone(),
+            nat: self.nat.clone(),
         }
     }
 }
 
+/// A datagram to send, and the local address to send it from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// The server address it must come from (matters for CHANGE-REQUEST).
+    pub via: SocketAddr,
+    /// Where and what.
+    pub transmit: Transmit,
+}
+
+/// The server's addresses: the primary one (rendezvous and STUN) and an optional alternate
+/// (a second IP and port) for RFC 5780.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Addresses {
+    /// Where peers register.
+    pub primary: SocketAddr,
+    /// The alternate IP and port.
+    pub alt: Option<SocketAddr>,
+}
+
+impl Addresses {
+    /// Every address the server listens on: each combination of the IPs and ports.
+    pub fn all(&self) -> Vec<SocketAddr> {
+        let mut all = vec![self.primary];
+        if let Some(alt) = self.alt {
+            for ip in [self.primary.ip(), alt.ip()] {
+                for port in [self.primary.port(), alt.port()] {
+                    let addr = SocketAddr::new(ip, port);
+                    if !all.contains(&addr) {
+                        all.push(addr);
+                    }
+                }
+            }
+        }
+        all
+    }
+
+    /// The address that differs from `local` in IP if `ip`, and in port if `port`.
+    fn changed(&self, local: SocketAddr, ip: bool, port: bool) -> Option<SocketAddr> {
+        let alt = self.alt?;
+        let flip_ip = if local.ip() == alt.ip() {
+            self.primary.ip()
+        } else {
+            alt.ip()
+        };
+        let flip_port = if local.port() == alt.port() {
+            self.primary.port()
+        } else {
+            alt.port()
+        };
+        let addr = SocketAddr::new(
+            if ip { flip_ip } else { local.ip() },
+            if port { flip_port } else { local.port() },
+        );
+        self.all().contains(&addr).then_some(addr)
+    }
+
+    /// OTHER-ADDRESS for a request received at `local`: only with both an IP and a port to
+    /// change to (RFC 5780 §7.2 tests need both).
+    fn other(&self, local: SocketAddr) -> Option<SocketAddr> {
+        let alt = self.alt?;
+        (alt.ip() != self.primary.ip() && alt.port() != self.primary.port())
+            .then(|| self.changed(local, true, true))
+            .flatten()
+    }
+}
+
 /// The server's whole state.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Server {
+    addresses: Addresses,
     rooms: HashMap<String, Vec<Member>>,
     registrations: usize,
     drops: ServerDrops,
@@ -58,9 +133,16 @@ pub struct Server {
 }
 
 impl Server {
-    /// An empty server.
-    pub fn new() -> Self {
-        Self::default()
+    /// An empty server on `addresses`.
+    pub fn new(addresses: Addresses) -> Self {
+        Self {
+            addresses,
+            rooms: HashMap::new(),
+            registrations: 0,
+            drops: ServerDrops::default(),
+            registered_total: 0,
+            stun_answered: 0,
+        }
     }
 
     /// Drop counters so far.
@@ -73,45 +155,84 @@ impl Server {
         self.registrations
     }
 
-    /// Feeds one datagram; returns what to send in answer.
-    pub fn handle(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) -> Vec<Transmit> {
+    /// Feeds one datagram that arrived at our address `local`; returns what to send.
+    pub fn handle(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        from: SocketAddr,
+        bytes: &[u8],
+    ) -> Vec<Reply> {
         if bytes.len() > MAX_DATAGRAM_BYTES {
             self.drops.oversized += 1;
             return Vec::new();
         }
         match wire::classify(bytes) {
             Class::Stun => match stun::parse(bytes) {
-                Some(Stun::BindingRequest { txid }) => {
-                    self.stun_answered += 1;
-                    stun::binding_success(txid, from)
-                        .map(|payload| Transmit { to: from, payload })
-                        .into_iter()
-                        .collect()
-                }
+                Some(Stun::BindingRequest { txid, change }) => self
+                    .answer_binding(local, from, txid, change)
+                    .into_iter()
+                    .collect(),
                 _ => {
                     self.drops.malformed += 1;
                     Vec::new()
                 }
             },
-            Class::Control => match serde_json::from_slice::<ToServer>(bytes) {
-                Ok(ToServer::Register {
-                    room,
-                    name,
-                    private,
-                }) => {
-                    self.expire(now);
-                    self.register(now, from, room, name, private)
+            // Rendezvous happens on the primary address only.
+            Class::Control if local == self.addresses.primary => {
+                match serde_json::from_slice::<ToServer>(bytes) {
+                    Ok(ToServer::Register {
+                        room,
+                        name,
+                        private,
+                        nat,
+                    }) => {
+                        self.expire(now);
+                        let via = self.addresses.primary;
+                        self.register(now, from, room, name, private, nat)
+                            .into_iter()
+                            .map(|transmit| Reply { via, transmit })
+                            .collect()
+                    }
+                    Err(_) => {
+                        self.drops.malformed += 1;
+                        Vec::new()
+                    }
                 }
-                Err(_) => {
-                    self.drops.malformed += 1;
-                    Vec::new()
-                }
-            },
-            Class::Token(_) | Class::Unknown => {
+            }
+            Class::Control | Class::Token(_) | Class::Unknown => {
                 self.drops.malformed += 1;
                 Vec::new()
             }
         }
+    }
+
+    fn answer_binding(
+        &mut self,
+        local: SocketAddr,
+        from: SocketAddr,
+        txid: stun::TxId,
+        change: stun::Change,
+    ) -> Option<Reply> {
+        let via = if change == stun::Change::default() {
+            Some(local)
+        } else {
+            self.addresses.changed(local, change.ip, change.port)
+        };
+        let Some(via) = via else {
+            self.drops.refused += 1;
+            let payload = stun::binding_error(txid)?;
+            return Some(Reply {
+                via: local,
+                transmit: Transmit { to: from, payload },
+            });
+        };
+        self.stun_answered += 1;
+        let payload = stun::binding_success(txid, from, via, self.addresses.other(local))?;
+        Some(Reply {
+            via,
+            transmit: Transmit { to: from, payload },
+        })
     }
 
     /// Removes expired registrations.
@@ -149,6 +270,7 @@ impl Server {
         room: String,
         name: String,
         mut private: Vec<SocketAddr>,
+        nat: Option<String>,
     ) -> Vec<Transmit> {
         if room.is_empty() || room.chars().count() > MAX_ROOM_CHARS {
             return self.refuse(
@@ -177,17 +299,20 @@ impl Server {
         }
         self.registered_total += 1;
         let members = self.rooms.entry(room).or_default();
+        let nat = nat.map(|n| n.chars().take(MAX_NAME_CHARS).collect());
         let me = Member {
             name,
             public: from,
             private,
+            nat,
             expires,
         };
         // Others hear about a member when it is new or its endpoints changed (a restart).
         let changed = match existing {
             Some(i) => {
                 let old = &members[i];
-                let changed = old.public != me.public || old.private != me.private;
+                let changed =
+                    old.public != me.public || old.private != me.private || old.nat != me.nat;
                 members[i] = me.clone();
                 changed
             }
@@ -220,49 +345,123 @@ fn encode(to: SocketAddr, message: &FromServer) -> Option<Transmit> {
         .map(|payload| Transmit { to, payload })
 }
 
-/// Serves on `socket` until `shutdown` completes.
-pub async fn run(socket: UdpSocket, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
-    let mut server = Server::new();
-    let mut buf = vec![0u8; RECV_BUFFER_BYTES];
+/// The bound sockets of a server.
+pub struct Sockets {
+    addresses: Addresses,
+    sockets: Vec<Arc<UdpSocket>>,
+}
+
+impl Sockets {
+    /// Binds the primary address and, with `alt`, every combination of the two IPs and ports.
+    /// A port of 0 in either picks a free one.
+    pub async fn bind(primary: SocketAddr, alt: Option<SocketAddr>) -> std::io::Result<Self> {
+        let first = UdpSocket::bind(primary).await?;
+        let mut sockets = vec![Arc::new(first)];
+        let primary = sockets[0].local_addr()?;
+        let alt = match alt {
+            Some(alt) => {
+                let second = UdpSocket::bind(alt).await?;
+                let alt = second.local_addr()?;
+                sockets.push(Arc::new(second));
+                Some(alt)
+            }
+            None => None,
+        };
+        let addresses = Addresses { primary, alt };
+        for addr in addresses.all() {
+            if !sockets.iter().any(|s| s.local_addr().ok() == Some(addr)) {
+                sockets.push(Arc::new(UdpSocket::bind(addr).await?));
+            }
+        }
+        Ok(Self { addresses, sockets })
+    }
+
+    /// The primary address as bound (a port of 0 resolved).
+    pub fn primary(&self) -> SocketAddr {
+        self.addresses.primary
+    }
+}
+
+/// Serves on `sockets` until `shutdown` completes.
+pub async fn run(sockets: Sockets, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+    let Sockets { addresses, sockets } = sockets;
+    let mut server = Server::new(addresses);
+    let (tx, mut rx) = mpsc::channel::<(SocketAddr, SocketAddr, Vec<u8>)>(1024);
+    let mut readers = Vec::new();
+    for socket in &sockets {
+        let (socket, tx) = (Arc::clone(socket), tx.clone());
+        let local = socket.local_addr()?;
+        readers.push(tokio::spawn(async move {
+            let mut buf = vec![0u8; RECV_BUFFER_BYTES];
+            loop {
+                match socket.recv_from(&mut buf).await {
+                    Ok((len, from)) => {
+                        if tx.send((local, from, buf[..len].to_vec())).await.is_err() {
+                            return;
+                        }
+                    }
+                    // ICMP errors from earlier sends surface here on some systems; not fatal.
+                    Err(error) => tracing::debug!(%error, "recv_from failed"),
+                }
+            }
+        }));
+    }
+    drop(tx);
     tokio::pin!(shutdown);
     let mut last_drops = ServerDrops::default();
-    loop {
+    let result = loop {
         let deadline = server
             .poll_timeout()
             .unwrap_or_else(|| Instant::now() + REGISTRATION_TTL);
         tokio::select! {
-            () = &mut shutdown => return Ok(()),
+            () = &mut shutdown => break Ok(()),
             () = sleep_until(deadline.into()) => server.handle_timeout(Instant::now()),
-            received = socket.recv_from(&mut buf) => {
-                let (len, from) = match received {
-                    Ok(r) => r,
-                    // ICMP errors from earlier sends surface here on some systems; not fatal.
-                    Err(error) => {
-                        tracing::debug!(%error, "recv_from failed");
+            received = rx.recv() => {
+                let Some((local, from, bytes)) = received else { break Ok(()) };
+                for reply in server.handle(Instant::now(), local, from, &bytes) {
+                    let Some(socket) = sockets.iter().find(|s| s.local_addr().ok() == Some(reply.via)) else {
                         continue;
-                    }
-                };
-                for transmit in server.handle(Instant::now(), from, &buf[..len]) {
-                    if let Err(error) = socket.send_to(&transmit.payload, transmit.to).await {
-                        tracing::debug!(%error, to = %transmit.to, "send_to failed");
+                    };
+                    if let Err(error) = socket.send_to(&reply.transmit.payload, reply.transmit.to).await {
+                        tracing::debug!(%error, to = %reply.transmit.to, "send_to failed");
                     }
                 }
                 if server.drops != last_drops {
                     last_drops = server.drops;
                     tracing::info!(drops = ?last_drops, "dropped datagrams");
                 }
-                tracing::trace!(registrations = server.registrations, "handled {len} bytes from {from}");
             }
         }
+    };
+    for reader in readers {
+        reader.abort();
     }
+    result
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::stun::Change;
+
+    const PRIMARY: &str = "198.51.100.1:7777";
 
     fn addr(s: &str) -> SocketAddr {
         s.parse().unwrap()
+    }
+
+    fn server() -> Server {
+        Server::new(Addresses {
+            primary: addr(PRIMARY),
+            alt: None,
+        })
+    }
+
+    /// Feeds a datagram to the primary address; returns what goes out (all via primary).
+    fn handle(s: &mut Server, now: Instant, from: SocketAddr, bytes: &[u8]) -> Vec<Transmit> {
+        let replies = s.handle(now, addr(PRIMARY), from, bytes);
+        assert!(replies.iter().all(|r| r.via == addr(PRIMARY)));
+        replies.into_iter().map(|r| r.transmit).collect()
     }
 
     fn register(room: &str, name: &str) -> Vec<u8> {
@@ -270,6 +469,7 @@ mod tests {
             room: room.into(),
             name: name.into(),
             private: vec![addr("192.0.2.10:5000")],
+            nat: Some("Full Cone".into()),
         })
         .unwrap()
     }
@@ -280,10 +480,10 @@ mod tests {
 
     #[test]
     fn second_member_triggers_mutual_introduction() {
-        let mut s = Server::new();
+        let mut s = server();
         let now = Instant::now();
-        let (a, b) = (addr("198.51.100.1:1000"), addr("198.51.100.2:2000"));
-        let out = s.handle(now, a, &register("r", "alice"));
+        let (a, b) = (addr("198.51.100.11:1000"), addr("198.51.100.12:2000"));
+        let out = handle(&mut s, now, a, &register("r", "alice"));
         assert_eq!(out.len(), 1);
         assert_eq!(
             decode(&out[0]),
@@ -292,7 +492,7 @@ mod tests {
                 ttl_secs: 60
             }
         );
-        let out = s.handle(now, b, &register("r", "bob"));
+        let out = handle(&mut s, now, b, &register("r", "bob"));
         let to_b: Vec<_> = out.iter().filter(|t| t.to == b).map(decode).collect();
         let to_a: Vec<_> = out.iter().filter(|t| t.to == a).map(decode).collect();
         assert_eq!(to_b.len(), 2);
@@ -301,15 +501,16 @@ mod tests {
         );
         assert_eq!(to_a.len(), 1);
         assert!(
-            matches!(&to_a[0], FromServer::Peer { name, public, private }
-            if name == "bob" && *public == b && private == &vec![addr("192.0.2.10:5000")])
+            matches!(&to_a[0], FromServer::Peer { name, public, private, nat }
+            if name == "bob" && *public == b && private == &vec![addr("192.0.2.10:5000")]
+               && nat.as_deref() == Some("Full Cone"))
         );
         // A refresh from the same endpoint tells the others nothing new.
-        let out = s.handle(now, b, &register("r", "bob"));
+        let out = handle(&mut s, now, b, &register("r", "bob"));
         assert!(out.iter().all(|t| t.to == b));
         // A restart (new port) re-introduces bob to alice.
-        let b2 = addr("198.51.100.2:2001");
-        let out = s.handle(now, b2, &register("r", "bob"));
+        let b2 = addr("198.51.100.12:2001");
+        let out = handle(&mut s, now, b2, &register("r", "bob"));
         assert!(
             out.iter().any(|t| t.to == a
                 && matches!(decode(t), FromServer::Peer { public, .. } if public == b2))
@@ -319,9 +520,9 @@ mod tests {
 
     #[test]
     fn registrations_expire_without_refresh() {
-        let mut s = Server::new();
+        let mut s = server();
         let now = Instant::now();
-        s.handle(now, addr("198.51.100.1:1"), &register("r", "a"));
+        handle(&mut s, now, addr("198.51.100.11:1"), &register("r", "a"));
         assert_eq!(s.poll_timeout(), Some(now + REGISTRATION_TTL));
         s.handle_timeout(now + REGISTRATION_TTL - std::time::Duration::from_secs(1));
         assert_eq!(s.registrations(), 1);
@@ -332,36 +533,101 @@ mod tests {
 
     #[test]
     fn answers_stun_binding_requests() {
-        let mut s = Server::new();
+        let mut s = server();
         let from = addr("198.51.100.9:4242");
-        let out = s.handle(
-            Instant::now(),
-            from,
-            &stun::binding_request([9; 12]).unwrap(),
-        );
+        let req = stun::binding_request([9; 12], Change::default()).unwrap();
+        let out = handle(&mut s, Instant::now(), from, &req);
         assert_eq!(out.len(), 1);
         assert_eq!(
             stun::parse(&out[0].payload),
             Some(Stun::BindingSuccess {
                 txid: [9; 12],
-                mapped: from
+                mapped: from,
+                other: None
             })
+        );
+        // Without an alternate address a CHANGE-REQUEST gets an error, not a wrong answer.
+        let req = stun::binding_request(
+            [8; 12],
+            Change {
+                ip: true,
+                port: false,
+            },
+        )
+        .unwrap();
+        let out = handle(&mut s, Instant::now(), from, &req);
+        assert_eq!(
+            stun::parse(&out[0].payload),
+            Some(Stun::BindingError { txid: [8; 12] })
         );
     }
 
     #[test]
-    fn garbage_and_bad_registrations_are_counted_not_fatal() {
-        let mut s = Server::new();
+    fn alternate_address_serves_rfc5780() {
+        let addresses = Addresses {
+            primary: addr(PRIMARY),
+            alt: Some(addr("198.51.100.2:7778")),
+        };
+        assert_eq!(addresses.all().len(), 4);
+        let mut s = Server::new(addresses);
+        let from = addr("203.0.113.9:5000");
         let now = Instant::now();
-        let from = addr("198.51.100.1:1");
-        assert!(s.handle(now, from, &[0u8; 1300]).is_empty());
-        assert!(s.handle(now, from, b"{not json").is_empty());
-        assert!(s.handle(now, from, b"{\"op\":\"register\"}").is_empty());
-        assert!(s.handle(now, from, b"gAAAAAxyz").is_empty());
-        assert!(s.handle(now, from, &[]).is_empty());
-        let out = s.handle(now, from, &register("", "a"));
+        let ask = |s: &mut Server, local: &str, ip: bool, port: bool| {
+            let req = stun::binding_request([1; 12], Change { ip, port }).unwrap();
+            let replies = s.handle(now, addr(local), from, &req);
+            assert_eq!(replies.len(), 1);
+            let other = match stun::parse(&replies[0].transmit.payload) {
+                Some(Stun::BindingSuccess { other, .. }) => other,
+                other => panic!("{other:?}"),
+            };
+            (replies[0].via, other)
+        };
+        assert_eq!(
+            ask(&mut s, PRIMARY, false, false),
+            (addr(PRIMARY), Some(addr("198.51.100.2:7778")))
+        );
+        assert_eq!(
+            ask(&mut s, PRIMARY, true, true).0,
+            addr("198.51.100.2:7778")
+        );
+        assert_eq!(
+            ask(&mut s, PRIMARY, false, true).0,
+            addr("198.51.100.1:7778")
+        );
+        assert_eq!(
+            ask(&mut s, PRIMARY, true, false).0,
+            addr("198.51.100.2:7777")
+        );
+        // Asked on the alternate IP, "change IP" means back to the primary one.
+        assert_eq!(
+            ask(&mut s, "198.51.100.2:7777", true, false).0,
+            addr("198.51.100.1:7777")
+        );
+        assert_eq!(
+            ask(&mut s, "198.51.100.2:7778", false, false).1,
+            Some(addr(PRIMARY))
+        );
+        // Rendezvous only on the primary address.
+        assert!(
+            s.handle(now, addr("198.51.100.2:7778"), from, &register("r", "x"))
+                .is_empty()
+        );
+        assert_eq!(s.registrations(), 0);
+    }
+
+    #[test]
+    fn garbage_and_bad_registrations_are_counted_not_fatal() {
+        let mut s = server();
+        let now = Instant::now();
+        let from = addr("198.51.100.11:1");
+        assert!(handle(&mut s, now, from, &[0u8; 1300]).is_empty());
+        assert!(handle(&mut s, now, from, b"{not json").is_empty());
+        assert!(handle(&mut s, now, from, b"{\"op\":\"register\"}").is_empty());
+        assert!(handle(&mut s, now, from, b"gAAAAAxyz").is_empty());
+        assert!(handle(&mut s, now, from, &[]).is_empty());
+        let out = handle(&mut s, now, from, &register("", "a"));
         assert!(matches!(decode(&out[0]), FromServer::Refused { .. }));
-        let out = s.handle(now, from, &register("r", &"n".repeat(40)));
+        let out = handle(&mut s, now, from, &register("r", &"n".repeat(40)));
         assert!(matches!(decode(&out[0]), FromServer::Refused { .. }));
         assert_eq!(
             s.drops(),
@@ -376,16 +642,13 @@ mod tests {
 
     #[test]
     fn full_room_is_refused() {
-        let mut s = Server::new();
+        let mut s = server();
         let now = Instant::now();
         for i in 0..MAX_ROOM_MEMBERS {
-            s.handle(
-                now,
-                addr(&format!("198.51.100.1:{}", 1000 + i)),
-                &register("r", &format!("p{i}")),
-            );
+            let from = addr(&format!("198.51.100.11:{}", 1000 + i));
+            handle(&mut s, now, from, &register("r", &format!("p{i}")));
         }
-        let out = s.handle(now, addr("198.51.100.2:1"), &register("r", "late"));
+        let out = handle(&mut s, now, addr("198.51.100.12:1"), &register("r", "late"));
         assert!(
             out.iter()
                 .any(|t| matches!(decode(t), FromServer::Refused { .. }))

@@ -39,7 +39,7 @@ pub fn layout(area: Rect) -> Panes {
             input,
         };
     }
-    let side = (area.width / 3).clamp(28, 42);
+    let side = (area.width / 3).clamp(30, 42);
     let [history, status] =
         Layout::horizontal([Constraint::Min(20), Constraint::Length(side)]).areas(top);
     Panes {

@@ -9,7 +9,7 @@ use chrono::{DateTime, Local};
 use super::input::{Input, Recall};
 use super::texts;
 use crate::history::{Delivery, Direction, Entry as LogEntry, Record};
-use crate::proto::{DropCounts, PeerId};
+use crate::proto::{DropCounts, PathKind, PeerId};
 
 /// What we know of our public endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +57,8 @@ pub struct Me {
     pub local: SocketAddr,
     /// Public endpoint.
     pub public: Public,
+    /// Our NAT type, once detected.
+    pub nat: Option<String>,
     /// The server, in room mode.
     pub server: Option<ServerView>,
 }
@@ -74,6 +76,10 @@ pub struct PeerView {
     pub last_seen: Option<DateTime<Local>>,
     /// The endpoint in use.
     pub addr: Option<SocketAddr>,
+    /// What kind of path that is.
+    pub path: Option<PathKind>,
+    /// Its NAT type, when it told us.
+    pub nat: Option<String>,
     /// Latest round-trip time.
     pub rtt: Option<Duration>,
 }

@@ -8,7 +8,8 @@ use chrono::{DateTime, Local};
 use super::commands::COMMANDS;
 use super::keymap;
 use super::model::{PeerView, Public};
-use crate::proto::Rejection;
+use crate::proto::nat::NatType;
+use crate::proto::{PathKind, Rejection};
 
 /// Shown when a conversation opens.
 pub const WELCOME: &str = "Type a message and press Enter. /help lists commands and keys.";
@@ -74,17 +75,38 @@ pub fn introduced(name: &str, public: SocketAddr) -> String {
     format!("server introduced {name} ({public}); punching a hole…")
 }
 
-/// No path found within the punch window.
-pub fn no_path(name: &str) -> String {
+/// No path found within the punch window, with what the NAT types say about it.
+pub fn no_path(name: &str, ours: Option<&str>, theirs: Option<&str>) -> String {
+    let (ours_text, theirs_text) = (ours.unwrap_or("unknown"), theirs.unwrap_or("unknown"));
+    let why = match (ours, theirs) {
+        (Some(a), Some(b)) if NatType::can_punch(a, b) == Some(false) => {
+            let symmetric = NatType::Symmetric.as_str();
+            if a == symmetric && b == symmetric {
+                "both behind symmetric NATs: a relay is needed".to_owned()
+            } else {
+                format!("you are behind {a}, {name} behind {b}: a relay is needed")
+            }
+        }
+        _ => format!("NAT types: you {ours_text}, {name} {theirs_text}"),
+    };
     format!(
-        "no direct path to {name} after 10 s of punching; still trying every few seconds \
-         (both sides behind strict NATs cannot connect without a relay)"
+        "no direct path to {name} after 10 s of punching — {why}; still trying every few seconds"
     )
 }
 
+/// True when the NAT types say punching cannot work.
+pub fn relay_needed(ours: Option<&str>, theirs: Option<&str>) -> Option<bool> {
+    NatType::can_punch(ours?, theirs?).map(|ok| !ok)
+}
+
+/// Our NAT type was detected.
+pub fn own_nat(nat: &str) -> String {
+    format!("your NAT type: {nat}")
+}
+
 /// A peer's packets come from a new address.
-pub fn path_changed(name: &str, addr: SocketAddr) -> String {
-    format!("{name} is now reachable via {addr}")
+pub fn path_changed(name: &str, addr: SocketAddr, kind: PathKind) -> String {
+    format!("{name} is now reachable via {addr} ({})", kind.as_str())
 }
 
 /// An unknown slash command.
@@ -161,14 +183,11 @@ pub fn public(public: &Public) -> String {
     }
 }
 
-/// What the public endpoint tells about a NAT (its type is not classified yet).
-pub fn nat(public: &Public, local: SocketAddr) -> &'static str {
-    match public {
-        Public::Known(addr) if *addr == local => "none (public address)",
-        Public::Known(addr) if addr.port() == local.port() && local.ip().is_unspecified() => {
-            "none or port-kept"
-        }
-        Public::Known(_) => "behind NAT",
-        _ => "unknown",
+/// Our NAT type for the status pane.
+pub fn nat(nat: Option<&str>, public: &Public) -> String {
+    match (nat, public) {
+        (Some(nat), _) => nat.to_owned(),
+        (None, Public::NotAsked | Public::Failed(_)) => "unknown".to_owned(),
+        (None, _) => "detecting…".to_owned(),
     }
 }

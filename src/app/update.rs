@@ -199,6 +199,8 @@ fn peer_entry<'m>(model: &'m mut Model, id: crate::proto::PeerId, name: &str) ->
         online: false,
         last_seen: None,
         addr: None,
+        path: None,
+        nat: None,
         rtt: None,
     });
     let last = model.peers.len() - 1;
@@ -236,10 +238,16 @@ fn on_net(model: &mut Model, event: NetEvent, at: DateTime<Local>, effects: &mut
             peer_entry(model, *peer, name).addr = Some(*public);
             push(model, Entry::system(at, texts::introduced(name, *public)));
         }
-        NetEvent::PeerOnline { peer, name, addr } => {
+        NetEvent::PeerOnline {
+            peer,
+            name,
+            addr,
+            kind,
+        } => {
             let view = peer_entry(model, *peer, name);
             view.online = true;
             view.addr = Some(*addr);
+            view.path = Some(*kind);
             view.last_seen = Some(at);
             log_and_show(model, &event, at, effects);
         }
@@ -247,11 +255,29 @@ fn on_net(model: &mut Model, event: NetEvent, at: DateTime<Local>, effects: &mut
             peer_entry(model, *peer, name).online = false;
             log_and_show(model, &event, at, effects);
         }
-        NetEvent::PathChanged { peer, name, addr } => {
+        NetEvent::PathChanged {
+            peer,
+            name,
+            addr,
+            kind,
+        } => {
             let view = peer_entry(model, *peer, name);
             view.addr = Some(*addr);
+            view.path = Some(*kind);
             view.last_seen = Some(at);
-            push(model, Entry::system(at, texts::path_changed(name, *addr)));
+            push(
+                model,
+                Entry::system(at, texts::path_changed(name, *addr, *kind)),
+            );
+        }
+        NetEvent::PeerNat { peer, nat } => {
+            if let Some(view) = model.peer_mut(*peer) {
+                view.nat = Some(nat.clone());
+            }
+        }
+        NetEvent::OwnNat { nat } => {
+            model.me.nat = Some(nat.clone());
+            push(model, Entry::system(at, texts::own_nat(nat)));
         }
         NetEvent::Rtt { peer, rtt } => {
             if let Some(view) = model.peer_mut(*peer) {
@@ -259,7 +285,12 @@ fn on_net(model: &mut Model, event: NetEvent, at: DateTime<Local>, effects: &mut
                 view.last_seen = Some(at);
             }
         }
-        NetEvent::NoPathYet { name, .. } => push(model, Entry::system(at, texts::no_path(name))),
+        NetEvent::NoPathYet {
+            name, ours, theirs, ..
+        } => {
+            let line = texts::no_path(name, ours.as_deref(), theirs.as_deref());
+            push(model, Entry::system(at, line));
+        }
         NetEvent::Message { from, .. } => {
             if let Some(view) = model.peers.iter_mut().find(|p| p.name == *from) {
                 view.last_seen = Some(at);

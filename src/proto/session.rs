@@ -13,7 +13,9 @@ use rand::{Rng, SeedableRng};
 use super::crypto::{Cipher, OpenError};
 use super::stun::{self, Stun, TxId};
 use super::wire::{self, Class, Envelope, FromServer, ToServer};
-use super::{DropCounts, MsgId, NetCommand, NetEvent, OfflineReason, PeerId, Rejection, Transmit};
+use super::{
+    DropCounts, MsgId, NetCommand, NetEvent, OfflineReason, PathKind, PeerId, Rejection, Transmit,
+};
 use crate::consts::{
     DEDUP_CAPACITY, DROPS_REPORT_INTERVAL, KEEPALIVE_INTERVAL, MAX_DATAGRAM_BYTES,
     NOTICE_SOURCES_CAPACITY, OUTBOX_CAPACITY, PATH_STALE_AFTER, PROBE_INTERVAL, PUNCH_INTERVAL,
@@ -60,6 +62,8 @@ struct Peer {
     path: Option<SocketAddr>,
     path_heard: Option<Instant>,
     instance: Option<u64>,
+    nat: Option<String>,
+    configured: bool,
     online: bool,
     last_seen: Option<Instant>,
     fast_until: Instant,
@@ -79,6 +83,8 @@ impl Peer {
             path: None,
             path_heard: None,
             instance: None,
+            nat: None,
+            configured: false,
             online: false,
             last_seen: None,
             fast_until: now + PUNCH_WINDOW,
@@ -103,6 +109,16 @@ impl Peer {
         self.fast_until = now + PUNCH_WINDOW;
         self.next_probe = now;
         self.reported_no_path = false;
+    }
+
+    /// What kind of path `addr` would be.
+    fn kind_of(&self, addr: SocketAddr) -> PathKind {
+        match self.candidates.iter().position(|c| *c == addr) {
+            Some(0) if self.configured => PathKind::Configured,
+            Some(0) => PathKind::Public,
+            Some(_) => PathKind::Lan,
+            None => PathKind::Reflexive,
+        }
     }
 
     /// Where probes go: every candidate, plus the last path that worked.
@@ -169,6 +185,7 @@ impl SeenIds {
 pub struct Session {
     config: SessionConfig,
     instance: u64,
+    nat: Option<String>,
     cipher: Cipher,
     rng: StdRng,
     mono_anchor: Instant,
@@ -226,6 +243,7 @@ impl Session {
         let mut session = Self {
             config,
             instance,
+            nat: None,
             cipher,
             rng,
             mono_anchor: now,
@@ -245,7 +263,8 @@ impl Session {
             closed: false,
         };
         if let Mode::Direct { peer } = session.config.mode {
-            session.add_peer(None, vec![peer], now);
+            let index = session.add_peer(None, vec![peer], now);
+            session.peers[index].configured = true;
         }
         session
     }
@@ -279,6 +298,14 @@ impl Session {
         }
         match command {
             NetCommand::Send { text } => self.send_message(now, text),
+            NetCommand::SetNat { nat } => {
+                self.nat = Some(nat.clone());
+                self.events.push_back(NetEvent::OwnNat { nat });
+                // Tell the server now, so peers hear it even if no path ever forms.
+                if let Some(rv) = &mut self.rendezvous {
+                    rv.next_register = now;
+                }
+            }
             NetCommand::Shutdown => self.shutdown(now),
         }
     }
@@ -381,6 +408,7 @@ impl Session {
             name: self.config.name.clone(),
             seq: peer.ping_seq,
             instance: Some(self.instance),
+            nat: self.nat.clone(),
         };
         for &to in targets {
             self.send_envelope(now, to, &ping);
@@ -393,7 +421,7 @@ impl Session {
             return;
         };
         match stun::parse(bytes) {
-            Some(Stun::BindingSuccess { txid, mapped }) if txid == probe.txid => {
+            Some(Stun::BindingSuccess { txid, mapped, .. }) if txid == probe.txid => {
                 probe.done = true;
                 self.events
                     .push_back(NetEvent::PublicEndpoint { addr: mapped });
@@ -429,8 +457,9 @@ impl Session {
                 name,
                 public,
                 private,
+                nat,
             } => {
-                self.on_introduction(now, name, public, private);
+                self.on_introduction(now, name, public, private, nat);
             }
             FromServer::Refused { reason } => {
                 rv.awaiting_since = None;
@@ -446,6 +475,7 @@ impl Session {
         name: String,
         public: SocketAddr,
         private: Vec<SocketAddr>,
+        nat: Option<String>,
     ) {
         if name == self.config.name {
             return;
@@ -472,12 +502,14 @@ impl Session {
                         peer.restart_punching(now);
                     }
                 }
+                self.learn_nat(index, nat.as_deref());
             }
             None => {
                 let index = self.add_peer(Some(name.clone()), candidates, now);
                 let peer = self.peers[index].id;
                 self.events
                     .push_back(NetEvent::PeerIntroduced { peer, name, public });
+                self.learn_nat(index, nat.as_deref());
             }
         }
     }
@@ -528,7 +560,12 @@ impl Session {
     }
 
     fn on_envelope(&mut self, now: Instant, from: SocketAddr, envelope: Envelope) {
+        if envelope.instance() == Some(self.instance) {
+            self.drops.reflected += 1;
+            return;
+        }
         let index = self.peer_for(envelope.name(), from, now);
+        self.learn_nat(index, envelope.nat());
         if let Envelope::Bye { .. } = envelope {
             self.peers[index].last_seen = Some(now);
             self.go_offline(now, index, OfflineReason::Left);
@@ -541,6 +578,7 @@ impl Session {
                     name: self.config.name.clone(),
                     seq,
                     instance: Some(self.instance),
+                    nat: self.nat.clone(),
                 };
                 self.send_envelope(now, from, &pong);
             }
@@ -577,9 +615,25 @@ impl Session {
         }
     }
 
+    /// Records a peer's NAT type, telling the app when it is new.
+    fn learn_nat(&mut self, index: usize, nat: Option<&str>) {
+        let peer = &mut self.peers[index];
+        if let Some(nat) = nat
+            && peer.nat.as_deref() != Some(nat)
+        {
+            peer.nat = Some(nat.to_owned());
+            let event = NetEvent::PeerNat {
+                peer: peer.id,
+                nat: nat.to_owned(),
+            };
+            self.events.push_back(event);
+        }
+    }
+
     /// An authenticated packet from `from`: the peer is alive, and `from` becomes its path
-    /// unless the current path is still live (see `PATH_STALE_AFTER`) — or the peer restarted
-    /// (a new run id), whose old path is dead whatever we last heard on it.
+    /// unless the current path is still live (see `PATH_STALE_AFTER`) and at least as good
+    /// (a LAN path beats a public one) — or the peer restarted (a new run id), whose old path
+    /// is dead whatever we last heard on it.
     fn mark_alive(&mut self, now: Instant, index: usize, from: SocketAddr, instance: Option<u64>) {
         let peer = &mut self.peers[index];
         peer.last_seen = Some(now);
@@ -593,27 +647,34 @@ impl Session {
                 .path_heard
                 .is_some_and(|heard| now < heard + PATH_STALE_AFTER);
         let moved = peer.path != Some(from);
-        if moved && current_live {
+        let better = peer
+            .path
+            .is_some_and(|path| peer.kind_of(from) > peer.kind_of(path));
+        if moved && current_live && !better {
             return;
         }
         peer.path = Some(from);
         peer.path_heard = Some(now);
-        let (id, name) = (peer.id, peer.display_name());
+        let (id, name, kind) = (peer.id, peer.display_name(), peer.kind_of(from));
         if !peer.online {
             peer.online = true;
             peer.next_keepalive = now + KEEPALIVE_INTERVAL;
-            self.events.push_back(NetEvent::PeerOnline {
+            let event = NetEvent::PeerOnline {
                 peer: id,
                 name,
                 addr: from,
-            });
+                kind,
+            };
+            self.events.push_back(event);
             self.flush_outbox(now);
         } else if moved {
-            self.events.push_back(NetEvent::PathChanged {
+            let event = NetEvent::PathChanged {
                 peer: id,
                 name,
                 addr: from,
-            });
+                kind,
+            };
+            self.events.push_back(event);
         }
     }
 
@@ -649,7 +710,7 @@ impl Session {
         }
         probe.next = now + STUN_RTO * 2u32.pow(probe.transmits);
         probe.transmits += 1;
-        if let Some(payload) = stun::binding_request(probe.txid) {
+        if let Some(payload) = stun::binding_request(probe.txid, stun::Change::default()) {
             self.transmits.push_back(Transmit {
                 to: probe.server,
                 payload,
@@ -682,6 +743,7 @@ impl Session {
             room: rv.room.clone(),
             name: self.config.name.clone(),
             private: self.config.private_endpoints.clone(),
+            nat: self.nat.clone(),
         };
         if let Ok(payload) = serde_json::to_vec(&register) {
             self.transmits.push_back(Transmit {
@@ -718,9 +780,13 @@ impl Session {
         peer.next_probe = now + if fast { PUNCH_INTERVAL } else { PROBE_INTERVAL };
         if !fast && !peer.reported_no_path {
             peer.reported_no_path = true;
-            let (id, name) = (peer.id, peer.display_name());
-            self.events
-                .push_back(NetEvent::NoPathYet { peer: id, name });
+            let event = NetEvent::NoPathYet {
+                peer: peer.id,
+                name: peer.display_name(),
+                ours: self.nat.clone(),
+                theirs: peer.nat.clone(),
+            };
+            self.events.push_back(event);
         }
         let targets = peer.probe_targets();
         self.send_ping(now, index, &targets);

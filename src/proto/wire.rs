@@ -50,6 +50,9 @@ pub enum ToServer {
         /// Our addresses on local interfaces, for peers on the same LAN.
         #[serde(default)]
         private: Vec<SocketAddr>,
+        /// Our NAT type, once detected (told to peers, to explain a failed punch).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        nat: Option<String>,
     },
 }
 
@@ -72,6 +75,9 @@ pub enum FromServer {
         public: SocketAddr,
         /// Its announced local addresses.
         private: Vec<SocketAddr>,
+        /// Its NAT type, when it told us.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        nat: Option<String>,
     },
     /// The registration was refused.
     Refused {
@@ -107,6 +113,9 @@ pub enum Envelope {
         /// Random per run of the sender: a new value means the peer restarted.
         #[serde(default)]
         instance: Option<u64>,
+        /// The sender's NAT type, once detected.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        nat: Option<String>,
     },
     /// Answer to a ping.
     Pong {
@@ -117,6 +126,9 @@ pub enum Envelope {
         /// As in `Ping`.
         #[serde(default)]
         instance: Option<u64>,
+        /// As in `Ping`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        nat: Option<String>,
     },
     /// The sender is leaving; it is offline now, not after a timeout.
     Bye {
@@ -130,6 +142,14 @@ impl Envelope {
     pub fn instance(&self) -> Option<u64> {
         match self {
             Self::Ping { instance, .. } | Self::Pong { instance, .. } => *instance,
+            Self::Message { .. } | Self::Bye { .. } => None,
+        }
+    }
+
+    /// The sender's NAT type, when the envelope carries one.
+    pub fn nat(&self) -> Option<&str> {
+        match self {
+            Self::Ping { nat, .. } | Self::Pong { nat, .. } => nat.as_deref(),
             Self::Message { .. } | Self::Bye { .. } => None,
         }
     }
@@ -165,7 +185,7 @@ mod tests {
         assert_eq!(classify(b"gAAAAA\xff"), Class::Unknown);
         assert_eq!(classify(b""), Class::Unknown);
         assert_eq!(classify(b"hello"), Class::Unknown);
-        let req = stun::binding_request([1; 12]).unwrap();
+        let req = stun::binding_request([1; 12], stun::Change::default()).unwrap();
         assert_eq!(classify(&req), Class::Stun);
     }
 

@@ -29,7 +29,7 @@ pub fn render(model: &Model, frame: &mut Frame, area: Rect) {
         ]),
         fact("local", me.local.to_string()),
         fact("public", texts::public(&me.public)),
-        fact("NAT", texts::nat(&me.public, me.local).to_owned()),
+        fact("NAT", texts::nat(me.nat.as_deref(), &me.public)),
     ];
     if let Some(server) = &me.server {
         let state = match &server.state {
@@ -61,14 +61,24 @@ pub fn render(model: &Model, frame: &mut Frame, area: Rect) {
         if let Some(addr) = peer.addr {
             lines.push(Line::styled(format!("   via {addr}"), theme::detail()));
         }
-        let mut detail = match peer.last_seen {
+        if let Some(path) = peer.path.filter(|_| peer.online) {
+            let mut line = format!("   {}", path.as_str());
+            if let Some(rtt) = peer.rtt {
+                line.push_str(&format!(" · rtt {}", texts::rtt(rtt)));
+            }
+            lines.push(Line::styled(line, theme::detail()));
+        }
+        if let Some(nat) = &peer.nat {
+            lines.push(Line::styled(
+                format!("   NAT {}", sanitize(nat)),
+                theme::detail(),
+            ));
+        }
+        let seen = match peer.last_seen {
             Some(seen) => format!("   seen {}", texts::ago(model.now, seen)),
             None => "   never seen".to_owned(),
         };
-        if let Some(rtt) = peer.rtt.filter(|_| peer.online) {
-            detail.push_str(&format!(" · rtt {}", texts::rtt(rtt)));
-        }
-        lines.push(Line::styled(detail, theme::detail()));
+        lines.push(Line::styled(seen, theme::detail()));
     }
     let dropped = model.drops.total();
     if dropped > 0 {

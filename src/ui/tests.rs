@@ -11,7 +11,7 @@ use super::render;
 use crate::app::model::{Entry, EntryKind, Me, PeerView, Public, ServerState, ServerView};
 use crate::app::{Message, Model, update};
 use crate::history::Delivery;
-use crate::proto::{DropCounts, PeerId};
+use crate::proto::{DropCounts, PathKind, PeerId};
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -40,6 +40,7 @@ fn model(size: (u16, u16)) -> Model {
         name: "ann".into(),
         local: addr("0.0.0.0:40000"),
         public: Public::Known(addr("203.0.113.5:51000")),
+        nat: Some("Port-Restricted Cone".into()),
         server: Some(ServerView {
             addr: addr("198.51.100.1:7777"),
             room: "team".into(),
@@ -66,6 +67,8 @@ fn model(size: (u16, u16)) -> Model {
             online: true,
             last_seen: Some(at(12, 0, 27)),
             addr: Some(addr("198.51.100.2:5000")),
+            path: Some(PathKind::Public),
+            nat: Some("Full Cone".into()),
             rtt: Some(Duration::from_millis(12)),
         },
         PeerView {
@@ -74,6 +77,8 @@ fn model(size: (u16, u16)) -> Model {
             online: false,
             last_seen: Some(at(11, 58, 30)),
             addr: None,
+            path: None,
+            nat: None,
             rtt: None,
         },
     ];
@@ -121,33 +126,25 @@ fn three_panes_at_80x24() {
         lines[0]
     );
     assert!(lines[0].contains("┌ status "));
-    assert!(
-        lines[1].starts_with("│[12:00:00] — bob is online (via 198.51.100.2:5000)│"),
-        "{}",
-        lines[1]
-    );
-    assert!(
-        lines[2].starts_with("│[12:00:01] bob: hi ann, this line is long enough  │"),
-        "{}",
-        lines[2]
-    );
-    assert!(
-        lines[3].starts_with("│that it has to wrap inside the history pane       │"),
-        "{}",
-        lines[3]
-    );
+    let expect = |row: usize, text: &str| assert!(lines[row].starts_with(text), "{}", lines[row]);
+    expect(1, "│[12:00:00] — bob is online (via                 │");
+    expect(2, "│198.51.100.2:5000)                              │");
+    expect(3, "│[12:00:01] bob: hi ann, this line is long       │");
+    expect(4, "│enough that it has to wrap inside the history   │");
     assert!(contains(&lines, "[12:00:02] ann: hello 世界 👋 ✓"));
     // The escape sequence is shown, not obeyed.
     assert!(contains(&lines, "bob: evil ␛[31mred"));
     // Status pane: us, then peers.
     assert!(contains(&lines, "│You ann"));
     assert!(contains(&lines, " public 203.0.113.5:51000"));
-    assert!(contains(&lines, " NAT    behind NAT "));
+    assert!(contains(&lines, " NAT    Port-Restricted Cone"));
     assert!(contains(&lines, " server 198.51.100.1:7777"));
     assert!(contains(&lines, "✓ registered"));
     assert!(contains(&lines, " ● bob online"));
     assert!(contains(&lines, "   via 198.51.100.2:5000"));
-    assert!(contains(&lines, "   seen 3s ago · rtt 12 ms"));
+    assert!(contains(&lines, "   direct public · rtt 12 ms"));
+    assert!(contains(&lines, "   NAT Full Cone"));
+    assert!(contains(&lines, "   seen 3s ago"));
     assert!(contains(&lines, " ○ cat offline"));
     assert!(contains(&lines, "   seen 2m ago"));
     assert!(contains(&lines, "dropped 3 bad packets"));
@@ -187,7 +184,7 @@ fn scrolled_back_view_shows_the_new_marker() {
     m.unread = 2;
     let lines = screen(&m);
     assert!(
-        lines[19].contains("filler 49      ↓ 2 new — End to jump │"),
+        lines[19].contains("filler 49    ↓ 2 new — End to jump │"),
         "{}",
         lines[19]
     );

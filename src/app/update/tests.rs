@@ -8,7 +8,7 @@ use chrono::{Local, TimeZone};
 use super::*;
 use crate::app::model::{Me, ServerView};
 use crate::history::Entry as LogEntry;
-use crate::proto::{DropCounts, MsgId, OfflineReason, PeerId, Rejection};
+use crate::proto::{DropCounts, MsgId, OfflineReason, PathKind, PeerId, Rejection};
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -23,6 +23,7 @@ fn model() -> Model {
         name: "ann".into(),
         local: addr("0.0.0.0:4000"),
         public: Public::Asking(addr("127.0.0.1:7777")),
+        nat: None,
         server: Some(ServerView {
             addr: addr("127.0.0.1:7777"),
             room: "r".into(),
@@ -60,6 +61,7 @@ fn online(m: &mut Model, secs: i64) {
         peer: PeerId(0),
         name: "bob".into(),
         addr: addr("198.51.100.2:5000"),
+        kind: PathKind::Public,
     };
     net(m, event, secs);
 }

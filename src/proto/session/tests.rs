@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use super::*;
 use crate::consts::{OFFLINE_AFTER, PUNCH_WINDOW};
 use crate::proto::crypto::{Cipher, generate_key};
-use crate::server::Server;
+use crate::server::{Addresses, Server};
 
 const SERVER: &str = "198.51.100.1:7777";
 const LATENCY: Duration = Duration::from_millis(20);
@@ -69,7 +69,10 @@ impl Sim {
 
     fn with_server(seed: u64) -> Self {
         let mut sim = Self::new(seed);
-        sim.server = Some(Server::new());
+        sim.server = Some(Server::new(Addresses {
+            primary: addr(SERVER),
+            alt: None,
+        }));
         sim
     }
 
@@ -176,7 +179,8 @@ impl Sim {
             for p in due {
                 if p.to == addr(SERVER) {
                     if let Some(server) = self.server.as_mut() {
-                        for t in server.handle(now, p.from, &p.bytes) {
+                        for t in server.handle(now, p.to, p.from, &p.bytes) {
+                            let t = t.transmit;
                             self.in_flight.push(Packet {
                                 at: now + LATENCY,
                                 from: p.to,
@@ -459,7 +463,11 @@ fn hostile_datagrams_are_counted_and_never_shown() {
         b,
         br#"{"op":"peer","name":"mallory","public":"203.0.113.66:1","private":[]}"#,
     );
-    sim.inject(evil, b, &stun::binding_success([0; 12], evil).unwrap());
+    sim.inject(
+        evil,
+        b,
+        &stun::binding_success([0; 12], evil, evil, None).unwrap(),
+    );
     sim.run_for(Duration::from_secs(2));
     let new: Vec<_> = sim.events(b)[before..]
         .iter()
@@ -566,6 +574,7 @@ fn a_peer_heard_on_two_addresses_keeps_one_path() {
             name: "alice".into(),
             seq: 99,
             instance,
+            nat: None,
         };
         let token = sim.nodes[a].session.seal(sim.now, &ping).unwrap();
         sim.inject(alias, b, &token);
