@@ -40,6 +40,10 @@ pub const REGISTRATION_TTL: Duration = Duration::from_secs(60);
 /// Refresh gap for our registration: three refreshes per TTL survive two lost datagrams.
 pub const REGISTER_REFRESH: Duration = Duration::from_secs(20);
 
+/// Refresh gap while no peer is online: every refresh brings the room's members again, so a
+/// lost introduction delays the meeting by at most this.
+pub const REGISTER_REFRESH_ALONE: Duration = Duration::from_secs(2);
+
 /// First retry gap for an unanswered registration; doubles up to `REGISTER_REFRESH`.
 pub const REGISTER_RETRY: Duration = Duration::from_secs(1);
 

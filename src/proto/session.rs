@@ -19,8 +19,8 @@ use super::{
 use crate::consts::{
     DEDUP_CAPACITY, DROPS_REPORT_INTERVAL, KEEPALIVE_INTERVAL, MAX_DATAGRAM_BYTES,
     NOTICE_SOURCES_CAPACITY, OUTBOX_CAPACITY, PATH_STALE_AFTER, PROBE_INTERVAL, PUNCH_INTERVAL,
-    PUNCH_WINDOW, REGISTER_REFRESH, REGISTER_RETRY, SERVER_SILENT_NOTICE_AFTER, STUN_MAX_TRANSMITS,
-    STUN_RTO,
+    PUNCH_WINDOW, REGISTER_REFRESH, REGISTER_REFRESH_ALONE, REGISTER_RETRY,
+    SERVER_SILENT_NOTICE_AFTER, STUN_MAX_TRANSMITS, STUN_RTO,
 };
 
 /// How this session finds its peer.
@@ -432,6 +432,13 @@ impl Session {
     }
 
     fn on_control(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        // Alone, refresh often: every refresh brings the room's members again, so a lost
+        // introduction costs seconds, not a whole refresh period.
+        let refresh = if self.peers.iter().any(|p| p.online) {
+            REGISTER_REFRESH
+        } else {
+            REGISTER_REFRESH_ALONE
+        };
         let Some(rv) = self.rendezvous.as_mut().filter(|rv| rv.server == from) else {
             self.drops.unexpected_source += 1;
             return;
@@ -447,7 +454,7 @@ impl Session {
                 rv.awaiting_since = None;
                 rv.silent_reported = false;
                 rv.retry = REGISTER_RETRY;
-                rv.next_register = now + REGISTER_REFRESH;
+                rv.next_register = now + refresh;
                 if announce {
                     let server = rv.server;
                     self.events.push_back(NetEvent::Registered { server });
@@ -500,6 +507,7 @@ impl Session {
                     peer.candidates = candidates;
                     if !peer.online {
                         peer.restart_punching(now);
+                        self.peer_timers(now, index);
                     }
                 }
                 self.learn_nat(index, nat.as_deref());
@@ -510,6 +518,10 @@ impl Session {
                 self.events
                     .push_back(NetEvent::PeerIntroduced { peer, name, public });
                 self.learn_nat(index, nat.as_deref());
+                // Probe at once, not at the next timer tick: the server introduced both sides
+                // in the same instant, and a hole opens most reliably when both sides' first
+                // probes leave their NATs before either arrives at the other's.
+                self.peer_timers(now, index);
             }
         }
     }

@@ -7,6 +7,7 @@
 
 mod cli;
 mod harness;
+mod natlab;
 mod peers;
 mod seed;
 mod terminal;

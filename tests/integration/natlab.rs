@@ -1,0 +1,631 @@
+//! The NAT lab: real Linux NATs (nftables) in network namespaces. A bridge is the "internet"
+//! (198.51.100.0/24); a server namespace holds two public addresses (for CHANGE-REQUEST) and runs
+//! `p2pchat server --alt` and Debian's stund; routers masquerade their LANs (192.0.2.0/24, cut
+//! into /26s) in one of three ways. Needs root, CAP_NET_ADMIN, nftables, stund and conntrack:
+//! without them the tests skip with the reason, unless `P2PCHAT_REQUIRE_ALL=1` (CI).
+//! Namespaces are named per test run and removed on drop, also when a test fails.
+
+use std::net::Ipv4Addr;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::harness::{Proc, TempDir, keygen, skip_or_fail};
+
+/// How a router translates its LAN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `masquerade persistent`: endpoint-independent mapping, port-dependent filtering.
+    Cone,
+    /// The same plus a prerouting DNAT of inbound UDP to the host: endpoint-independent
+    /// filtering too.
+    FullCone,
+    /// `masquerade random,fully-random`: a mapping per destination.
+    Symmetric,
+}
+
+const SERVER_IP: &str = "198.51.100.1";
+const SERVER_ALT_IP: &str = "198.51.100.2";
+const P2PCHAT_SERVER: &str = "198.51.100.1:7777";
+const STUND: &str = "198.51.100.1:3478";
+const PUBLIC_HOST_IP: &str = "198.51.100.50";
+
+/// Why the lab cannot run here, if it cannot.
+fn missing_prerequisite() -> Option<String> {
+    let uid = Command::new("id").arg("-u").output().ok()?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return Some("the NAT lab needs root (network namespaces)".to_owned());
+    }
+    for tool in ["ip", "nft", "conntrack", "stund"] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !found {
+            return Some(format!(
+                "the NAT lab needs `{tool}` (apt-get install iproute2 nftables conntrack stun-server)"
+            ));
+        }
+    }
+    None
+}
+
+/// Runs a command and fails the test, with its output, if it fails.
+fn run(args: &[&str]) {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .expect("spawn");
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A lab: namespaces, processes in them, cleaned up on drop.
+pub struct Lab {
+    prefix: String,
+    namespaces: Vec<String>,
+    routers: usize,
+    procs: Vec<Proc>,
+}
+
+/// A host behind a router (or on the internet).
+#[derive(Debug, Clone)]
+pub struct Host {
+    /// Its namespace.
+    pub ns: String,
+    /// Its address.
+    pub ip: Ipv4Addr,
+    /// Its router's namespace, if it has one.
+    pub router: Option<String>,
+}
+
+impl Lab {
+    /// A new lab with the internet bridge and the server namespace, servers running. `None`
+    /// when the machine cannot host it (and the test should skip).
+    pub fn new() -> Option<Self> {
+        if let Some(reason) = missing_prerequisite() {
+            skip_or_fail(&reason);
+            return None;
+        }
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let prefix = format!("p2p{}x{n}", std::process::id());
+        let mut lab = Self {
+            prefix,
+            namespaces: Vec::new(),
+            routers: 0,
+            procs: Vec::new(),
+        };
+        let inet = lab.namespace("inet");
+        run(&["ip", "-n", &inet, "link", "add", "br0", "type", "bridge"]);
+        run(&["ip", "-n", &inet, "link", "set", "br0", "up"]);
+        let srv = lab.namespace("srv");
+        lab.wire(&srv, "eth0", &inet, "vsrv");
+        run(&["ip", "-n", &inet, "link", "set", "vsrv", "master", "br0"]);
+        for ip in [SERVER_IP, SERVER_ALT_IP] {
+            run(&[
+                "ip",
+                "-n",
+                &srv,
+                "addr",
+                "add",
+                &format!("{ip}/24"),
+                "dev",
+                "eth0",
+            ]);
+        }
+        let mut server = Command::new("ip");
+        server.args([
+            "netns",
+            "exec",
+            &srv,
+            env!("CARGO_BIN_EXE_p2pchat"),
+            "server",
+        ]);
+        server.args(["--listen", P2PCHAT_SERVER, "--alt", "198.51.100.2:7778"]);
+        let mut server = Proc::spawn(server);
+        server
+            .line(Duration::from_secs(10))
+            .expect("the lab server starts");
+        lab.procs.push(server);
+        let mut stund = Command::new("ip");
+        stund.args([
+            "netns",
+            "exec",
+            &srv,
+            "stund",
+            "-h",
+            SERVER_IP,
+            "-a",
+            SERVER_ALT_IP,
+        ]);
+        lab.procs.push(Proc::spawn(stund));
+        Some(lab)
+    }
+
+    fn namespace(&mut self, role: &str) -> String {
+        let ns = format!("{}-{role}", self.prefix);
+        run(&["ip", "netns", "add", &ns]);
+        self.namespaces.push(ns.clone());
+        run(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// A veth pair with one end in each namespace, both up.
+    fn wire(&self, a: &str, a_name: &str, b: &str, b_name: &str) {
+        run(&[
+            "ip", "link", "add", a_name, "netns", a, "type", "veth", "peer", "name", b_name,
+            "netns", b,
+        ]);
+        run(&["ip", "-n", a, "link", "set", a_name, "up"]);
+        run(&["ip", "-n", b, "link", "set", b_name, "up"]);
+    }
+
+    /// A router of `kind` with `hosts` hosts behind it.
+    pub fn router(&mut self, kind: Kind, hosts: usize) -> Vec<Host> {
+        let k = self.routers;
+        self.routers += 1;
+        let inet = format!("{}-inet", self.prefix);
+        let router = self.namespace(&format!("r{k}"));
+        let wan_ip = format!("198.51.100.{}", 10 + k);
+        self.wire(&router, "wan", &inet, &format!("vr{k}"));
+        run(&[
+            "ip",
+            "-n",
+            &inet,
+            "link",
+            "set",
+            &format!("vr{k}"),
+            "master",
+            "br0",
+        ]);
+        run(&[
+            "ip",
+            "-n",
+            &router,
+            "addr",
+            "add",
+            &format!("{wan_ip}/24"),
+            "dev",
+            "wan",
+        ]);
+        run(&["ip", "-n", &router, "link", "add", "lan", "type", "bridge"]);
+        run(&["ip", "-n", &router, "link", "set", "lan", "up"]);
+        let base = 64 * u8::try_from(k % 4).expect("small");
+        let gateway = Ipv4Addr::new(192, 0, 2, base + 1);
+        run(&[
+            "ip",
+            "-n",
+            &router,
+            "addr",
+            "add",
+            &format!("{gateway}/26"),
+            "dev",
+            "lan",
+        ]);
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            &router,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ]);
+        let mut out = Vec::new();
+        for j in 0..hosts {
+            let host = self.namespace(&format!("h{k}{j}"));
+            let ip = Ipv4Addr::new(192, 0, 2, base + 10 + u8::try_from(j).expect("small"));
+            self.wire(&host, "eth0", &router, &format!("vh{j}"));
+            run(&[
+                "ip",
+                "-n",
+                &router,
+                "link",
+                "set",
+                &format!("vh{j}"),
+                "master",
+                "lan",
+            ]);
+            run(&[
+                "ip",
+                "-n",
+                &host,
+                "addr",
+                "add",
+                &format!("{ip}/26"),
+                "dev",
+                "eth0",
+            ]);
+            run(&[
+                "ip",
+                "-n",
+                &host,
+                "route",
+                "add",
+                "default",
+                "via",
+                &gateway.to_string(),
+            ]);
+            out.push(Host {
+                ns: host,
+                ip,
+                router: Some(router.clone()),
+            });
+        }
+        let masquerade = match kind {
+            Kind::Cone | Kind::FullCone => "masquerade persistent",
+            Kind::Symmetric => "masquerade random,fully-random",
+        };
+        let mut rules = format!(
+            "table ip nat {{\n chain post {{ type nat hook postrouting priority srcnat; \
+             oifname \"wan\" {masquerade}; }}\n"
+        );
+        if kind == Kind::FullCone {
+            let target = out
+                .first()
+                .map(|h| h.ip)
+                .expect("a full-cone router has a host");
+            rules.push_str(&format!(
+                " chain pre {{ type nat hook prerouting priority dstnat; \
+                 iifname \"wan\" udp dport 1024-65535 dnat to {target}; }}\n"
+            ));
+        }
+        rules.push_str("}\n");
+        // Like any home router, drop unsolicited traffic to the router itself. Without this,
+        // Linux answers a peer's early probe with ICMP and keeps conntrack state for it, and
+        // that state makes the NAT pick a new port for our own probe to that peer.
+        rules.push_str(
+            "table inet fw {\n chain input { type filter hook input priority 0; \
+             iifname \"wan\" ct state new drop; }\n}\n",
+        );
+        self.nft(&router, &rules);
+        out
+    }
+
+    /// A host directly on the internet, no NAT.
+    pub fn public_host(&mut self) -> Host {
+        let inet = format!("{}-inet", self.prefix);
+        let host = self.namespace("pub");
+        self.wire(&host, "eth0", &inet, "vpub");
+        run(&["ip", "-n", &inet, "link", "set", "vpub", "master", "br0"]);
+        run(&[
+            "ip",
+            "-n",
+            &host,
+            "addr",
+            "add",
+            &format!("{PUBLIC_HOST_IP}/24"),
+            "dev",
+            "eth0",
+        ]);
+        Host {
+            ns: host,
+            ip: PUBLIC_HOST_IP.parse().expect("ip"),
+            router: None,
+        }
+    }
+
+    /// Loads an nftables ruleset into a namespace.
+    pub fn nft(&self, ns: &str, rules: &str) {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", ns, "nft", "-f", "-"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("spawn nft");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(rules.as_bytes())
+            .expect("write rules");
+        assert!(
+            child.wait().expect("nft").success(),
+            "nft rejected:\n{rules}"
+        );
+    }
+
+    /// Drops `percent`% of UDP forwarded by a router.
+    pub fn lossy(&self, router: &str, percent: u32) {
+        self.nft(
+            router,
+            &format!(
+                "table inet loss {{\n chain drops {{\n  type filter hook forward priority 0;\n  \
+                 meta l4proto udp numgen random mod 100 < {percent} drop\n }}\n}}\n"
+            ),
+        );
+    }
+
+    /// Forgets every NAT mapping of a router, as a reboot or a conntrack timeout would.
+    pub fn flush_conntrack(&self, router: &str) {
+        let _ = Command::new("ip")
+            .args(["netns", "exec", router, "conntrack", "-F"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+
+    /// `p2pchat nat --json` run in a host against `stun`.
+    pub fn detect(&self, host: &Host, stun: &str) -> Value {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &host.ns,
+                env!("CARGO_BIN_EXE_p2pchat"),
+                "nat",
+                "--json",
+            ])
+            .args(["--stun", stun])
+            .env("P2PCHAT_CONFIG", "/nonexistent/p2pchat-lab.toml")
+            .output()
+            .expect("spawn p2pchat nat");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|_| {
+            panic!(
+                "p2pchat nat printed {stdout:?}, stderr {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+    }
+
+    /// A headless chat in a host, in `room` of the lab server.
+    pub fn peer(&self, host: &Host, name: &str, room: &str, key: &str, data: &TempDir) -> Proc {
+        let mut c = Command::new("ip");
+        c.args([
+            "netns",
+            "exec",
+            &host.ns,
+            env!("CARGO_BIN_EXE_p2pchat"),
+            "chat",
+            "--headless",
+        ])
+        .args(["--name", name, "--room", room, "--server", P2PCHAT_SERVER])
+        .arg("--data-dir")
+        .arg(data.path())
+        .env("P2PCHAT_KEY", key)
+        .env("P2PCHAT_CONFIG", "/nonexistent/p2pchat-lab.toml");
+        Proc::spawn(c)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.procs.clear();
+        for ns in self.namespaces.iter().rev() {
+            // Anything still running inside goes first, then the namespace (and its veths).
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-9", pid]).status();
+                }
+            }
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+fn check_detection(lab: &Lab, host: &Host, stun: &str, expect: (&str, &str, &str)) {
+    let report = lab.detect(host, stun);
+    let got = (
+        report["nat_type"].as_str().unwrap_or("?"),
+        report["mapping"].as_str().unwrap_or("null"),
+        report["filtering"].as_str().unwrap_or("null"),
+    );
+    assert_eq!(got, expect, "host {} against {stun}: {report}", host.ns);
+    assert!(
+        report["public"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("198.51.100.")),
+        "{report}"
+    );
+}
+
+#[test]
+fn lab_detects_each_nat_kind_against_our_server_and_stund() {
+    let Some(mut lab) = Lab::new() else { return };
+    let cone = lab.router(Kind::Cone, 1).remove(0);
+    let full = lab.router(Kind::FullCone, 1).remove(0);
+    let symmetric = lab.router(Kind::Symmetric, 1).remove(0);
+    let open = lab.public_host();
+    let cases = [
+        (
+            &cone,
+            (
+                "Port-Restricted Cone",
+                "endpoint-independent",
+                "address-and-port-dependent",
+            ),
+        ),
+        (
+            &full,
+            ("Full Cone", "endpoint-independent", "endpoint-independent"),
+        ),
+        (
+            &symmetric,
+            (
+                "Symmetric",
+                "address-and-port-dependent",
+                "address-and-port-dependent",
+            ),
+        ),
+        (
+            &open,
+            (
+                "Open Internet",
+                "endpoint-independent",
+                "endpoint-independent",
+            ),
+        ),
+    ];
+    for (host, expect) in cases {
+        check_detection(&lab, host, P2PCHAT_SERVER, expect);
+        check_detection(&lab, host, STUND, expect);
+    }
+}
+
+/// Waits for a peer to come online.
+fn connect(p: &mut Proc, peer: &str, within: Duration) -> Value {
+    p.expect(within, "peer_online", |v| {
+        v["event"] == "peer_online" && v["peer"] == peer
+    })
+}
+
+fn exchange(a: &mut Proc, b: &mut Proc, (na, nb): (&str, &str), tag: &str) {
+    let (ta, tb) = (
+        format!("{tag}: {na} to {nb}"),
+        format!("{tag}: {nb} to {na}"),
+    );
+    a.say(&ta);
+    b.expect(Duration::from_secs(5), "message", |v| {
+        v["event"] == "message" && v["text"] == ta.as_str()
+    });
+    b.say(&tb);
+    a.expect(Duration::from_secs(5), "message", |v| {
+        v["event"] == "message" && v["text"] == tb.as_str()
+    });
+}
+
+#[test]
+fn lab_connectivity_matrix() {
+    let Some(mut lab) = Lab::new() else { return };
+    let lan = lab.router(Kind::Cone, 2);
+    let cone = lab.router(Kind::Cone, 1).remove(0);
+    let full = lab.router(Kind::FullCone, 1).remove(0);
+    let sym1 = lab.router(Kind::Symmetric, 1).remove(0);
+    let sym2 = lab.router(Kind::Symmetric, 1).remove(0);
+    let key = keygen();
+    let data = TempDir::new("lab-matrix");
+    let working = [
+        ("cone×cone", &lan[0], &cone, "direct public"),
+        ("fullcone×cone", &full, &cone, "direct public"),
+        ("fullcone×symmetric", &full, &sym1, ""),
+        ("same LAN", &lan[0], &lan[1], "direct LAN"),
+    ];
+    let failing = [
+        ("cone×symmetric", &cone, &sym1),
+        ("symmetric×symmetric", &sym1, &sym2),
+    ];
+    let mut pairs = Vec::new();
+    for (i, (label, ha, hb, _)) in working.iter().enumerate() {
+        let room = format!("ok{i}");
+        pairs.push((
+            lab.peer(ha, "a", &room, &key, &data),
+            lab.peer(hb, "b", &room, &key, &data),
+            *label,
+        ));
+    }
+    let mut failures = Vec::new();
+    for (i, (label, ha, hb)) in failing.iter().enumerate() {
+        let room = format!("no{i}");
+        failures.push((
+            lab.peer(ha, "a", &room, &key, &data),
+            lab.peer(hb, "b", &room, &key, &data),
+            *label,
+        ));
+    }
+    let started = Instant::now();
+    for ((a, b, label), (_, _, _, path)) in pairs.iter_mut().zip(working.iter()) {
+        let online = connect(a, "b", Duration::from_secs(15));
+        connect(b, "a", Duration::from_secs(15));
+        // From process start (both peers launched together) to both online: an upper bound.
+        let took = started.elapsed();
+        eprintln!(
+            "time to connect, {label}: ≤ {:.2} s (path {})",
+            took.as_secs_f64(),
+            online["path"]
+        );
+        if !path.is_empty() {
+            assert_eq!(online["path"], *path, "{label}");
+        }
+        exchange(a, b, ("a", "b"), label);
+    }
+    for (a, b, label) in &mut failures {
+        for p in [&mut *a, &mut *b] {
+            let event = p.expect(Duration::from_secs(20), "no_path", |v| {
+                v["event"] == "no_path"
+            });
+            let after = started.elapsed().as_secs_f64();
+            eprintln!(
+                "{label}: told {after:.1} s after start: {}",
+                event["message"]
+            );
+            assert_eq!(event["relay_needed"], true, "{label}: {event}");
+            assert!(
+                !p.seen.iter().any(|l| l.contains("\"peer_online\"")),
+                "{label}"
+            );
+        }
+    }
+}
+
+#[test]
+fn lab_chat_recovers_after_the_nat_forgets_everything() {
+    let Some(mut lab) = Lab::new() else { return };
+    let ha = lab.router(Kind::Cone, 1).remove(0);
+    let hb = lab.router(Kind::Cone, 1).remove(0);
+    let key = keygen();
+    let data = TempDir::new("lab-recovery");
+    let mut a = lab.peer(&ha, "a", "recover", &key, &data);
+    let mut b = lab.peer(&hb, "b", "recover", &key, &data);
+    connect(&mut a, "b", Duration::from_secs(15));
+    connect(&mut b, "a", Duration::from_secs(15));
+    exchange(&mut a, &mut b, ("a", "b"), "before");
+    for router in [&ha, &hb].iter().filter_map(|h| h.router.as_ref()) {
+        lab.flush_conntrack(router);
+    }
+    let flushed = Instant::now();
+    // Keep talking until both directions work again: the chat must repair the path itself.
+    let mut round = 0;
+    loop {
+        assert!(
+            flushed.elapsed() < Duration::from_secs(60),
+            "no recovery within 60 s"
+        );
+        round += 1;
+        let (ta, tb) = (format!("after {round} a"), format!("after {round} b"));
+        a.say(&ta);
+        b.say(&tb);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let mut got = (false, false);
+        while Instant::now() < deadline && !(got.0 && got.1) {
+            let left = Duration::from_millis(100);
+            if let Some(line) = b.line(left) {
+                got.0 |= line.contains(&format!("\"text\":\"{ta}\""));
+            }
+            if let Some(line) = a.line(left) {
+                got.1 |= line.contains(&format!("\"text\":\"{tb}\""));
+            }
+        }
+        if got.0 && got.1 {
+            eprintln!(
+                "recovered {:.1} s after the NAT flush",
+                flushed.elapsed().as_secs_f64()
+            );
+            return;
+        }
+    }
+}
+
+#[test]
+fn lab_punching_gets_through_loss() {
+    let Some(mut lab) = Lab::new() else { return };
+    let ha = lab.router(Kind::Cone, 1).remove(0);
+    let hb = lab.router(Kind::Cone, 1).remove(0);
+    for router in [&ha, &hb].iter().filter_map(|h| h.router.as_ref()) {
+        lab.lossy(router, 20);
+    }
+    let key = keygen();
+    let data = TempDir::new("lab-loss");
+    let mut a = lab.peer(&ha, "a", "lossy", &key, &data);
+    let mut b = lab.peer(&hb, "b", "lossy", &key, &data);
+    connect(&mut a, "b", Duration::from_secs(15));
+    connect(&mut b, "a", Duration::from_secs(15));
+}
