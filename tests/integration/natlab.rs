@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::harness::{Proc, TempDir, keygen, skip_or_fail};
+use crate::terminal::Tmux;
 
 /// How a router translates its LAN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -628,4 +629,36 @@ fn lab_punching_gets_through_loss() {
     let mut b = lab.peer(&hb, "b", "lossy", &key, &data);
     connect(&mut a, "b", Duration::from_secs(15));
     connect(&mut b, "a", Duration::from_secs(15));
+}
+
+#[test]
+fn lab_two_cone_hosts_chat_in_the_full_screen_interface() {
+    if !Tmux::available() {
+        return skip_or_fail("tmux is not installed");
+    }
+    let Some(mut lab) = Lab::new() else { return };
+    let ha = lab.router(Kind::Cone, 1).remove(0);
+    let hb = lab.router(Kind::Cone, 1).remove(0);
+    let key = keygen();
+    let data = TempDir::new("lab-tui");
+    let screen = |host: &Host, name: &str| {
+        let dir = data.path().join(name);
+        let command = format!(
+            "ip netns exec {} env P2PCHAT_KEY={key} P2PCHAT_CONFIG=/nonexistent {} chat \\
+             --name {name} --server {P2PCHAT_SERVER} --room tui --data-dir {}",
+            host.ns,
+            env!("CARGO_BIN_EXE_p2pchat"),
+            dir.display()
+        );
+        Tmux::start(&format!("lab-{name}-{}", host.ns), &command)
+    };
+    let (alice, bob) = (screen(&ha, "alice"), screen(&hb, "bob"));
+    alice.wait_for("● bob online", Duration::from_secs(15));
+    let seen = bob.wait_for("● alice online", Duration::from_secs(15));
+    assert!(seen.contains("direct public"), "{seen}");
+    bob.wait_for("Port-Restricted Cone", Duration::from_secs(15));
+    alice.type_line("hello through two NATs");
+    bob.wait_for("alice: hello through two NATs", Duration::from_secs(5));
+    bob.type_line("loud and clear");
+    alice.wait_for("bob: loud and clear", Duration::from_secs(5));
 }

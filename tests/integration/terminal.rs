@@ -6,11 +6,42 @@ use std::time::{Duration, Instant};
 
 use crate::harness::{TempDir, skip_or_fail};
 
-struct Tmux {
+/// A tmux server of the test's own, with one session "t" running `command`; killed on drop.
+pub struct Tmux {
     socket: String,
 }
 
 impl Tmux {
+    /// Starts `command` (a shell line) in a 100×30 terminal.
+    pub fn start(tag: &str, command: &str) -> Self {
+        let tmux = Self {
+            socket: format!("p2pchat-test-{}-{tag}", std::process::id()),
+        };
+        tmux.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "t",
+            "-x",
+            "100",
+            "-y",
+            "30",
+            command,
+        ]);
+        tmux
+    }
+
+    /// Whether tmux is installed.
+    pub fn available() -> bool {
+        Command::new("tmux").arg("-V").output().is_ok()
+    }
+
+    /// Types literal text, then Enter.
+    pub fn type_line(&self, text: &str) {
+        self.run(&["send-keys", "-t", "t", "-l", text]);
+        self.run(&["send-keys", "-t", "t", "Enter"]);
+    }
+
     fn run(&self, args: &[&str]) -> String {
         let out = Command::new("tmux")
             .arg("-L")
@@ -26,7 +57,7 @@ impl Tmux {
     }
 
     /// Waits until the screen contains `needle`; panics with the screen after `within`.
-    fn wait_for(&self, needle: &str, within: Duration) -> String {
+    pub fn wait_for(&self, needle: &str, within: Duration) -> String {
         let deadline = Instant::now() + within;
         loop {
             let screen = self.screen();
@@ -55,31 +86,17 @@ impl Drop for Tmux {
 }
 
 fn start_demo(data: &TempDir, tag: &str) -> Tmux {
-    let tmux = Tmux {
-        socket: format!("p2pchat-test-{}-{tag}", std::process::id()),
-    };
     let command = format!(
         "{} demo --name tester --data-dir {}; echo EXITED $?; sleep 30",
         env!("CARGO_BIN_EXE_p2pchat"),
         data.path().display()
     );
-    tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "t",
-        "-x",
-        "100",
-        "-y",
-        "30",
-        &command,
-    ]);
-    tmux
+    Tmux::start(tag, &command)
 }
 
 #[test]
 fn demo_in_a_real_terminal() {
-    if Command::new("tmux").arg("-V").output().is_err() {
+    if !Tmux::available() {
         return skip_or_fail("tmux is not installed");
     }
     let data = TempDir::new("tui");
@@ -89,15 +106,13 @@ fn demo_in_a_real_terminal() {
     assert!(screen.contains("status"), "{screen}");
     assert!(screen.contains("● bot online"), "{screen}");
     assert!(screen.contains("message (Enter sends"), "{screen}");
-    tmux.run(&["send-keys", "-t", "t", "-l", "are you real?"]);
-    tmux.run(&["send-keys", "-t", "t", "Enter"]);
+    tmux.type_line("are you real?");
     tmux.wait_for("tester: are you real? ✓", Duration::from_secs(10));
     tmux.wait_for(
         "Backwards, that is \"?laer uoy era\"",
         Duration::from_secs(10),
     );
-    tmux.run(&["send-keys", "-t", "t", "-l", "/quit"]);
-    tmux.run(&["send-keys", "-t", "t", "Enter"]);
+    tmux.type_line("/quit");
     // The terminal is back to normal: the shell's echo is visible, the panes are gone.
     let screen = tmux.wait_for("EXITED 0", Duration::from_secs(10));
     assert!(!screen.contains("┌ status"), "{screen}");
@@ -112,7 +127,7 @@ fn demo_in_a_real_terminal() {
 
 #[test]
 fn sigterm_restores_the_terminal() {
-    if Command::new("tmux").arg("-V").output().is_err() {
+    if !Tmux::available() {
         return skip_or_fail("tmux is not installed");
     }
     let data = TempDir::new("tui-term");
