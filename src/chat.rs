@@ -83,21 +83,10 @@ pub fn conversation_id(mode: &Mode) -> String {
 
 /// Binds, opens the log, builds the model and spawns the actor. Needs a tokio runtime.
 pub async fn start(options: ChatOptions) -> Result<Chat, StartError> {
-    let ChatOptions {
-        name,
-        mode,
-        cipher,
-        bind,
-        stun,
-        offline_after,
-        data_dir,
-    } = options;
-    let socket = UdpSocket::bind(bind)
-        .await
-        .map_err(|source| StartError::Bind { addr: bind, source })?;
-    let local = socket
-        .local_addr()
-        .map_err(|source| StartError::Bind { addr: bind, source })?;
+    let ChatOptions { name, mode, cipher, bind, stun, offline_after, data_dir } = options;
+    let socket =
+        UdpSocket::bind(bind).await.map_err(|source| StartError::Bind { addr: bind, source })?;
+    let local = socket.local_addr().map_err(|source| StartError::Bind { addr: bind, source })?;
     let stun = stun.or(match &mode {
         Mode::Room { server, .. } => Some(*server),
         Mode::Direct { .. } => None,
@@ -108,11 +97,7 @@ pub async fn start(options: ChatOptions) -> Result<Chat, StartError> {
     let (title, server) = match &mode {
         Mode::Room { server, room } => (
             format!("room {room}"),
-            Some(ServerView {
-                addr: *server,
-                room: room.clone(),
-                state: ServerState::Registering,
-            }),
+            Some(ServerView { addr: *server, room: room.clone(), state: ServerState::Registering }),
         ),
         Mode::Direct { peer } => (format!("direct to {peer}"), None),
     };
@@ -126,14 +111,11 @@ pub async fn start(options: ChatOptions) -> Result<Chat, StartError> {
     let now = Local::now();
     let mut model = Model::new(me, title, &records, now);
     if skipped > 0 {
-        model.entries.push(Entry::system(
-            now,
-            format!("skipped {skipped} unreadable lines in the log"),
-        ));
+        model
+            .entries
+            .push(Entry::system(now, format!("skipped {skipped} unreadable lines in the log")));
     }
-    model
-        .entries
-        .push(Entry::system(now, crate::app::texts::WELCOME));
+    model.entries.push(Entry::system(now, crate::app::texts::WELCOME));
     let net = spawn_session(socket, name, mode, cipher, stun, offline_after)
         .map_err(|source| StartError::Bind { addr: bind, source })?;
     if let Some(stun) = stun {

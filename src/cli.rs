@@ -153,12 +153,7 @@ fn parse_addr(s: &str) -> Result<SocketAddr, String> {
     let bad =
         || format!("expected HOST:PORT, like 203.0.113.5:7777 or example.org:7777, got \"{s}\"");
     let addrs: Vec<SocketAddr> = s.to_socket_addrs().map_err(|_| bad())?.collect();
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or(addrs.first())
-        .copied()
-        .ok_or_else(bad)
+    addrs.iter().find(|a| a.is_ipv4()).or(addrs.first()).copied().ok_or_else(bad)
 }
 
 fn project_dirs() -> Option<ProjectDirs> {
@@ -226,17 +221,13 @@ fn chat_options(
                 usage("--server needs --room ROOM too: both peers join the same room")
             })?;
             if room.trim().is_empty() || room.chars().any(char::is_control) {
-                return Err(usage(
-                    "--room must be a non-empty name without control characters",
-                ));
+                return Err(usage("--room must be a non-empty name without control characters"));
             }
             Mode::Room { server, room }
         }
     };
-    let offline_secs = args
-        .offline_after
-        .or(config.offline_after)
-        .unwrap_or(OFFLINE_AFTER.as_secs());
+    let offline_secs =
+        args.offline_after.or(config.offline_after).unwrap_or(OFFLINE_AFTER.as_secs());
     if offline_secs <= KEEPALIVE_INTERVAL.as_secs() {
         return Err(usage(format!(
             "--offline-after must be more than {} seconds (the keepalive interval), got {offline_secs}",
@@ -247,10 +238,7 @@ fn chat_options(
         name: display_name(args.name, config)?,
         mode,
         cipher: cipher(args.key.as_deref())?,
-        bind: args
-            .bind
-            .or(config.bind)
-            .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
+        bind: args.bind.or(config.bind).unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
         stun: args.stun.or(config.stun),
         offline_after: Duration::from_secs(offline_secs),
         data_dir: data_dir(data_dir_flag, config)?,
@@ -265,17 +253,10 @@ fn init_tracing(to_file: Option<&Path>, default_level: &str) {
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let file = to_file.and_then(|dir| {
         std::fs::create_dir_all(dir).ok()?;
-        File::options()
-            .create(true)
-            .append(true)
-            .open(dir.join("p2pchat.log"))
-            .ok()
+        File::options().create(true).append(true).open(dir.join("p2pchat.log")).ok()
     });
     let _ = match file {
-        Some(file) => builder
-            .with_ansi(false)
-            .with_writer(std::sync::Mutex::new(file))
-            .try_init(),
+        Some(file) => builder.with_ansi(false).with_writer(std::sync::Mutex::new(file)).try_init(),
         None if to_file.is_some() => builder.with_writer(std::io::sink).try_init(),
         None => builder.with_writer(std::io::stderr).try_init(),
     };
@@ -309,11 +290,7 @@ async fn interrupted() {
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<(), CliError> {
-    let Cli {
-        data_dir: data_dir_flag,
-        config: config_flag,
-        command,
-    } = cli;
+    let Cli { data_dir: data_dir_flag, config: config_flag, command } = cli;
     let config = load_config(config_flag)?;
     match command {
         Command::Keygen => {
@@ -337,9 +314,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                     ),
                     None => println!("p2pchat server listening on {local} (rendezvous and STUN)"),
                 }
-                server::run(sockets, interrupted())
-                    .await
-                    .context("server failed")?;
+                server::run(sockets, interrupted()).await.context("server failed")?;
                 Ok(())
             })
         }
@@ -375,9 +350,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             };
             init_tracing((!headless).then_some(options.data_dir.as_path()), "warn");
             block_on(async {
-                demo::run(options, std::future::pending())
-                    .await
-                    .map_err(CliError::Runtime)
+                demo::run(options, std::future::pending()).await.map_err(CliError::Runtime)
             })
         }
         Command::Chat(args) => {
@@ -385,9 +358,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             let options = chat_options(data_dir_flag, args, &config)?;
             init_tracing((!headless).then_some(options.data_dir.as_path()), "warn");
             block_on(async {
-                let chat = chat::start(options)
-                    .await
-                    .map_err(|e| CliError::Runtime(e.into()))?;
+                let chat = chat::start(options).await.map_err(|e| CliError::Runtime(e.into()))?;
                 let result = if headless {
                     headless::run(chat, std::future::pending()).await
                 } else {
@@ -426,15 +397,9 @@ fn print_nat(report: &Report, json: bool) {
 
 /// The log file for what the user typed: the name as given, or as a room, or as a peer.
 fn find_conversation(dir: &Path, name: &str) -> Result<PathBuf, CliError> {
-    let candidates = [
-        name.to_owned(),
-        format!("room-{name}"),
-        format!("peer-{name}"),
-    ];
-    if let Some(path) = candidates
-        .iter()
-        .map(|c| history::conversation_path(dir, c))
-        .find(|p| p.exists())
+    let candidates = [name.to_owned(), format!("room-{name}"), format!("peer-{name}")];
+    if let Some(path) =
+        candidates.iter().map(|c| history::conversation_path(dir, c)).find(|p| p.exists())
     {
         return Ok(path);
     }
@@ -442,19 +407,10 @@ fn find_conversation(dir: &Path, name: &str) -> Result<PathBuf, CliError> {
         .into_iter()
         .flatten()
         .flatten()
-        .filter_map(|e| {
-            e.file_name()
-                .to_str()?
-                .strip_suffix(".jsonl")
-                .map(str::to_owned)
-        })
+        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".jsonl").map(str::to_owned))
         .collect();
     known.sort();
-    let known = if known.is_empty() {
-        "none yet".to_owned()
-    } else {
-        known.join(", ")
-    };
+    let known = if known.is_empty() { "none yet".to_owned() } else { known.join(", ") };
     Err(usage(format!(
         "no conversation \"{}\" in {} (known: {known})",
         sanitize(name),
@@ -467,12 +423,7 @@ fn plain_line(record: &Record) -> String {
     let entry = Entry::from_record(record);
     let when = entry.at.format("%Y-%m-%d %H:%M:%S");
     match entry.kind {
-        EntryKind::Chat {
-            from,
-            text,
-            delivery,
-            ..
-        } => {
+        EntryKind::Chat { from, text, delivery, .. } => {
             let mark = match delivery {
                 Some(Delivery::Queued) => " (queued)",
                 Some(Delivery::Unsent) => " (not sent)",
@@ -506,10 +457,7 @@ fn print_history(dir: &Path, name: &str) -> Result<(), CliError> {
     }
     drop(out);
     if skipped > 0 {
-        eprintln!(
-            "p2pchat: skipped {skipped} unreadable lines in {}",
-            path.display()
-        );
+        eprintln!("p2pchat: skipped {skipped} unreadable lines in {}", path.display());
     }
     Ok(())
 }

@@ -56,10 +56,7 @@ pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(FileConfig::default()),
         Err(source) => {
-            return Err(ConfigError::Read {
-                path: path.to_owned(),
-                source,
-            });
+            return Err(ConfigError::Read { path: path.to_owned(), source });
         }
     };
     parse(&text).map_err(|(line, message)| ConfigError::Parse {
@@ -72,9 +69,8 @@ pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
 /// Parses config text; on error, the 1-based line and a one-line message.
 fn parse(text: &str) -> Result<FileConfig, (usize, String)> {
     toml::from_str(text).map_err(|e| {
-        let line = e.span().map_or(1, |span| {
-            text[..span.start.min(text.len())].matches('\n').count() + 1
-        });
+        let line =
+            e.span().map_or(1, |span| text[..span.start.min(text.len())].matches('\n').count() + 1);
         (line, e.message().trim().to_owned())
     })
 }
@@ -108,10 +104,7 @@ mod tests {
 
     #[test]
     fn missing_file_is_defaults_and_bad_file_names_itself() {
-        assert_eq!(
-            load(Path::new("/nonexistent/p2pchat.toml")).unwrap(),
-            FileConfig::default()
-        );
+        assert_eq!(load(Path::new("/nonexistent/p2pchat.toml")).unwrap(), FileConfig::default());
         let path = std::env::temp_dir().join(format!("p2pchat-config-{}.toml", std::process::id()));
         std::fs::write(&path, "offline-after = \"soon\"\n").unwrap();
         let message = load(&path).unwrap_err().to_string();

@@ -37,9 +37,7 @@ pub struct DemoOptions {
 pub fn reply(from: &str, text: &str) -> String {
     let lower = text.to_lowercase();
     if ["hello", "hi", "hey"].iter().any(|w| {
-        lower
-            .split_whitespace()
-            .any(|t| t.trim_matches(|c: char| !c.is_alphanumeric()) == *w)
+        lower.split_whitespace().any(|t| t.trim_matches(|c: char| !c.is_alphanumeric()) == *w)
     }) {
         return format!("Hi {from}! Try /who to see my endpoint and round-trip time.");
     }
@@ -87,10 +85,7 @@ pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()>) -> an
         let _ = server_stopped.await;
     }));
     let key = generate_key();
-    let mode = Mode::Room {
-        server: server_addr,
-        room: ROOM.to_owned(),
-    };
+    let mode = Mode::Room { server: server_addr, room: ROOM.to_owned() };
     let bot_net = chat::spawn_session(
         UdpSocket::bind(loopback).await?,
         BOT_NAME.to_owned(),

@@ -35,49 +35,30 @@ pub fn event_json(event: &NetEvent) -> Option<Value> {
         NetEvent::PeerIntroduced { name, public, .. } => {
             json!({"event": "peer_introduced", "peer": name, "public": public})
         }
-        NetEvent::PeerOnline {
-            name, addr, kind, ..
-        } => {
+        NetEvent::PeerOnline { name, addr, kind, .. } => {
             json!({"event": "peer_online", "peer": name, "addr": addr, "path": kind.as_str()})
         }
         NetEvent::PeerOffline { name, reason, .. } => {
             json!({"event": "peer_offline", "peer": name, "reason": reason.as_str()})
         }
-        NetEvent::PathChanged {
-            name, addr, kind, ..
-        } => {
+        NetEvent::PathChanged { name, addr, kind, .. } => {
             json!({"event": "path_changed", "peer": name, "addr": addr, "path": kind.as_str()})
         }
-        NetEvent::NoPathYet {
-            name, ours, theirs, ..
-        } => json!({
+        NetEvent::NoPathYet { name, ours, theirs, .. } => json!({
             "event": "no_path", "peer": name, "ours": ours, "theirs": theirs,
             "relay_needed": texts::relay_needed(ours.as_deref(), theirs.as_deref()),
             "message": texts::no_path(name, ours.as_deref(), theirs.as_deref()),
         }),
         NetEvent::PeerNat { nat, .. } => json!({"event": "peer_nat", "nat": nat}),
         NetEvent::OwnNat { nat } => json!({"event": "nat", "nat_type": nat}),
-        NetEvent::Message {
-            from,
-            text,
-            timestamp,
-            id,
-        } => json!({
+        NetEvent::Message { from, text, timestamp, id } => json!({
             "event": "message", "from": from, "text": text, "timestamp": timestamp,
             "id": id.as_ref().map(|id| id.0.clone()),
         }),
-        NetEvent::Sent {
-            id,
-            text,
-            timestamp,
-        } => {
+        NetEvent::Sent { id, text, timestamp } => {
             json!({"event": "sent", "id": id.0, "text": text, "timestamp": timestamp})
         }
-        NetEvent::Queued {
-            id,
-            text,
-            timestamp,
-        } => {
+        NetEvent::Queued { id, text, timestamp } => {
             json!({"event": "queued", "id": id.0, "text": text, "timestamp": timestamp})
         }
         NetEvent::NotSent { text, reason } => {

@@ -106,12 +106,7 @@ impl Record {
                 reason,
             };
         let entry = match event {
-            NetEvent::Message {
-                from,
-                text,
-                timestamp,
-                id,
-            } => Entry::Message {
+            NetEvent::Message { from, text, timestamp, id } => Entry::Message {
                 dir: Direction::In,
                 from: from.clone(),
                 text: text.clone(),
@@ -120,28 +115,12 @@ impl Record {
                 state: None,
                 reason: None,
             },
-            NetEvent::Sent {
-                id,
-                text,
-                timestamp,
-            } => ours(
-                text,
-                Some(id.0.clone()),
-                Some(timestamp),
-                Delivery::Sent,
-                None,
-            ),
-            NetEvent::Queued {
-                id,
-                text,
-                timestamp,
-            } => ours(
-                text,
-                Some(id.0.clone()),
-                Some(timestamp),
-                Delivery::Queued,
-                None,
-            ),
+            NetEvent::Sent { id, text, timestamp } => {
+                ours(text, Some(id.0.clone()), Some(timestamp), Delivery::Sent, None)
+            }
+            NetEvent::Queued { id, text, timestamp } => {
+                ours(text, Some(id.0.clone()), Some(timestamp), Delivery::Queued, None)
+            }
             NetEvent::NotSent { text, reason } => {
                 ours(text, None, None, Delivery::Unsent, Some(reason.clone()))
             }
@@ -159,11 +138,7 @@ impl Record {
             },
             _ => return None,
         };
-        Some(Self {
-            v: FORMAT_VERSION,
-            at: at.fixed_offset(),
-            entry,
-        })
+        Some(Self { v: FORMAT_VERSION, at: at.fixed_offset(), entry })
     }
 }
 
@@ -207,19 +182,14 @@ impl History {
     pub fn open(data_dir: &Path, conversation: &str) -> Result<Self, HistoryError> {
         let path = conversation_path(data_dir, conversation);
         if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir).map_err(|source| HistoryError::Io {
-                path: dir.to_owned(),
-                source,
-            })?;
+            fs::create_dir_all(dir)
+                .map_err(|source| HistoryError::Io { path: dir.to_owned(), source })?;
         }
         let file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
-            .map_err(|source| HistoryError::Io {
-                path: path.clone(),
-                source,
-            })?;
+            .map_err(|source| HistoryError::Io { path: path.clone(), source })?;
         Ok(Self { path, file })
     }
 
@@ -230,28 +200,20 @@ impl History {
 
     /// Appends one record as one line, in one write, and flushes it.
     pub fn append(&mut self, record: &Record) -> Result<(), HistoryError> {
-        let mut line = serde_json::to_vec(record).map_err(|e| HistoryError::Io {
-            path: self.path.clone(),
-            source: e.into(),
-        })?;
+        let mut line = serde_json::to_vec(record)
+            .map_err(|e| HistoryError::Io { path: self.path.clone(), source: e.into() })?;
         line.push(b'\n');
         self.file
             .write_all(&line)
             .and_then(|()| self.file.flush())
-            .map_err(|source| HistoryError::Io {
-                path: self.path.clone(),
-                source,
-            })
+            .map_err(|source| HistoryError::Io { path: self.path.clone(), source })
     }
 }
 
 /// The last `n` readable records of the log at `path` (oldest first) and how many lines were
 /// skipped as unreadable (torn or corrupt). A missing file is an empty history.
 pub fn tail(path: &Path, n: usize) -> Result<(Vec<Record>, usize), HistoryError> {
-    let io_err = |source| HistoryError::Io {
-        path: path.to_owned(),
-        source,
-    };
+    let io_err = |source| HistoryError::Io { path: path.to_owned(), source };
     let mut file = match File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
@@ -276,10 +238,7 @@ pub fn tail(path: &Path, n: usize) -> Result<(Vec<Record>, usize), HistoryError>
     }
     let mut records = Vec::new();
     let mut skipped = 0;
-    for line in lines
-        .iter()
-        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
-    {
+    for line in lines.iter().filter(|l| !l.iter().all(u8::is_ascii_whitespace)) {
         match serde_json::from_slice::<Record>(line) {
             Ok(record) => records.push(record),
             Err(_) => skipped += 1,
@@ -340,14 +299,11 @@ mod tests {
     fn torn_and_corrupt_lines_are_skipped_and_counted() {
         let dir = temp_dir("torn");
         let mut h = History::open(&dir, "peer-1.2.3.4:5").unwrap();
-        h.append(&Record::from_event(&message(1), Local::now(), "me").unwrap())
-            .unwrap();
+        h.append(&Record::from_event(&message(1), Local::now(), "me").unwrap()).unwrap();
         let mut raw = OpenOptions::new().append(true).open(h.path()).unwrap();
         raw.write_all(b"not json at all\n").unwrap();
-        h.append(&Record::from_event(&message(2), Local::now(), "me").unwrap())
-            .unwrap();
-        raw.write_all(b"{\"v\":1,\"at\":\"2026-01-01T00:00:00Z\",\"kind\":\"mess")
-            .unwrap();
+        h.append(&Record::from_event(&message(2), Local::now(), "me").unwrap()).unwrap();
+        raw.write_all(b"{\"v\":1,\"at\":\"2026-01-01T00:00:00Z\",\"kind\":\"mess").unwrap();
         let (records, skipped) = tail(h.path(), 100).unwrap();
         assert_eq!(records.len(), 2);
         assert_eq!(skipped, 2);

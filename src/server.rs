@@ -94,16 +94,8 @@ impl Addresses {
     /// The address that differs from `local` in IP if `ip`, and in port if `port`.
     fn changed(&self, local: SocketAddr, ip: bool, port: bool) -> Option<SocketAddr> {
         let alt = self.alt?;
-        let flip_ip = if local.ip() == alt.ip() {
-            self.primary.ip()
-        } else {
-            alt.ip()
-        };
-        let flip_port = if local.port() == alt.port() {
-            self.primary.port()
-        } else {
-            alt.port()
-        };
+        let flip_ip = if local.ip() == alt.ip() { self.primary.ip() } else { alt.ip() };
+        let flip_port = if local.port() == alt.port() { self.primary.port() } else { alt.port() };
         let addr = SocketAddr::new(
             if ip { flip_ip } else { local.ip() },
             if port { flip_port } else { local.port() },
@@ -169,10 +161,9 @@ impl Server {
         }
         match wire::classify(bytes) {
             Class::Stun => match stun::parse(bytes) {
-                Some(Stun::BindingRequest { txid, change }) => self
-                    .answer_binding(local, from, txid, change)
-                    .into_iter()
-                    .collect(),
+                Some(Stun::BindingRequest { txid, change }) => {
+                    self.answer_binding(local, from, txid, change).into_iter().collect()
+                }
                 _ => {
                     self.drops.malformed += 1;
                     Vec::new()
@@ -181,12 +172,7 @@ impl Server {
             // Rendezvous happens on the primary address only.
             Class::Control if local == self.addresses.primary => {
                 match serde_json::from_slice::<ToServer>(bytes) {
-                    Ok(ToServer::Register {
-                        room,
-                        name,
-                        private,
-                        nat,
-                    }) => {
+                    Ok(ToServer::Register { room, name, private, nat }) => {
                         self.expire(now);
                         let via = self.addresses.primary;
                         self.register(now, from, room, name, private, nat)
@@ -222,17 +208,11 @@ impl Server {
         let Some(via) = via else {
             self.drops.refused += 1;
             let payload = stun::binding_error(txid)?;
-            return Some(Reply {
-                via: local,
-                transmit: Transmit { to: from, payload },
-            });
+            return Some(Reply { via: local, transmit: Transmit { to: from, payload } });
         };
         self.stun_answered += 1;
         let payload = stun::binding_success(txid, from, via, self.addresses.other(local))?;
-        Some(Reply {
-            via,
-            transmit: Transmit { to: from, payload },
-        })
+        Some(Reply { via, transmit: Transmit { to: from, payload } })
     }
 
     /// Removes expired registrations.
@@ -258,9 +238,7 @@ impl Server {
 
     fn refuse(&mut self, to: SocketAddr, reason: String) -> Vec<Transmit> {
         self.drops.refused += 1;
-        encode(to, &FromServer::Refused { reason })
-            .into_iter()
-            .collect()
+        encode(to, &FromServer::Refused { reason }).into_iter().collect()
     }
 
     fn register(
@@ -273,10 +251,7 @@ impl Server {
         nat: Option<String>,
     ) -> Vec<Transmit> {
         if room.is_empty() || room.chars().count() > MAX_ROOM_CHARS {
-            return self.refuse(
-                from,
-                format!("room names are 1 to {MAX_ROOM_CHARS} characters"),
-            );
+            return self.refuse(from, format!("room names are 1 to {MAX_ROOM_CHARS} characters"));
         }
         if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
             return self.refuse(from, format!("names are 1 to {MAX_NAME_CHARS} characters"));
@@ -284,10 +259,7 @@ impl Server {
         private.truncate(MAX_PRIVATE_ENDPOINTS);
         let expires = now + REGISTRATION_TTL;
         let members = self.rooms.get(&room).map_or(0, Vec::len);
-        let existing = self
-            .rooms
-            .get(&room)
-            .and_then(|ms| ms.iter().position(|m| m.name == name));
+        let existing = self.rooms.get(&room).and_then(|ms| ms.iter().position(|m| m.name == name));
         if existing.is_none() {
             if members >= MAX_ROOM_MEMBERS {
                 return self.refuse(from, format!("room is full ({MAX_ROOM_MEMBERS} members)"));
@@ -300,13 +272,7 @@ impl Server {
         self.registered_total += 1;
         let members = self.rooms.entry(room).or_default();
         let nat = nat.map(|n| n.chars().take(MAX_NAME_CHARS).collect());
-        let me = Member {
-            name,
-            public: from,
-            private,
-            nat,
-            expires,
-        };
+        let me = Member { name, public: from, private, nat, expires };
         // Others hear about a member when it is new or its endpoints changed (a restart).
         let changed = match existing {
             Some(i) => {
@@ -324,10 +290,7 @@ impl Server {
         let mut out: Vec<Transmit> = Vec::new();
         out.extend(encode(
             from,
-            &FromServer::Registered {
-                public: from,
-                ttl_secs: REGISTRATION_TTL.as_secs(),
-            },
+            &FromServer::Registered { public: from, ttl_secs: REGISTRATION_TTL.as_secs() },
         ));
         for other in members.iter().filter(|m| m.name != me.name) {
             out.extend(encode(from, &other.introduction()));
@@ -340,9 +303,7 @@ impl Server {
 }
 
 fn encode(to: SocketAddr, message: &FromServer) -> Option<Transmit> {
-    serde_json::to_vec(message)
-        .ok()
-        .map(|payload| Transmit { to, payload })
+    serde_json::to_vec(message).ok().map(|payload| Transmit { to, payload })
 }
 
 /// The bound sockets of a server.
@@ -410,9 +371,7 @@ pub async fn run(sockets: Sockets, shutdown: impl Future<Output = ()>) -> std::i
     tokio::pin!(shutdown);
     let mut last_drops = ServerDrops::default();
     let result = loop {
-        let deadline = server
-            .poll_timeout()
-            .unwrap_or_else(|| Instant::now() + REGISTRATION_TTL);
+        let deadline = server.poll_timeout().unwrap_or_else(|| Instant::now() + REGISTRATION_TTL);
         tokio::select! {
             () = &mut shutdown => break Ok(()),
             () = sleep_until(deadline.into()) => server.handle_timeout(Instant::now()),
@@ -451,10 +410,7 @@ mod tests {
     }
 
     fn server() -> Server {
-        Server::new(Addresses {
-            primary: addr(PRIMARY),
-            alt: None,
-        })
+        Server::new(Addresses { primary: addr(PRIMARY), alt: None })
     }
 
     /// Feeds a datagram to the primary address; returns what goes out (all via primary).
@@ -485,13 +441,7 @@ mod tests {
         let (a, b) = (addr("198.51.100.11:1000"), addr("198.51.100.12:2000"));
         let out = handle(&mut s, now, a, &register("r", "alice"));
         assert_eq!(out.len(), 1);
-        assert_eq!(
-            decode(&out[0]),
-            FromServer::Registered {
-                public: a,
-                ttl_secs: 60
-            }
-        );
+        assert_eq!(decode(&out[0]), FromServer::Registered { public: a, ttl_secs: 60 });
         let out = handle(&mut s, now, b, &register("r", "bob"));
         let to_b: Vec<_> = out.iter().filter(|t| t.to == b).map(decode).collect();
         let to_a: Vec<_> = out.iter().filter(|t| t.to == a).map(decode).collect();
@@ -500,11 +450,9 @@ mod tests {
             matches!(&to_b[1], FromServer::Peer { name, public, .. } if name == "alice" && *public == a)
         );
         assert_eq!(to_a.len(), 1);
-        assert!(
-            matches!(&to_a[0], FromServer::Peer { name, public, private, nat }
+        assert!(matches!(&to_a[0], FromServer::Peer { name, public, private, nat }
             if name == "bob" && *public == b && private == &vec![addr("192.0.2.10:5000")]
-               && nat.as_deref() == Some("Full Cone"))
-        );
+               && nat.as_deref() == Some("Full Cone")));
         // A refresh from the same endpoint tells the others nothing new.
         let out = handle(&mut s, now, b, &register("r", "bob"));
         assert!(out.iter().all(|t| t.to == b));
@@ -540,34 +488,17 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(
             stun::parse(&out[0].payload),
-            Some(Stun::BindingSuccess {
-                txid: [9; 12],
-                mapped: from,
-                other: None
-            })
+            Some(Stun::BindingSuccess { txid: [9; 12], mapped: from, other: None })
         );
         // Without an alternate address a CHANGE-REQUEST gets an error, not a wrong answer.
-        let req = stun::binding_request(
-            [8; 12],
-            Change {
-                ip: true,
-                port: false,
-            },
-        )
-        .unwrap();
+        let req = stun::binding_request([8; 12], Change { ip: true, port: false }).unwrap();
         let out = handle(&mut s, Instant::now(), from, &req);
-        assert_eq!(
-            stun::parse(&out[0].payload),
-            Some(Stun::BindingError { txid: [8; 12] })
-        );
+        assert_eq!(stun::parse(&out[0].payload), Some(Stun::BindingError { txid: [8; 12] }));
     }
 
     #[test]
     fn alternate_address_serves_rfc5780() {
-        let addresses = Addresses {
-            primary: addr(PRIMARY),
-            alt: Some(addr("198.51.100.2:7778")),
-        };
+        let addresses = Addresses { primary: addr(PRIMARY), alt: Some(addr("198.51.100.2:7778")) };
         assert_eq!(addresses.all().len(), 4);
         let mut s = Server::new(addresses);
         let from = addr("203.0.113.9:5000");
@@ -586,32 +517,14 @@ mod tests {
             ask(&mut s, PRIMARY, false, false),
             (addr(PRIMARY), Some(addr("198.51.100.2:7778")))
         );
-        assert_eq!(
-            ask(&mut s, PRIMARY, true, true).0,
-            addr("198.51.100.2:7778")
-        );
-        assert_eq!(
-            ask(&mut s, PRIMARY, false, true).0,
-            addr("198.51.100.1:7778")
-        );
-        assert_eq!(
-            ask(&mut s, PRIMARY, true, false).0,
-            addr("198.51.100.2:7777")
-        );
+        assert_eq!(ask(&mut s, PRIMARY, true, true).0, addr("198.51.100.2:7778"));
+        assert_eq!(ask(&mut s, PRIMARY, false, true).0, addr("198.51.100.1:7778"));
+        assert_eq!(ask(&mut s, PRIMARY, true, false).0, addr("198.51.100.2:7777"));
         // Asked on the alternate IP, "change IP" means back to the primary one.
-        assert_eq!(
-            ask(&mut s, "198.51.100.2:7777", true, false).0,
-            addr("198.51.100.1:7777")
-        );
-        assert_eq!(
-            ask(&mut s, "198.51.100.2:7778", false, false).1,
-            Some(addr(PRIMARY))
-        );
+        assert_eq!(ask(&mut s, "198.51.100.2:7777", true, false).0, addr("198.51.100.1:7777"));
+        assert_eq!(ask(&mut s, "198.51.100.2:7778", false, false).1, Some(addr(PRIMARY)));
         // Rendezvous only on the primary address.
-        assert!(
-            s.handle(now, addr("198.51.100.2:7778"), from, &register("r", "x"))
-                .is_empty()
-        );
+        assert!(s.handle(now, addr("198.51.100.2:7778"), from, &register("r", "x")).is_empty());
         assert_eq!(s.registrations(), 0);
     }
 
@@ -629,14 +542,7 @@ mod tests {
         assert!(matches!(decode(&out[0]), FromServer::Refused { .. }));
         let out = handle(&mut s, now, from, &register("r", &"n".repeat(40)));
         assert!(matches!(decode(&out[0]), FromServer::Refused { .. }));
-        assert_eq!(
-            s.drops(),
-            ServerDrops {
-                oversized: 1,
-                malformed: 4,
-                refused: 2
-            }
-        );
+        assert_eq!(s.drops(), ServerDrops { oversized: 1, malformed: 4, refused: 2 });
         assert_eq!(s.registrations(), 0);
     }
 
@@ -649,10 +555,7 @@ mod tests {
             handle(&mut s, now, from, &register("r", &format!("p{i}")));
         }
         let out = handle(&mut s, now, addr("198.51.100.12:1"), &register("r", "late"));
-        assert!(
-            out.iter()
-                .any(|t| matches!(decode(t), FromServer::Refused { .. }))
-        );
+        assert!(out.iter().any(|t| matches!(decode(t), FromServer::Refused { .. })));
         assert_eq!(s.registrations(), MAX_ROOM_MEMBERS);
     }
 }

@@ -82,9 +82,7 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
     let mut give_up_at: Option<Instant> = None;
     loop {
         if chat.model.dirty {
-            guard
-                .terminal
-                .draw(|frame| ui::render(&chat.model, frame))?;
+            guard.terminal.draw(|frame| ui::render(&chat.model, frame))?;
             chat.model.dirty = false;
         }
         let message = tokio::select! {

@@ -33,28 +33,17 @@ pub fn layout(area: Rect) -> Panes {
     let [top, input] =
         Layout::vertical([Constraint::Min(3), Constraint::Length(INPUT_ROWS)]).areas(area);
     if area.width < SIDE_PANE_MIN_TERMINAL_COLS {
-        return Panes {
-            history: top,
-            status: None,
-            input,
-        };
+        return Panes { history: top, status: None, input };
     }
     let side = (area.width / 3).clamp(30, 42);
     let [history, status] =
         Layout::horizontal([Constraint::Min(20), Constraint::Length(side)]).areas(top);
-    Panes {
-        history,
-        status: Some(status),
-        input,
-    }
+    Panes { history, status: Some(status), input }
 }
 
 /// Text rows inside the history pane for a terminal of `size` (columns, rows).
 pub fn history_height(size: (u16, u16)) -> u16 {
-    layout(Rect::new(0, 0, size.0, size.1))
-        .history
-        .height
-        .saturating_sub(2)
+    layout(Rect::new(0, 0, size.0, size.1)).history.height.saturating_sub(2)
 }
 
 /// Draws the whole screen.

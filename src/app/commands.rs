@@ -20,10 +20,7 @@ pub enum Command {
 /// The commands and what they do, for `/help` and the README.
 pub const COMMANDS: &[(&str, &str)] = &[
     ("/help", "commands and keys"),
-    (
-        "/who",
-        "peers: online or offline, endpoint in use, round trip, last seen",
-    ),
+    ("/who", "peers: online or offline, endpoint in use, round trip, last seen"),
     ("/quit", "say goodbye to peers and leave (also Ctrl-C)"),
     ("//text", "send a message that starts with a slash"),
 ];
@@ -60,10 +57,7 @@ mod tests {
         assert_eq!(parse("/who"), Command::Who);
         assert_eq!(parse("/quit now"), Command::Quit);
         assert_eq!(parse("/help"), Command::Help);
-        assert_eq!(
-            parse("/frobnicate x"),
-            Command::Unknown("frobnicate".into())
-        );
+        assert_eq!(parse("/frobnicate x"), Command::Unknown("frobnicate".into()));
         assert_eq!(parse("/"), Command::Unknown(String::new()));
         assert_eq!(parse("//etc/passwd"), Command::Say("/etc/passwd".into()));
     }

@@ -92,17 +92,11 @@ impl Input {
     }
 
     fn prev_boundary(&self) -> Option<usize> {
-        self.text[..self.cursor]
-            .grapheme_indices(true)
-            .next_back()
-            .map(|(i, _)| i)
+        self.text[..self.cursor].grapheme_indices(true).next_back().map(|(i, _)| i)
     }
 
     fn next_boundary(&self) -> Option<usize> {
-        self.text[self.cursor..]
-            .graphemes(true)
-            .next()
-            .map(|g| self.cursor + g.len())
+        self.text[self.cursor..].graphemes(true).next().map(|g| self.cursor + g.len())
     }
 }
 

@@ -56,88 +56,28 @@ const fn bind(
     keys: &'static str,
     help: &'static str,
 ) -> Binding {
-    Binding {
-        code,
-        modifiers,
-        action,
-        keys,
-        help,
-    }
+    Binding { code, modifiers, action, keys, help }
 }
 
 const NONE: KeyModifiers = KeyModifiers::NONE;
 const CTRL: KeyModifiers = KeyModifiers::CONTROL;
 
 const BINDINGS: &[Binding] = &[
-    bind(
-        KeyCode::Enter,
-        NONE,
-        Action::Submit,
-        "Enter",
-        "send the line",
-    ),
-    bind(
-        KeyCode::Up,
-        NONE,
-        Action::RecallPrevious,
-        "Up/Down",
-        "recall sent lines",
-    ),
+    bind(KeyCode::Enter, NONE, Action::Submit, "Enter", "send the line"),
+    bind(KeyCode::Up, NONE, Action::RecallPrevious, "Up/Down", "recall sent lines"),
     bind(KeyCode::Down, NONE, Action::RecallNext, "", ""),
-    bind(
-        KeyCode::PageUp,
-        NONE,
-        Action::PageUp,
-        "PgUp/PgDn",
-        "scroll history (or the mouse wheel)",
-    ),
+    bind(KeyCode::PageUp, NONE, Action::PageUp, "PgUp/PgDn", "scroll history (or the mouse wheel)"),
     bind(KeyCode::PageDown, NONE, Action::PageDown, "", ""),
-    bind(
-        KeyCode::Home,
-        NONE,
-        Action::Top,
-        "Home/End",
-        "oldest / newest message",
-    ),
+    bind(KeyCode::Home, NONE, Action::Top, "Home/End", "oldest / newest message"),
     bind(KeyCode::End, NONE, Action::Bottom, "", ""),
-    bind(
-        KeyCode::Left,
-        NONE,
-        Action::Left,
-        "Left/Right",
-        "move the cursor",
-    ),
+    bind(KeyCode::Left, NONE, Action::Left, "Left/Right", "move the cursor"),
     bind(KeyCode::Right, NONE, Action::Right, "", ""),
-    bind(
-        KeyCode::Char('a'),
-        CTRL,
-        Action::LineStart,
-        "Ctrl-A/Ctrl-E",
-        "start / end of the line",
-    ),
+    bind(KeyCode::Char('a'), CTRL, Action::LineStart, "Ctrl-A/Ctrl-E", "start / end of the line"),
     bind(KeyCode::Char('e'), CTRL, Action::LineEnd, "", ""),
-    bind(
-        KeyCode::Backspace,
-        NONE,
-        Action::Backspace,
-        "Backspace/Del",
-        "delete a character",
-    ),
+    bind(KeyCode::Backspace, NONE, Action::Backspace, "Backspace/Del", "delete a character"),
     bind(KeyCode::Delete, NONE, Action::Delete, "", ""),
-    bind(
-        KeyCode::Char('w'),
-        CTRL,
-        Action::DeleteWord,
-        "Ctrl-W",
-        "delete the previous word",
-    ),
-    bind(
-        KeyCode::Char('u'),
-        CTRL,
-        Action::ClearLine,
-        "Ctrl-U",
-        "clear the line",
-    ),
+    bind(KeyCode::Char('w'), CTRL, Action::DeleteWord, "Ctrl-W", "delete the previous word"),
+    bind(KeyCode::Char('u'), CTRL, Action::ClearLine, "Ctrl-U", "clear the line"),
     bind(KeyCode::Char('c'), CTRL, Action::Quit, "Ctrl-C", "quit"),
 ];
 
@@ -147,10 +87,7 @@ pub fn map_key(key: KeyEvent) -> Option<Action> {
     if key.kind == KeyEventKind::Release {
         return None;
     }
-    if let Some(b) = BINDINGS
-        .iter()
-        .find(|b| b.code == key.code && b.modifiers == key.modifiers)
-    {
+    if let Some(b) = BINDINGS.iter().find(|b| b.code == key.code && b.modifiers == key.modifiers) {
         return Some(b.action);
     }
     match key.code {
@@ -163,10 +100,7 @@ pub fn map_key(key: KeyEvent) -> Option<Action> {
 
 /// (keys, what they do) for `/help`, one row per documented binding group.
 pub fn help_rows() -> impl Iterator<Item = (&'static str, &'static str)> {
-    BINDINGS
-        .iter()
-        .filter(|b| !b.keys.is_empty())
-        .map(|b| (b.keys, b.help))
+    BINDINGS.iter().filter(|b| !b.keys.is_empty()).map(|b| (b.keys, b.help))
 }
 
 #[cfg(test)]
@@ -181,10 +115,7 @@ mod tests {
     fn table_and_typing() {
         assert_eq!(map_key(key(KeyCode::Enter, NONE)), Some(Action::Submit));
         assert_eq!(map_key(key(KeyCode::Char('c'), CTRL)), Some(Action::Quit));
-        assert_eq!(
-            map_key(key(KeyCode::Char('x'), NONE)),
-            Some(Action::Insert('x'))
-        );
+        assert_eq!(map_key(key(KeyCode::Char('x'), NONE)), Some(Action::Insert('x')));
         assert_eq!(
             map_key(key(KeyCode::Char('X'), KeyModifiers::SHIFT)),
             Some(Action::Insert('X'))

@@ -116,25 +116,14 @@ pub enum EntryKind {
 impl Entry {
     /// A system line at `at`.
     pub fn system(at: DateTime<Local>, text: impl Into<String>) -> Self {
-        Self {
-            at,
-            kind: EntryKind::System(text.into()),
-        }
+        Self { at, kind: EntryKind::System(text.into()) }
     }
 
     /// The history item for a log record.
     pub fn from_record(record: &Record) -> Self {
         let at = record.at.with_timezone(&Local);
         let kind = match &record.entry {
-            LogEntry::Message {
-                dir,
-                from,
-                text,
-                id,
-                state,
-                reason,
-                ..
-            } => match (state, reason) {
+            LogEntry::Message { dir, from, text, id, state, reason, .. } => match (state, reason) {
                 (Some(Delivery::Unsent), Some(reason)) => {
                     EntryKind::System(texts::not_sent(text, reason))
                 }
@@ -146,17 +135,9 @@ impl Entry {
                     delivery: *state,
                 },
             },
-            LogEntry::Presence {
-                peer,
-                online,
-                addr,
-                reason,
-            } => EntryKind::System(texts::presence(
-                peer,
-                *online,
-                addr.as_deref(),
-                reason.as_deref(),
-            )),
+            LogEntry::Presence { peer, online, addr, reason } => EntryKind::System(
+                texts::presence(peer, *online, addr.as_deref(), reason.as_deref()),
+            ),
         };
         Self { at, kind }
     }

@@ -142,11 +142,7 @@ pub fn ago(now: DateTime<Local>, then: DateTime<Local>) -> String {
 /// A round-trip time for display.
 pub fn rtt(rtt: Duration) -> String {
     let micros = rtt.as_micros();
-    if micros < 1000 {
-        format!("{micros} µs")
-    } else {
-        format!("{} ms", micros / 1000)
-    }
+    if micros < 1000 { format!("{micros} µs") } else { format!("{} ms", micros / 1000) }
 }
 
 /// One `/who` line.

@@ -20,10 +20,8 @@ pub fn update(model: &mut Model, message: Message) -> Vec<Effect> {
         Message::Paste(text) => {
             // One line per message until multi-line input exists: newlines become spaces, so
             // the pasted text stays visible and editable rather than being cut.
-            let flat: String = text
-                .chars()
-                .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
-                .collect();
+            let flat: String =
+                text.chars().map(|c| if c == '\n' || c == '\r' { ' ' } else { c }).collect();
             model.input.insert(&flat);
             model.dirty = true;
         }
@@ -133,11 +131,8 @@ fn submit(model: &mut Model, line: String, effects: &mut Vec<Effect>) {
             if model.peers.is_empty() {
                 push(model, Entry::system(model.now, texts::NO_PEERS));
             }
-            let lines: Vec<String> = model
-                .peers
-                .iter()
-                .map(|p| texts::who_line(p, model.now))
-                .collect();
+            let lines: Vec<String> =
+                model.peers.iter().map(|p| texts::who_line(p, model.now)).collect();
             for line in lines {
                 push(model, Entry::system(model.now, line));
             }
@@ -147,10 +142,9 @@ fn submit(model: &mut Model, line: String, effects: &mut Vec<Effect>) {
             quit(model, effects);
         }
         // The line stays in the input box so it can be corrected.
-        Command::Unknown(word) => push(
-            model,
-            Entry::system(model.now, texts::unknown_command(&word)),
-        ),
+        Command::Unknown(word) => {
+            push(model, Entry::system(model.now, texts::unknown_command(&word)))
+        }
     }
     model.dirty = true;
 }
@@ -238,12 +232,7 @@ fn on_net(model: &mut Model, event: NetEvent, at: DateTime<Local>, effects: &mut
             peer_entry(model, *peer, name).addr = Some(*public);
             push(model, Entry::system(at, texts::introduced(name, *public)));
         }
-        NetEvent::PeerOnline {
-            peer,
-            name,
-            addr,
-            kind,
-        } => {
+        NetEvent::PeerOnline { peer, name, addr, kind } => {
             let view = peer_entry(model, *peer, name);
             view.online = true;
             view.addr = Some(*addr);
@@ -255,20 +244,12 @@ fn on_net(model: &mut Model, event: NetEvent, at: DateTime<Local>, effects: &mut
             peer_entry(model, *peer, name).online = false;
             log_and_show(model, &event, at, effects);
         }
-        NetEvent::PathChanged {
-            peer,
-            name,
-            addr,
-            kind,
-        } => {
+        NetEvent::PathChanged { peer, name, addr, kind } => {
             let view = peer_entry(model, *peer, name);
             view.addr = Some(*addr);
             view.path = Some(*kind);
             view.last_seen = Some(at);
-            push(
-                model,
-                Entry::system(at, texts::path_changed(name, *addr, *kind)),
-            );
+            push(model, Entry::system(at, texts::path_changed(name, *addr, *kind)));
         }
         NetEvent::PeerNat { peer, nat } => {
             if let Some(view) = model.peer_mut(*peer) {
@@ -285,9 +266,7 @@ fn on_net(model: &mut Model, event: NetEvent, at: DateTime<Local>, effects: &mut
                 view.last_seen = Some(at);
             }
         }
-        NetEvent::NoPathYet {
-            name, ours, theirs, ..
-        } => {
+        NetEvent::NoPathYet { name, ours, theirs, .. } => {
             let line = texts::no_path(name, ours.as_deref(), theirs.as_deref());
             push(model, Entry::system(at, line));
         }
@@ -299,18 +278,10 @@ fn on_net(model: &mut Model, event: NetEvent, at: DateTime<Local>, effects: &mut
         }
         NetEvent::Sent { id, .. } => {
             // A queued message that went out: its line changes in place.
-            let queued = model
-                .entries
-                .iter_mut()
-                .rev()
-                .find_map(|e| match &mut e.kind {
-                    EntryKind::Chat {
-                        id: Some(eid),
-                        delivery,
-                        ..
-                    } if *eid == id.0 => Some(delivery),
-                    _ => None,
-                });
+            let queued = model.entries.iter_mut().rev().find_map(|e| match &mut e.kind {
+                EntryKind::Chat { id: Some(eid), delivery, .. } if *eid == id.0 => Some(delivery),
+                _ => None,
+            });
             match queued {
                 Some(delivery) => {
                     *delivery = Some(Delivery::Sent);

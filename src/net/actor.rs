@@ -31,12 +31,7 @@ pub fn spawn(socket: UdpSocket, session: Session) -> std::io::Result<NetHandle> 
     let (command_tx, command_rx) = mpsc::channel(COMMAND_CHANNEL_CAPACITY);
     let (event_tx, event_rx) = mpsc::channel(EVENT_CHANNEL_CAPACITY);
     let task = tokio::spawn(run(socket, session, command_rx, event_tx));
-    Ok(NetHandle {
-        commands: command_tx,
-        events: event_rx,
-        local,
-        task,
-    })
+    Ok(NetHandle { commands: command_tx, events: event_rx, local, task })
 }
 
 async fn run(

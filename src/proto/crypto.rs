@@ -36,9 +36,7 @@ pub struct Cipher {
 impl Cipher {
     /// Parses a URL-safe base64 Fernet key (the format `p2pchat keygen` and Python print).
     pub fn from_key(key: &str) -> Result<Self, KeyError> {
-        Fernet::new(key.trim())
-            .map(|fernet| Self { fernet })
-            .ok_or(KeyError)
+        Fernet::new(key.trim()).map(|fernet| Self { fernet }).ok_or(KeyError)
     }
 
     /// Seals `plaintext` into a token stamped with `unix_secs`.
@@ -54,10 +52,8 @@ impl Cipher {
         // reason, not "wrong key". The clamp keeps the crate's `as_of + 60` from overflowing
         // (and still satisfies its check for tokens stamped in the last minute of u64 time).
         let as_of = stamped.min(u64::MAX - 60);
-        let plain = self
-            .fernet
-            .decrypt_at_time(token, None, as_of)
-            .map_err(|_| OpenError::Unauthentic)?;
+        let plain =
+            self.fernet.decrypt_at_time(token, None, as_of).map_err(|_| OpenError::Unauthentic)?;
         let skew = i128::from(stamped) - i128::from(unix_secs);
         if skew.unsigned_abs() > u128::from(TOKEN_MAX_SKEW_SECS) {
             let skew_secs =
@@ -106,17 +102,8 @@ mod tests {
     fn wrong_key_and_garbage_are_unauthentic() {
         let token = cipher().seal(b"hello", NOW);
         assert_eq!(cipher().open(&token, NOW), Err(OpenError::Unauthentic));
-        for junk in [
-            "",
-            "gAAAAA",
-            "gAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-            "not base64 at all!!",
-        ] {
-            assert_eq!(
-                cipher().open(junk, NOW),
-                Err(OpenError::Unauthentic),
-                "{junk:?}"
-            );
+        for junk in ["", "gAAAAA", "gAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "not base64 at all!!"] {
+            assert_eq!(cipher().open(junk, NOW), Err(OpenError::Unauthentic), "{junk:?}");
         }
         let mut flipped = token.into_bytes();
         let mid = flipped.len() / 2;
@@ -129,34 +116,17 @@ mod tests {
     fn old_and_future_tokens_are_stale() {
         let c = cipher();
         let old = c.seal(b"x", NOW - 1000);
-        assert_eq!(
-            c.open(&old, NOW),
-            Err(OpenError::Stale { skew_secs: -1000 })
-        );
+        assert_eq!(c.open(&old, NOW), Err(OpenError::Stale { skew_secs: -1000 }));
         let future = c.seal(b"x", NOW + 1000);
-        assert_eq!(
-            c.open(&future, NOW),
-            Err(OpenError::Stale { skew_secs: 1000 })
-        );
+        assert_eq!(c.open(&future, NOW), Err(OpenError::Stale { skew_secs: 1000 }));
     }
 
     #[test]
     fn extreme_timestamps_never_panic() {
         let c = cipher();
-        for ts in [
-            0,
-            1,
-            u64::MAX,
-            u64::MAX - 1,
-            u64::MAX - 60,
-            i64::MAX as u64,
-            u64::MAX / 2,
-        ] {
+        for ts in [0, 1, u64::MAX, u64::MAX - 1, u64::MAX - 60, i64::MAX as u64, u64::MAX / 2] {
             let token = c.seal(b"x", ts);
-            assert!(
-                matches!(c.open(&token, NOW), Err(OpenError::Stale { .. })),
-                "{ts}"
-            );
+            assert!(matches!(c.open(&token, NOW), Err(OpenError::Stale { .. })), "{ts}");
         }
     }
 

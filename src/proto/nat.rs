@@ -181,7 +181,7 @@ impl Probe {
             blocked: false,
         };
         probe.start(now, Socket::Mapping, server, Change::default());
-        probe.handle_timeout(now);
+        probe.send_due(now);
         probe
     }
 
@@ -209,11 +209,9 @@ impl Probe {
     /// Feeds a datagram received on `socket`.
     pub fn handle_datagram(&mut self, now: Instant, socket: Socket, bytes: &[u8]) {
         let (txid, outcome) = match stun::parse(bytes) {
-            Some(Stun::BindingSuccess {
-                txid,
-                mapped,
-                other,
-            }) => (txid, Outcome::Mapped(mapped, other)),
+            Some(Stun::BindingSuccess { txid, mapped, other }) => {
+                (txid, Outcome::Mapped(mapped, other))
+            }
             Some(Stun::BindingError { txid }) => (txid, Outcome::Refused),
             _ => return,
         };
@@ -229,28 +227,23 @@ impl Probe {
 
     /// Retransmits and times out tests whose deadlines have come.
     pub fn handle_timeout(&mut self, now: Instant) {
-        for test in self
-            .tests
-            .iter_mut()
-            .filter(|t| t.outcome == Outcome::Pending)
-        {
+        self.send_due(now);
+        self.advance(now);
+    }
+
+    /// Sends every pending test whose (re)transmission is due; times out the expired ones.
+    fn send_due(&mut self, now: Instant) {
+        for test in self.tests.iter_mut().filter(|t| t.outcome == Outcome::Pending) {
             if now >= test.deadline {
                 test.outcome = Outcome::TimedOut;
             } else if now >= test.next {
                 if let Some(payload) = stun::binding_request(test.txid, test.change) {
-                    self.transmits.push_back((
-                        test.socket,
-                        Transmit {
-                            to: test.to,
-                            payload,
-                        },
-                    ));
+                    self.transmits.push_back((test.socket, Transmit { to: test.to, payload }));
                 }
                 test.next = now + NAT_TEST_RTO * 2u32.pow(test.transmits);
                 test.transmits += 1;
             }
         }
-        self.advance(now);
     }
 
     /// The next datagram to send, and from which socket.
@@ -301,27 +294,7 @@ impl Probe {
         while self.stage != Stage::Done && self.tests.iter().all(|t| t.outcome != Outcome::Pending)
         {
             self.finish_stage(now);
-            self.handle_pending_sends(now);
-        }
-    }
-
-    fn handle_pending_sends(&mut self, now: Instant) {
-        for test in self
-            .tests
-            .iter_mut()
-            .filter(|t| t.outcome == Outcome::Pending && t.transmits == 0)
-        {
-            if let Some(payload) = stun::binding_request(test.txid, test.change) {
-                self.transmits.push_back((
-                    test.socket,
-                    Transmit {
-                        to: test.to,
-                        payload,
-                    },
-                ));
-            }
-            test.next = now + NAT_TEST_RTO;
-            test.transmits = 1;
+            self.send_due(now);
         }
     }
 
@@ -381,8 +354,7 @@ impl Probe {
                     }
                 }
                 None => {
-                    self.notes
-                        .push("mapping test II (alternate IP) got no answer".to_owned());
+                    self.notes.push("mapping test II (alternate IP) got no answer".to_owned());
                     self.start_filtering(now);
                 }
             },
@@ -405,15 +377,9 @@ impl Probe {
                     return;
                 }
                 self.stage = Stage::FilteringII;
-                let both = Change {
-                    ip: true,
-                    port: true,
-                };
+                let both = Change { ip: true, port: true };
                 self.start(now, Socket::Filtering, self.server, both);
-                let port = Change {
-                    ip: false,
-                    port: true,
-                };
+                let port = Change { ip: false, port: true };
                 self.start(now, Socket::Filtering, self.server, port);
             }
             Stage::FilteringII => {

@@ -219,13 +219,7 @@ impl Session {
         let stun = config.stun_server.map(|server| {
             let mut txid = [0; 12];
             rng.fill_bytes(&mut txid);
-            StunProbe {
-                server,
-                txid,
-                transmits: 0,
-                next: now,
-                done: false,
-            }
+            StunProbe { server, txid, transmits: 0, next: now, done: false }
         });
         let rendezvous = match &config.mode {
             Mode::Room { server, room } => Some(Rendezvous {
@@ -423,8 +417,7 @@ impl Session {
         match stun::parse(bytes) {
             Some(Stun::BindingSuccess { txid, mapped, .. }) if txid == probe.txid => {
                 probe.done = true;
-                self.events
-                    .push_back(NetEvent::PublicEndpoint { addr: mapped });
+                self.events.push_back(NetEvent::PublicEndpoint { addr: mapped });
             }
             Some(_) => self.drops.unexpected_source += 1,
             None => self.drops.malformed += 1,
@@ -460,12 +453,7 @@ impl Session {
                     self.events.push_back(NetEvent::Registered { server });
                 }
             }
-            FromServer::Peer {
-                name,
-                public,
-                private,
-                nat,
-            } => {
+            FromServer::Peer { name, public, private, nat } => {
                 self.on_introduction(now, name, public, private, nat);
             }
             FromServer::Refused { reason } => {
@@ -488,19 +476,12 @@ impl Session {
             return;
         }
         let mut candidates = vec![public];
-        for addr in private
-            .into_iter()
-            .take(crate::consts::MAX_PRIVATE_ENDPOINTS)
-        {
+        for addr in private.into_iter().take(crate::consts::MAX_PRIVATE_ENDPOINTS) {
             if !candidates.contains(&addr) {
                 candidates.push(addr);
             }
         }
-        match self
-            .peers
-            .iter()
-            .position(|p| p.name.as_deref() == Some(name.as_str()))
-        {
+        match self.peers.iter().position(|p| p.name.as_deref() == Some(name.as_str())) {
             Some(index) => {
                 let peer = &mut self.peers[index];
                 if peer.candidates != candidates {
@@ -515,8 +496,7 @@ impl Session {
             None => {
                 let index = self.add_peer(Some(name.clone()), candidates, now);
                 let peer = self.peers[index].id;
-                self.events
-                    .push_back(NetEvent::PeerIntroduced { peer, name, public });
+                self.events.push_back(NetEvent::PeerIntroduced { peer, name, public });
                 self.learn_nat(index, nat.as_deref());
                 // Probe at once, not at the next timer tick: the server introduced both sides
                 // in the same instant, and a hole opens most reliably when both sides' first
@@ -557,11 +537,7 @@ impl Session {
     /// The peer an authenticated envelope belongs to: by name; else the direct-mode peer whose
     /// name we have not learnt yet; else a new peer (anyone holding the key is a participant).
     fn peer_for(&mut self, name: &str, from: SocketAddr, now: Instant) -> usize {
-        if let Some(index) = self
-            .peers
-            .iter()
-            .position(|p| p.name.as_deref() == Some(name))
-        {
+        if let Some(index) = self.peers.iter().position(|p| p.name.as_deref() == Some(name)) {
             return index;
         }
         if let Some(index) = self.peers.iter().position(|p| p.name.is_none()) {
@@ -604,12 +580,7 @@ impl Session {
                     self.events.push_back(NetEvent::Rtt { peer: peer.id, rtt });
                 }
             }
-            Envelope::Message {
-                name,
-                timestamp,
-                text,
-                id,
-            } => {
+            Envelope::Message { name, timestamp, text, id } => {
                 if let Some(id) = &id
                     && !self.seen.insert((name.clone(), id.clone()))
                 {
@@ -634,10 +605,7 @@ impl Session {
             && peer.nat.as_deref() != Some(nat)
         {
             peer.nat = Some(nat.to_owned());
-            let event = NetEvent::PeerNat {
-                peer: peer.id,
-                nat: nat.to_owned(),
-            };
+            let event = NetEvent::PeerNat { peer: peer.id, nat: nat.to_owned() };
             self.events.push_back(event);
         }
     }
@@ -655,13 +623,9 @@ impl Session {
         }
         let current_live = peer.online
             && !restarted
-            && peer
-                .path_heard
-                .is_some_and(|heard| now < heard + PATH_STALE_AFTER);
+            && peer.path_heard.is_some_and(|heard| now < heard + PATH_STALE_AFTER);
         let moved = peer.path != Some(from);
-        let better = peer
-            .path
-            .is_some_and(|path| peer.kind_of(from) > peer.kind_of(path));
+        let better = peer.path.is_some_and(|path| peer.kind_of(from) > peer.kind_of(path));
         if moved && current_live && !better {
             return;
         }
@@ -671,21 +635,11 @@ impl Session {
         if !peer.online {
             peer.online = true;
             peer.next_keepalive = now + KEEPALIVE_INTERVAL;
-            let event = NetEvent::PeerOnline {
-                peer: id,
-                name,
-                addr: from,
-                kind,
-            };
+            let event = NetEvent::PeerOnline { peer: id, name, addr: from, kind };
             self.events.push_back(event);
             self.flush_outbox(now);
         } else if moved {
-            let event = NetEvent::PathChanged {
-                peer: id,
-                name,
-                addr: from,
-                kind,
-            };
+            let event = NetEvent::PathChanged { peer: id, name, addr: from, kind };
             self.events.push_back(event);
         }
     }
@@ -699,11 +653,7 @@ impl Session {
         peer.ping_sent = None;
         peer.restart_punching(now);
         let (id, name) = (peer.id, peer.display_name());
-        self.events.push_back(NetEvent::PeerOffline {
-            peer: id,
-            name,
-            reason,
-        });
+        self.events.push_back(NetEvent::PeerOffline { peer: id, name, reason });
         // Ask the server again: a restarted peer has a new endpoint only the server knows.
         if let Some(rv) = &mut self.rendezvous {
             rv.next_register = now;
@@ -723,10 +673,7 @@ impl Session {
         probe.next = now + STUN_RTO * 2u32.pow(probe.transmits);
         probe.transmits += 1;
         if let Some(payload) = stun::binding_request(probe.txid, stun::Change::default()) {
-            self.transmits.push_back(Transmit {
-                to: probe.server,
-                payload,
-            });
+            self.transmits.push_back(Transmit { to: probe.server, payload });
         }
     }
 
@@ -739,8 +686,7 @@ impl Session {
             && now >= since + SERVER_SILENT_NOTICE_AFTER
         {
             rv.silent_reported = true;
-            self.events
-                .push_back(NetEvent::ServerSilent { server: rv.server });
+            self.events.push_back(NetEvent::ServerSilent { server: rv.server });
         }
         if now < rv.next_register {
             return;
@@ -758,10 +704,7 @@ impl Session {
             nat: self.nat.clone(),
         };
         if let Ok(payload) = serde_json::to_vec(&register) {
-            self.transmits.push_back(Transmit {
-                to: rv.server,
-                payload,
-            });
+            self.transmits.push_back(Transmit { to: rv.server, payload });
         }
     }
 
@@ -769,10 +712,7 @@ impl Session {
         let offline_after = self.config.offline_after;
         let peer = &self.peers[index];
         if peer.online {
-            if peer
-                .last_seen
-                .is_some_and(|seen| now >= seen + offline_after)
-            {
+            if peer.last_seen.is_some_and(|seen| now >= seen + offline_after) {
                 self.go_offline(now, index, OfflineReason::Silent);
             } else if now >= peer.next_keepalive {
                 self.peers[index].next_keepalive = now + KEEPALIVE_INTERVAL;
@@ -819,19 +759,12 @@ impl Session {
             self.events.push_back(NetEvent::NotSent { text, reason });
             return;
         }
-        let outgoing = Outgoing {
-            id,
-            text,
-            timestamp,
-        };
+        let outgoing = Outgoing { id, text, timestamp };
         if self.peers.iter().any(|p| p.online) {
             self.deliver(now, outgoing);
         } else if self.outbox.len() >= OUTBOX_CAPACITY {
             let reason = format!("{OUTBOX_CAPACITY} messages are already waiting for a peer");
-            self.events.push_back(NetEvent::NotSent {
-                text: outgoing.text,
-                reason,
-            });
+            self.events.push_back(NetEvent::NotSent { text: outgoing.text, reason });
         } else {
             self.events.push_back(NetEvent::Queued {
                 id: outgoing.id.clone(),
@@ -851,28 +784,21 @@ impl Session {
         }
     }
 
+    /// Sends `envelope` on the path of every online peer.
+    fn send_to_online(&mut self, now: Instant, envelope: &Envelope) {
+        let paths: Vec<SocketAddr> =
+            self.peers.iter().filter(|p| p.online).filter_map(|p| p.path).collect();
+        for to in paths {
+            self.send_envelope(now, to, envelope);
+        }
+    }
+
     /// Sends to every online peer and reports it sent.
     fn deliver(&mut self, now: Instant, outgoing: Outgoing) {
         let envelope = self.message_envelope(&outgoing.id, &outgoing.text, &outgoing.timestamp);
-        let paths: Vec<SocketAddr> = self
-            .peers
-            .iter()
-            .filter(|p| p.online)
-            .filter_map(|p| p.path)
-            .collect();
-        for to in paths {
-            self.send_envelope(now, to, &envelope);
-        }
-        let Outgoing {
-            id,
-            text,
-            timestamp,
-        } = outgoing;
-        self.events.push_back(NetEvent::Sent {
-            id,
-            text,
-            timestamp,
-        });
+        self.send_to_online(now, &envelope);
+        let Outgoing { id, text, timestamp } = outgoing;
+        self.events.push_back(NetEvent::Sent { id, text, timestamp });
     }
 
     fn flush_outbox(&mut self, now: Instant) {
@@ -882,24 +808,11 @@ impl Session {
     }
 
     fn shutdown(&mut self, now: Instant) {
-        let bye = Envelope::Bye {
-            name: self.config.name.clone(),
-        };
-        let paths: Vec<SocketAddr> = self
-            .peers
-            .iter()
-            .filter(|p| p.online)
-            .filter_map(|p| p.path)
-            .collect();
-        for to in paths {
-            self.send_envelope(now, to, &bye);
-        }
+        let bye = Envelope::Bye { name: self.config.name.clone() };
+        self.send_to_online(now, &bye);
         for outgoing in std::mem::take(&mut self.outbox) {
             let reason = "p2pchat quit before any peer came online".to_owned();
-            self.events.push_back(NetEvent::NotSent {
-                text: outgoing.text,
-                reason,
-            });
+            self.events.push_back(NetEvent::NotSent { text: outgoing.text, reason });
         }
         self.closed = true;
         self.events.push_back(NetEvent::Closed);

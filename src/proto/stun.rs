@@ -104,10 +104,7 @@ fn change_request(bytes: &[u8]) -> Change {
         if u16::from_be_bytes([*t0, *t1]) == CHANGE_REQUEST
             && let [.., flags] = value
         {
-            return Change {
-                ip: flags & 0x4 != 0,
-                port: flags & 0x2 != 0,
-            };
+            return Change { ip: flags & 0x4 != 0, port: flags & 0x2 != 0 };
         }
         rest = body.get(len.next_multiple_of(4)..).unwrap_or_default();
     }
@@ -116,42 +113,26 @@ fn change_request(bytes: &[u8]) -> Change {
 
 /// Decodes a STUN datagram; `None` when it is malformed.
 pub fn parse(bytes: &[u8]) -> Option<Stun> {
-    let message = MessageDecoder::<Attribute>::new()
-        .decode_from_bytes(bytes)
-        .ok()?
-        .ok()?;
+    let message = MessageDecoder::<Attribute>::new().decode_from_bytes(bytes).ok()?.ok()?;
     if message.method() != BINDING {
         return Some(Stun::Other);
     }
     let txid = *message.transaction_id().as_bytes();
     Some(match message.class() {
-        MessageClass::Request => Stun::BindingRequest {
-            txid,
-            change: change_request(bytes),
-        },
+        MessageClass::Request => Stun::BindingRequest { txid, change: change_request(bytes) },
         MessageClass::SuccessResponse => {
             let mapped = message
                 .get_attribute::<XorMappedAddress>()
                 .map(XorMappedAddress::address)
-                .or_else(|| {
-                    message
-                        .get_attribute::<MappedAddress>()
-                        .map(MappedAddress::address)
-                })?;
-            let other = message
-                .get_attribute::<OtherAddress>()
-                .map(OtherAddress::address)
-                .or_else(|| {
+                .or_else(|| message.get_attribute::<MappedAddress>().map(MappedAddress::address))?;
+            let other =
+                message.get_attribute::<OtherAddress>().map(OtherAddress::address).or_else(|| {
                     message
                         .unknown_attributes()
                         .find(|a| a.get_type().as_u16() == CHANGED_ADDRESS)
                         .and_then(|a| raw_ipv4_address(a.value()))
                 });
-            Stun::BindingSuccess {
-                txid,
-                mapped,
-                other,
-            }
+            Stun::BindingSuccess { txid, mapped, other }
         }
         MessageClass::ErrorResponse => Stun::BindingError { txid },
         MessageClass::Indication => Stun::Other,
@@ -177,11 +158,8 @@ pub fn binding_success(
     origin: SocketAddr,
     other: Option<SocketAddr>,
 ) -> Option<Vec<u8>> {
-    let mut message = Message::<Attribute>::new(
-        MessageClass::SuccessResponse,
-        BINDING,
-        TransactionId::new(txid),
-    );
+    let mut message =
+        Message::<Attribute>::new(MessageClass::SuccessResponse, BINDING, TransactionId::new(txid));
     message.add_attribute(XorMappedAddress::new(observed));
     message.add_attribute(MappedAddress::new(observed));
     message.add_attribute(ResponseOrigin::new(origin));
@@ -195,11 +173,8 @@ pub fn binding_success(
 /// An error response: this server cannot answer as asked (a CHANGE-REQUEST without an
 /// alternate address).
 pub fn binding_error(txid: TxId) -> Option<Vec<u8>> {
-    let mut message = Message::<Attribute>::new(
-        MessageClass::ErrorResponse,
-        BINDING,
-        TransactionId::new(txid),
-    );
+    let mut message =
+        Message::<Attribute>::new(MessageClass::ErrorResponse, BINDING, TransactionId::new(txid));
     let reason = "no alternate address for CHANGE-REQUEST".to_owned();
     message.add_attribute(ErrorCode::new(UNKNOWN_ATTRIBUTE, reason).ok()?);
     MessageEncoder::new().encode_into_bytes(message).ok()
@@ -218,27 +193,14 @@ mod tests {
         let txid = [7; 12];
         let req = binding_request(txid, Change::default()).unwrap();
         assert!(looks_like_stun(&req));
-        assert_eq!(
-            parse(&req),
-            Some(Stun::BindingRequest {
-                txid,
-                change: Change::default()
-            })
-        );
+        assert_eq!(parse(&req), Some(Stun::BindingRequest { txid, change: Change::default() }));
         for (ip, port) in [(true, false), (false, true), (true, true)] {
             let change = Change { ip, port };
             let req = binding_request(txid, change).unwrap();
             assert_eq!(parse(&req), Some(Stun::BindingRequest { txid, change }));
         }
         // The flags on the wire are RFC 5780's: 0x4 change IP, 0x2 change port.
-        let req = binding_request(
-            txid,
-            Change {
-                ip: true,
-                port: false,
-            },
-        )
-        .unwrap();
+        let req = binding_request(txid, Change { ip: true, port: false }).unwrap();
         assert_eq!(&req[20..28], &[0x00, 0x03, 0x00, 0x04, 0, 0, 0, 0x04]);
         let observed = addr("198.51.100.7:40000");
         let origin = addr("198.51.100.1:7777");
@@ -246,22 +208,11 @@ mod tests {
         assert!(looks_like_stun(&resp));
         assert_eq!(
             parse(&resp),
-            Some(Stun::BindingSuccess {
-                txid,
-                mapped: observed,
-                other: None
-            })
+            Some(Stun::BindingSuccess { txid, mapped: observed, other: None })
         );
         let other = Some(addr("198.51.100.2:7778"));
         let resp = binding_success(txid, observed, origin, other).unwrap();
-        assert_eq!(
-            parse(&resp),
-            Some(Stun::BindingSuccess {
-                txid,
-                mapped: observed,
-                other
-            })
-        );
+        assert_eq!(parse(&resp), Some(Stun::BindingSuccess { txid, mapped: observed, other }));
         let err = binding_error(txid).unwrap();
         assert_eq!(parse(&err), Some(Stun::BindingError { txid }));
     }
@@ -272,12 +223,8 @@ mod tests {
         let mut bytes = vec![0x01, 0x01, 0x00, 24];
         bytes.extend_from_slice(&MAGIC_COOKIE);
         bytes.extend_from_slice(&[5; 12]);
-        bytes.extend_from_slice(&[
-            0x00, 0x01, 0x00, 0x08, 0x00, 0x01, 0x9c, 0x40, 198, 51, 100, 9,
-        ]);
-        bytes.extend_from_slice(&[
-            0x00, 0x05, 0x00, 0x08, 0x00, 0x01, 0x0d, 0x97, 198, 51, 100, 2,
-        ]);
+        bytes.extend_from_slice(&[0x00, 0x01, 0x00, 0x08, 0x00, 0x01, 0x9c, 0x40, 198, 51, 100, 9]);
+        bytes.extend_from_slice(&[0x00, 0x05, 0x00, 0x08, 0x00, 0x01, 0x0d, 0x97, 198, 51, 100, 2]);
         assert_eq!(
             parse(&bytes),
             Some(Stun::BindingSuccess {

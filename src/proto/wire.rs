@@ -222,9 +222,7 @@ mod tests {
             r#"{"type":"message","name":"b","timestamp":1716900000.5,"text":"x"}"#,
         )
         .unwrap();
-        let Envelope::Message { timestamp, .. } = env else {
-            panic!("not a message")
-        };
+        let Envelope::Message { timestamp, .. } = env else { panic!("not a message") };
         assert_eq!(timestamp_text(&timestamp), "1716900000.5");
     }
 }

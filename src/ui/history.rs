@@ -20,18 +20,8 @@ use crate::text::sanitize;
 fn pieces(entry: &Entry) -> Vec<(String, Style)> {
     let mut out = vec![(entry.at.format("[%H:%M:%S] ").to_string(), theme::time())];
     match &entry.kind {
-        EntryKind::Chat {
-            from,
-            text,
-            own,
-            delivery,
-            ..
-        } => {
-            let name_style = if *own {
-                theme::own()
-            } else {
-                theme::peer(from)
-            };
+        EntryKind::Chat { from, text, own, delivery, .. } => {
+            let name_style = if *own { theme::own() } else { theme::peer(from) };
             out.push((sanitize(from), name_style));
             out.push((": ".to_owned(), Style::new()));
             out.push((sanitize(text), Style::new()));
@@ -87,10 +77,7 @@ fn merge(row: Vec<(&str, Style)>) -> Line<'static> {
     let mut style = None;
     for (g, s) in row {
         if style.is_some_and(|st| st != s) {
-            spans.push(Span::styled(
-                std::mem::take(&mut current),
-                style.unwrap_or_default(),
-            ));
+            spans.push(Span::styled(std::mem::take(&mut current), style.unwrap_or_default()));
         }
         style = Some(s);
         current.push_str(g);
@@ -115,11 +102,7 @@ pub fn entry_rows(entry: &Entry, model: &Model) -> usize {
 /// How far back the view can scroll: all rows minus one screen.
 pub fn max_scroll(model: &Model) -> usize {
     let width = inner_width(model);
-    let total: usize = model
-        .entries
-        .iter()
-        .map(|e| wrap(&pieces(e), width).len())
-        .sum();
+    let total: usize = model.entries.iter().map(|e| wrap(&pieces(e), width).len()).sum();
     total.saturating_sub(usize::from(super::history_height(model.size)))
 }
 
@@ -163,10 +146,7 @@ mod tests {
     use super::*;
 
     fn texts(lines: &[Line<'_>]) -> Vec<String> {
-        lines
-            .iter()
-            .map(|l| l.spans.iter().map(|s| s.content.as_ref()).collect())
-            .collect()
+        lines.iter().map(|l| l.spans.iter().map(|s| s.content.as_ref()).collect()).collect()
     }
 
     #[test]

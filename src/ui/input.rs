@@ -13,11 +13,7 @@ use crate::text::sanitize;
 
 /// Draws the box and places the cursor.
 pub fn render(model: &Model, frame: &mut Frame, area: Rect) {
-    let title = if model.quitting {
-        " leaving… "
-    } else {
-        " message (Enter sends · /help) "
-    };
+    let title = if model.quitting { " leaving… " } else { " message (Enter sends · /help) " };
     let block = Block::bordered().title(title).border_style(theme::border());
     let inner = block.inner(area);
     frame.render_widget(block, area);

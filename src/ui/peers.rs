@@ -13,10 +13,7 @@ use crate::app::texts;
 use crate::text::sanitize;
 
 fn fact(label: &str, value: String) -> Line<'static> {
-    Line::from(vec![
-        Span::raw(format!(" {label:<7}")),
-        Span::styled(value, theme::detail()),
-    ])
+    Line::from(vec![Span::raw(format!(" {label:<7}")), Span::styled(value, theme::detail())])
 }
 
 /// Draws the pane.
@@ -69,10 +66,7 @@ pub fn render(model: &Model, frame: &mut Frame, area: Rect) {
             lines.push(Line::styled(line, theme::detail()));
         }
         if let Some(nat) = &peer.nat {
-            lines.push(Line::styled(
-                format!("   NAT {}", sanitize(nat)),
-                theme::detail(),
-            ));
+            lines.push(Line::styled(format!("   NAT {}", sanitize(nat)), theme::detail()));
         }
         let seen = match peer.last_seen {
             Some(seen) => format!("   seen {}", texts::ago(model.now, seen)),
@@ -83,18 +77,8 @@ pub fn render(model: &Model, frame: &mut Frame, area: Rect) {
     let dropped = model.drops.total();
     if dropped > 0 {
         lines.push(Line::default());
-        lines.push(Line::styled(
-            format!(" dropped {dropped} bad packets"),
-            theme::offline(),
-        ));
+        lines.push(Line::styled(format!(" dropped {dropped} bad packets"), theme::offline()));
     }
-    let block = Block::bordered()
-        .title(" status ")
-        .border_style(theme::border());
-    frame.render_widget(
-        Paragraph::new(lines)
-            .block(block)
-            .wrap(Wrap { trim: false }),
-        area,
-    );
+    let block = Block::bordered().title(" status ").border_style(theme::border());
+    frame.render_widget(Paragraph::new(lines).block(block).wrap(Wrap { trim: false }), area);
 }

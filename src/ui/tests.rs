@@ -25,13 +25,7 @@ fn chat(from: &str, text: &str, own: bool, when: DateTime<Local>) -> Entry {
     let delivery = own.then_some(Delivery::Sent);
     Entry {
         at: when,
-        kind: EntryKind::Chat {
-            from: from.into(),
-            text: text.into(),
-            own,
-            id: None,
-            delivery,
-        },
+        kind: EntryKind::Chat { from: from.into(), text: text.into(), own, id: None, delivery },
     }
 }
 
@@ -82,10 +76,7 @@ fn model(size: (u16, u16)) -> Model {
             rtt: None,
         },
     ];
-    m.drops = DropCounts {
-        unauthentic: 3,
-        ..DropCounts::default()
-    };
+    m.drops = DropCounts { unauthentic: 3, ..DropCounts::default() };
     m
 }
 
@@ -120,11 +111,7 @@ fn contains(lines: &[String], needle: &str) -> bool {
 fn three_panes_at_80x24() {
     let lines = screen(&model((80, 24)));
     assert_eq!(lines.len(), 24);
-    assert!(
-        lines[0].starts_with("┌ p2pchat · room team "),
-        "{}",
-        lines[0]
-    );
+    assert!(lines[0].starts_with("┌ p2pchat · room team "), "{}", lines[0]);
     assert!(lines[0].contains("┌ status "));
     let expect = |row: usize, text: &str| assert!(lines[row].starts_with(text), "{}", lines[row]);
     expect(1, "│[12:00:00] — bob is online (via                 │");
@@ -177,17 +164,12 @@ fn narrow_terminal_drops_the_status_pane() {
 fn scrolled_back_view_shows_the_new_marker() {
     let mut m = model((80, 24));
     for i in 0..60 {
-        m.entries
-            .push(Entry::system(at(12, 1, 0), format!("filler {i}")));
+        m.entries.push(Entry::system(at(12, 1, 0), format!("filler {i}")));
     }
     update(&mut m, Message::Scroll(10));
     m.unread = 2;
     let lines = screen(&m);
-    assert!(
-        lines[19].contains("filler 49    ↓ 2 new — End to jump │"),
-        "{}",
-        lines[19]
-    );
+    assert!(lines[19].contains("filler 49    ↓ 2 new — End to jump │"), "{}", lines[19]);
     assert!(lines[1].contains("filler 31 "), "{}", lines[1]);
 }
 

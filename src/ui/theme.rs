@@ -2,25 +2,17 @@
 
 use ratatui::style::{Color, Modifier, Style};
 
-const PEER_COLOURS: [Color; 6] = [
-    Color::Cyan,
-    Color::Green,
-    Color::Yellow,
-    Color::Magenta,
-    Color::LightRed,
-    Color::LightBlue,
-];
+const PEER_COLOURS: [Color; 6] =
+    [Color::Cyan, Color::Green, Color::Yellow, Color::Magenta, Color::LightRed, Color::LightBlue];
 
 /// A peer's name: a stable colour picked from its name.
 pub fn peer(name: &str) -> Style {
     // FNV-1a: stable across runs and platforms, unlike the std hasher.
-    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
+    let hash = name
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
     let index = usize::try_from(hash % PEER_COLOURS.len() as u64).unwrap_or(0);
-    Style::new()
-        .fg(PEER_COLOURS[index])
-        .add_modifier(Modifier::BOLD)
+    Style::new().fg(PEER_COLOURS[index]).add_modifier(Modifier::BOLD)
 }
 
 /// Our own name.
@@ -35,9 +27,7 @@ pub fn time() -> Style {
 
 /// Lines from p2pchat itself.
 pub fn system() -> Style {
-    Style::new()
-        .fg(Color::DarkGray)
-        .add_modifier(Modifier::ITALIC)
+    Style::new().fg(Color::DarkGray).add_modifier(Modifier::ITALIC)
 }
 
 /// Delivery marks on our messages.

@@ -15,22 +15,12 @@ fn stderr(out: &Output) -> String {
 
 #[test]
 fn help_everywhere() {
-    for sub in [
-        &[][..],
-        &["server"],
-        &["chat"],
-        &["keygen"],
-        &["history"],
-        &["demo"],
-    ] {
+    for sub in [&[][..], &["server"], &["chat"], &["keygen"], &["history"], &["demo"]] {
         let mut args = sub.to_vec();
         args.push("--help");
         let out = run(&args);
         assert!(out.status.success(), "{args:?}");
-        assert!(
-            String::from_utf8_lossy(&out.stdout).contains("Usage: p2pchat"),
-            "{args:?}"
-        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Usage: p2pchat"), "{args:?}");
     }
 }
 
@@ -48,38 +38,15 @@ fn keygen_prints_a_usable_key() {
 fn missing_or_invalid_key_names_keygen_and_exits_2() {
     let data = TempDir::new("cli");
     let d = data.path().to_str().unwrap();
-    let out = run(&[
-        "chat",
-        "--name",
-        "a",
-        "--peer",
-        "127.0.0.1:9",
-        "--data-dir",
-        d,
-    ]);
+    let out = run(&["chat", "--name", "a", "--peer", "127.0.0.1:9", "--data-dir", d]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
-    assert!(
-        err.contains("p2pchat keygen") && err.lines().count() == 1,
-        "{err}"
-    );
-    let out = run(&[
-        "chat",
-        "--name",
-        "a",
-        "--peer",
-        "127.0.0.1:9",
-        "--key",
-        "nope",
-        "--data-dir",
-        d,
-    ]);
+    assert!(err.contains("p2pchat keygen") && err.lines().count() == 1, "{err}");
+    let out =
+        run(&["chat", "--name", "a", "--peer", "127.0.0.1:9", "--key", "nope", "--data-dir", d]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
-    assert!(
-        err.contains("not a valid Fernet key") && err.contains("p2pchat keygen"),
-        "{err}"
-    );
+    assert!(err.contains("not a valid Fernet key") && err.contains("p2pchat keygen"), "{err}");
 }
 
 #[test]
@@ -89,38 +56,14 @@ fn usage_mistakes_exit_2_with_a_fix() {
     let key = String::from_utf8(run(&["keygen"]).stdout).unwrap();
     let key = key.trim();
     let cases: &[(&[&str], &str)] = &[
+        (&["chat", "--name", "a", "--key", key, "--data-dir", d], "--server ADDR --room ROOM"),
         (
-            &["chat", "--name", "a", "--key", key, "--data-dir", d],
-            "--server ADDR --room ROOM",
-        ),
-        (
-            &[
-                "chat",
-                "--name",
-                "a",
-                "--key",
-                key,
-                "--server",
-                "127.0.0.1:7777",
-                "--data-dir",
-                d,
-            ],
+            &["chat", "--name", "a", "--key", key, "--server", "127.0.0.1:7777", "--data-dir", d],
             "--room",
         ),
+        (&["chat", "--name", "a", "--peer", "nonsense", "--key", key], "HOST:PORT"),
         (
-            &["chat", "--name", "a", "--peer", "nonsense", "--key", key],
-            "HOST:PORT",
-        ),
-        (
-            &[
-                "chat",
-                "--name",
-                "a",
-                "--peer",
-                "127.0.0.1:9",
-                "--server",
-                "127.0.0.1:1",
-            ],
+            &["chat", "--name", "a", "--peer", "127.0.0.1:9", "--server", "127.0.0.1:1"],
             "cannot be used with",
         ),
         (
@@ -140,24 +83,11 @@ fn usage_mistakes_exit_2_with_a_fix() {
             "more than 5 seconds",
         ),
         (
-            &[
-                "chat",
-                "--name",
-                "",
-                "--peer",
-                "127.0.0.1:9",
-                "--key",
-                key,
-                "--data-dir",
-                d,
-            ],
+            &["chat", "--name", "", "--peer", "127.0.0.1:9", "--key", key, "--data-dir", d],
             "--name must be",
         ),
         (&["chat", "--bogus-flag"], "unexpected argument"),
-        (
-            &["history", "nowhere", "--data-dir", d],
-            "no conversation \"nowhere\"",
-        ),
+        (&["history", "nowhere", "--data-dir", d], "no conversation \"nowhere\""),
     ];
     for (args, needle) in cases {
         let out = run(args);
@@ -171,17 +101,10 @@ fn malformed_config_names_file_and_line() {
     let data = TempDir::new("cfg");
     let path = data.path().join("config.toml");
     std::fs::write(&path, "name = \"ann\"\nserver = \"not an address\"\n").unwrap();
-    let out = bin()
-        .arg("keygen")
-        .env("P2PCHAT_CONFIG", &path)
-        .output()
-        .unwrap();
+    let out = bin().arg("keygen").env("P2PCHAT_CONFIG", &path).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
-    assert!(
-        err.contains(&path.display().to_string()) && err.contains("line 2"),
-        "{err}"
-    );
+    assert!(err.contains(&path.display().to_string()) && err.contains("line 2"), "{err}");
 }
 
 #[test]
@@ -221,20 +144,12 @@ fn history_prints_the_log_and_skips_torn_lines() {
         r#"{"v":1,"at":"2026-05-01T12:00"#,
     ];
     std::fs::write(dir.join("room-team.jsonl"), lines.join("\n")).unwrap();
-    let out = bin()
-        .args(["history", "team", "--data-dir"])
-        .arg(data.path())
-        .output()
-        .unwrap();
+    let out = bin().args(["history", "team", "--data-dir"]).arg(data.path()).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let printed: Vec<&str> = text.lines().collect();
     assert_eq!(printed.len(), 3, "{text}");
-    assert!(
-        printed[0].ends_with("— bob is online (via 127.0.0.1:5)"),
-        "{}",
-        printed[0]
-    );
+    assert!(printed[0].ends_with("— bob is online (via 127.0.0.1:5)"), "{}", printed[0]);
     assert!(printed[1].ends_with("bob: hi ␛[2J there"), "{}", printed[1]);
     assert!(printed[2].ends_with("ann: yo"), "{}", printed[2]);
     assert!(stderr(&out).contains("skipped 1 unreadable lines"));

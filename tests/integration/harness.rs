@@ -13,10 +13,7 @@ use serde_json::Value;
 /// The binary under test.
 pub fn bin() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_p2pchat"));
-    command
-        .env_remove("P2PCHAT_KEY")
-        .env_remove("P2PCHAT_DATA_DIR")
-        .env_remove("P2PCHAT_CONFIG");
+    command.env_remove("P2PCHAT_KEY").env_remove("P2PCHAT_DATA_DIR").env_remove("P2PCHAT_CONFIG");
     command.env("P2PCHAT_CONFIG", "/nonexistent/p2pchat-test-config.toml");
     command
 }
@@ -58,10 +55,7 @@ pub fn skip_or_fail(reason: &str) {
 
 /// A port that was free a moment ago.
 pub fn free_port() -> SocketAddr {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }
 
 /// A child process with its stdout read line by line on a thread; killed on drop.
@@ -91,12 +85,7 @@ impl Proc {
             }
         });
         let stdin = child.stdin.take();
-        Self {
-            child,
-            stdin,
-            lines: rx,
-            seen: Vec::new(),
-        }
+        Self { child, stdin, lines: rx, seen: Vec::new() }
     }
 
     /// Writes one line to stdin.
@@ -133,10 +122,7 @@ impl Proc {
                 return value;
             }
         }
-        panic!(
-            "no {what} within {within:?}; saw:\n{}",
-            self.seen.join("\n")
-        );
+        panic!("no {what} within {within:?}; saw:\n{}", self.seen.join("\n"));
     }
 
     /// Waits for an event by name.
@@ -174,9 +160,7 @@ pub fn server() -> (Proc, SocketAddr) {
     let mut command = bin();
     command.args(["server", "--listen", "127.0.0.1:0"]);
     let mut proc = Proc::spawn(command);
-    let line = proc
-        .line(Duration::from_secs(10))
-        .expect("server prints its address");
+    let line = proc.line(Duration::from_secs(10)).expect("server prints its address");
     let addr = line
         .strip_prefix("p2pchat server listening on ")
         .and_then(|rest| rest.split_whitespace().next())
@@ -189,16 +173,7 @@ pub fn server() -> (Proc, SocketAddr) {
 pub fn room_peer(name: &str, server: SocketAddr, room: &str, key: &str, data: &Path) -> Proc {
     let mut command = bin();
     command
-        .args([
-            "chat",
-            "--headless",
-            "--name",
-            name,
-            "--room",
-            room,
-            "--bind",
-            "127.0.0.1:0",
-        ])
+        .args(["chat", "--headless", "--name", name, "--room", room, "--bind", "127.0.0.1:0"])
         .arg("--server")
         .arg(server.to_string())
         .arg("--data-dir")
@@ -217,7 +192,5 @@ pub fn keygen() -> String {
 /// All records of a conversation log.
 pub fn log_records(data: &Path, file: &str) -> Vec<Value> {
     let text = std::fs::read_to_string(data.join("conversations").join(file)).unwrap_or_default();
-    text.lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+    text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
 }

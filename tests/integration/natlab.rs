@@ -56,10 +56,7 @@ fn missing_prerequisite() -> Option<String> {
 
 /// Runs a command and fails the test, with its output, if it fails.
 fn run(args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .expect("spawn");
+    let out = Command::new(args[0]).args(&args[1..]).output().expect("spawn");
     assert!(
         out.status.success(),
         "{args:?} failed: {}{}",
@@ -98,12 +95,7 @@ impl Lab {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let prefix = format!("p2p{}x{n}", std::process::id());
-        let mut lab = Self {
-            prefix,
-            namespaces: Vec::new(),
-            routers: 0,
-            procs: Vec::new(),
-        };
+        let mut lab = Self { prefix, namespaces: Vec::new(), routers: 0, procs: Vec::new() };
         let inet = lab.namespace("inet");
         run(&["ip", "-n", &inet, "link", "add", "br0", "type", "bridge"]);
         run(&["ip", "-n", &inet, "link", "set", "br0", "up"]);
@@ -111,42 +103,16 @@ impl Lab {
         lab.wire(&srv, "eth0", &inet, "vsrv");
         run(&["ip", "-n", &inet, "link", "set", "vsrv", "master", "br0"]);
         for ip in [SERVER_IP, SERVER_ALT_IP] {
-            run(&[
-                "ip",
-                "-n",
-                &srv,
-                "addr",
-                "add",
-                &format!("{ip}/24"),
-                "dev",
-                "eth0",
-            ]);
+            run(&["ip", "-n", &srv, "addr", "add", &format!("{ip}/24"), "dev", "eth0"]);
         }
         let mut server = Command::new("ip");
-        server.args([
-            "netns",
-            "exec",
-            &srv,
-            env!("CARGO_BIN_EXE_p2pchat"),
-            "server",
-        ]);
+        server.args(["netns", "exec", &srv, env!("CARGO_BIN_EXE_p2pchat"), "server"]);
         server.args(["--listen", P2PCHAT_SERVER, "--alt", "198.51.100.2:7778"]);
         let mut server = Proc::spawn(server);
-        server
-            .line(Duration::from_secs(10))
-            .expect("the lab server starts");
+        server.line(Duration::from_secs(10)).expect("the lab server starts");
         lab.procs.push(server);
         let mut stund = Command::new("ip");
-        stund.args([
-            "netns",
-            "exec",
-            &srv,
-            "stund",
-            "-h",
-            SERVER_IP,
-            "-a",
-            SERVER_ALT_IP,
-        ]);
+        stund.args(["netns", "exec", &srv, "stund", "-h", SERVER_IP, "-a", SERVER_ALT_IP]);
         lab.procs.push(Proc::spawn(stund));
         Some(lab)
     }
@@ -177,89 +143,23 @@ impl Lab {
         let router = self.namespace(&format!("r{k}"));
         let wan_ip = format!("198.51.100.{}", 10 + k);
         self.wire(&router, "wan", &inet, &format!("vr{k}"));
-        run(&[
-            "ip",
-            "-n",
-            &inet,
-            "link",
-            "set",
-            &format!("vr{k}"),
-            "master",
-            "br0",
-        ]);
-        run(&[
-            "ip",
-            "-n",
-            &router,
-            "addr",
-            "add",
-            &format!("{wan_ip}/24"),
-            "dev",
-            "wan",
-        ]);
+        run(&["ip", "-n", &inet, "link", "set", &format!("vr{k}"), "master", "br0"]);
+        run(&["ip", "-n", &router, "addr", "add", &format!("{wan_ip}/24"), "dev", "wan"]);
         run(&["ip", "-n", &router, "link", "add", "lan", "type", "bridge"]);
         run(&["ip", "-n", &router, "link", "set", "lan", "up"]);
         let base = 64 * u8::try_from(k % 4).expect("small");
         let gateway = Ipv4Addr::new(192, 0, 2, base + 1);
-        run(&[
-            "ip",
-            "-n",
-            &router,
-            "addr",
-            "add",
-            &format!("{gateway}/26"),
-            "dev",
-            "lan",
-        ]);
-        run(&[
-            "ip",
-            "netns",
-            "exec",
-            &router,
-            "sysctl",
-            "-qw",
-            "net.ipv4.ip_forward=1",
-        ]);
+        run(&["ip", "-n", &router, "addr", "add", &format!("{gateway}/26"), "dev", "lan"]);
+        run(&["ip", "netns", "exec", &router, "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
         let mut out = Vec::new();
         for j in 0..hosts {
             let host = self.namespace(&format!("h{k}{j}"));
             let ip = Ipv4Addr::new(192, 0, 2, base + 10 + u8::try_from(j).expect("small"));
             self.wire(&host, "eth0", &router, &format!("vh{j}"));
-            run(&[
-                "ip",
-                "-n",
-                &router,
-                "link",
-                "set",
-                &format!("vh{j}"),
-                "master",
-                "lan",
-            ]);
-            run(&[
-                "ip",
-                "-n",
-                &host,
-                "addr",
-                "add",
-                &format!("{ip}/26"),
-                "dev",
-                "eth0",
-            ]);
-            run(&[
-                "ip",
-                "-n",
-                &host,
-                "route",
-                "add",
-                "default",
-                "via",
-                &gateway.to_string(),
-            ]);
-            out.push(Host {
-                ns: host,
-                ip,
-                router: Some(router.clone()),
-            });
+            run(&["ip", "-n", &router, "link", "set", &format!("vh{j}"), "master", "lan"]);
+            run(&["ip", "-n", &host, "addr", "add", &format!("{ip}/26"), "dev", "eth0"]);
+            run(&["ip", "-n", &host, "route", "add", "default", "via", &gateway.to_string()]);
+            out.push(Host { ns: host, ip, router: Some(router.clone()) });
         }
         let masquerade = match kind {
             Kind::Cone | Kind::FullCone => "masquerade persistent",
@@ -270,10 +170,7 @@ impl Lab {
              oifname \"wan\" {masquerade}; }}\n"
         );
         if kind == Kind::FullCone {
-            let target = out
-                .first()
-                .map(|h| h.ip)
-                .expect("a full-cone router has a host");
+            let target = out.first().map(|h| h.ip).expect("a full-cone router has a host");
             rules.push_str(&format!(
                 " chain pre {{ type nat hook prerouting priority dstnat; \
                  iifname \"wan\" udp dport 1024-65535 dnat to {target}; }}\n"
@@ -297,21 +194,8 @@ impl Lab {
         let host = self.namespace("pub");
         self.wire(&host, "eth0", &inet, "vpub");
         run(&["ip", "-n", &inet, "link", "set", "vpub", "master", "br0"]);
-        run(&[
-            "ip",
-            "-n",
-            &host,
-            "addr",
-            "add",
-            &format!("{PUBLIC_HOST_IP}/24"),
-            "dev",
-            "eth0",
-        ]);
-        Host {
-            ns: host,
-            ip: PUBLIC_HOST_IP.parse().expect("ip"),
-            router: None,
-        }
+        run(&["ip", "-n", &host, "addr", "add", &format!("{PUBLIC_HOST_IP}/24"), "dev", "eth0"]);
+        Host { ns: host, ip: PUBLIC_HOST_IP.parse().expect("ip"), router: None }
     }
 
     /// Loads an nftables ruleset into a namespace.
@@ -322,16 +206,8 @@ impl Lab {
             .spawn()
             .expect("spawn nft");
         use std::io::Write;
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(rules.as_bytes())
-            .expect("write rules");
-        assert!(
-            child.wait().expect("nft").success(),
-            "nft rejected:\n{rules}"
-        );
+        child.stdin.take().expect("stdin").write_all(rules.as_bytes()).expect("write rules");
+        assert!(child.wait().expect("nft").success(), "nft rejected:\n{rules}");
     }
 
     /// Drops `percent`% of UDP forwarded by a router.
@@ -357,14 +233,7 @@ impl Lab {
     /// `p2pchat nat --json` run in a host against `stun`.
     pub fn detect(&self, host: &Host, stun: &str) -> Value {
         let out = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &host.ns,
-                env!("CARGO_BIN_EXE_p2pchat"),
-                "nat",
-                "--json",
-            ])
+            .args(["netns", "exec", &host.ns, env!("CARGO_BIN_EXE_p2pchat"), "nat", "--json"])
             .args(["--stun", stun])
             .env("P2PCHAT_CONFIG", "/nonexistent/p2pchat-lab.toml")
             .output()
@@ -381,19 +250,12 @@ impl Lab {
     /// A headless chat in a host, in `room` of the lab server.
     pub fn peer(&self, host: &Host, name: &str, room: &str, key: &str, data: &TempDir) -> Proc {
         let mut c = Command::new("ip");
-        c.args([
-            "netns",
-            "exec",
-            &host.ns,
-            env!("CARGO_BIN_EXE_p2pchat"),
-            "chat",
-            "--headless",
-        ])
-        .args(["--name", name, "--room", room, "--server", P2PCHAT_SERVER])
-        .arg("--data-dir")
-        .arg(data.path())
-        .env("P2PCHAT_KEY", key)
-        .env("P2PCHAT_CONFIG", "/nonexistent/p2pchat-lab.toml");
+        c.args(["netns", "exec", &host.ns, env!("CARGO_BIN_EXE_p2pchat"), "chat", "--headless"])
+            .args(["--name", name, "--room", room, "--server", P2PCHAT_SERVER])
+            .arg("--data-dir")
+            .arg(data.path())
+            .env("P2PCHAT_KEY", key)
+            .env("P2PCHAT_CONFIG", "/nonexistent/p2pchat-lab.toml");
         Proc::spawn(c)
     }
 }
@@ -421,12 +283,7 @@ fn check_detection(lab: &Lab, host: &Host, stun: &str, expect: (&str, &str, &str
         report["filtering"].as_str().unwrap_or("null"),
     );
     assert_eq!(got, expect, "host {} against {stun}: {report}", host.ns);
-    assert!(
-        report["public"]
-            .as_str()
-            .is_some_and(|p| p.starts_with("198.51.100.")),
-        "{report}"
-    );
+    assert!(report["public"].as_str().is_some_and(|p| p.starts_with("198.51.100.")), "{report}");
 }
 
 #[test]
@@ -437,34 +294,10 @@ fn lab_detects_each_nat_kind_against_our_server_and_stund() {
     let symmetric = lab.router(Kind::Symmetric, 1).remove(0);
     let open = lab.public_host();
     let cases = [
-        (
-            &cone,
-            (
-                "Port-Restricted Cone",
-                "endpoint-independent",
-                "address-and-port-dependent",
-            ),
-        ),
-        (
-            &full,
-            ("Full Cone", "endpoint-independent", "endpoint-independent"),
-        ),
-        (
-            &symmetric,
-            (
-                "Symmetric",
-                "address-and-port-dependent",
-                "address-and-port-dependent",
-            ),
-        ),
-        (
-            &open,
-            (
-                "Open Internet",
-                "endpoint-independent",
-                "endpoint-independent",
-            ),
-        ),
+        (&cone, ("Port-Restricted Cone", "endpoint-independent", "address-and-port-dependent")),
+        (&full, ("Full Cone", "endpoint-independent", "endpoint-independent")),
+        (&symmetric, ("Symmetric", "address-and-port-dependent", "address-and-port-dependent")),
+        (&open, ("Open Internet", "endpoint-independent", "endpoint-independent")),
     ];
     for (host, expect) in cases {
         check_detection(&lab, host, P2PCHAT_SERVER, expect);
@@ -474,16 +307,21 @@ fn lab_detects_each_nat_kind_against_our_server_and_stund() {
 
 /// Waits for a peer to come online.
 fn connect(p: &mut Proc, peer: &str, within: Duration) -> Value {
-    p.expect(within, "peer_online", |v| {
-        v["event"] == "peer_online" && v["peer"] == peer
-    })
+    p.expect(within, "peer_online", |v| v["event"] == "peer_online" && v["peer"] == peer)
+}
+
+/// Headless peers "a" and "b" in two hosts, in one room, both online (bounded wait).
+fn connected_pair(lab: &Lab, (ha, hb): (&Host, &Host), data: &TempDir) -> (Proc, Proc) {
+    let key = keygen();
+    let mut a = lab.peer(ha, "a", "pair", &key, data);
+    let mut b = lab.peer(hb, "b", "pair", &key, data);
+    connect(&mut a, "b", Duration::from_secs(15));
+    connect(&mut b, "a", Duration::from_secs(15));
+    (a, b)
 }
 
 fn exchange(a: &mut Proc, b: &mut Proc, (na, nb): (&str, &str), tag: &str) {
-    let (ta, tb) = (
-        format!("{tag}: {na} to {nb}"),
-        format!("{tag}: {nb} to {na}"),
-    );
+    let (ta, tb) = (format!("{tag}: {na} to {nb}"), format!("{tag}: {nb} to {na}"));
     a.say(&ta);
     b.expect(Duration::from_secs(5), "message", |v| {
         v["event"] == "message" && v["text"] == ta.as_str()
@@ -510,10 +348,7 @@ fn lab_connectivity_matrix() {
         ("fullcone×symmetric", &full, &sym1, ""),
         ("same LAN", &lan[0], &lan[1], "direct LAN"),
     ];
-    let failing = [
-        ("cone×symmetric", &cone, &sym1),
-        ("symmetric×symmetric", &sym1, &sym2),
-    ];
+    let failing = [("cone×symmetric", &cone, &sym1), ("symmetric×symmetric", &sym1, &sym2)];
     let mut pairs = Vec::new();
     for (i, (label, ha, hb, _)) in working.iter().enumerate() {
         let room = format!("ok{i}");
@@ -550,19 +385,11 @@ fn lab_connectivity_matrix() {
     }
     for (a, b, label) in &mut failures {
         for p in [&mut *a, &mut *b] {
-            let event = p.expect(Duration::from_secs(20), "no_path", |v| {
-                v["event"] == "no_path"
-            });
+            let event = p.expect(Duration::from_secs(20), "no_path", |v| v["event"] == "no_path");
             let after = started.elapsed().as_secs_f64();
-            eprintln!(
-                "{label}: told {after:.1} s after start: {}",
-                event["message"]
-            );
+            eprintln!("{label}: told {after:.1} s after start: {}", event["message"]);
             assert_eq!(event["relay_needed"], true, "{label}: {event}");
-            assert!(
-                !p.seen.iter().any(|l| l.contains("\"peer_online\"")),
-                "{label}"
-            );
+            assert!(!p.seen.iter().any(|l| l.contains("\"peer_online\"")), "{label}");
         }
     }
 }
@@ -570,14 +397,9 @@ fn lab_connectivity_matrix() {
 #[test]
 fn lab_chat_recovers_after_the_nat_forgets_everything() {
     let Some(mut lab) = Lab::new() else { return };
-    let ha = lab.router(Kind::Cone, 1).remove(0);
-    let hb = lab.router(Kind::Cone, 1).remove(0);
-    let key = keygen();
+    let (ha, hb) = (lab.router(Kind::Cone, 1).remove(0), lab.router(Kind::Cone, 1).remove(0));
     let data = TempDir::new("lab-recovery");
-    let mut a = lab.peer(&ha, "a", "recover", &key, &data);
-    let mut b = lab.peer(&hb, "b", "recover", &key, &data);
-    connect(&mut a, "b", Duration::from_secs(15));
-    connect(&mut b, "a", Duration::from_secs(15));
+    let (mut a, mut b) = connected_pair(&lab, (&ha, &hb), &data);
     exchange(&mut a, &mut b, ("a", "b"), "before");
     for router in [&ha, &hb].iter().filter_map(|h| h.router.as_ref()) {
         lab.flush_conntrack(router);
@@ -586,10 +408,7 @@ fn lab_chat_recovers_after_the_nat_forgets_everything() {
     // Keep talking until both directions work again: the chat must repair the path itself.
     let mut round = 0;
     loop {
-        assert!(
-            flushed.elapsed() < Duration::from_secs(60),
-            "no recovery within 60 s"
-        );
+        assert!(flushed.elapsed() < Duration::from_secs(60), "no recovery within 60 s");
         round += 1;
         let (ta, tb) = (format!("after {round} a"), format!("after {round} b"));
         a.say(&ta);
@@ -606,10 +425,7 @@ fn lab_chat_recovers_after_the_nat_forgets_everything() {
             }
         }
         if got.0 && got.1 {
-            eprintln!(
-                "recovered {:.1} s after the NAT flush",
-                flushed.elapsed().as_secs_f64()
-            );
+            eprintln!("recovered {:.1} s after the NAT flush", flushed.elapsed().as_secs_f64());
             return;
         }
     }
@@ -618,17 +434,12 @@ fn lab_chat_recovers_after_the_nat_forgets_everything() {
 #[test]
 fn lab_punching_gets_through_loss() {
     let Some(mut lab) = Lab::new() else { return };
-    let ha = lab.router(Kind::Cone, 1).remove(0);
-    let hb = lab.router(Kind::Cone, 1).remove(0);
+    let (ha, hb) = (lab.router(Kind::Cone, 1).remove(0), lab.router(Kind::Cone, 1).remove(0));
     for router in [&ha, &hb].iter().filter_map(|h| h.router.as_ref()) {
         lab.lossy(router, 20);
     }
-    let key = keygen();
     let data = TempDir::new("lab-loss");
-    let mut a = lab.peer(&ha, "a", "lossy", &key, &data);
-    let mut b = lab.peer(&hb, "b", "lossy", &key, &data);
-    connect(&mut a, "b", Duration::from_secs(15));
-    connect(&mut b, "a", Duration::from_secs(15));
+    connected_pair(&lab, (&ha, &hb), &data);
 }
 
 #[test]

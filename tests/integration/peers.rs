@@ -27,20 +27,10 @@ fn room_peers_chat_both_ways_log_it_and_notice_a_dead_peer() {
         p.expect_event(CONNECT, "peer_online");
     }
     alice.say("hello bob");
-    alice.expect(CONNECT, "sent", |v| {
-        v["event"] == "sent" && v["text"] == "hello bob"
-    });
-    bob.expect(
-        CONNECT,
-        "alice's message",
-        message_from("alice", "hello bob"),
-    );
+    alice.expect(CONNECT, "sent", |v| v["event"] == "sent" && v["text"] == "hello bob");
+    bob.expect(CONNECT, "alice's message", message_from("alice", "hello bob"));
     bob.say("hi alice 世界 👋");
-    alice.expect(
-        CONNECT,
-        "bob's message",
-        message_from("bob", "hi alice 世界 👋"),
-    );
+    alice.expect(CONNECT, "bob's message", message_from("bob", "hi alice 世界 👋"));
 
     let log = log_records(da.path(), "room-lobby.jsonl");
     let has = |dir: &str, text: &str| {
@@ -50,30 +40,22 @@ fn room_peers_chat_both_ways_log_it_and_notice_a_dead_peer() {
     assert!(has("out", "hello bob"), "{log:?}");
     assert!(has("in", "hi alice 世界 👋"), "{log:?}");
     assert!(
-        log.iter()
-            .any(|r| r["kind"] == "presence" && r["peer"] == "bob" && r["online"] == true)
+        log.iter().any(|r| r["kind"] == "presence" && r["peer"] == "bob" && r["online"] == true)
     );
 
     // SIGKILL: no goodbye, so alice notices by silence (threshold 15 s, bounded wait here).
     bob.kill();
-    let offline = alice.expect(Duration::from_secs(25), "peer_offline", |v| {
-        v["event"] == "peer_offline"
-    });
+    let offline =
+        alice.expect(Duration::from_secs(25), "peer_offline", |v| v["event"] == "peer_offline");
     assert_eq!(offline["peer"], "bob");
     assert_eq!(offline["reason"], "unreachable");
 
     // Bob comes back on a new port; both find each other again through the server.
     let mut bob = room_peer("bob", addr, "lobby", &key, db.path());
     bob.expect_event(CONNECT, "peer_online");
-    alice.expect(CONNECT, "bob back online", |v| {
-        v["event"] == "peer_online" && v["peer"] == "bob"
-    });
+    alice.expect(CONNECT, "bob back online", |v| v["event"] == "peer_online" && v["peer"] == "bob");
     alice.say("welcome back");
-    bob.expect(
-        CONNECT,
-        "message after restart",
-        message_from("alice", "welcome back"),
-    );
+    bob.expect(CONNECT, "message after restart", message_from("alice", "welcome back"));
 
     // A goodbye is immediate.
     bob.say("/quit");
@@ -107,12 +89,8 @@ fn direct_peers_chat_without_a_server() {
     };
     let mut a = spawn("ann", pa, pb, &da);
     let mut b = spawn("ben", pb, pa, &db);
-    a.expect(CONNECT, "ben online", |v| {
-        v["event"] == "peer_online" && v["peer"] == "ben"
-    });
-    b.expect(CONNECT, "ann online", |v| {
-        v["event"] == "peer_online" && v["peer"] == "ann"
-    });
+    a.expect(CONNECT, "ben online", |v| v["event"] == "peer_online" && v["peer"] == "ben");
+    b.expect(CONNECT, "ann online", |v| v["event"] == "peer_online" && v["peer"] == "ann");
     b.say("direct hello");
     a.expect(CONNECT, "message", message_from("ben", "direct hello"));
     // End of input: what was typed goes out first, then the process leaves cleanly.
@@ -122,33 +100,20 @@ fn direct_peers_chat_without_a_server() {
     assert_eq!(a.wait(CONNECT), Some(0));
     let file = format!("peer-{pb}.jsonl").replace(':', "%3A");
     let log = log_records(da.path(), &file);
-    assert!(
-        log.iter()
-            .any(|r| r["text"] == "bye now" && r["state"] == "sent"),
-        "{log:?}"
-    );
+    assert!(log.iter().any(|r| r["text"] == "bye now" && r["state"] == "sent"), "{log:?}");
 }
 
 #[test]
 fn demo_bot_answers_in_headless_mode() {
     let data = TempDir::new("demo");
     let mut c = bin();
-    c.args(["demo", "--headless", "--name", "newcomer"])
-        .arg("--data-dir")
-        .arg(data.path());
+    c.args(["demo", "--headless", "--name", "newcomer"]).arg("--data-dir").arg(data.path());
     let mut demo = Proc::spawn(c);
-    demo.expect(CONNECT, "bot online", |v| {
-        v["event"] == "peer_online" && v["peer"] == "bot"
-    });
-    demo.expect(CONNECT, "greeting", |v| {
-        v["event"] == "message" && v["from"] == "bot"
-    });
+    demo.expect(CONNECT, "bot online", |v| v["event"] == "peer_online" && v["peer"] == "bot");
+    demo.expect(CONNECT, "greeting", |v| v["event"] == "message" && v["from"] == "bot");
     demo.say("ping pong");
     let reply = demo.expect(CONNECT, "reply", |v| {
-        v["event"] == "message"
-            && v["text"]
-                .as_str()
-                .is_some_and(|t| t.contains("\"gnop gnip\""))
+        v["event"] == "message" && v["text"].as_str().is_some_and(|t| t.contains("\"gnop gnip\""))
     });
     assert_eq!(reply["from"], "bot");
     demo.say("/quit");
@@ -204,18 +169,9 @@ fn hostile_datagrams_are_dropped_counted_and_never_shown() {
     target.say("/quit");
     assert_eq!(target.wait(CONNECT), Some(0));
     while target.line(Duration::from_millis(200)).is_some() {}
-    let notices = target
-        .seen
-        .iter()
-        .filter(|l| l.contains("\"rejected\""))
-        .count();
+    let notices = target.seen.iter().filter(|l| l.contains("\"rejected\"")).count();
     assert_eq!(notices, 1, "one notice per source, not a flood");
-    assert!(
-        !target
-            .seen
-            .iter()
-            .any(|l| l.contains("\"event\":\"message\""))
-    );
+    assert!(!target.seen.iter().any(|l| l.contains("\"event\":\"message\"")));
 }
 
 /// A Fernet token under `key`, as any Fernet client would make it.

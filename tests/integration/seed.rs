@@ -8,10 +8,7 @@ use crate::harness::{Proc, TempDir, bin, free_port, keygen, skip_or_fail};
 
 /// Python with the `cryptography` package: the CI's venv first, then the system's.
 fn python() -> Option<String> {
-    let candidates = [
-        std::env::var("P2PCHAT_PYTHON").unwrap_or_default(),
-        "python3".to_owned(),
-    ];
+    let candidates = [std::env::var("P2PCHAT_PYTHON").unwrap_or_default(), "python3".to_owned()];
     candidates.into_iter().filter(|p| !p.is_empty()).find(|p| {
         Command::new(p)
             .args(["-c", "import cryptography.fernet"])
@@ -41,10 +38,7 @@ fn python_seed_client_chats_with_p2pchat() {
     p2pchat.expect_event(Duration::from_secs(10), "ready");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/seed_client.py");
     let mut c = Command::new(python);
-    c.arg(script)
-        .arg(theirs.to_string())
-        .arg(ours.to_string())
-        .env("SEED_KEY", &key);
+    c.arg(script).arg(theirs.to_string()).arg(ours.to_string()).env("SEED_KEY", &key);
     let mut seed = Proc::spawn(c);
     // The seed client's message is shown, with its own timestamp format and no id.
     let shown = p2pchat.expect(Duration::from_secs(10), "seed message", |v| {
@@ -55,9 +49,7 @@ fn python_seed_client_chats_with_p2pchat() {
     assert!(shown["id"].is_null());
     // Ours decrypts with Python's Fernet to JSON carrying the seed's four fields.
     p2pchat.say("hello from rust ✓");
-    let line = seed
-        .line(Duration::from_secs(10))
-        .expect("the seed client prints what it got");
+    let line = seed.line(Duration::from_secs(10)).expect("the seed client prints what it got");
     let got: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(got["type"], "message");
     assert_eq!(got["name"], "rusty");

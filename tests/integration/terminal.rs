@@ -14,20 +14,8 @@ pub struct Tmux {
 impl Tmux {
     /// Starts `command` (a shell line) in a 100×30 terminal.
     pub fn start(tag: &str, command: &str) -> Self {
-        let tmux = Self {
-            socket: format!("p2pchat-test-{}-{tag}", std::process::id()),
-        };
-        tmux.run(&[
-            "new-session",
-            "-d",
-            "-s",
-            "t",
-            "-x",
-            "100",
-            "-y",
-            "30",
-            command,
-        ]);
+        let tmux = Self { socket: format!("p2pchat-test-{}-{tag}", std::process::id()) };
+        tmux.run(&["new-session", "-d", "-s", "t", "-x", "100", "-y", "30", command]);
         tmux
     }
 
@@ -43,12 +31,7 @@ impl Tmux {
     }
 
     fn run(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .unwrap();
+        let out = Command::new("tmux").arg("-L").arg(&self.socket).args(args).output().unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -64,18 +47,13 @@ impl Tmux {
             if screen.contains(needle) {
                 return screen;
             }
-            assert!(
-                Instant::now() < deadline,
-                "no {needle:?} on screen:\n{screen}"
-            );
+            assert!(Instant::now() < deadline, "no {needle:?} on screen:\n{screen}");
             std::thread::sleep(Duration::from_millis(100));
         }
     }
 
     fn alive(&self) -> bool {
-        self.run(&["list-panes", "-t", "t", "-F", "#{pane_dead}"])
-            .trim()
-            == "0"
+        self.run(&["list-panes", "-t", "t", "-F", "#{pane_dead}"]).trim() == "0"
     }
 }
 
@@ -108,10 +86,7 @@ fn demo_in_a_real_terminal() {
     assert!(screen.contains("message (Enter sends"), "{screen}");
     tmux.type_line("are you real?");
     tmux.wait_for("tester: are you real? ✓", Duration::from_secs(10));
-    tmux.wait_for(
-        "Backwards, that is \"?laer uoy era\"",
-        Duration::from_secs(10),
-    );
+    tmux.wait_for("Backwards, that is \"?laer uoy era\"", Duration::from_secs(10));
     tmux.type_line("/quit");
     // The terminal is back to normal: the shell's echo is visible, the panes are gone.
     let screen = tmux.wait_for("EXITED 0", Duration::from_secs(10));
@@ -134,14 +109,9 @@ fn sigterm_restores_the_terminal() {
     let tmux = start_demo(&data, "term");
     tmux.wait_for("● bot online", Duration::from_secs(10));
     let shell = tmux.run(&["display-message", "-p", "-t", "t", "#{pane_pid}"]);
-    let out = Command::new("pkill")
-        .args(["-TERM", "-P", shell.trim(), "p2pchat"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "pkill found no p2pchat under pid {shell}"
-    );
+    let out =
+        Command::new("pkill").args(["-TERM", "-P", shell.trim(), "p2pchat"]).output().unwrap();
+    assert!(out.status.success(), "pkill found no p2pchat under pid {shell}");
     let screen = tmux.wait_for("EXITED 0", Duration::from_secs(10));
     assert!(!screen.contains("┌ status"), "{screen}");
     // The goodbye reached the log as well as the screen: the bot's presence was recorded.

@@ -70,19 +70,11 @@ fn online(m: &mut Model, secs: i64) {
 fn typing_and_enter_sends_and_clears() {
     let mut m = model();
     let effects = type_text(&mut m, "hello");
-    assert_eq!(
-        effects,
-        vec![Effect::Net(NetCommand::Send {
-            text: "hello".into()
-        })]
-    );
+    assert_eq!(effects, vec![Effect::Net(NetCommand::Send { text: "hello".into() })]);
     assert_eq!(m.input.text(), "");
     // The line appears when the network reports it sent, and is logged then.
-    let sent = NetEvent::Sent {
-        id: MsgId("01".into()),
-        text: "hello".into(),
-        timestamp: "t".into(),
-    };
+    let sent =
+        NetEvent::Sent { id: MsgId("01".into()), text: "hello".into(), timestamp: "t".into() };
     let effects = net(&mut m, sent, 1);
     assert!(
         matches!(&effects[..], [Effect::Log(r)] if matches!(&r.entry, LogEntry::Message { text, .. } if text == "hello"))
@@ -103,27 +95,12 @@ fn commands_are_not_sent() {
     assert!(system_lines(&m).contains(&"no peers yet".to_owned()));
     let effects = type_text(&mut m, "/bogus");
     assert!(effects.is_empty());
-    assert!(
-        system_lines(&m)
-            .last()
-            .unwrap()
-            .contains("unknown command /bogus")
-    );
-    assert_eq!(
-        m.input.text(),
-        "/bogus",
-        "a mistyped command stays editable"
-    );
+    assert!(system_lines(&m).last().unwrap().contains("unknown command /bogus"));
+    assert_eq!(m.input.text(), "/bogus", "a mistyped command stays editable");
     update(&mut m, Message::Key(Action::ClearLine));
-    assert_eq!(
-        type_text(&mut m, "/quit"),
-        vec![Effect::Net(NetCommand::Shutdown)]
-    );
+    assert_eq!(type_text(&mut m, "/quit"), vec![Effect::Net(NetCommand::Shutdown)]);
     assert!(m.quitting);
-    assert!(
-        update(&mut m, Message::Quit).is_empty(),
-        "quit is asked once"
-    );
+    assert!(update(&mut m, Message::Quit).is_empty(), "quit is asked once");
     assert_eq!(net(&mut m, NetEvent::Closed, 1), vec![Effect::Exit]);
 }
 
@@ -153,8 +130,7 @@ fn presence_changes_are_shown_logged_and_tracked() {
     type_text(&mut m, "/who");
     let who = system_lines(&m);
     assert!(
-        who.iter()
-            .any(|l| l.starts_with("○ bob offline · via 198.51.100.2:5000 · seen 29s ago")),
+        who.iter().any(|l| l.starts_with("○ bob offline · via 198.51.100.2:5000 · seen 29s ago")),
         "{who:?}"
     );
 }
@@ -183,30 +159,15 @@ fn queued_message_turns_sent_in_place() {
     let id = MsgId("aa".into());
     net(
         &mut m,
-        NetEvent::Queued {
-            id: id.clone(),
-            text: "later".into(),
-            timestamp: "t".into(),
-        },
+        NetEvent::Queued { id: id.clone(), text: "later".into(), timestamp: "t".into() },
         1,
     );
     let before = m.entries.len();
     online(&mut m, 2);
-    let effects = net(
-        &mut m,
-        NetEvent::Sent {
-            id,
-            text: "later".into(),
-            timestamp: "t".into(),
-        },
-        2,
-    );
+    let effects =
+        net(&mut m, NetEvent::Sent { id, text: "later".into(), timestamp: "t".into() }, 2);
     assert_eq!(effects.len(), 1, "the sent state is logged");
-    assert_eq!(
-        m.entries.len(),
-        before + 1,
-        "only the presence line was added"
-    );
+    assert_eq!(m.entries.len(), before + 1, "only the presence line was added");
     let states: Vec<_> = m
         .entries
         .iter()
@@ -222,21 +183,9 @@ fn queued_message_turns_sent_in_place() {
 fn not_sent_text_comes_back_to_the_input() {
     let mut m = model();
     type_text(&mut m, "too long");
-    net(
-        &mut m,
-        NetEvent::NotSent {
-            text: "too long".into(),
-            reason: "limit".into(),
-        },
-        1,
-    );
+    net(&mut m, NetEvent::NotSent { text: "too long".into(), reason: "limit".into() }, 1);
     assert_eq!(m.input.text(), "too long");
-    assert!(
-        system_lines(&m)
-            .last()
-            .unwrap()
-            .starts_with("not sent: \"too long\"")
-    );
+    assert!(system_lines(&m).last().unwrap().starts_with("not sent: \"too long\""));
 }
 
 #[test]
@@ -278,28 +227,13 @@ fn scrolling_is_clamped_and_new_messages_keep_the_view_still() {
 #[test]
 fn status_events_update_me_and_rejections_are_explained() {
     let mut m = model();
-    net(
-        &mut m,
-        NetEvent::PublicEndpoint {
-            addr: addr("203.0.113.9:40000"),
-        },
-        1,
-    );
+    net(&mut m, NetEvent::PublicEndpoint { addr: addr("203.0.113.9:40000") }, 1);
     assert_eq!(m.me.public, Public::Known(addr("203.0.113.9:40000")));
-    net(
-        &mut m,
-        NetEvent::Registered {
-            server: addr("127.0.0.1:7777"),
-        },
-        1,
-    );
+    net(&mut m, NetEvent::Registered { server: addr("127.0.0.1:7777") }, 1);
     assert_eq!(m.me.server.as_ref().unwrap().state, ServerState::Registered);
     net(
         &mut m,
-        NetEvent::Rejected {
-            from: addr("203.0.113.66:1"),
-            reason: Rejection::WrongKey,
-        },
+        NetEvent::Rejected { from: addr("203.0.113.66:1"), reason: Rejection::WrongKey },
         2,
     );
     assert!(
@@ -308,21 +242,11 @@ fn status_events_update_me_and_rejections_are_explained() {
             .unwrap()
             .contains("undecryptable packets from 203.0.113.66:1 — wrong key?")
     );
-    let drops = DropCounts {
-        unauthentic: 5,
-        ..DropCounts::default()
-    };
+    let drops = DropCounts { unauthentic: 5, ..DropCounts::default() };
     net(&mut m, NetEvent::Drops(drops), 3);
     assert_eq!(m.drops.total(), 5);
     online(&mut m, 4);
-    net(
-        &mut m,
-        NetEvent::Rtt {
-            peer: PeerId(0),
-            rtt: Duration::from_micros(250),
-        },
-        5,
-    );
+    net(&mut m, NetEvent::Rtt { peer: PeerId(0), rtt: Duration::from_micros(250) }, 5);
     assert_eq!(m.peers[0].rtt, Some(Duration::from_micros(250)));
     assert_eq!(m.peers[0].last_seen, Some(at(5)));
 }
@@ -351,9 +275,6 @@ fn log_failure_is_told_once() {
     let mut m = model();
     update(&mut m, Message::Failed("disk full".into()));
     update(&mut m, Message::Failed("disk full".into()));
-    let n = system_lines(&m)
-        .iter()
-        .filter(|l| l.contains("disk full"))
-        .count();
+    let n = system_lines(&m).iter().filter(|l| l.contains("disk full")).count();
     assert_eq!(n, 1);
 }

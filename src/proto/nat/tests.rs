@@ -53,17 +53,12 @@ impl Nat {
     }
 
     fn inbound(&self, from: SocketAddr, to_port: u16) -> Option<SocketAddr> {
-        let internal = self
-            .ports
-            .iter()
-            .find(|(_, p)| **p == to_port)
-            .map(|((i, _), _)| *i)?;
+        let internal = self.ports.iter().find(|(_, p)| **p == to_port).map(|((i, _), _)| *i)?;
         let ok = match self.filtering {
             Behaviour::EndpointIndependent => true,
-            Behaviour::AddressDependent => self
-                .allowed
-                .iter()
-                .any(|(p, a)| *p == to_port && a.ip() == from.ip()),
+            Behaviour::AddressDependent => {
+                self.allowed.iter().any(|(p, a)| *p == to_port && a.ip() == from.ip())
+            }
             Behaviour::AddressAndPortDependent => self.allowed.contains(&(to_port, from)),
         };
         ok.then_some(internal)
@@ -74,10 +69,7 @@ impl Nat {
 fn run(nat: Option<Nat>, alt: Option<&str>, server_up: bool) -> (Report, Duration) {
     let start = Instant::now();
     let mut now = start;
-    let addresses = Addresses {
-        primary: addr(PRIMARY),
-        alt: alt.map(addr),
-    };
+    let addresses = Addresses { primary: addr(PRIMARY), alt: alt.map(addr) };
     let mut server = Server::new(addresses);
     let mut nat = nat;
     let mut probe = Probe::new(addr(PRIMARY), addr(MAPPING_LOCAL), now, 42);
@@ -111,10 +103,7 @@ fn run(nat: Option<Nat>, alt: Option<&str>, server_up: bool) -> (Report, Duratio
         if let Some(report) = probe.report() {
             return (report, now - start);
         }
-        now = probe
-            .poll_timeout()
-            .expect("a pending test has a deadline")
-            .max(now);
+        now = probe.poll_timeout().expect("a pending test has a deadline").max(now);
         probe.handle_timeout(now);
     }
     panic!("probe never finished");
@@ -137,11 +126,7 @@ fn classifies_every_nat_kind() {
     for (mapping, filtering, expected) in cases {
         let (report, _) = run(Some(Nat::new(mapping, filtering)), Some(ALT), true);
         assert_eq!(report.mapping, Some(mapping), "{mapping:?}/{filtering:?}");
-        assert_eq!(
-            report.filtering,
-            Some(filtering),
-            "{mapping:?}/{filtering:?}"
-        );
+        assert_eq!(report.filtering, Some(filtering), "{mapping:?}/{filtering:?}");
         assert_eq!(report.nat_type, expected, "{mapping:?}/{filtering:?}");
         assert_eq!(report.public, Some(addr("203.0.113.1:40001")));
         assert!(report.notes.is_empty(), "{:?}", report.notes);
@@ -162,11 +147,7 @@ fn server_without_alternate_reports_what_it_can() {
     assert_eq!(report.nat_type, NatType::Unknown);
     assert_eq!(report.public, Some(addr("203.0.113.1:40001")));
     assert_eq!((report.mapping, report.filtering), (None, None));
-    assert!(
-        report.notes[0].contains("OTHER-ADDRESS"),
-        "{:?}",
-        report.notes
-    );
+    assert!(report.notes[0].contains("OTHER-ADDRESS"), "{:?}", report.notes);
 }
 
 #[test]
@@ -182,14 +163,8 @@ fn unreachable_server_is_blocked_within_the_timeout() {
 fn punchability_by_type() {
     let t = |a: NatType, b: NatType| NatType::can_punch(a.as_str(), b.as_str());
     assert_eq!(t(NatType::Symmetric, NatType::Symmetric), Some(false));
-    assert_eq!(
-        t(NatType::Symmetric, NatType::PortRestrictedCone),
-        Some(false)
-    );
+    assert_eq!(t(NatType::Symmetric, NatType::PortRestrictedCone), Some(false));
     assert_eq!(t(NatType::FullCone, NatType::Symmetric), Some(true));
-    assert_eq!(
-        t(NatType::PortRestrictedCone, NatType::PortRestrictedCone),
-        Some(true)
-    );
+    assert_eq!(t(NatType::PortRestrictedCone, NatType::PortRestrictedCone), Some(true));
     assert_eq!(t(NatType::Unknown, NatType::Symmetric), None);
 }

@@ -69,10 +69,7 @@ impl Sim {
 
     fn with_server(seed: u64) -> Self {
         let mut sim = Self::new(seed);
-        sim.server = Some(Server::new(Addresses {
-            primary: addr(SERVER),
-            alt: None,
-        }));
+        sim.server = Some(Server::new(Addresses { primary: addr(SERVER), alt: None }));
         sim
     }
 
@@ -91,25 +88,12 @@ impl Sim {
         let seed = self.rng.next_u64();
         let cipher = Cipher::from_key(key).unwrap();
         let session = Session::new(config, cipher, self.now, wall() + self.elapsed(), seed);
-        self.nodes.push(Node {
-            addr: addr(at),
-            session,
-            events: Vec::new(),
-            alive: true,
-        });
+        self.nodes.push(Node { addr: addr(at), session, events: Vec::new(), alive: true });
         self.nodes.len() - 1
     }
 
     fn room(&mut self, name: &str, at: &str, key: &str) -> usize {
-        self.add(
-            name,
-            at,
-            Mode::Room {
-                server: addr(SERVER),
-                room: "r".into(),
-            },
-            key,
-        )
+        self.add(name, at, Mode::Room { server: addr(SERVER), room: "r".into() }, key)
     }
 
     fn elapsed(&self) -> chrono::Duration {
@@ -172,9 +156,8 @@ impl Sim {
             }
             self.now = next;
             let now = self.now;
-            let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.in_flight)
-                .into_iter()
-                .partition(|p| p.at <= now);
+            let (due, later): (Vec<_>, Vec<_>) =
+                std::mem::take(&mut self.in_flight).into_iter().partition(|p| p.at <= now);
             self.in_flight = later;
             for p in due {
                 if p.to == addr(SERVER) {
@@ -198,10 +181,7 @@ impl Sim {
                 server.handle_timeout(now);
             }
             for i in 0..self.nodes.len() {
-                let due = self.nodes[i]
-                    .session
-                    .poll_timeout()
-                    .is_some_and(|t| t <= now);
+                let due = self.nodes[i].session.poll_timeout().is_some_and(|t| t <= now);
                 if self.nodes[i].alive && due {
                     self.nodes[i].session.handle_timeout(now);
                     self.drain(i);
@@ -215,10 +195,7 @@ impl Sim {
     }
 
     fn online(&self, i: usize) -> usize {
-        self.events(i)
-            .iter()
-            .filter(|e| matches!(e, NetEvent::PeerOnline { .. }))
-            .count()
+        self.events(i).iter().filter(|e| matches!(e, NetEvent::PeerOnline { .. })).count()
     }
 
     fn offline(&self, i: usize) -> Vec<OfflineReason> {
@@ -249,22 +226,8 @@ fn send(text: &str) -> NetCommand {
 fn direct_pair(seed: u64) -> (Sim, usize, usize, String) {
     let key = generate_key();
     let mut sim = Sim::new(seed);
-    let a = sim.add(
-        "alice",
-        "192.0.2.1:1000",
-        Mode::Direct {
-            peer: addr("192.0.2.2:2000"),
-        },
-        &key,
-    );
-    let b = sim.add(
-        "bob",
-        "192.0.2.2:2000",
-        Mode::Direct {
-            peer: addr("192.0.2.1:1000"),
-        },
-        &key,
-    );
+    let a = sim.add("alice", "192.0.2.1:1000", Mode::Direct { peer: addr("192.0.2.2:2000") }, &key);
+    let b = sim.add("bob", "192.0.2.2:2000", Mode::Direct { peer: addr("192.0.2.1:1000") }, &key);
     (sim, a, b, key)
 }
 
@@ -286,9 +249,7 @@ fn direct_peers_punch_and_chat_both_ways() {
             .any(|e| matches!(e, NetEvent::Sent { text, .. } if text == "hello bob"))
     );
     assert!(
-        sim.events(a)
-            .iter()
-            .any(|e| matches!(e, NetEvent::Rtt { rtt, .. } if *rtt == LATENCY * 2))
+        sim.events(a).iter().any(|e| matches!(e, NetEvent::Rtt { rtt, .. } if *rtt == LATENCY * 2))
     );
 }
 
@@ -301,18 +262,9 @@ fn room_peers_meet_through_server_learn_public_endpoint_and_chat() {
     let b = sim.room("bob", "198.51.100.20:5000", &key);
     sim.run_for(Duration::from_secs(2));
     for (i, me) in [(a, "198.51.100.10:4000"), (b, "198.51.100.20:5000")] {
-        assert!(
-            sim.events(i)
-                .contains(&NetEvent::PublicEndpoint { addr: addr(me) })
-        );
-        assert!(sim.events(i).contains(&NetEvent::Registered {
-            server: addr(SERVER)
-        }));
-        assert!(
-            sim.events(i)
-                .iter()
-                .any(|e| matches!(e, NetEvent::PeerIntroduced { .. }))
-        );
+        assert!(sim.events(i).contains(&NetEvent::PublicEndpoint { addr: addr(me) }));
+        assert!(sim.events(i).contains(&NetEvent::Registered { server: addr(SERVER) }));
+        assert!(sim.events(i).iter().any(|e| matches!(e, NetEvent::PeerIntroduced { .. })));
         assert_eq!(sim.online(i), 1);
     }
     sim.command(a, send("through the NAT"));
@@ -339,11 +291,7 @@ fn idle_peers_keep_alive_and_stay_online() {
         .collect();
     assert!(times.len() >= 20, "only {} packets in 2 min", times.len());
     for pair in times.windows(2) {
-        assert!(
-            pair[1] - pair[0] <= KEEPALIVE_INTERVAL,
-            "gap {:?}",
-            pair[1] - pair[0]
-        );
+        assert!(pair[1] - pair[0] <= KEEPALIVE_INTERVAL, "gap {:?}", pair[1] - pair[0]);
     }
 }
 
@@ -361,10 +309,7 @@ fn silent_peer_goes_offline_after_threshold_and_comes_back() {
     // threshold, give or take one step of this loop.
     let took = sim.now - killed;
     let earliest = OFFLINE_AFTER - KEEPALIVE_INTERVAL;
-    assert!(
-        took >= earliest && took <= OFFLINE_AFTER + Duration::from_millis(100),
-        "{took:?}"
-    );
+    assert!(took >= earliest && took <= OFFLINE_AFTER + Duration::from_millis(100), "{took:?}");
     sim.nodes[b].alive = true;
     sim.run_for(Duration::from_secs(2));
     assert_eq!(sim.online(a), 2);
@@ -385,46 +330,18 @@ fn bye_makes_peer_offline_at_once() {
 fn punching_is_fast_then_slow_and_says_no_path_once() {
     let key = generate_key();
     let mut sim = Sim::new(6);
-    let a = sim.add(
-        "alice",
-        "192.0.2.1:1000",
-        Mode::Direct {
-            peer: addr("192.0.2.9:9"),
-        },
-        &key,
-    );
+    let a = sim.add("alice", "192.0.2.1:1000", Mode::Direct { peer: addr("192.0.2.9:9") }, &key);
     sim.run_for(PUNCH_WINDOW + Duration::from_secs(20));
-    let probes: Vec<Instant> = sim
-        .sent
-        .iter()
-        .filter(|s| s.1 == sim.nodes[a].addr)
-        .map(|s| s.0)
-        .collect();
-    let fast = probes
-        .iter()
-        .filter(|t| **t < sim.start + PUNCH_WINDOW)
-        .count();
-    assert_eq!(
-        fast,
-        (PUNCH_WINDOW.as_millis() / PUNCH_INTERVAL.as_millis()) as usize
-    );
+    let probes: Vec<Instant> =
+        sim.sent.iter().filter(|s| s.1 == sim.nodes[a].addr).map(|s| s.0).collect();
+    let fast = probes.iter().filter(|t| **t < sim.start + PUNCH_WINDOW).count();
+    assert_eq!(fast, (PUNCH_WINDOW.as_millis() / PUNCH_INTERVAL.as_millis()) as usize);
     let slow = probes.len() - fast;
     assert_eq!(slow, 4, "one probe every 5 s for 20 s");
-    let no_path = sim
-        .events(a)
-        .iter()
-        .filter(|e| matches!(e, NetEvent::NoPathYet { .. }))
-        .count();
+    let no_path = sim.events(a).iter().filter(|e| matches!(e, NetEvent::NoPathYet { .. })).count();
     assert_eq!(no_path, 1);
     // A peer that starts late is still found by the slow probes.
-    let b = sim.add(
-        "bob",
-        "192.0.2.9:9",
-        Mode::Direct {
-            peer: addr("192.0.2.99:1"),
-        },
-        &key,
-    );
+    let b = sim.add("bob", "192.0.2.9:9", Mode::Direct { peer: addr("192.0.2.99:1") }, &key);
     sim.run_for(PROBE_INTERVAL + Duration::from_secs(1));
     assert_eq!((sim.online(a), sim.online(b)), (1, 1));
 }
@@ -437,22 +354,13 @@ fn hostile_datagrams_are_counted_and_never_shown() {
     let evil = addr("203.0.113.66:666");
     let other_key = Cipher::from_key(&generate_key()).unwrap();
     let stamp = wall().timestamp() as u64 + 1;
-    let forged = other_key.seal(
-        br#"{"type":"message","name":"alice","text":"pwned"}"#,
-        stamp,
-    );
+    let forged = other_key.seal(br#"{"type":"message","name":"alice","text":"pwned"}"#, stamp);
     for _ in 0..50 {
         sim.inject(evil, b, forged.as_bytes());
     }
-    let valid = sim.nodes[b]
-        .session
-        .cipher
-        .seal(b"{\"type\":\"message\",\"name\":\"x\"", stamp);
+    let valid = sim.nodes[b].session.cipher.seal(b"{\"type\":\"message\",\"name\":\"x\"", stamp);
     sim.inject(evil, b, valid.as_bytes()); // authentic but truncated JSON
-    let valid = sim.nodes[b]
-        .session
-        .cipher
-        .seal(br#"{"type":"launch","name":"x"}"#, stamp);
+    let valid = sim.nodes[b].session.cipher.seal(br#"{"type":"launch","name":"x"}"#, stamp);
     sim.inject(evil, b, valid.as_bytes()); // unknown type
     sim.inject(evil, b, &vec![b'A'; 5000]);
     sim.inject(evil, b, b"");
@@ -463,23 +371,13 @@ fn hostile_datagrams_are_counted_and_never_shown() {
         b,
         br#"{"op":"peer","name":"mallory","public":"203.0.113.66:1","private":[]}"#,
     );
-    sim.inject(
-        evil,
-        b,
-        &stun::binding_success([0; 12], evil, evil, None).unwrap(),
-    );
+    sim.inject(evil, b, &stun::binding_success([0; 12], evil, evil, None).unwrap());
     sim.run_for(Duration::from_secs(2));
     let new: Vec<_> = sim.events(b)[before..]
         .iter()
         .filter(|e| !matches!(e, NetEvent::Rtt { .. } | NetEvent::Drops(_)))
         .collect();
-    assert_eq!(
-        new,
-        vec![&NetEvent::Rejected {
-            from: evil,
-            reason: Rejection::WrongKey
-        }]
-    );
+    assert_eq!(new, vec![&NetEvent::Rejected { from: evil, reason: Rejection::WrongKey }]);
     assert!(sim.texts(b).is_empty());
     let d = sim.nodes[b].session.drops();
     assert_eq!(d.unauthentic, 51);
@@ -506,20 +404,16 @@ fn seed_format_message_is_shown_and_replays_of_ours_are_not() {
     let skew = Utc::now() - wall();
     sim.nodes[b].session.wall_anchor += skew;
     sim.inject(from, b, token.as_bytes());
-    assert!(sim.events(b).iter().any(
-        |e| matches!(e, NetEvent::Message { from, text, timestamp, id: None }
-        if from == "seedy" && text == "hello from python" && timestamp == "2025-05-29 10:00:00")
-    ));
+    assert!(
+        sim.events(b)
+            .iter()
+            .any(|e| matches!(e, NetEvent::Message { from, text, timestamp, id: None }
+        if from == "seedy" && text == "hello from python" && timestamp == "2025-05-29 10:00:00"))
+    );
     sim.nodes[b].session.wall_anchor -= skew;
     // Capture one of alice's messages in flight and deliver it twice more.
     sim.command(a, send("once"));
-    let copy = sim
-        .in_flight
-        .iter()
-        .find(|p| p.to == sim.nodes[b].addr)
-        .unwrap()
-        .bytes
-        .clone();
+    let copy = sim.in_flight.iter().find(|p| p.to == sim.nodes[b].addr).unwrap().bytes.clone();
     sim.run_for(Duration::from_secs(1));
     sim.inject(sim.nodes[a].addr, b, &copy);
     sim.inject(addr("203.0.113.1:1"), b, &copy);
@@ -532,10 +426,7 @@ fn stale_tokens_are_refused_with_the_clock_reason() {
     let (mut sim, _a, b, _) = direct_pair(9);
     sim.run_for(Duration::from_secs(1));
     let old = wall().timestamp() as u64 - 3600;
-    let token = sim.nodes[b]
-        .session
-        .cipher
-        .seal(br#"{"type":"ping","name":"alice","seq":1}"#, old);
+    let token = sim.nodes[b].session.cipher.seal(br#"{"type":"ping","name":"alice","seq":1}"#, old);
     let from = addr("192.0.2.77:7");
     sim.inject(from, b, token.as_bytes());
     assert!(sim.events(b).iter().any(|e| matches!(e,
@@ -570,21 +461,12 @@ fn a_peer_heard_on_two_addresses_keeps_one_path() {
     let alias = addr("192.0.2.101:1000");
     for _ in 0..3 {
         let instance = Some(sim.nodes[a].session.instance);
-        let ping = Envelope::Ping {
-            name: "alice".into(),
-            seq: 99,
-            instance,
-            nat: None,
-        };
+        let ping = Envelope::Ping { name: "alice".into(), seq: 99, instance, nat: None };
         let token = sim.nodes[a].session.seal(sim.now, &ping).unwrap();
         sim.inject(alias, b, &token);
         sim.run_for(Duration::from_millis(500));
     }
-    assert!(
-        !sim.events(b)
-            .iter()
-            .any(|e| matches!(e, NetEvent::PathChanged { .. }))
-    );
+    assert!(!sim.events(b).iter().any(|e| matches!(e, NetEvent::PathChanged { .. })));
     sim.command(b, send("still the first path"));
     sim.run_for(Duration::from_secs(1));
     assert_eq!(sim.texts(a), vec!["still the first path"]);
@@ -594,14 +476,7 @@ fn a_peer_heard_on_two_addresses_keeps_one_path() {
 fn messages_wait_in_the_outbox_until_a_peer_is_online() {
     let key = generate_key();
     let mut sim = Sim::new(11);
-    let a = sim.add(
-        "alice",
-        "192.0.2.1:1000",
-        Mode::Direct {
-            peer: addr("192.0.2.2:2000"),
-        },
-        &key,
-    );
+    let a = sim.add("alice", "192.0.2.1:1000", Mode::Direct { peer: addr("192.0.2.2:2000") }, &key);
     sim.command(a, send("are you there?"));
     assert!(
         sim.events(a)
@@ -609,14 +484,7 @@ fn messages_wait_in_the_outbox_until_a_peer_is_online() {
             .any(|e| matches!(e, NetEvent::Queued { text, .. } if text == "are you there?"))
     );
     sim.run_for(Duration::from_secs(30));
-    let b = sim.add(
-        "bob",
-        "192.0.2.2:2000",
-        Mode::Direct {
-            peer: addr("192.0.2.1:1000"),
-        },
-        &key,
-    );
+    let b = sim.add("bob", "192.0.2.2:2000", Mode::Direct { peer: addr("192.0.2.1:1000") }, &key);
     sim.run_for(Duration::from_secs(2));
     assert_eq!(sim.texts(b), vec!["are you there?"]);
     assert!(
@@ -630,14 +498,7 @@ fn messages_wait_in_the_outbox_until_a_peer_is_online() {
 fn shutdown_reports_queued_messages_as_not_sent() {
     let key = generate_key();
     let mut sim = Sim::new(12);
-    let a = sim.add(
-        "alice",
-        "192.0.2.1:1000",
-        Mode::Direct {
-            peer: addr("192.0.2.2:2000"),
-        },
-        &key,
-    );
+    let a = sim.add("alice", "192.0.2.1:1000", Mode::Direct { peer: addr("192.0.2.2:2000") }, &key);
     sim.command(a, send("lonely"));
     sim.command(a, NetCommand::Shutdown);
     assert!(
@@ -653,12 +514,8 @@ fn too_long_message_is_refused_whole() {
     let (mut sim, a, b, _) = direct_pair(13);
     sim.run_for(Duration::from_secs(1));
     sim.command(a, send(&"x".repeat(2000)));
-    assert!(
-        sim.events(a)
-            .iter()
-            .any(|e| matches!(e, NetEvent::NotSent { text, reason }
-        if text.len() == 2000 && reason.contains("limit 1200")))
-    );
+    assert!(sim.events(a).iter().any(|e| matches!(e, NetEvent::NotSent { text, reason }
+        if text.len() == 2000 && reason.contains("limit 1200"))));
     sim.run_for(Duration::from_secs(1));
     assert!(sim.texts(b).is_empty());
 }
@@ -669,21 +526,13 @@ fn silent_server_is_reported_once_and_stun_gives_up_bounded() {
     let mut sim = Sim::new(14); // no server answers
     let a = sim.room("alice", "198.51.100.10:4000", &key);
     sim.run_for(Duration::from_secs(60));
-    let silent = sim
-        .events(a)
-        .iter()
-        .filter(|e| matches!(e, NetEvent::ServerSilent { .. }))
-        .count();
+    let silent =
+        sim.events(a).iter().filter(|e| matches!(e, NetEvent::ServerSilent { .. })).count();
     assert_eq!(silent, 1);
-    assert!(sim.events(a).contains(&NetEvent::StunFailed {
-        server: addr(SERVER)
-    }));
+    assert!(sim.events(a).contains(&NetEvent::StunFailed { server: addr(SERVER) }));
     let stun_sent = sim.sent.iter().filter(|s| s.2 == addr(SERVER)).count();
     // Registrations back off (1, 2, 4, 8, 16, 20 s...) and STUN stops after 3 transmissions.
-    assert!(
-        stun_sent < 15,
-        "{stun_sent} datagrams to a dead server in a minute"
-    );
+    assert!(stun_sent < 15, "{stun_sent} datagrams to a dead server in a minute");
 }
 
 #[test]
