@@ -53,9 +53,20 @@ pub fn skip_or_fail(reason: &str) {
     eprintln!("SKIPPED: {reason}");
 }
 
-/// A port that was free a moment ago.
+/// A free loopback port below Linux's ephemeral range (32768–60999): a port handed out by the
+/// OS to some other socket in the meantime cannot collide with it, and a counter keeps this
+/// process's own tests apart.
 pub fn free_port() -> SocketAddr {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let base = 20_000 + u16::try_from(std::process::id() % 500).unwrap() * 20;
+    loop {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        assert!(n < 10_000, "no free port");
+        let port = base + n % 10_000;
+        if let Ok(socket) = UdpSocket::bind(("127.0.0.1", port)) {
+            return socket.local_addr().unwrap();
+        }
+    }
 }
 
 /// A child process with its stdout read line by line on a thread; killed on drop.
