@@ -14,7 +14,7 @@ use tokio::sync::mpsc::error::TrySendError;
 
 use crate::app::model::{Entry, Me, Public, ServerState, ServerView};
 use crate::app::{Effect, Message, Model, update};
-use crate::consts::HISTORY_PRELOAD_RECORDS;
+use crate::consts::{HISTORY_PRELOAD_RECORDS, PENDING_SCAN_RECORDS};
 use crate::history::{self, History, HistoryError};
 use crate::net::{self, NetHandle};
 use crate::proto::crypto::Cipher;
@@ -93,7 +93,9 @@ pub async fn start(options: ChatOptions) -> Result<Chat, StartError> {
     });
     let conversation = conversation_id(&mode);
     let log = History::open(&data_dir, &conversation)?;
-    let (records, skipped) = history::tail(log.path(), HISTORY_PRELOAD_RECORDS)?;
+    let (mut records, skipped) = history::tail(log.path(), PENDING_SCAN_RECORDS)?;
+    let (pending, seen) = history::unfinished(&records);
+    records.drain(..records.len().saturating_sub(HISTORY_PRELOAD_RECORDS));
     let (title, server) = match &mode {
         Mode::Room { server, room } => (
             format!("room {room}"),
@@ -116,7 +118,19 @@ pub async fn start(options: ChatOptions) -> Result<Chat, StartError> {
             .push(Entry::system(now, format!("skipped {skipped} unreadable lines in the log")));
     }
     model.entries.push(Entry::system(now, crate::app::texts::WELCOME));
-    let net = spawn_session(socket, name, mode, cipher, stun, offline_after)
+    if !pending.is_empty() {
+        model.entries.push(Entry::system(now, crate::app::texts::resending(pending.len())));
+    }
+    let config = SessionConfig {
+        name,
+        mode,
+        stun_server: stun,
+        private_endpoints: Vec::new(),
+        offline_after,
+        pending,
+        seen,
+    };
+    let net = spawn_session(socket, config, cipher)
         .map_err(|source| StartError::Bind { addr: bind, source })?;
     if let Some(stun) = stun {
         tokio::spawn(detect_nat(stun, bind.ip(), net.commands.clone()));
@@ -136,23 +150,14 @@ async fn detect_nat(stun: SocketAddr, bind_ip: IpAddr, commands: mpsc::Sender<Ne
     }
 }
 
-/// Builds a session on `socket` and hands both to a new network actor.
+/// Builds a session on `socket` (announcing the socket's private endpoints) and hands both to
+/// a new network actor.
 pub fn spawn_session(
     socket: UdpSocket,
-    name: String,
-    mode: Mode,
+    mut config: SessionConfig,
     cipher: Cipher,
-    stun_server: Option<SocketAddr>,
-    offline_after: Duration,
 ) -> std::io::Result<NetHandle> {
-    let local = socket.local_addr()?;
-    let config = SessionConfig {
-        name,
-        mode,
-        stun_server,
-        private_endpoints: net::private_endpoints(local),
-        offline_after,
-    };
+    config.private_endpoints = net::private_endpoints(socket.local_addr()?);
     let session = Session::new(config, cipher, Instant::now(), Utc::now(), rand::random());
     net::spawn(socket, session)
 }
@@ -175,12 +180,18 @@ impl Chat {
                         // The actor is gone (or busy at shutdown): nothing left to wait for.
                         Err(_) => step.exit = true,
                     },
-                    Effect::Log(record) => {
-                        if let Err(error) = self.log.append(&record) {
+                    Effect::Log { record, confirm } => match self.log.append(&record) {
+                        Ok(()) => {
+                            if let Some(receipt) = confirm {
+                                // Best effort: a lost confirmation means a retransmission.
+                                let _ = self.net.commands.try_send(NetCommand::Persisted(receipt));
+                            }
+                        }
+                        Err(error) => {
                             step.errors.push(error.to_string());
                             pending.push(Message::Failed(error.to_string()));
                         }
-                    }
+                    },
                     Effect::Exit => step.exit = true,
                 }
             }

@@ -19,12 +19,12 @@ use crate::config::{self, FileConfig};
 use crate::consts::NAT_TEST_TIMEOUT;
 use crate::consts::{KEEPALIVE_INTERVAL, MAX_NAME_CHARS, OFFLINE_AFTER};
 use crate::demo::{self, DemoOptions};
-use crate::history::{self, Delivery, Record};
+use crate::history::{self, Record};
 use crate::net;
 use crate::proto::Mode;
 use crate::proto::crypto::{Cipher, generate_key};
 use crate::proto::nat::{Behaviour, NatType, Report};
-use crate::text::sanitize;
+use crate::text::{sanitize, sanitize_lines};
 use crate::{headless, server, tui};
 
 /// Peer-to-peer chat in the terminal: one UDP socket, hole punching, Fernet encryption.
@@ -418,21 +418,17 @@ fn find_conversation(dir: &Path, name: &str) -> Result<PathBuf, CliError> {
     )))
 }
 
-/// One record as a plain line for the terminal.
-fn plain_line(record: &Record) -> String {
-    let entry = Entry::from_record(record);
+/// One record as a plain line for the terminal; `None` for records that only update another
+/// (delivery confirmations).
+fn plain_line(record: &Record) -> Option<String> {
+    let entry = Entry::from_record(record)?;
     let when = entry.at.format("%Y-%m-%d %H:%M:%S");
-    match entry.kind {
-        EntryKind::Chat { from, text, delivery, .. } => {
-            let mark = match delivery {
-                Some(Delivery::Queued) => " (queued)",
-                Some(Delivery::Unsent) => " (not sent)",
-                _ => "",
-            };
-            format!("[{when}] {}: {}{mark}", sanitize(&from), sanitize(&text))
+    Some(match entry.kind {
+        EntryKind::Chat { from, text, .. } => {
+            format!("[{when}] {}: {}", sanitize(&from), sanitize_lines(&text))
         }
         EntryKind::System(text) => format!("[{when}] — {}", sanitize(&text)),
-    }
+    })
 }
 
 fn print_history(dir: &Path, name: &str) -> Result<(), CliError> {
@@ -448,7 +444,8 @@ fn print_history(dir: &Path, name: &str) -> Result<(), CliError> {
         }
         match serde_json::from_slice::<Record>(&line) {
             Ok(record) => {
-                if writeln!(out, "{}", plain_line(&record)).is_err() {
+                let Some(line) = plain_line(&record) else { continue };
+                if writeln!(out, "{line}").is_err() {
                     return Ok(()); // the reader went away (e.g. `| head`)
                 }
             }

@@ -7,6 +7,10 @@ use std::time::Duration;
 /// so no path has to fragment it (NATs often drop fragments).
 pub const MAX_DATAGRAM_BYTES: usize = 1200;
 
+/// Largest plaintext whose Fernet token fits `MAX_DATAGRAM_BYTES`: a token is base64 of
+/// 57 bytes of framing plus the plaintext padded to the next multiple of 16.
+pub const MAX_PLAINTEXT_BYTES: usize = 831;
+
 /// Receive buffer size: the largest UDP payload, so an oversized datagram is seen whole and
 /// counted as oversized instead of being silently truncated into something that might parse.
 pub const RECV_BUFFER_BYTES: usize = 65_536;
@@ -67,9 +71,6 @@ pub const DEDUP_CAPACITY: usize = 4096;
 /// Addresses remembered for the "undecryptable packets" notice, so it is shown once per source.
 pub const NOTICE_SOURCES_CAPACITY: usize = 256;
 
-/// Messages held while no peer is online; beyond this the user is told the message was not sent.
-pub const OUTBOX_CAPACITY: usize = 256;
-
 /// Records loaded from the end of the log when a conversation opens: screens of scrollback
 /// without reading a large file whole.
 pub const HISTORY_PRELOAD_RECORDS: usize = 2000;
@@ -112,3 +113,34 @@ pub const NAT_TEST_RTO: Duration = Duration::from_millis(250);
 /// A NAT-discovery test with no answer by then has failed (transmissions at 0, 0.25, 0.75 s).
 /// An unreachable server is therefore reported within 1.5 s, a whole detection within ~4 s.
 pub const NAT_TEST_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// Largest message a user can send (pasted text included); longer is refused whole.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Segments sent to a peer and not yet acknowledged, at most: a window, so a burst or a long
+/// paste does not flood a slow or lossy path.
+pub const SEND_WINDOW_SEGMENTS: usize = 256;
+
+/// Segments kept for peers that have not acknowledged them (the in-memory offline queue; the
+/// log keeps them across restarts). Past this, new messages are refused with a notice.
+pub const SEND_BUFFER_SEGMENTS: usize = 16_384;
+
+/// How far ahead of the next expected segment a receiver buffers out-of-order segments.
+pub const RECV_WINDOW_SEGMENTS: u64 = 4096;
+
+/// Retransmission timeout before any RTT sample (RFC 9002's initial RTT is 333 ms; a chat peer
+/// that just answered a punch is nearer).
+pub const INITIAL_RTO: Duration = Duration::from_millis(200);
+
+/// Smallest retransmission timeout: on loopback the RTT is microseconds, and retransmitting
+/// faster than a scheduler tick only duplicates.
+pub const MIN_RTO: Duration = Duration::from_millis(20);
+
+/// Largest retransmission timeout after backoff: a recovered path is used within this.
+pub const MAX_RTO: Duration = Duration::from_secs(2);
+
+/// Selective acknowledgements carried in one ack, at most (keeps an ack one small datagram).
+pub const MAX_SACKS: usize = 64;
+
+/// Records scanned at start for undelivered messages and for ids already shown.
+pub const PENDING_SCAN_RECORDS: usize = 20_000;

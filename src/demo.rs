@@ -14,7 +14,7 @@ use crate::chat::{self, ChatOptions};
 use crate::consts::OFFLINE_AFTER;
 use crate::net::NetHandle;
 use crate::proto::crypto::{Cipher, generate_key};
-use crate::proto::{Mode, NetCommand, NetEvent};
+use crate::proto::{Mode, NetCommand, NetEvent, SessionConfig};
 use crate::{headless, server, tui};
 
 /// The bot's display name.
@@ -60,7 +60,16 @@ async fn bot(mut net: NetHandle) {
     while let Some(event) = net.events.recv().await {
         let text = match event {
             NetEvent::PeerOnline { name, .. } => greeting(&name),
-            NetEvent::Message { from, text, .. } => reply(&from, &text),
+            NetEvent::Message { from, text, receipt, .. } => {
+                // The bot keeps no log: answering is all it does with a message, so it
+                // confirms receipt at once.
+                if let Some(receipt) = receipt
+                    && net.commands.send(NetCommand::Persisted(receipt)).await.is_err()
+                {
+                    return;
+                }
+                reply(&from, &text)
+            }
             NetEvent::Closed => return,
             _ => continue,
         };
@@ -86,14 +95,17 @@ pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()>) -> an
     }));
     let key = generate_key();
     let mode = Mode::Room { server: server_addr, room: ROOM.to_owned() };
-    let bot_net = chat::spawn_session(
-        UdpSocket::bind(loopback).await?,
-        BOT_NAME.to_owned(),
-        mode.clone(),
-        Cipher::from_key(&key)?,
-        Some(server_addr),
-        OFFLINE_AFTER,
-    )?;
+    let bot_config = SessionConfig {
+        name: BOT_NAME.to_owned(),
+        mode: mode.clone(),
+        stun_server: Some(server_addr),
+        private_endpoints: Vec::new(),
+        offline_after: OFFLINE_AFTER,
+        pending: Vec::new(),
+        seen: Vec::new(),
+    };
+    let bot_net =
+        chat::spawn_session(UdpSocket::bind(loopback).await?, bot_config, Cipher::from_key(&key)?)?;
     let bot_commands = bot_net.commands.clone();
     let bot_task = tokio::spawn(bot(bot_net));
     let chat = chat::start(ChatOptions {

@@ -51,7 +51,8 @@ pub fn event_json(event: &NetEvent) -> Option<Value> {
         }),
         NetEvent::PeerNat { nat, .. } => json!({"event": "peer_nat", "nat": nat}),
         NetEvent::OwnNat { nat } => json!({"event": "nat", "nat_type": nat}),
-        NetEvent::Message { from, text, timestamp, id } => json!({
+        NetEvent::Delivered { id } => json!({"event": "delivered", "id": id.0}),
+        NetEvent::Message { from, text, timestamp, id, .. } => json!({
             "event": "message", "from": from, "text": text, "timestamp": timestamp,
             "id": id.as_ref().map(|id| id.0.clone()),
         }),

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, FixedOffset, Local};
 use serde::{Deserialize, Serialize};
 
-use crate::proto::NetEvent;
+use crate::proto::{MsgId, NetEvent, Pending};
 
 /// The record format written by this version.
 pub const FORMAT_VERSION: u32 = 1;
@@ -44,8 +44,10 @@ pub enum Direction {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Delivery {
-    /// Sent to the online peers.
+    /// Sent to the online peers; not yet confirmed.
     Sent,
+    /// A peer confirmed it is in its log.
+    Delivered,
     /// Waiting for a peer to come online.
     Queued,
     /// Could not be sent (see the record's `reason`).
@@ -77,6 +79,11 @@ pub enum Entry {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// A peer confirmed one of our messages (the message's own record says the rest).
+    Delivered {
+        /// The message's id.
+        id: String,
+    },
     /// A peer came online or went offline.
     Presence {
         /// The peer's name.
@@ -106,7 +113,8 @@ impl Record {
                 reason,
             };
         let entry = match event {
-            NetEvent::Message { from, text, timestamp, id } => Entry::Message {
+            NetEvent::Delivered { id } => Entry::Delivered { id: id.0.clone() },
+            NetEvent::Message { from, text, timestamp, id, .. } => Entry::Message {
                 dir: Direction::In,
                 from: from.clone(),
                 text: text.clone(),
@@ -140,6 +148,37 @@ impl Record {
         };
         Some(Self { v: FORMAT_VERSION, at: at.fixed_offset(), entry })
     }
+}
+
+/// What a conversation's records say about the next run: our messages no peer confirmed
+/// (to send again, oldest first) and the (sender, id) of every message shown (never twice).
+pub fn unfinished(records: &[Record]) -> (Vec<Pending>, Vec<(String, String)>) {
+    let mut pending: Vec<Pending> = Vec::new();
+    let mut seen = Vec::new();
+    for record in records {
+        match &record.entry {
+            Entry::Message {
+                dir: Direction::Out,
+                text,
+                sent_at,
+                id: Some(id),
+                state: Some(Delivery::Queued | Delivery::Sent),
+                ..
+            } if !pending.iter().any(|p| p.id.0 == *id) => {
+                pending.push(Pending {
+                    id: MsgId(id.clone()),
+                    text: text.clone(),
+                    timestamp: sent_at.clone().unwrap_or_default(),
+                });
+            }
+            Entry::Message { dir: Direction::In, from, id: Some(id), .. } => {
+                seen.push((from.clone(), id.clone()));
+            }
+            Entry::Delivered { id } => pending.retain(|p| p.id.0 != *id),
+            _ => {}
+        }
+    }
+    (pending, seen)
 }
 
 /// Why the log could not be used.
@@ -252,7 +291,6 @@ pub fn tail(path: &Path, n: usize) -> Result<(Vec<Record>, usize), HistoryError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::MsgId;
 
     fn temp_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("p2pchat-test-{name}-{}", std::process::id()));
@@ -266,6 +304,7 @@ mod tests {
             text: format!("message {i}"),
             timestamp: "2026-01-01T00:00:00Z".into(),
             id: Some(MsgId(format!("{i:016x}"))),
+            receipt: None,
         }
     }
 
@@ -285,7 +324,7 @@ mod tests {
             .iter()
             .map(|r| match &r.entry {
                 Entry::Message { text, .. } => text.clone(),
-                Entry::Presence { .. } => String::new(),
+                Entry::Presence { .. } | Entry::Delivered { .. } => String::new(),
             })
             .collect();
         assert_eq!(texts.first().unwrap(), "message 2990");

@@ -6,6 +6,7 @@
 
 pub mod crypto;
 pub mod nat;
+pub mod reliable;
 pub mod session;
 pub mod stun;
 pub mod wire;
@@ -47,6 +48,8 @@ pub enum NetCommand {
         /// The text as typed.
         text: String,
     },
+    /// The app logged an incoming message: it may now be acknowledged as kept.
+    Persisted(Receipt),
     /// Our NAT type was detected: tell the server and peers.
     SetNat {
         /// The classic name ("Port-Restricted Cone", …).
@@ -54,6 +57,28 @@ pub enum NetCommand {
     },
     /// Say goodbye to peers and stop; answered with `NetEvent::Closed`.
     Shutdown,
+}
+
+/// Identifies an incoming message for `NetCommand::Persisted`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The sender's name.
+    pub from: String,
+    /// The sender's run id.
+    pub epoch: u64,
+    /// The message's last segment.
+    pub last_seq: u64,
+}
+
+/// A message of ours from an earlier run that no peer has confirmed yet (from the log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    /// Its id.
+    pub id: MsgId,
+    /// Its text.
+    pub text: String,
+    /// Its timestamp.
+    pub timestamp: String,
 }
 
 /// How the path in use reaches a peer.
@@ -253,8 +278,15 @@ pub enum NetEvent {
         timestamp: String,
         /// Its id, when the sender is a p2pchat.
         id: Option<MsgId>,
+        /// To confirm it was logged (reliable senders only); until then it is not acknowledged.
+        receipt: Option<Receipt>,
     },
-    /// One of our messages went out to the online peers.
+    /// A peer has one of our messages in its log.
+    Delivered {
+        /// The message's id.
+        id: MsgId,
+    },
+    /// One of our messages went out to the online peers (delivery is confirmed by `Delivered`).
     Sent {
         /// Its id.
         id: MsgId,

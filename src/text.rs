@@ -7,6 +7,11 @@ pub fn sanitize(s: &str) -> String {
     s.chars().map(neutralise).collect()
 }
 
+/// Like `sanitize`, but keeps line breaks: for multi-line messages shown as several lines.
+pub fn sanitize_lines(s: &str) -> String {
+    s.split('\n').map(sanitize).collect::<Vec<_>>().join("\n")
+}
+
 fn neutralise(c: char) -> char {
     match c {
         '\t' => ' ',
@@ -21,7 +26,7 @@ fn neutralise(c: char) -> char {
 
 #[cfg(test)]
 mod tests {
-    use super::sanitize;
+    use super::{sanitize, sanitize_lines};
 
     #[test]
     fn escape_sequences_become_visible() {
@@ -30,6 +35,12 @@ mod tests {
         assert_eq!(sanitize("\u{9b}31m"), "\u{fffd}31m");
         assert_eq!(sanitize("abc\u{202e}def"), "abc\u{fffd}def");
         assert_eq!(sanitize("\x7f"), "\u{2421}");
+    }
+
+    #[test]
+    fn line_breaks_survive_sanitize_lines_only() {
+        assert_eq!(sanitize_lines("a\nb\x1b"), "a\nb\u{241b}");
+        assert_eq!(sanitize_lines("a\r\nb"), "a\u{240d}\nb");
     }
 
     #[test]

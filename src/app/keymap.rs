@@ -61,9 +61,11 @@ const fn bind(
 
 const NONE: KeyModifiers = KeyModifiers::NONE;
 const CTRL: KeyModifiers = KeyModifiers::CONTROL;
+const ALT: KeyModifiers = KeyModifiers::ALT;
 
 const BINDINGS: &[Binding] = &[
-    bind(KeyCode::Enter, NONE, Action::Submit, "Enter", "send the line"),
+    bind(KeyCode::Enter, NONE, Action::Submit, "Enter", "send the message"),
+    bind(KeyCode::Enter, ALT, Action::Insert('\n'), "Alt-Enter", "new line in the message"),
     bind(KeyCode::Up, NONE, Action::RecallPrevious, "Up/Down", "recall sent lines"),
     bind(KeyCode::Down, NONE, Action::RecallNext, "", ""),
     bind(KeyCode::PageUp, NONE, Action::PageUp, "PgUp/PgDn", "scroll history (or the mouse wheel)"),

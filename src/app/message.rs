@@ -5,7 +5,7 @@ use chrono::{DateTime, Local};
 
 use super::keymap::Action;
 use crate::history::Record;
-use crate::proto::{NetCommand, NetEvent};
+use crate::proto::{NetCommand, NetEvent, Receipt};
 
 /// Input to `update`.
 #[derive(Debug, Clone)]
@@ -35,8 +35,14 @@ pub enum Message {
 pub enum Effect {
     /// Hand a command to the network actor.
     Net(NetCommand),
-    /// Append a record to the conversation log.
-    Log(Record),
+    /// Append a record to the conversation log; then, if it succeeded, confirm the message to
+    /// the network so it is acknowledged.
+    Log {
+        /// The record.
+        record: Record,
+        /// The incoming message it holds, if any.
+        confirm: Option<Receipt>,
+    },
     /// Stop the runner (after the network said it closed).
     Exit,
 }

@@ -119,8 +119,9 @@ impl Entry {
         Self { at, kind: EntryKind::System(text.into()) }
     }
 
-    /// The history item for a log record.
-    pub fn from_record(record: &Record) -> Self {
+    /// The history item for a log record (delivery confirmations change items; they are not
+    /// items of their own).
+    pub fn from_record(record: &Record) -> Option<Self> {
         let at = record.at.with_timezone(&Local);
         let kind = match &record.entry {
             LogEntry::Message { dir, from, text, id, state, reason, .. } => match (state, reason) {
@@ -138,8 +139,24 @@ impl Entry {
             LogEntry::Presence { peer, online, addr, reason } => EntryKind::System(
                 texts::presence(peer, *online, addr.as_deref(), reason.as_deref()),
             ),
+            LogEntry::Delivered { .. } => return None,
         };
-        Self { at, kind }
+        Some(Self { at, kind })
+    }
+}
+
+/// Sets the delivery state of our message `id`, newest first; false when it is not shown.
+pub fn set_delivery(entries: &mut [Entry], id: &str, state: Delivery) -> bool {
+    let found = entries.iter_mut().rev().find_map(|e| match &mut e.kind {
+        EntryKind::Chat { id: Some(eid), delivery, .. } if eid == id => Some(delivery),
+        _ => None,
+    });
+    match found {
+        Some(delivery) => {
+            *delivery = Some(state);
+            true
+        }
+        None => false,
     }
 }
 
@@ -179,7 +196,15 @@ pub struct Model {
 impl Model {
     /// A fresh model: `history` is what the log already holds for this conversation.
     pub fn new(me: Me, conversation: String, history: &[Record], now: DateTime<Local>) -> Self {
-        let mut entries: Vec<Entry> = history.iter().map(Entry::from_record).collect();
+        let mut entries: Vec<Entry> = Vec::new();
+        for record in history {
+            match &record.entry {
+                LogEntry::Delivered { id } => {
+                    set_delivery(&mut entries, id, Delivery::Delivered);
+                }
+                _ => entries.extend(Entry::from_record(record)),
+            }
+        }
         if !entries.is_empty() {
             entries.push(Entry::system(now, texts::history_loaded(entries.len())));
         }

@@ -34,6 +34,11 @@ pub fn not_sent(text: &str, reason: &str) -> String {
     format!("not sent: \"{text}\" — {reason}")
 }
 
+/// Messages from an earlier run go out again.
+pub fn resending(n: usize) -> String {
+    format!("{n} of your messages were not confirmed by a peer yet; they will be sent again")
+}
+
 /// Our message is waiting for a peer.
 pub const QUEUED: &str = "no peer online: your message will be sent when one comes online";
 

@@ -6,7 +6,7 @@ use chrono::{DateTime, Local};
 use super::commands::{self, Command};
 use super::keymap::Action;
 use super::message::{Effect, Message};
-use super::model::{Entry, EntryKind, Model, PeerView, Public, ServerState};
+use super::model::{Entry, EntryKind, Model, PeerView, Public, ServerState, set_delivery};
 use super::texts;
 use crate::history::{Delivery, Record};
 use crate::proto::{NetCommand, NetEvent};
@@ -18,11 +18,8 @@ pub fn update(model: &mut Model, message: Message) -> Vec<Effect> {
     match message {
         Message::Key(action) => on_action(model, action, &mut effects),
         Message::Paste(text) => {
-            // One line per message until multi-line input exists: newlines become spaces, so
-            // the pasted text stays visible and editable rather than being cut.
-            let flat: String =
-                text.chars().map(|c| if c == '\n' || c == '\r' { ' ' } else { c }).collect();
-            model.input.insert(&flat);
+            // Pasted text keeps its lines; terminals send CR or CRLF for them.
+            model.input.insert(&text.replace("\r\n", "\n").replace('\r', "\n"));
             model.dirty = true;
         }
         Message::Scroll(rows) => scroll_by(model, rows),
@@ -176,8 +173,22 @@ fn log_and_show(
 ) {
     if let Some(record) = Record::from_event(event, at, &model.me.name) {
         let entry = Entry::from_record(&record);
-        effects.push(Effect::Log(record));
-        push(model, entry);
+        // An incoming message is acknowledged only once it is in the log.
+        let confirm = match event {
+            NetEvent::Message { receipt, .. } => receipt.clone(),
+            _ => None,
+        };
+        effects.push(Effect::Log { record, confirm });
+        if let Some(entry) = entry {
+            push(model, entry);
+        }
+    }
+}
+
+/// Logs an event that changes an item shown already (no new item).
+fn log_only(model: &Model, event: &NetEvent, at: DateTime<Local>, effects: &mut Vec<Effect>) {
+    if let Some(record) = Record::from_event(event, at, &model.me.name) {
+        effects.push(Effect::Log { record, confirm: None });
     }
 }
 
@@ -277,20 +288,16 @@ fn on_net(model: &mut Model, event: NetEvent, at: DateTime<Local>, effects: &mut
             log_and_show(model, &event, at, effects);
         }
         NetEvent::Sent { id, .. } => {
-            // A queued message that went out: its line changes in place.
-            let queued = model.entries.iter_mut().rev().find_map(|e| match &mut e.kind {
-                EntryKind::Chat { id: Some(eid), delivery, .. } if *eid == id.0 => Some(delivery),
-                _ => None,
-            });
-            match queued {
-                Some(delivery) => {
-                    *delivery = Some(Delivery::Sent);
-                    if let Some(record) = Record::from_event(&event, at, &model.me.name) {
-                        effects.push(Effect::Log(record));
-                    }
-                }
-                None => log_and_show(model, &event, at, effects),
+            // A queued message (or one from an earlier run) that went out changes in place.
+            if set_delivery(&mut model.entries, &id.0, Delivery::Sent) {
+                log_only(model, &event, at, effects);
+            } else {
+                log_and_show(model, &event, at, effects);
             }
+        }
+        NetEvent::Delivered { id } => {
+            set_delivery(&mut model.entries, &id.0, Delivery::Delivered);
+            log_only(model, &event, at, effects);
         }
         NetEvent::Queued { .. } => {
             log_and_show(model, &event, at, effects);

@@ -1,8 +1,9 @@
 //! One chat participant's protocol state: the rendezvous client, STUN, hole punching,
-//! keepalive, liveness, path selection, message ids, duplicate suppression and the outbox.
+//! keepalive, liveness, path selection, message ids, duplicate suppression, and reliable
+//! delivery (see `reliable`): segmenting, retransmission, acknowledgement, reordering.
 //! Sans-IO: `handle_*` feed input, `poll_*` drain output; the caller owns the socket and clock.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -11,16 +12,18 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::crypto::{Cipher, OpenError};
+use super::reliable::{PeerSend, RecvStream, Segment, SendBuffer};
 use super::stun::{self, Stun, TxId};
-use super::wire::{self, Class, Envelope, FromServer, ToServer};
+use super::wire::{self, Class, Envelope, FromServer, StreamFields, ToServer};
 use super::{
-    DropCounts, MsgId, NetCommand, NetEvent, OfflineReason, PathKind, PeerId, Rejection, Transmit,
+    DropCounts, MsgId, NetCommand, NetEvent, OfflineReason, PathKind, PeerId, Pending, Receipt,
+    Rejection, Transmit,
 };
 use crate::consts::{
     DEDUP_CAPACITY, DROPS_REPORT_INTERVAL, KEEPALIVE_INTERVAL, MAX_DATAGRAM_BYTES,
-    NOTICE_SOURCES_CAPACITY, OUTBOX_CAPACITY, PATH_STALE_AFTER, PROBE_INTERVAL, PUNCH_INTERVAL,
-    PUNCH_WINDOW, REGISTER_REFRESH, REGISTER_REFRESH_ALONE, REGISTER_RETRY,
-    SERVER_SILENT_NOTICE_AFTER, STUN_MAX_TRANSMITS, STUN_RTO,
+    MAX_MESSAGE_BYTES, MAX_PLAINTEXT_BYTES, NOTICE_SOURCES_CAPACITY, PATH_STALE_AFTER,
+    PROBE_INTERVAL, PUNCH_INTERVAL, PUNCH_WINDOW, REGISTER_REFRESH, REGISTER_REFRESH_ALONE,
+    REGISTER_RETRY, SEND_BUFFER_SEGMENTS, SERVER_SILENT_NOTICE_AFTER, STUN_MAX_TRANSMITS, STUN_RTO,
 };
 
 /// How this session finds its peer.
@@ -53,6 +56,10 @@ pub struct SessionConfig {
     pub private_endpoints: Vec<SocketAddr>,
     /// Silence after which a peer is offline.
     pub offline_after: Duration,
+    /// Our messages from earlier runs not yet confirmed by a peer: sent again.
+    pub pending: Vec<Pending>,
+    /// (sender, id) of messages already shown in earlier runs: never shown twice.
+    pub seen: Vec<(String, String)>,
 }
 
 struct Peer {
@@ -72,6 +79,7 @@ struct Peer {
     reported_no_path: bool,
     ping_seq: u64,
     ping_sent: Option<(u64, Instant)>,
+    send: PeerSend,
 }
 
 impl Peer {
@@ -93,6 +101,7 @@ impl Peer {
             reported_no_path: false,
             ping_seq: 0,
             ping_sent: None,
+            send: PeerSend::default(),
         }
     }
 
@@ -151,12 +160,6 @@ struct StunProbe {
     done: bool,
 }
 
-struct Outgoing {
-    id: MsgId,
-    text: String,
-    timestamp: String,
-}
-
 /// Bounded memory of (sender, id) pairs already shown.
 #[derive(Default)]
 struct SeenIds {
@@ -195,7 +198,8 @@ pub struct Session {
     rendezvous: Option<Rendezvous>,
     stun: Option<StunProbe>,
     seen: SeenIds,
-    outbox: VecDeque<Outgoing>,
+    sendbuf: SendBuffer,
+    streams: HashMap<(String, u64), RecvStream>,
     drops: DropCounts,
     drops_reported: DropCounts,
     next_drops_report: Instant,
@@ -247,7 +251,8 @@ impl Session {
             rendezvous,
             stun,
             seen: SeenIds::default(),
-            outbox: VecDeque::new(),
+            sendbuf: SendBuffer::new(),
+            streams: HashMap::new(),
             drops: DropCounts::default(),
             drops_reported: DropCounts::default(),
             next_drops_report: now,
@@ -259,6 +264,13 @@ impl Session {
         if let Mode::Direct { peer } = session.config.mode {
             let index = session.add_peer(None, vec![peer], now);
             session.peers[index].configured = true;
+        }
+        for (from, id) in std::mem::take(&mut session.config.seen) {
+            session.seen.insert((from, id));
+        }
+        for pending in std::mem::take(&mut session.config.pending) {
+            let parts = session.split(&pending.id, &pending.text, &pending.timestamp);
+            session.sendbuf.push(&pending.id.0, parts, &pending.timestamp);
         }
         session
     }
@@ -292,6 +304,7 @@ impl Session {
         }
         match command {
             NetCommand::Send { text } => self.send_message(now, text),
+            NetCommand::Persisted(receipt) => self.on_persisted(now, receipt),
             NetCommand::SetNat { nat } => {
                 self.nat = Some(nat.clone());
                 self.events.push_back(NetEvent::OwnNat { nat });
@@ -314,6 +327,7 @@ impl Session {
         for index in 0..self.peers.len() {
             self.peer_timers(now, index);
         }
+        self.pump(now);
         if now >= self.next_drops_report {
             if self.drops != self.drops_reported {
                 self.drops_reported = self.drops;
@@ -352,6 +366,9 @@ impl Session {
         for peer in &self.peers {
             if peer.online {
                 consider(peer.next_keepalive);
+                if let Some(due) = peer.send.next_due() {
+                    consider(due);
+                }
                 if let Some(seen) = peer.last_seen {
                     consider(seen + self.config.offline_after);
                 }
@@ -580,7 +597,19 @@ impl Session {
                     self.events.push_back(NetEvent::Rtt { peer: peer.id, rtt });
                 }
             }
-            Envelope::Message { name, timestamp, text, id } => {
+            Envelope::Message { name, timestamp, text, id, stream: Some(stream) } => {
+                let timestamp = wire::timestamp_text(&timestamp);
+                let segment = Segment {
+                    seq: stream.seq,
+                    id: id.unwrap_or_default(),
+                    part: stream.part,
+                    parts: stream.parts,
+                    text,
+                    timestamp,
+                };
+                self.on_segment(now, from, name, stream, segment);
+            }
+            Envelope::Message { name, timestamp, text, id, stream: None } => {
                 if let Some(id) = &id
                     && !self.seen.insert((name.clone(), id.clone()))
                 {
@@ -592,7 +621,13 @@ impl Session {
                     text,
                     timestamp: wire::timestamp_text(&timestamp),
                     id: id.map(MsgId),
+                    receipt: None,
                 });
+            }
+            Envelope::Ack { epoch, cum, sack, .. } => {
+                if epoch == self.instance {
+                    self.on_ack(now, index, cum, &sack);
+                }
             }
             Envelope::Bye { .. } => {}
         }
@@ -621,6 +656,10 @@ impl Session {
         if instance.is_some() {
             peer.instance = instance;
         }
+        if restarted {
+            // Its log may lack what its previous run had not written: send everything held.
+            peer.send.reset();
+        }
         let current_live = peer.online
             && !restarted
             && peer.path_heard.is_some_and(|heard| now < heard + PATH_STALE_AFTER);
@@ -637,7 +676,7 @@ impl Session {
             peer.next_keepalive = now + KEEPALIVE_INTERVAL;
             let event = NetEvent::PeerOnline { peer: id, name, addr: from, kind };
             self.events.push_back(event);
-            self.flush_outbox(now);
+            self.pump(now);
         } else if moved {
             let event = NetEvent::PathChanged { peer: id, name, addr: from, kind };
             self.events.push_back(event);
@@ -651,6 +690,7 @@ impl Session {
         }
         peer.online = false;
         peer.ping_sent = None;
+        peer.send.pause();
         peer.restart_punching(now);
         let (id, name) = (peer.id, peer.display_name());
         self.events.push_back(NetEvent::PeerOffline { peer: id, name, reason });
@@ -749,38 +789,160 @@ impl Session {
         self.rng.fill_bytes(&mut raw);
         let id = MsgId(raw.iter().map(|b| format!("{b:02x}")).collect());
         let timestamp = self.wall(now).to_rfc3339_opts(SecondsFormat::Millis, true);
-        let envelope = self.message_envelope(&id, &text, &timestamp);
-        let size = self.seal(now, &envelope).map_or(usize::MAX, |p| p.len());
-        if size > MAX_DATAGRAM_BYTES {
+        if text.len() > MAX_MESSAGE_BYTES {
             let reason = format!(
-                "too long for one datagram ({size} bytes encrypted, limit {MAX_DATAGRAM_BYTES}); \
-                 split it into shorter messages"
+                "too long ({} bytes; at most {} KiB per message): nothing was sent",
+                text.len(),
+                MAX_MESSAGE_BYTES / 1024
             );
             self.events.push_back(NetEvent::NotSent { text, reason });
             return;
         }
-        let outgoing = Outgoing { id, text, timestamp };
-        if self.peers.iter().any(|p| p.online) {
-            self.deliver(now, outgoing);
-        } else if self.outbox.len() >= OUTBOX_CAPACITY {
-            let reason = format!("{OUTBOX_CAPACITY} messages are already waiting for a peer");
-            self.events.push_back(NetEvent::NotSent { text: outgoing.text, reason });
-        } else {
-            self.events.push_back(NetEvent::Queued {
-                id: outgoing.id.clone(),
-                text: outgoing.text.clone(),
-                timestamp: outgoing.timestamp.clone(),
-            });
-            self.outbox.push_back(outgoing);
+        let parts = self.split(&id, &text, &timestamp);
+        if self.sendbuf.len() + parts.len() > SEND_BUFFER_SEGMENTS {
+            let reason = "too many messages are waiting for a peer; try again when it is back";
+            self.events.push_back(NetEvent::NotSent { text, reason: reason.to_owned() });
+            return;
+        }
+        self.sendbuf.push(&id.0, parts, &timestamp);
+        if !self.peers.iter().any(|p| p.online) {
+            self.events.push_back(NetEvent::Queued { id, text, timestamp });
+        }
+        self.pump(now);
+    }
+
+    /// Splits a text into parts whose segments each fit one datagram. Parts break between
+    /// characters, never inside one; reassembly concatenates them.
+    fn split(&self, id: &MsgId, text: &str, timestamp: &str) -> Vec<String> {
+        // The envelope around an empty part, with the widest numbers it can carry.
+        let widest = StreamFields {
+            epoch: u64::MAX,
+            seq: u64::MAX,
+            base: u64::MAX,
+            part: u32::MAX,
+            parts: u32::MAX,
+        };
+        let frame = Envelope::Message {
+            name: self.config.name.clone(),
+            timestamp: timestamp.into(),
+            text: String::new(),
+            id: Some(id.0.clone()),
+            stream: Some(widest),
+        };
+        let overhead = serde_json::to_vec(&frame).map_or(MAX_PLAINTEXT_BYTES, |v| v.len());
+        let budget = MAX_PLAINTEXT_BYTES.saturating_sub(overhead).max(8);
+        let mut parts = vec![String::new()];
+        let mut used = 0;
+        for c in text.chars() {
+            let cost = json_escaped_len(c);
+            if used + cost > budget {
+                parts.push(String::new());
+                used = 0;
+            }
+            used += cost;
+            if let Some(part) = parts.last_mut() {
+                part.push(c);
+            }
+        }
+        parts
+    }
+
+    /// Sends what is due to every online peer: new segments within the window, and
+    /// retransmissions whose timeout has passed.
+    fn pump(&mut self, now: Instant) {
+        let base = self.sendbuf.base();
+        for index in 0..self.peers.len() {
+            let peer = &mut self.peers[index];
+            let Some(path) = peer.path.filter(|_| peer.online) else { continue };
+            for seq in peer.send.due(now, &self.sendbuf) {
+                let Some(segment) = self.sendbuf.get(seq) else { continue };
+                let envelope = Envelope::Message {
+                    name: self.config.name.clone(),
+                    timestamp: segment.timestamp.clone().into(),
+                    text: segment.text.clone(),
+                    id: Some(segment.id.clone()),
+                    stream: Some(StreamFields {
+                        epoch: self.instance,
+                        seq,
+                        base,
+                        part: segment.part,
+                        parts: segment.parts,
+                    }),
+                };
+                self.send_envelope(now, path, &envelope);
+                if let Some((id, text, timestamp)) = self.sendbuf.announce(seq) {
+                    self.events.push_back(NetEvent::Sent { id: MsgId(id), text, timestamp });
+                }
+            }
         }
     }
 
-    fn message_envelope(&self, id: &MsgId, text: &str, timestamp: &str) -> Envelope {
-        Envelope::Message {
-            name: self.config.name.clone(),
-            timestamp: timestamp.into(),
-            text: text.to_owned(),
-            id: Some(id.0.clone()),
+    fn on_ack(&mut self, now: Instant, index: usize, cum: u64, sack: &[u64]) {
+        let peer = &mut self.peers[index];
+        if let Some(rtt) = peer.send.on_ack(now, cum, sack) {
+            let id = peer.id;
+            self.events.push_back(NetEvent::Rtt { peer: id, rtt });
+        }
+        let cum = peer.send.cum();
+        for id in self.sendbuf.delivered_up_to(cum) {
+            self.events.push_back(NetEvent::Delivered { id: MsgId(id) });
+        }
+        self.sendbuf.release(self.peers.iter().map(|p| p.send.cum()).min());
+        self.pump(now);
+    }
+
+    fn on_segment(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        name: String,
+        fields: StreamFields,
+        segment: Segment,
+    ) {
+        // A new run of the sender starts a new stream; the old one is finished.
+        self.streams.retain(|(n, epoch), _| *n != name || *epoch == fields.epoch);
+        let key = (name.clone(), fields.epoch);
+        let stream = self.streams.entry(key).or_default();
+        let (complete, new) = stream.on_segment(segment, fields.base);
+        if !new {
+            self.drops.duplicate += 1;
+        }
+        for message in complete {
+            if !self.seen.insert((name.clone(), message.id.clone())) {
+                // Shown (and logged) in an earlier run or from an earlier copy: only confirm.
+                self.drops.duplicate += 1;
+                stream_persisted(&mut self.streams, &name, fields.epoch, message.last_seq);
+                continue;
+            }
+            let receipt =
+                Receipt { from: name.clone(), epoch: fields.epoch, last_seq: message.last_seq };
+            self.events.push_back(NetEvent::Message {
+                from: name.clone(),
+                text: message.text,
+                timestamp: message.timestamp,
+                id: Some(MsgId(message.id)),
+                receipt: Some(receipt),
+            });
+        }
+        self.send_ack(now, from, &name, fields.epoch);
+    }
+
+    fn send_ack(&mut self, now: Instant, to: SocketAddr, from: &str, epoch: u64) {
+        let Some(stream) = self.streams.get(&(from.to_owned(), epoch)) else { return };
+        let (cum, sack) = stream.ack();
+        let ack = Envelope::Ack { name: self.config.name.clone(), epoch, cum, sack };
+        self.send_envelope(now, to, &ack);
+    }
+
+    fn on_persisted(&mut self, now: Instant, receipt: Receipt) {
+        stream_persisted(&mut self.streams, &receipt.from, receipt.epoch, receipt.last_seq);
+        let path = self
+            .peers
+            .iter()
+            .find(|p| p.online && p.name.as_deref() == Some(receipt.from.as_str()))
+            .and_then(|p| p.path);
+        if let Some(path) = path {
+            self.send_ack(now, path, &receipt.from, receipt.epoch);
         }
     }
 
@@ -793,29 +955,31 @@ impl Session {
         }
     }
 
-    /// Sends to every online peer and reports it sent.
-    fn deliver(&mut self, now: Instant, outgoing: Outgoing) {
-        let envelope = self.message_envelope(&outgoing.id, &outgoing.text, &outgoing.timestamp);
-        self.send_to_online(now, &envelope);
-        let Outgoing { id, text, timestamp } = outgoing;
-        self.events.push_back(NetEvent::Sent { id, text, timestamp });
-    }
-
-    fn flush_outbox(&mut self, now: Instant) {
-        while let Some(outgoing) = self.outbox.pop_front() {
-            self.deliver(now, outgoing);
-        }
-    }
-
     fn shutdown(&mut self, now: Instant) {
         let bye = Envelope::Bye { name: self.config.name.clone() };
         self.send_to_online(now, &bye);
-        for outgoing in std::mem::take(&mut self.outbox) {
-            let reason = "p2pchat quit before any peer came online".to_owned();
-            self.events.push_back(NetEvent::NotSent { text: outgoing.text, reason });
-        }
         self.closed = true;
         self.events.push_back(NetEvent::Closed);
+    }
+}
+
+fn stream_persisted(
+    streams: &mut HashMap<(String, u64), RecvStream>,
+    from: &str,
+    epoch: u64,
+    last_seq: u64,
+) {
+    if let Some(stream) = streams.get_mut(&(from.to_owned(), epoch)) {
+        stream.persisted(last_seq);
+    }
+}
+
+/// Bytes `c` takes inside a JSON string as serde_json writes it.
+fn json_escaped_len(c: char) -> usize {
+    match c {
+        '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+        '\0'..='\u{1f}' => 6,
+        _ => c.len_utf8(),
     }
 }
 

@@ -103,6 +103,21 @@ pub enum Envelope {
         /// Our message id (absent in seed messages).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
+        /// Reliable delivery (absent in seed messages): where this segment sits.
+        #[serde(default, flatten, skip_serializing_if = "Option::is_none")]
+        stream: Option<StreamFields>,
+    },
+    /// Acknowledges a sender's segments.
+    Ack {
+        /// Sender's display name (of the ack).
+        name: String,
+        /// The acknowledged stream's epoch (the message sender's run id).
+        epoch: u64,
+        /// Every segment up to this one is in the acknowledger's log.
+        cum: u64,
+        /// Segments above `cum` received (not yet logged, or waiting for a gap).
+        #[serde(default)]
+        sack: Vec<u64>,
     },
     /// A punch probe or keepalive; answered with `pong`.
     Ping {
@@ -137,12 +152,27 @@ pub enum Envelope {
     },
 }
 
+/// The reliable-delivery fields of a message segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamFields {
+    /// The sender's run id: sequence numbers count within it.
+    pub epoch: u64,
+    /// This segment's sequence number (from 1).
+    pub seq: u64,
+    /// The lowest sequence number the sender still holds.
+    pub base: u64,
+    /// Which part of the message this is (from 0).
+    pub part: u32,
+    /// How many parts the message has.
+    pub parts: u32,
+}
+
 impl Envelope {
     /// The sender's run id, when the envelope carries one.
     pub fn instance(&self) -> Option<u64> {
         match self {
             Self::Ping { instance, .. } | Self::Pong { instance, .. } => *instance,
-            Self::Message { .. } | Self::Bye { .. } => None,
+            Self::Message { .. } | Self::Bye { .. } | Self::Ack { .. } => None,
         }
     }
 
@@ -150,7 +180,7 @@ impl Envelope {
     pub fn nat(&self) -> Option<&str> {
         match self {
             Self::Ping { nat, .. } | Self::Pong { nat, .. } => nat.as_deref(),
-            Self::Message { .. } | Self::Bye { .. } => None,
+            Self::Message { .. } | Self::Bye { .. } | Self::Ack { .. } => None,
         }
     }
 
@@ -160,6 +190,7 @@ impl Envelope {
             Self::Message { name, .. }
             | Self::Ping { name, .. }
             | Self::Pong { name, .. }
+            | Self::Ack { name, .. }
             | Self::Bye { name } => name,
         }
     }
@@ -200,7 +231,8 @@ mod tests {
                 name: "bob".into(),
                 timestamp: "2025-05-29 12:00:00".into(),
                 text: "hi".into(),
-                id: None
+                id: None,
+                stream: None,
             }
         );
         let ours = Envelope::Message {
@@ -208,6 +240,7 @@ mod tests {
             timestamp: "2026-01-01T00:00:00Z".into(),
             text: "yo".into(),
             id: Some("ab".into()),
+            stream: None,
         };
         let json: serde_json::Value = serde_json::to_value(&ours).unwrap();
         for field in ["type", "name", "timestamp", "text"] {

@@ -14,7 +14,7 @@ use super::theme;
 use crate::app::Model;
 use crate::app::model::{Entry, EntryKind};
 use crate::history::Delivery;
-use crate::text::sanitize;
+use crate::text::{sanitize, sanitize_lines};
 
 /// The styled pieces of one entry, before wrapping. Untrusted text is neutralised here.
 fn pieces(entry: &Entry) -> Vec<(String, Style)> {
@@ -24,10 +24,13 @@ fn pieces(entry: &Entry) -> Vec<(String, Style)> {
             let name_style = if *own { theme::own() } else { theme::peer(from) };
             out.push((sanitize(from), name_style));
             out.push((": ".to_owned(), Style::new()));
-            out.push((sanitize(text), Style::new()));
+            out.push((sanitize_lines(text), Style::new()));
             match delivery {
-                Some(Delivery::Queued) => out.push((" ⧗ queued".to_owned(), theme::delivery())),
-                Some(Delivery::Sent) => out.push((" ✓".to_owned(), theme::delivery())),
+                Some(Delivery::Queued) => {
+                    out.push((" ⧗ waiting for a peer".to_owned(), theme::delivery()));
+                }
+                Some(Delivery::Sent) => out.push((" … sending".to_owned(), theme::delivery())),
+                Some(Delivery::Delivered) => out.push((" ✓".to_owned(), theme::delivery())),
                 Some(Delivery::Unsent) => out.push((" ✗ not sent".to_owned(), theme::offline())),
                 None => {}
             }
@@ -46,6 +49,12 @@ fn wrap(pieces: &[(String, Style)], width: usize) -> Vec<Line<'static>> {
     let mut break_at: Option<usize> = None;
     for (text, style) in pieces {
         for g in text.graphemes(true) {
+            if g == "\n" {
+                rows.push(std::mem::take(&mut row));
+                row_width = 0;
+                break_at = None;
+                continue;
+            }
             let w = g.width();
             if row_width + w > width && !row.is_empty() {
                 let carried = match break_at {

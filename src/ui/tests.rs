@@ -22,7 +22,7 @@ fn at(h: u32, m: u32, s: u32) -> DateTime<Local> {
 }
 
 fn chat(from: &str, text: &str, own: bool, when: DateTime<Local>) -> Entry {
-    let delivery = own.then_some(Delivery::Sent);
+    let delivery = own.then_some(Delivery::Delivered);
     Entry {
         at: when,
         kind: EntryKind::Chat { from: from.into(), text: text.into(), own, id: None, delivery },

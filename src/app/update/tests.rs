@@ -77,7 +77,7 @@ fn typing_and_enter_sends_and_clears() {
         NetEvent::Sent { id: MsgId("01".into()), text: "hello".into(), timestamp: "t".into() };
     let effects = net(&mut m, sent, 1);
     assert!(
-        matches!(&effects[..], [Effect::Log(r)] if matches!(&r.entry, LogEntry::Message { text, .. } if text == "hello"))
+        matches!(&effects[..], [Effect::Log { record: r, .. }] if matches!(&r.entry, LogEntry::Message { text, .. } if text == "hello"))
     );
     assert!(matches!(&m.entries.last().unwrap().kind,
         EntryKind::Chat { own: true, text, delivery: Some(Delivery::Sent), .. } if text == "hello"));
@@ -121,7 +121,7 @@ fn presence_changes_are_shown_logged_and_tracked() {
         20,
     );
     assert!(
-        matches!(&effects[..], [Effect::Log(r)] if matches!(r.entry, LogEntry::Presence { online: false, .. }))
+        matches!(&effects[..], [Effect::Log { record: r, .. }] if matches!(r.entry, LogEntry::Presence { online: false, .. }))
     );
     assert!(!m.peers[0].online);
     assert!(system_lines(&m).last().unwrap().contains("bob is offline"));
@@ -144,6 +144,7 @@ fn incoming_messages_are_logged_and_update_last_seen() {
         text: "hi\x1b[2J".into(),
         timestamp: "x".into(),
         id: None,
+        receipt: None,
     };
     let effects = net(&mut m, msg, 7);
     assert_eq!(effects.len(), 1);
@@ -197,6 +198,7 @@ fn scrolling_is_clamped_and_new_messages_keep_the_view_still() {
             text: format!("line {i}"),
             timestamp: String::new(),
             id: None,
+            receipt: None,
         };
         net(&mut m, msg, i);
     }
@@ -214,6 +216,7 @@ fn scrolling_is_clamped_and_new_messages_keep_the_view_still() {
         text: "new one".into(),
         timestamp: String::new(),
         id: None,
+        receipt: None,
     };
     net(&mut m, msg, 200);
     assert_eq!(m.scroll, max - 2, "view stays on the same lines");
@@ -252,10 +255,12 @@ fn status_events_update_me_and_rejections_are_explained() {
 }
 
 #[test]
-fn paste_keeps_everything_on_one_line() {
+fn paste_keeps_its_lines() {
     let mut m = model();
-    update(&mut m, Message::Paste("one\ntwo\r\nthree".into()));
-    assert_eq!(m.input.text(), "one two  three");
+    update(&mut m, Message::Paste("one\ntwo\r\nthree\rfour".into()));
+    assert_eq!(m.input.text(), "one\ntwo\nthree\nfour");
+    update(&mut m, Message::Key(Action::Insert('\n')));
+    assert!(m.input.text().ends_with("four\n"));
 }
 
 #[test]
