@@ -2,6 +2,7 @@
 //! one JSON object per line. Event names and fields are a public interface (see the README):
 //! add new ones freely, never rename.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::io::Write;
 
@@ -107,6 +108,35 @@ fn who(chat: &Chat) -> Value {
     json!({"event": "who", "peers": peers})
 }
 
+/// What this run typed and no peer has confirmed yet: end of input waits for it (bounded).
+#[derive(Default)]
+struct Awaiting {
+    typed: usize,
+    resolved: usize,
+    undelivered: HashSet<String>,
+}
+
+impl Awaiting {
+    fn on_event(&mut self, event: &NetEvent) {
+        match event {
+            NetEvent::Queued { id, .. } | NetEvent::Sent { id, .. } => {
+                if self.undelivered.insert(id.0.clone()) {
+                    self.resolved += 1;
+                }
+            }
+            NetEvent::NotSent { .. } => self.resolved += 1,
+            NetEvent::Delivered { id } => {
+                self.undelivered.remove(&id.0);
+            }
+            _ => {}
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.resolved >= self.typed && self.undelivered.is_empty()
+    }
+}
+
 /// Runs until end of input (after queued messages went out, bounded), `/quit`, SIGTERM,
 /// Ctrl-C or `shutdown`.
 pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
@@ -118,7 +148,7 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
     let mut sigterm = signal(SignalKind::terminate())?;
     tokio::pin!(shutdown);
     // Messages handed to the network that are not yet sent (or refused).
-    let mut unsent = 0usize;
+    let mut awaiting = Awaiting::default();
     let mut drain_until: Option<Instant> = None;
     let mut stdin_open = true;
     let mut pending_line: Option<Value> = None;
@@ -139,7 +169,7 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
                         None
                     }
                     Command::Say(_) => {
-                        unsent += 1;
+                        awaiting.typed += 1;
                         Some(Message::Submit(line))
                     }
                     Command::Empty | Command::Quit => Some(Message::Submit(line)),
@@ -153,9 +183,7 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
             },
             event = chat.net.events.recv() => match event {
                 Some(event) => {
-                    if matches!(event, NetEvent::Sent { .. } | NetEvent::NotSent { .. }) {
-                        unsent = unsent.saturating_sub(1);
-                    }
+                    awaiting.on_event(&event);
                     // Logged first, printed second: whatever a script has seen is in the log.
                     pending_line = event_json(&event);
                     Some(Message::Net(event, Local::now()))
@@ -186,7 +214,7 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
                 break;
             }
         }
-        if !stdin_open && unsent == 0 && !chat.model.quitting {
+        if !stdin_open && awaiting.done() && !chat.model.quitting {
             chat.apply(Message::Quit);
         }
     }

@@ -191,8 +191,9 @@ impl SendBuffer {
         self.segments.is_empty()
     }
 
-    /// Adds a message split into `parts` texts.
-    pub fn push(&mut self, id: &str, parts: Vec<String>, timestamp: &str) {
+    /// Adds a message split into `parts` texts. `announced`: its "sent" was already told (a
+    /// message from an earlier run), so `announce` stays quiet about it.
+    pub fn push(&mut self, id: &str, parts: Vec<String>, timestamp: &str, announced: bool) {
         let first = self.next_seq;
         let count = u32::try_from(parts.len()).unwrap_or(u32::MAX);
         for (part, text) in (0u32..).zip(parts) {
@@ -208,7 +209,7 @@ impl SendBuffer {
             };
             self.segments.insert(seq, segment);
         }
-        let held = Held { first, last: self.next_seq - 1, delivered: false, announced: false };
+        let held = Held { first, last: self.next_seq - 1, delivered: false, announced };
         self.messages.insert(id.to_owned(), held);
     }
 
@@ -361,7 +362,7 @@ mod tests {
     use super::*;
 
     fn message(buffer: &mut SendBuffer, id: &str, parts: &[&str]) {
-        buffer.push(id, parts.iter().map(|s| (*s).to_owned()).collect(), "t");
+        buffer.push(id, parts.iter().map(|s| (*s).to_owned()).collect(), "t", false);
     }
 
     #[test]

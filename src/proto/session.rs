@@ -270,7 +270,7 @@ impl Session {
         }
         for pending in std::mem::take(&mut session.config.pending) {
             let parts = session.split(&pending.id, &pending.text, &pending.timestamp);
-            session.sendbuf.push(&pending.id.0, parts, &pending.timestamp);
+            session.sendbuf.push(&pending.id.0, parts, &pending.timestamp, true);
         }
         session
     }
@@ -804,7 +804,7 @@ impl Session {
             self.events.push_back(NetEvent::NotSent { text, reason: reason.to_owned() });
             return;
         }
-        self.sendbuf.push(&id.0, parts, &timestamp);
+        self.sendbuf.push(&id.0, parts, &timestamp, false);
         if !self.peers.iter().any(|p| p.online) {
             self.events.push_back(NetEvent::Queued { id, text, timestamp });
         }

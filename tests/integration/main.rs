@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cli;
+mod delivery;
 mod harness;
 mod natlab;
 mod peers;

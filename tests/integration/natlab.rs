@@ -221,6 +221,19 @@ impl Lab {
         );
     }
 
+    /// Cuts (or, with `false`, restores) all UDP a router forwards.
+    pub fn outage(&self, router: &str, cut: bool) {
+        if cut {
+            self.nft(
+                router,
+                "table inet outage {\n chain drops {\n  type filter hook forward priority -10;\n  \
+                 meta l4proto udp drop\n }\n}\n",
+            );
+        } else {
+            run(&["ip", "netns", "exec", router, "nft", "delete", "table", "inet", "outage"]);
+        }
+    }
+
     /// Forgets every NAT mapping of a router, as a reboot or a conntrack timeout would.
     pub fn flush_conntrack(&self, router: &str) {
         let _ = Command::new("ip")
@@ -248,12 +261,13 @@ impl Lab {
     }
 
     /// A headless chat in a host, in `room` of the lab server.
+    /// Each peer logs under `data`/`room`-`name`, its own data directory.
     pub fn peer(&self, host: &Host, name: &str, room: &str, key: &str, data: &TempDir) -> Proc {
         let mut c = Command::new("ip");
         c.args(["netns", "exec", &host.ns, env!("CARGO_BIN_EXE_p2pchat"), "chat", "--headless"])
             .args(["--name", name, "--room", room, "--server", P2PCHAT_SERVER])
             .arg("--data-dir")
-            .arg(data.path())
+            .arg(data.path().join(format!("{room}-{name}")))
             .env("P2PCHAT_KEY", key)
             .env("P2PCHAT_CONFIG", "/nonexistent/p2pchat-lab.toml");
         Proc::spawn(c)
@@ -310,14 +324,15 @@ fn connect(p: &mut Proc, peer: &str, within: Duration) -> Value {
     p.expect(within, "peer_online", |v| v["event"] == "peer_online" && v["peer"] == peer)
 }
 
-/// Headless peers "a" and "b" in two hosts, in one room, both online (bounded wait).
-fn connected_pair(lab: &Lab, (ha, hb): (&Host, &Host), data: &TempDir) -> (Proc, Proc) {
+/// Headless peers "a" and "b" in two hosts, in room "pair", both online (bounded wait); and
+/// their key, to start one again.
+fn connected_pair(lab: &Lab, (ha, hb): (&Host, &Host), data: &TempDir) -> (Proc, Proc, String) {
     let key = keygen();
     let mut a = lab.peer(ha, "a", "pair", &key, data);
     let mut b = lab.peer(hb, "b", "pair", &key, data);
     connect(&mut a, "b", Duration::from_secs(15));
     connect(&mut b, "a", Duration::from_secs(15));
-    (a, b)
+    (a, b, key)
 }
 
 fn exchange(a: &mut Proc, b: &mut Proc, (na, nb): (&str, &str), tag: &str) {
@@ -399,7 +414,7 @@ fn lab_chat_recovers_after_the_nat_forgets_everything() {
     let Some(mut lab) = Lab::new() else { return };
     let (ha, hb) = (lab.router(Kind::Cone, 1).remove(0), lab.router(Kind::Cone, 1).remove(0));
     let data = TempDir::new("lab-recovery");
-    let (mut a, mut b) = connected_pair(&lab, (&ha, &hb), &data);
+    let (mut a, mut b, _) = connected_pair(&lab, (&ha, &hb), &data);
     exchange(&mut a, &mut b, ("a", "b"), "before");
     for router in [&ha, &hb].iter().filter_map(|h| h.router.as_ref()) {
         lab.flush_conntrack(router);
@@ -472,4 +487,99 @@ fn lab_two_cone_hosts_chat_in_the_full_screen_interface() {
     bob.wait_for("alice: hello through two NATs", Duration::from_secs(5));
     bob.type_line("loud and clear");
     alice.wait_for("bob: loud and clear", Duration::from_secs(5));
+}
+
+/// Reads `a`'s events until `count` messages arrived; returns their texts in arrival order.
+fn collect_messages(p: &mut Proc, count: usize, within: Duration) -> Vec<String> {
+    let deadline = Instant::now() + within;
+    let mut texts = Vec::new();
+    while texts.len() < count {
+        let left = deadline.checked_duration_since(Instant::now());
+        let Some(line) = left.and_then(|left| p.line(left)) else {
+            panic!("only {} of {count} messages within {within:?}", texts.len());
+        };
+        if let Ok(v) = serde_json::from_str::<Value>(&line)
+            && v["event"] == "message"
+        {
+            texts.push(v["text"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    texts
+}
+
+#[test]
+fn lab_500_messages_each_way_through_20_percent_loss() {
+    let Some(mut lab) = Lab::new() else { return };
+    let (ha, hb) = (lab.router(Kind::Cone, 1).remove(0), lab.router(Kind::Cone, 1).remove(0));
+    let data = TempDir::new("lab-500");
+    let (mut a, mut b, _) = connected_pair(&lab, (&ha, &hb), &data);
+    for router in [&ha, &hb].iter().filter_map(|h| h.router.as_ref()) {
+        lab.lossy(router, 20);
+    }
+    let started = Instant::now();
+    let expected: Vec<String> = (0..500).map(|i| format!("msg {i}")).collect();
+    for text in &expected {
+        a.say(&format!("a {text}"));
+        b.say(&format!("b {text}"));
+    }
+    let at_b = collect_messages(&mut b, 500, Duration::from_secs(120));
+    let at_a = collect_messages(&mut a, 500, Duration::from_secs(120));
+    let want = |who: &str| expected.iter().map(|t| format!("{who} {t}")).collect::<Vec<_>>();
+    assert_eq!(at_b, want("a"), "exactly once, in order");
+    assert_eq!(at_a, want("b"), "exactly once, in order");
+    eprintln!("500 each way through 20% loss: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+#[test]
+fn lab_killed_peer_comes_back_and_gets_what_was_queued() {
+    let Some(mut lab) = Lab::new() else { return };
+    let (ha, hb) = (lab.router(Kind::Cone, 1).remove(0), lab.router(Kind::Cone, 1).remove(0));
+    let data = TempDir::new("lab-restart");
+    let (mut a, mut b, key) = connected_pair(&lab, (&ha, &hb), &data);
+    b.kill();
+    a.expect(Duration::from_secs(25), "offline", |v| v["event"] == "peer_offline");
+    for i in 0..10 {
+        a.say(&format!("queued {i}"));
+    }
+    let mut b = lab.peer(&hb, "b", "pair", &key, &data);
+    let restarted = Instant::now();
+    let got = collect_messages(&mut b, 10, Duration::from_secs(30));
+    let want: Vec<String> = (0..10).map(|i| format!("queued {i}")).collect();
+    assert_eq!(got, want);
+    eprintln!(
+        "queued messages arrived {:.2} s after the restart",
+        restarted.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn lab_a_30_second_outage_loses_nothing() {
+    let Some(mut lab) = Lab::new() else { return };
+    let (ha, hb) = (lab.router(Kind::Cone, 1).remove(0), lab.router(Kind::Cone, 1).remove(0));
+    let data = TempDir::new("lab-outage");
+    let (mut a, mut b, _) = connected_pair(&lab, (&ha, &hb), &data);
+    let routers: Vec<&String> = [&ha, &hb].iter().filter_map(|h| h.router.as_ref()).collect();
+    for router in &routers {
+        lab.outage(router, true);
+    }
+    let cut = Instant::now();
+    let mut i = 0;
+    while cut.elapsed() < Duration::from_secs(30) {
+        a.say(&format!("a during {i}"));
+        b.say(&format!("b during {i}"));
+        i += 1;
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    for router in &routers {
+        lab.outage(router, false);
+    }
+    let restored = Instant::now();
+    let at_b = collect_messages(&mut b, i, Duration::from_secs(60));
+    let at_a = collect_messages(&mut a, i, Duration::from_secs(60));
+    assert_eq!(at_b, (0..i).map(|n| format!("a during {n}")).collect::<Vec<_>>());
+    assert_eq!(at_a, (0..i).map(|n| format!("b during {n}")).collect::<Vec<_>>());
+    eprintln!(
+        "{i} messages each way typed during a 30 s outage, all in {:.1} s after it",
+        restored.elapsed().as_secs_f64()
+    );
 }
