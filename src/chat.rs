@@ -3,6 +3,7 @@
 //! message through `update` and carries out its effects. Shared by the TUI, headless mode and
 //! the demo, so they cannot drift apart.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -18,7 +19,7 @@ use crate::consts::{HISTORY_PRELOAD_RECORDS, PENDING_SCAN_RECORDS};
 use crate::history::{self, History, HistoryError};
 use crate::net::{self, NetHandle};
 use crate::proto::crypto::Cipher;
-use crate::proto::{Mode, NetCommand, NetEvent, Session, SessionConfig};
+use crate::proto::{Mode, NetCommand, NetEvent, Receipt, Session, SessionConfig};
 
 /// Everything needed to start a chat.
 pub struct ChatOptions {
@@ -62,6 +63,9 @@ pub struct Chat {
     pub log: History,
     /// The network actor.
     pub net: NetHandle,
+    /// Logged messages whose confirmation did not fit the command channel yet, newest per
+    /// sender stream (confirmations are cumulative, so the newest covers the rest).
+    unconfirmed: HashMap<(String, u64), Receipt>,
 }
 
 /// The result of one step.
@@ -135,7 +139,7 @@ pub async fn start(options: ChatOptions) -> Result<Chat, StartError> {
     if let Some(stun) = stun {
         tokio::spawn(detect_nat(stun, bind.ip(), net.commands.clone()));
     }
-    Ok(Chat { model, log, net })
+    Ok(Chat { model, log, net, unconfirmed: HashMap::new() })
 }
 
 /// Classifies our NAT off the chat socket and hands the result to the session, which tells
@@ -183,8 +187,8 @@ impl Chat {
                     Effect::Log { record, confirm } => match self.log.append(&record) {
                         Ok(()) => {
                             if let Some(receipt) = confirm {
-                                // Best effort: a lost confirmation means a retransmission.
-                                let _ = self.net.commands.try_send(NetCommand::Persisted(receipt));
+                                let key = (receipt.from.clone(), receipt.epoch);
+                                self.unconfirmed.insert(key, receipt);
                             }
                         }
                         Err(error) => {
@@ -196,6 +200,20 @@ impl Chat {
                 }
             }
         }
+        self.confirm_logged();
         step
+    }
+
+    /// Tells the network which messages are in the log. A confirmation must not be lost (the
+    /// peer would wait for it forever), so one that finds the channel full is kept and tried
+    /// again on the next step.
+    fn confirm_logged(&mut self) {
+        let commands = &self.net.commands;
+        self.unconfirmed.retain(|_, receipt| {
+            !matches!(
+                commands.try_send(NetCommand::Persisted(receipt.clone())),
+                Ok(()) | Err(TrySendError::Closed(_))
+            )
+        });
     }
 }

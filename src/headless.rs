@@ -119,10 +119,10 @@ struct Awaiting {
 impl Awaiting {
     fn on_event(&mut self, event: &NetEvent) {
         match event {
-            NetEvent::Queued { id, .. } | NetEvent::Sent { id, .. } => {
-                if self.undelivered.insert(id.0.clone()) {
-                    self.resolved += 1;
-                }
+            NetEvent::Queued { id, .. } | NetEvent::Sent { id, .. }
+                if self.undelivered.insert(id.0.clone()) =>
+            {
+                self.resolved += 1;
             }
             NetEvent::NotSent { .. } => self.resolved += 1,
             NetEvent::Delivered { id } => {
@@ -154,7 +154,8 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
     let mut pending_line: Option<Value> = None;
     loop {
         let message = tokio::select! {
-            line = lines.next_line(), if stdin_open => match line {
+            // Input waits while the network is busy, so a fast script never overruns it.
+            line = lines.next_line(), if stdin_open && chat.net.commands.capacity() > 8 => match line {
                 Ok(Some(line)) => match commands::parse(&line) {
                     Command::Who => {
                         emit(&who(&chat));
