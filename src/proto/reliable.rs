@@ -124,6 +124,16 @@ impl PeerSend {
         self.inflight.clear();
     }
 
+    /// Sends each segment once and never again: for a peer that cannot acknowledge (a client
+    /// written from the seed notes), which would show every retransmission as a new message.
+    pub fn send_once(&mut self, buffer: &SendBuffer) -> Vec<u64> {
+        let out: Vec<u64> = buffer.seqs_from(self.cum + 1).collect();
+        if let Some(&last) = out.last() {
+            self.cum = last;
+        }
+        out
+    }
+
     /// Segments of `buffer` to (re)send now, marking them in flight.
     pub fn due(&mut self, now: Instant, buffer: &SendBuffer) -> Vec<u64> {
         let mut out = Vec::new();

@@ -851,10 +851,18 @@ impl Session {
     /// retransmissions whose timeout has passed.
     fn pump(&mut self, now: Instant) {
         let base = self.sendbuf.base();
+        let mut legacy_sent = false;
         for index in 0..self.peers.len() {
             let peer = &mut self.peers[index];
             let Some(path) = peer.path.filter(|_| peer.online) else { continue };
-            for seq in peer.send.due(now, &self.sendbuf) {
+            // A peer that never sent a run id is a seed-style client: it cannot acknowledge.
+            let due = if peer.instance.is_some() {
+                peer.send.due(now, &self.sendbuf)
+            } else {
+                legacy_sent = true;
+                peer.send.send_once(&self.sendbuf)
+            };
+            for seq in due {
                 let Some(segment) = self.sendbuf.get(seq) else { continue };
                 let envelope = Envelope::Message {
                     name: self.config.name.clone(),
@@ -874,6 +882,9 @@ impl Session {
                     self.events.push_back(NetEvent::Sent { id: MsgId(id), text, timestamp });
                 }
             }
+        }
+        if legacy_sent {
+            self.sendbuf.release(self.peers.iter().map(|p| p.send.cum()).min());
         }
     }
 

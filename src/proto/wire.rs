@@ -172,7 +172,8 @@ impl Envelope {
     pub fn instance(&self) -> Option<u64> {
         match self {
             Self::Ping { instance, .. } | Self::Pong { instance, .. } => *instance,
-            Self::Message { .. } | Self::Bye { .. } | Self::Ack { .. } => None,
+            Self::Message { stream, .. } => stream.map(|s| s.epoch),
+            Self::Bye { .. } | Self::Ack { .. } => None,
         }
     }
 

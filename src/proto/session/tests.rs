@@ -590,6 +590,31 @@ fn restarted_peer_is_found_again_through_the_server() {
     assert_eq!(sim.texts(b2), vec!["welcome back"]);
 }
 
+#[test]
+fn a_seed_client_gets_each_message_once() {
+    let key = generate_key();
+    let mut sim = Sim::new(21);
+    let seedy = addr("192.0.2.50:5050");
+    let b = sim.add("bob", "192.0.2.2:2000", Mode::Direct { peer: seedy }, &key);
+    let seed = fernet::Fernet::new(&key).unwrap();
+    let skew = Utc::now() - wall();
+    sim.nodes[b].session.wall_anchor += skew;
+    let token = seed.encrypt(br#"{"type":"message","name":"seedy","timestamp":"x","text":"hi"}"#);
+    sim.inject(seedy, b, token.as_bytes());
+    sim.command(b, send("hello seed"));
+    sim.command(b, send("second"));
+    sim.run_for(Duration::from_secs(10));
+    let to_seed =
+        sim.sent.iter().filter(|(_, from, to)| *from == sim.nodes[b].addr && *to == seedy);
+    // Two messages, each once, plus the probes and keepalives a seed client ignores.
+    let messages = sim.in_flight.len() + to_seed.count();
+    assert!(messages < 10, "{messages} datagrams to a client that cannot acknowledge");
+    assert!(
+        !sim.events(b).iter().any(|e| matches!(e, NetEvent::Delivered { .. })),
+        "never claimed"
+    );
+}
+
 fn delivered_ids(sim: &Sim, i: usize) -> HashSet<String> {
     sim.events(i)
         .iter()
