@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{Proc, TempDir, bin, free_port, keygen, log_records, room_peer, server};
+use crate::harness::{
+    Proc, TempDir, bin, free_port, keygen, log_records, room_peer, server, server_on,
+};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -168,4 +170,29 @@ fn a_restarted_peer_is_back_within_seconds() {
     eprintln!("restarted peer back after {:.2} s", restarted.elapsed().as_secs_f64());
     a.say("still here?");
     b.expect(WAIT, "message", |v| v["event"] == "message" && v["text"] == "still here?");
+}
+
+#[test]
+fn the_chat_goes_on_without_the_server_and_peers_register_again_when_it_returns() {
+    let listen = free_port().to_string();
+    let (mut first, addr) = server_on(&listen);
+    let key = keygen();
+    let (da, db, dc) = (TempDir::new("srv-a"), TempDir::new("srv-b"), TempDir::new("srv-c"));
+    let mut a = room_peer("alice", addr, "srv", &key, da.path());
+    let mut b = room_peer("bob", addr, "srv", &key, db.path());
+    a.expect(WAIT, "online", event_is("peer_online"));
+    b.expect(WAIT, "online", event_is("peer_online"));
+    first.kill();
+    a.say("no server needed");
+    b.expect(WAIT, "message", |v| v["event"] == "message" && v["text"] == "no server needed");
+    // A new server on the same address knows nobody; the peers' refreshes fill it again, so a
+    // newcomer is introduced to both.
+    let (_second, _) = server_on(&listen);
+    let mut c = room_peer("carol", addr, "srv", &key, dc.path());
+    let mut met = HashSet::new();
+    while met.len() < 2 {
+        let v = c.expect(Duration::from_secs(40), "peers", event_is("peer_online"));
+        met.insert(v["peer"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(met, HashSet::from(["alice".to_owned(), "bob".to_owned()]));
 }

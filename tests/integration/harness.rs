@@ -168,8 +168,13 @@ impl Drop for Proc {
 
 /// A rendezvous server on a free loopback port.
 pub fn server() -> (Proc, SocketAddr) {
+    server_on("127.0.0.1:0")
+}
+
+/// A rendezvous server listening on `listen`.
+pub fn server_on(listen: &str) -> (Proc, SocketAddr) {
     let mut command = bin();
-    command.args(["server", "--listen", "127.0.0.1:0"]);
+    command.args(["server", "--listen", listen]);
     let mut proc = Proc::spawn(command);
     let line = proc.line(Duration::from_secs(10)).expect("server prints its address");
     let addr = line
