@@ -7,29 +7,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::harness::{
-    Proc, TempDir, bin, free_port, keygen, log_records, room_peer, server, server_on,
+    TempDir, direct_peer, free_port, keygen, log_records, room_peer, server, server_on,
 };
 
 const WAIT: Duration = Duration::from_secs(15);
-
-fn direct(
-    name: &str,
-    bind: std::net::SocketAddr,
-    peer: std::net::SocketAddr,
-    key: &str,
-    data: &TempDir,
-) -> Proc {
-    let mut c = bin();
-    c.args(["chat", "--headless", "--name", name])
-        .arg("--bind")
-        .arg(bind.to_string())
-        .arg("--peer")
-        .arg(peer.to_string())
-        .arg("--data-dir")
-        .arg(data.path())
-        .env("P2PCHAT_KEY", key);
-    Proc::spawn(c)
-}
 
 fn event_is(name: &'static str) -> impl Fn(&Value) -> bool {
     move |v| v["event"] == name
@@ -66,7 +47,7 @@ fn messages_typed_while_alone_survive_a_restart_and_arrive_in_order() {
     let key = keygen();
     let (pa, pb) = (free_port(), free_port());
     let (da, db) = (TempDir::new("queue-a"), TempDir::new("queue-b"));
-    let mut a = direct("ann", pa, pb, &key, &da);
+    let mut a = direct_peer("ann", pa, pb, &key, da.path());
     a.expect(WAIT, "ready", event_is("ready"));
     for i in 0..5 {
         a.say(&format!("while you were away {i}"));
@@ -75,8 +56,8 @@ fn messages_typed_while_alone_survive_a_restart_and_arrive_in_order() {
     a.say("/quit");
     assert_eq!(a.wait(WAIT), Some(0));
     // Ann comes back later; Ben is there now. Nothing was typed again.
-    let mut a = direct("ann", pa, pb, &key, &da);
-    let mut b = direct("ben", pb, pa, &key, &db);
+    let mut a = direct_peer("ann", pa, pb, &key, da.path());
+    let mut b = direct_peer("ben", pb, pa, &key, db.path());
     for i in 0..5 {
         let text = format!("while you were away {i}");
         let got = b.expect(WAIT, "queued message", |v| v["event"] == "message");
@@ -90,7 +71,7 @@ fn messages_typed_while_alone_survive_a_restart_and_arrive_in_order() {
     // Restarting Ben shows nothing twice.
     b.say("/quit");
     assert_eq!(b.wait(WAIT), Some(0));
-    let mut b = direct("ben", pb, pa, &key, &db);
+    let mut b = direct_peer("ben", pb, pa, &key, db.path());
     b.expect(WAIT, "peer_online", event_is("peer_online"));
     a.say("fresh");
     let got = b.expect(WAIT, "fresh message", event_is("message"));
@@ -102,8 +83,8 @@ fn a_receiver_killed_mid_burst_kept_every_message_it_acknowledged() {
     let key = keygen();
     let (pa, pb) = (free_port(), free_port());
     let (da, db) = (TempDir::new("burst-a"), TempDir::new("burst-b"));
-    let mut a = direct("ann", pa, pb, &key, &da);
-    let mut b = direct("ben", pb, pa, &key, &db);
+    let mut a = direct_peer("ann", pa, pb, &key, da.path());
+    let mut b = direct_peer("ben", pb, pa, &key, db.path());
     a.expect(WAIT, "online", event_is("peer_online"));
     b.expect(WAIT, "online", event_is("peer_online"));
     for i in 0..3000 {

@@ -198,6 +198,21 @@ pub fn room_peer(name: &str, server: SocketAddr, room: &str, key: &str, data: &P
     Proc::spawn(command)
 }
 
+/// A headless peer in direct mode: bound to `bind`, talking to `peer`.
+pub fn direct_peer(name: &str, bind: SocketAddr, peer: SocketAddr, key: &str, data: &Path) -> Proc {
+    let mut command = bin();
+    command
+        .args(["chat", "--headless", "--name", name])
+        .arg("--bind")
+        .arg(bind.to_string())
+        .arg("--peer")
+        .arg(peer.to_string())
+        .arg("--data-dir")
+        .arg(data)
+        .env("P2PCHAT_KEY", key);
+    Proc::spawn(command)
+}
+
 /// A fresh key from `p2pchat keygen`.
 pub fn keygen() -> String {
     let out = bin().arg("keygen").output().unwrap();

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{Proc, TempDir, bin, free_port, keygen, log_records, room_peer, server};
+use crate::harness::{
+    Proc, TempDir, bin, direct_peer, free_port, keygen, log_records, room_peer, server,
+};
 
 const CONNECT: Duration = Duration::from_secs(10);
 
@@ -74,21 +76,8 @@ fn direct_peers_chat_without_a_server() {
     let key = keygen();
     let (pa, pb) = (free_port(), free_port());
     let (da, db) = (TempDir::new("da"), TempDir::new("db"));
-    let spawn = |name: &str, bind, peer, data: &TempDir| {
-        let mut c = bin();
-        c.args(["chat", "--headless", "--name", name])
-            .arg("--bind")
-            .arg(format!("{bind}"))
-            .arg("--peer")
-            .arg(format!("{peer}"))
-            .arg("--key")
-            .arg(&key)
-            .arg("--data-dir")
-            .arg(data.path());
-        Proc::spawn(c)
-    };
-    let mut a = spawn("ann", pa, pb, &da);
-    let mut b = spawn("ben", pb, pa, &db);
+    let mut a = direct_peer("ann", pa, pb, &key, da.path());
+    let mut b = direct_peer("ben", pb, pa, &key, db.path());
     a.expect(CONNECT, "ben online", |v| v["event"] == "peer_online" && v["peer"] == "ben");
     b.expect(CONNECT, "ann online", |v| v["event"] == "peer_online" && v["peer"] == "ann");
     b.say("direct hello");
@@ -125,16 +114,7 @@ fn hostile_datagrams_are_dropped_counted_and_never_shown() {
     let key = keygen();
     let port = free_port();
     let data = TempDir::new("hostile");
-    let mut c = bin();
-    c.args(["chat", "--headless", "--name", "target"])
-        .arg("--bind")
-        .arg(port.to_string())
-        .arg("--peer")
-        .arg(free_port().to_string())
-        .arg("--data-dir")
-        .arg(data.path())
-        .env("P2PCHAT_KEY", &key);
-    let mut target = Proc::spawn(c);
+    let mut target = direct_peer("target", port, free_port(), &key, data.path());
     target.expect_event(CONNECT, "ready");
     let attacker = UdpSocket::bind("127.0.0.1:0").unwrap();
     // A well-formed token under another key, carrying a chat message.

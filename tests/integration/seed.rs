@@ -4,7 +4,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crate::harness::{Proc, TempDir, bin, free_port, keygen, skip_or_fail};
+use crate::harness::{Proc, TempDir, direct_peer, free_port, keygen, skip_or_fail};
 
 /// Python with the `cryptography` package: the CI's venv first, then the system's.
 fn python() -> Option<String> {
@@ -25,16 +25,7 @@ fn python_seed_client_chats_with_p2pchat() {
     let key = keygen();
     let (ours, theirs) = (free_port(), free_port());
     let data = TempDir::new("seed");
-    let mut c = bin();
-    c.args(["chat", "--headless", "--name", "rusty"])
-        .arg("--bind")
-        .arg(ours.to_string())
-        .arg("--peer")
-        .arg(theirs.to_string())
-        .arg("--data-dir")
-        .arg(data.path())
-        .env("P2PCHAT_KEY", &key);
-    let mut p2pchat = Proc::spawn(c);
+    let mut p2pchat = direct_peer("rusty", ours, theirs, &key, data.path());
     p2pchat.expect_event(Duration::from_secs(10), "ready");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/seed_client.py");
     let mut c = Command::new(python);
