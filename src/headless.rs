@@ -99,6 +99,7 @@ fn who(chat: &Chat) -> Value {
         .map(|p| {
             json!({
                 "peer": p.name, "online": p.online, "addr": p.addr,
+                "path": p.path.filter(|_| p.online).map(|k| k.as_str()), "nat": p.nat,
                 "last_seen": p.last_seen.map(|t| t.to_rfc3339()),
                 "last_seen_secs": p.last_seen.map(|t| (now - t).num_seconds().max(0)),
                 "rtt_ms": p.rtt.map(|r| r.as_secs_f64() * 1000.0),

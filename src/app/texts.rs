@@ -161,6 +161,12 @@ pub fn who_line(peer: &PeerView, now: DateTime<Local>) -> String {
     if let Some(addr) = peer.addr {
         line.push_str(&format!(" · via {addr}"));
     }
+    if let Some(path) = peer.path.filter(|_| peer.online) {
+        line.push_str(&format!(" ({})", path.as_str()));
+    }
+    if let Some(nat) = &peer.nat {
+        line.push_str(&format!(" · NAT {nat}"));
+    }
     if let Some(rtt) = peer.rtt.filter(|_| peer.online) {
         line.push_str(&format!(" · rtt {}", self::rtt(rtt)));
     }
