@@ -20,7 +20,7 @@ pub enum Command {
 /// The commands and what they do, for `/help` and the README.
 pub const COMMANDS: &[(&str, &str)] = &[
     ("/help", "commands and keys"),
-    ("/who", "peers: online or offline, endpoint in use, round trip, last seen"),
+    ("/who", "peers: online or offline, endpoint and path, NAT type, round trip, last seen"),
     ("/quit", "say goodbye to peers and leave (also Ctrl-C)"),
     ("//text", "send a message that starts with a slash"),
 ];
