@@ -145,6 +145,9 @@ fn usage(message: impl Into<String>) -> CliError {
     CliError::Usage(message.into())
 }
 
+/// The demo's name for a user who has no login name in the environment.
+const DEMO_DEFAULT_NAME: &str = "you";
+
 /// Parses HOST:PORT, resolving a host name to its first IPv4 address.
 fn parse_addr(s: &str) -> Result<SocketAddr, String> {
     if let Ok(addr) = s.parse() {
@@ -179,10 +182,19 @@ fn data_dir(flag: Option<PathBuf>, config: &FileConfig) -> Result<PathBuf, CliEr
         })
 }
 
-fn display_name(flag: Option<String>, config: &FileConfig) -> Result<String, CliError> {
+/// The display name: the flag, the config, the login name, then `fallback` (the demo has one,
+/// so it runs anywhere with nothing to configure).
+fn display_name(
+    flag: Option<String>,
+    config: &FileConfig,
+    fallback: Option<&str>,
+) -> Result<String, CliError> {
+    let login =
+        || ["USER", "LOGNAME"].iter().find_map(|v| std::env::var(v).ok().filter(|n| !n.is_empty()));
     let name = flag
         .or_else(|| config.name.clone())
-        .or_else(|| std::env::var("USER").ok())
+        .or_else(login)
+        .or_else(|| fallback.map(str::to_owned))
         .ok_or_else(|| usage("no display name: pass --name NAME (or set name in config.toml)"))?;
     let name = name.trim().to_owned();
     if name.is_empty()
@@ -235,7 +247,7 @@ fn chat_options(
         )));
     }
     Ok(ChatOptions {
-        name: display_name(args.name, config)?,
+        name: display_name(args.name, config, None)?,
         mode,
         cipher: cipher(args.key.as_deref())?,
         bind: args.bind.or(config.bind).unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
@@ -344,7 +356,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Demo { name, headless } => {
             let options = DemoOptions {
-                name: display_name(name, &config)?,
+                name: display_name(name, &config, Some(DEMO_DEFAULT_NAME))?,
                 data_dir: data_dir(data_dir_flag, &config)?,
                 headless,
             };

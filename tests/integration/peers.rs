@@ -93,6 +93,18 @@ fn direct_peers_chat_without_a_server() {
 }
 
 #[test]
+fn demo_runs_with_nothing_configured_not_even_a_login_name() {
+    let data = TempDir::new("demo-bare");
+    let mut c = bin();
+    c.args(["demo", "--headless"]).arg("--data-dir").arg(data.path());
+    c.env_remove("USER").env_remove("LOGNAME");
+    let mut demo = Proc::spawn(c);
+    let ready = demo.expect(CONNECT, "ready", |v| v["event"] == "ready");
+    assert_eq!(ready["name"], "you");
+    demo.expect(CONNECT, "bot greeting", |v| v["event"] == "message" && v["from"] == "bot");
+}
+
+#[test]
 fn demo_bot_answers_in_headless_mode() {
     let data = TempDir::new("demo");
     let mut c = bin();
