@@ -347,13 +347,16 @@ impl Session {
         self.events.pop_front()
     }
 
-    /// When `handle_timeout` must next be called; `None` once closed.
+    /// When `handle_timeout` must next be called; `None` when nothing is scheduled (always once
+    /// closed).
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.closed {
             return None;
         }
-        let mut next = self.next_drops_report;
-        let mut consider = |t: Instant| next = next.min(t);
+        // Drop counts are reported only when they changed: an idle session sleeps until its
+        // next keepalive instead of waking every second.
+        let mut next = (self.drops != self.drops_reported).then_some(self.next_drops_report);
+        let mut consider = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
         if let Some(stun) = self.stun.as_ref().filter(|s| !s.done) {
             consider(stun.next);
         }
@@ -376,7 +379,7 @@ impl Session {
                 consider(peer.next_probe);
             }
         }
-        Some(next)
+        next
     }
 
     fn wall(&self, now: Instant) -> DateTime<Utc> {
