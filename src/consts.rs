@@ -48,8 +48,12 @@ pub const REGISTER_REFRESH: Duration = Duration::from_secs(20);
 /// lost introduction delays the meeting by at most this.
 pub const REGISTER_REFRESH_ALONE: Duration = Duration::from_secs(2);
 
-/// First retry gap for an unanswered registration; doubles up to `REGISTER_REFRESH`.
+/// First retry gap for an unanswered registration; doubles up to `REGISTER_RETRY_MAX`.
 pub const REGISTER_RETRY: Duration = Duration::from_secs(1);
+
+/// Longest gap between retries of an unanswered registration: on a lossy path a lost one
+/// costs at most this, and a dead server gets one small datagram per this.
+pub const REGISTER_RETRY_MAX: Duration = Duration::from_secs(4);
 
 /// After this long without an answer from the server we tell the user once.
 pub const SERVER_SILENT_NOTICE_AFTER: Duration = Duration::from_secs(5);

@@ -23,7 +23,8 @@ use crate::consts::{
     DEDUP_CAPACITY, DROPS_REPORT_INTERVAL, KEEPALIVE_INTERVAL, MAX_DATAGRAM_BYTES,
     MAX_MESSAGE_BYTES, MAX_PLAINTEXT_BYTES, NOTICE_SOURCES_CAPACITY, PATH_STALE_AFTER,
     PROBE_INTERVAL, PUNCH_INTERVAL, PUNCH_WINDOW, REGISTER_REFRESH, REGISTER_REFRESH_ALONE,
-    REGISTER_RETRY, SEND_BUFFER_SEGMENTS, SERVER_SILENT_NOTICE_AFTER, STUN_MAX_TRANSMITS, STUN_RTO,
+    REGISTER_RETRY, REGISTER_RETRY_MAX, SEND_BUFFER_SEGMENTS, SERVER_SILENT_NOTICE_AFTER,
+    STUN_MAX_TRANSMITS, STUN_RTO,
 };
 
 /// How this session finds its peer.
@@ -735,7 +736,7 @@ impl Session {
             return;
         }
         if rv.awaiting_since.is_some() {
-            rv.retry = (rv.retry * 2).min(REGISTER_REFRESH);
+            rv.retry = (rv.retry * 2).min(REGISTER_RETRY_MAX);
         } else {
             rv.awaiting_since = Some(now);
         }

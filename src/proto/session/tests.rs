@@ -566,8 +566,8 @@ fn silent_server_is_reported_once_and_stun_gives_up_bounded() {
     assert_eq!(silent, 1);
     assert!(sim.events(a).contains(&NetEvent::StunFailed { server: addr(SERVER) }));
     let stun_sent = sim.sent.iter().filter(|s| s.2 == addr(SERVER)).count();
-    // Registrations back off (1, 2, 4, 8, 16, 20 s...) and STUN stops after 3 transmissions.
-    assert!(stun_sent < 15, "{stun_sent} datagrams to a dead server in a minute");
+    // Registrations back off (1, 2, 4, 4, 4 s…) and STUN stops after 3 transmissions.
+    assert!(stun_sent <= 20, "{stun_sent} datagrams to a dead server in a minute");
 }
 
 #[test]
@@ -729,7 +729,9 @@ proptest! {
         sim.loss_percent = loss;
         let a = sim.room("alice", "198.51.100.10:4000", &key);
         let b = sim.room("bob", "198.51.100.20:5000", &key);
-        sim.run_for(Duration::from_secs(30));
+        // A minute: at 30% loss a registration and its answer both get through with
+        // probability ~0.5, and retries come every 4 s at most.
+        sim.run_for(Duration::from_secs(60));
         prop_assert!(sim.online(a) >= 1 && sim.online(b) >= 1);
         // Over the lossy link nothing is ever shown that was not sent, and nothing twice.
         sim.loss_percent = 0;
