@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::harness::{
-    TempDir, direct_peer, free_port, keygen, log_records, room_peer, server, server_on,
+    RoomPair, TempDir, direct_peer, free_port, keygen, log_records, room_peer, server_on,
 };
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -18,13 +18,7 @@ fn event_is(name: &'static str) -> impl Fn(&Value) -> bool {
 
 #[test]
 fn delivery_is_confirmed_and_a_64_kib_line_arrives_whole() {
-    let (_server, addr) = server();
-    let key = keygen();
-    let (da, db) = (TempDir::new("long-a"), TempDir::new("long-b"));
-    let mut a = room_peer("alice", addr, "long", &key, da.path());
-    let mut b = room_peer("bob", addr, "long", &key, db.path());
-    a.expect(WAIT, "peer_online", event_is("peer_online"));
-    b.expect(WAIT, "peer_online", event_is("peer_online"));
+    let RoomPair { mut a, mut b, dirs: (da, _db), _server, .. } = RoomPair::connected("long");
     let unit = "p2p \"chat\" 世界 👋🏽 \\ ";
     let long = unit.repeat(60_000 / unit.len());
     a.say(&long);
@@ -133,13 +127,8 @@ fn a_receiver_killed_mid_burst_kept_every_message_it_acknowledged() {
 
 #[test]
 fn a_restarted_peer_is_back_within_seconds() {
-    let (_server, addr) = server();
-    let key = keygen();
-    let (da, db) = (TempDir::new("back-a"), TempDir::new("back-b"));
-    let mut a = room_peer("alice", addr, "back", &key, da.path());
-    let mut b = room_peer("bob", addr, "back", &key, db.path());
-    a.expect(WAIT, "online", event_is("peer_online"));
-    b.expect(WAIT, "online", event_is("peer_online"));
+    let RoomPair { mut a, mut b, addr, key, dirs: (_da, db), _server } =
+        RoomPair::connected("back");
     b.kill();
     let restarted = Instant::now();
     let mut b = room_peer("bob", addr, "back", &key, db.path());

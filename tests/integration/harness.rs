@@ -198,6 +198,30 @@ pub fn room_peer(name: &str, server: SocketAddr, room: &str, key: &str, data: &P
     Proc::spawn(command)
 }
 
+/// A server and two headless peers, "alice" and "bob", in `room`, both online.
+pub struct RoomPair {
+    pub _server: Proc,
+    pub addr: SocketAddr,
+    pub key: String,
+    pub dirs: (TempDir, TempDir),
+    pub a: Proc,
+    pub b: Proc,
+}
+
+impl RoomPair {
+    pub fn connected(room: &str) -> Self {
+        let (server, addr) = server();
+        let key = keygen();
+        let dirs = (TempDir::new(&format!("{room}-a")), TempDir::new(&format!("{room}-b")));
+        let mut a = room_peer("alice", addr, room, &key, dirs.0.path());
+        let mut b = room_peer("bob", addr, room, &key, dirs.1.path());
+        for p in [&mut a, &mut b] {
+            p.expect_event(Duration::from_secs(15), "peer_online");
+        }
+        Self { _server: server, addr, key, dirs, a, b }
+    }
+}
+
 /// A headless peer in direct mode: bound to `bind`, talking to `peer`.
 pub fn direct_peer(name: &str, bind: SocketAddr, peer: SocketAddr, key: &str, data: &Path) -> Proc {
     let mut command = bin();
