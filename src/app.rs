@@ -7,6 +7,7 @@ pub mod input;
 pub mod keymap;
 pub mod message;
 pub mod model;
+pub mod scrollback;
 pub mod texts;
 pub mod update;
 

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use chrono::{Local, Utc};
@@ -13,10 +13,11 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
+use crate::app::message::Load;
 use crate::app::model::{Entry, Me, Public, ServerState, ServerView};
 use crate::app::{Effect, Message, Model, update};
-use crate::consts::{HISTORY_PRELOAD_RECORDS, PENDING_SCAN_RECORDS};
-use crate::history::{self, History, HistoryError};
+use crate::consts::{HISTORY_PAGE_RECORDS, HISTORY_PRELOAD_RECORDS, PENDING_SCAN_RECORDS};
+use crate::history::{self, History, HistoryError, Page};
 use crate::net::{self, NetHandle};
 use crate::proto::crypto::Cipher;
 use crate::proto::{Mode, NetCommand, NetEvent, Receipt, Session, SessionConfig};
@@ -97,9 +98,10 @@ pub async fn start(options: ChatOptions) -> Result<Chat, StartError> {
     });
     let conversation = conversation_id(&mode);
     let log = History::open(&data_dir, &conversation)?;
-    let (mut records, skipped) = history::tail(log.path(), PENDING_SCAN_RECORDS)?;
-    let (pending, seen) = history::unfinished(&records);
-    records.drain(..records.len().saturating_sub(HISTORY_PRELOAD_RECORDS));
+    let mut page = history::tail(log.path(), PENDING_SCAN_RECORDS)?;
+    let (pending, seen) = history::unfinished(page.records.iter().map(|(_, r)| r));
+    let skipped = page.skipped;
+    page.keep_last(HISTORY_PRELOAD_RECORDS);
     let (title, server) = match &mode {
         Mode::Room { server, room } => (
             format!("room {room}"),
@@ -115,7 +117,7 @@ pub async fn start(options: ChatOptions) -> Result<Chat, StartError> {
         server,
     };
     let now = Local::now();
-    let mut model = Model::new(me, title, &records, now);
+    let mut model = Model::new(me, title, page, now);
     if skipped > 0 {
         model
             .entries
@@ -166,6 +168,25 @@ pub fn spawn_session(
     net::spawn(socket, session)
 }
 
+/// Reads the page of the log at `path` that `load` asks for.
+pub fn read_page(path: &Path, load: Load) -> Result<Page, HistoryError> {
+    match load {
+        Load::Older(end) => history::read_before(path, Some(end), HISTORY_PAGE_RECORDS),
+        Load::Newer(start) => history::read_after(path, start, HISTORY_PAGE_RECORDS),
+        Load::First => history::read_after(path, 0, HISTORY_PAGE_RECORDS),
+        Load::Latest => history::tail(path, HISTORY_PAGE_RECORDS),
+        Load::Around(at) => {
+            let mut page = history::read_before(path, Some(at), HISTORY_PAGE_RECORDS / 2)?;
+            let after = history::read_after(path, at, HISTORY_PAGE_RECORDS / 2)?;
+            page.records.extend(after.records);
+            page.skipped += after.skipped;
+            page.end = after.end;
+            page.len = after.len;
+            Ok(page)
+        }
+    }
+}
+
 impl Chat {
     /// Runs one message through `update` and carries out the effects.
     pub fn apply(&mut self, message: Message) -> Step {
@@ -196,6 +217,14 @@ impl Chat {
                             pending.push(Message::Failed(error.to_string()));
                         }
                     },
+                    Effect::Load(load) => {
+                        let page = read_page(self.log.path(), load).map_err(|e| e.to_string());
+                        pending.push(Message::Loaded(load, page));
+                    }
+                    Effect::Search(term) => {
+                        let found = history::search(self.log.path(), &term);
+                        pending.push(Message::Found(term, found.map_err(|e| e.to_string())));
+                    }
                     Effect::Exit => step.exit = true,
                 }
             }

@@ -79,6 +79,20 @@ pub const NOTICE_SOURCES_CAPACITY: usize = 256;
 /// without reading a large file whole.
 pub const HISTORY_PRELOAD_RECORDS: usize = 2000;
 
+/// Records read per page when the view scrolls past the loaded window of history.
+pub const HISTORY_PAGE_RECORDS: usize = 500;
+
+/// Most history items held at once: scrolling further loads pages and lets the far end of the
+/// window go, so memory stays flat however long the log is.
+pub const HISTORY_WINDOW_ENTRIES: usize = 3000;
+
+/// Screens of history kept ready beyond the view in the direction of scrolling, so holding
+/// PgUp never waits at the window's edge.
+pub const HISTORY_PREFETCH_SCREENS: usize = 3;
+
+/// Deliveries remembered from newer pages while their messages are not loaded yet.
+pub const HISTORY_LATE_DELIVERIES: usize = 10_000;
+
 /// Capacity of the actor's event channel towards the UI.
 pub const EVENT_CHANNEL_CAPACITY: usize = 1024;
 

@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::future::Future;
 use std::io::Write;
+use std::path::Path;
 
 use chrono::Local;
 use serde_json::{Value, json};
@@ -17,6 +18,7 @@ use crate::app::commands::{self, Command};
 use crate::app::texts;
 use crate::chat::Chat;
 use crate::consts::DRAIN_ON_EOF;
+use crate::history;
 use crate::proto::{NetEvent, Rejection};
 
 /// The JSON line for a network event, if it has one.
@@ -109,6 +111,36 @@ fn who(chat: &Chat) -> Value {
     json!({"event": "who", "peers": peers})
 }
 
+/// Matches shown per `/search` in headless mode (the newest).
+const SEARCH_MATCHES_SHOWN: usize = 20;
+
+/// `/search TEXT`: how many messages in the log contain it and the newest of them.
+fn search_json(log: &Path, term: &str) -> Value {
+    if term.is_empty() {
+        return json!({"event": "error", "message": texts::SEARCH_USAGE});
+    }
+    let found = match history::search(log, term) {
+        Ok(found) => found,
+        Err(e) => {
+            return json!({"event": "error", "message": texts::log_unreadable(&e.to_string())});
+        }
+    };
+    let newest = found.offsets.iter().rev().take(SEARCH_MATCHES_SHOWN).rev();
+    let matches: Vec<Value> = newest
+        .filter_map(|&offset| history::read_after(log, offset, 1).ok()?.records.pop())
+        .filter_map(|(_, record)| match record.entry {
+            history::Entry::Message { from, text, id, .. } => {
+                Some(json!({"at": record.at.to_rfc3339(), "from": from, "text": text, "id": id}))
+            }
+            _ => None,
+        })
+        .collect();
+    json!({
+        "event": "found", "term": term, "count": found.offsets.len(),
+        "truncated": found.truncated, "matches": matches,
+    })
+}
+
 /// What this run typed and no peer has confirmed yet: end of input waits for it (bounded).
 #[derive(Default)]
 struct Awaiting {
@@ -164,6 +196,10 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
                     }
                     Command::Help => {
                         emit(&json!({"event": "help", "lines": texts::help()}));
+                        None
+                    }
+                    Command::Search(term) => {
+                        emit(&search_json(chat.log.path(), &term));
                         None
                     }
                     Command::Unknown(word) => {

@@ -1,6 +1,9 @@
 //! Neutralising untrusted text before it reaches a terminal: control characters, escape
 //! sequences and bidi overrides from a peer become visible symbols, so a message can never move
-//! the cursor, recolour the screen or reorder what the user reads. Owns no state.
+//! the cursor, recolour the screen or reorder what the user reads. Also the one definition of
+//! "contains, ignoring case" that search and highlighting share. Owns no state.
+
+use std::ops::Range;
 
 /// Returns `s` with every character that could act on a terminal replaced by a visible stand-in.
 pub fn sanitize(s: &str) -> String {
@@ -24,9 +27,65 @@ fn neutralise(c: char) -> char {
     }
 }
 
+/// Byte ranges of the non-overlapping places where `haystack` contains `needle`, ignoring
+/// case (both sides compared by their Unicode lowercase), first to last.
+pub fn matches_ignoring_case(haystack: &str, needle: &str) -> Vec<Range<usize>> {
+    let needle: Vec<char> = needle.chars().flat_map(char::to_lowercase).collect();
+    let mut out = Vec::new();
+    if needle.is_empty() {
+        return out;
+    }
+    let mut next_free = 0;
+    for (start, _) in haystack.char_indices() {
+        if start < next_free {
+            continue;
+        }
+        if let Some(len) = match_len(&haystack[start..], &needle) {
+            out.push(start..start + len);
+            next_free = start + len;
+        }
+    }
+    out
+}
+
+/// Where `haystack` first contains `needle`, ignoring case (see `matches_ignoring_case`).
+pub fn find_ignoring_case(haystack: &str, needle: &str) -> Option<Range<usize>> {
+    matches_ignoring_case(haystack, needle).into_iter().next()
+}
+
+/// Bytes of `haystack`'s start that lowercase to exactly `needle`, if they do.
+fn match_len(haystack: &str, needle: &[char]) -> Option<usize> {
+    let mut k = 0;
+    for (at, c) in haystack.char_indices() {
+        for lower in c.to_lowercase() {
+            if needle.get(k) != Some(&lower) {
+                return None;
+            }
+            k += 1;
+        }
+        if k == needle.len() {
+            return Some(at + c.len_utf8());
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{sanitize, sanitize_lines};
+    use super::*;
+
+    #[test]
+    fn matching_ignores_case_and_reports_byte_ranges() {
+        assert_eq!(matches_ignoring_case("Hello hello HELLO", "hello"), vec![0..5, 6..11, 12..17]);
+        assert_eq!(matches_ignoring_case("aaaa", "aa"), vec![0..2, 2..4]);
+        assert_eq!(find_ignoring_case("Grüße ÜBER alles", "über"), Some(8..13));
+        assert_eq!(find_ignoring_case("世界 hello", "HELLO"), Some(7..12));
+        assert_eq!(find_ignoring_case("abc", ""), None);
+        assert_eq!(find_ignoring_case("ab", "abc"), None);
+        // A character whose lowercase is two characters matches only as a whole.
+        assert_eq!(find_ignoring_case("İx", "i"), None);
+        assert_eq!(find_ignoring_case("İx", "i\u{307}x"), Some(0..3));
+    }
 
     #[test]
     fn escape_sequences_become_visible() {

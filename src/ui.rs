@@ -57,4 +57,4 @@ pub fn render(model: &Model, frame: &mut Frame) {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -13,6 +13,8 @@ pub enum Command {
     Quit,
     /// `/who`.
     Who,
+    /// `/search TEXT` (the text; empty when none was given).
+    Search(String),
     /// A slash command we do not know (the word after the slash).
     Unknown(String),
 }
@@ -21,6 +23,10 @@ pub enum Command {
 pub const COMMANDS: &[(&str, &str)] = &[
     ("/help", "commands and keys"),
     ("/who", "peers: online or offline, endpoint and path, NAT type, round trip, last seen"),
+    (
+        "/search TEXT",
+        "find TEXT in the whole history (also Ctrl-F); n/Enter older, N newer, Esc ends",
+    ),
     ("/quit", "say goodbye to peers and leave (also Ctrl-C)"),
     ("//text", "send a message that starts with a slash"),
 ];
@@ -41,6 +47,10 @@ pub fn parse(line: &str) -> Command {
         "help" | "h" | "?" => Command::Help,
         "quit" | "q" | "exit" => Command::Quit,
         "who" => Command::Who,
+        "search" | "find" => {
+            let text = rest.trim_start().strip_prefix(word).unwrap_or_default();
+            Command::Search(text.trim().to_owned())
+        }
         other => Command::Unknown(other.to_owned()),
     }
 }
@@ -57,6 +67,8 @@ mod tests {
         assert_eq!(parse("/who"), Command::Who);
         assert_eq!(parse("/quit now"), Command::Quit);
         assert_eq!(parse("/help"), Command::Help);
+        assert_eq!(parse("/search  old news "), Command::Search("old news".into()));
+        assert_eq!(parse("/search"), Command::Search(String::new()));
         assert_eq!(parse("/frobnicate x"), Command::Unknown("frobnicate".into()));
         assert_eq!(parse("/"), Command::Unknown(String::new()));
         assert_eq!(parse("//etc/passwd"), Command::Say("/etc/passwd".into()));

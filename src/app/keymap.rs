@@ -37,6 +37,10 @@ pub enum Action {
     Top,
     /// Scroll back to the newest message.
     Bottom,
+    /// Start a search of the history.
+    Find,
+    /// End the search.
+    Cancel,
     /// Leave.
     Quit,
 }
@@ -70,7 +74,15 @@ const BINDINGS: &[Binding] = &[
     bind(KeyCode::Down, NONE, Action::RecallNext, "", ""),
     bind(KeyCode::PageUp, NONE, Action::PageUp, "PgUp/PgDn", "scroll history (or the mouse wheel)"),
     bind(KeyCode::PageDown, NONE, Action::PageDown, "", ""),
-    bind(KeyCode::Home, NONE, Action::Top, "Home/End", "oldest / newest message"),
+    bind(KeyCode::Home, NONE, Action::Top, "Home/End", "first / newest message of the history"),
+    bind(
+        KeyCode::Char('f'),
+        CTRL,
+        Action::Find,
+        "Ctrl-F",
+        "search the history (n/Enter older, N newer)",
+    ),
+    bind(KeyCode::Esc, NONE, Action::Cancel, "Esc", "end the search"),
     bind(KeyCode::End, NONE, Action::Bottom, "", ""),
     bind(KeyCode::Left, NONE, Action::Left, "Left/Right", "move the cursor"),
     bind(KeyCode::Right, NONE, Action::Right, "", ""),

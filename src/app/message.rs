@@ -4,7 +4,7 @@
 use chrono::{DateTime, Local};
 
 use super::keymap::Action;
-use crate::history::Record;
+use crate::history::{Found, Page, Record};
 use crate::proto::{NetCommand, NetEvent, Receipt};
 
 /// Input to `update`.
@@ -26,6 +26,10 @@ pub enum Message {
     Net(NetEvent, DateTime<Local>),
     /// An effect could not be carried out; shown to the user.
     Failed(String),
+    /// A page of the log asked for with `Effect::Load` (or why it could not be read).
+    Loaded(Load, Result<Page, String>),
+    /// What `Effect::Search` found (or why the log could not be searched).
+    Found(String, Result<Found, String>),
     /// Leave (SIGTERM, end of input).
     Quit,
 }
@@ -43,6 +47,25 @@ pub enum Effect {
         /// The incoming message it holds, if any.
         confirm: Option<Receipt>,
     },
+    /// Read a page of the conversation log; answered with `Message::Loaded`.
+    Load(Load),
+    /// Search the whole conversation log for a text; answered with `Message::Found`.
+    Search(String),
     /// Stop the runner (after the network said it closed).
     Exit,
+}
+
+/// Which page of the log to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Load {
+    /// Records just before this offset.
+    Older(u64),
+    /// Records from this offset on.
+    Newer(u64),
+    /// Records on both sides of this offset (a search match), replacing the window.
+    Around(u64),
+    /// The first records of the log, replacing the window.
+    First,
+    /// The last records of the log, replacing the window.
+    Latest,
 }

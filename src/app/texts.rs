@@ -24,10 +24,31 @@ pub fn presence(peer: &str, online: bool, addr: Option<&str>, reason: Option<&st
     }
 }
 
-/// Marks where the log's history ends and this session begins.
-pub fn history_loaded(n: usize) -> String {
-    format!("── {n} earlier entries from the log above (PgUp to scroll) ──")
+/// `/search` without a text.
+pub const SEARCH_USAGE: &str =
+    "usage: /search TEXT (finds TEXT in the whole history, ignoring case)";
+
+/// A search that found nothing.
+pub fn no_match(term: &str) -> String {
+    format!("no message contains \"{term}\"")
 }
+
+/// Where the search stands, for the input box's title.
+pub fn search_status(term: &str, current: usize, total: usize, truncated: bool) -> String {
+    let more = if truncated { "+" } else { "" };
+    let nth = total - current;
+    format!(
+        " \"{term}\": match {nth} of {total}{more} (newest first) · n/Enter older · N newer · Esc ends "
+    )
+}
+
+/// The log could not be read back for scrolling or search.
+pub fn log_unreadable(error: &str) -> String {
+    format!("cannot read the conversation log: {error}")
+}
+
+/// Marks where the log's history ends and this session begins.
+pub const HISTORY_ABOVE: &str = "── earlier messages from the log above: PgUp scrolls, Home goes to the first, Ctrl-F searches ──";
 
 /// A message that was not sent, with its text so nothing typed is lost.
 pub fn not_sent(text: &str, reason: &str) -> String {

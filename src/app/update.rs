@@ -6,7 +6,8 @@ use chrono::{DateTime, Local};
 use super::commands::{self, Command};
 use super::keymap::Action;
 use super::message::{Effect, Message};
-use super::model::{Entry, EntryKind, Model, PeerView, Public, ServerState, set_delivery};
+use super::model::{Entry, Model, PeerView, Public, ServerState, set_delivery};
+use super::scrollback::{self, push, scroll_by};
 use super::texts;
 use crate::history::{Delivery, Record};
 use crate::proto::{NetCommand, NetEvent};
@@ -22,12 +23,14 @@ pub fn update(model: &mut Model, message: Message) -> Vec<Effect> {
             model.input.insert(&text.replace("\r\n", "\n").replace('\r', "\n"));
             model.dirty = true;
         }
-        Message::Scroll(rows) => scroll_by(model, rows),
+        Message::Scroll(rows) => scroll_by(model, rows, &mut effects),
         Message::Resize(cols, rows) => {
             model.size = (cols, rows);
-            scroll_by(model, 0);
+            scroll_by(model, 0, &mut effects);
             model.dirty = true;
         }
+        Message::Loaded(load, page) => scrollback::loaded(model, load, page, &mut effects),
+        Message::Found(term, found) => scrollback::found(model, term, found, &mut effects),
         Message::Tick(now) => {
             model.now = now;
             // Only "seen Ns ago" changes with the clock.
@@ -47,6 +50,10 @@ pub fn update(model: &mut Model, message: Message) -> Vec<Effect> {
 }
 
 fn on_action(model: &mut Model, action: Action, effects: &mut Vec<Effect>) {
+    if model.search.is_some() && on_search_action(model, action, effects) {
+        model.dirty = true;
+        return;
+    }
     let input = &mut model.input;
     match action {
         Action::Insert(c) => input.insert(c.encode_utf8(&mut [0; 4])),
@@ -74,37 +81,40 @@ fn on_action(model: &mut Model, action: Action, effects: &mut Vec<Effect>) {
                 model.input.set(line);
             }
         }
-        Action::PageUp => scroll_by(model, page(model)),
-        Action::PageDown => scroll_by(model, -page(model)),
-        Action::Top => scroll_by(model, i32::MAX),
-        Action::Bottom => scroll_by(model, i32::MIN),
+        Action::PageUp => scroll_by(model, page(model), effects),
+        Action::PageDown => scroll_by(model, -page(model), effects),
+        Action::Top => scrollback::to_oldest(model, effects),
+        Action::Bottom => scrollback::to_newest(model, effects),
+        Action::Find => {
+            let typed = model.input.take();
+            model.input.set(format!("/search {typed}"));
+        }
+        Action::Cancel => model.search = None,
         Action::Quit => quit(model, effects),
     }
     model.dirty = true;
 }
 
+/// Keys that move between search matches while a search is shown; true when the key was
+/// one of them. The match keys that are also typing keys (n, N, Enter) act on matches only
+/// while the input line is empty.
+fn on_search_action(model: &mut Model, action: Action, effects: &mut Vec<Effect>) -> bool {
+    let typing = !model.input.text().is_empty();
+    match action {
+        Action::Submit | Action::Insert('n') if !typing => {
+            scrollback::step_match(model, true, effects);
+        }
+        Action::Insert('N') if !typing => scrollback::step_match(model, false, effects),
+        Action::RecallPrevious => scrollback::step_match(model, true, effects),
+        Action::RecallNext => scrollback::step_match(model, false, effects),
+        _ => return false,
+    }
+    true
+}
+
 fn page(model: &Model) -> i32 {
     let height = ui::history_height(model.size);
     i32::from(height.saturating_sub(1).max(1))
-}
-
-/// Scrolls `rows` back (positive) or forward (negative), clamped to the loaded history.
-fn scroll_by(model: &mut Model, rows: i32) {
-    let max = ui::history::max_scroll(model);
-    let target = if rows >= 0 {
-        model.scroll.saturating_add(rows.unsigned_abs() as usize)
-    } else {
-        model.scroll.saturating_sub(rows.unsigned_abs() as usize)
-    };
-    let target = target.min(max);
-    if target != model.scroll {
-        model.scroll = target;
-        model.dirty = true;
-    }
-    if model.scroll == 0 && model.unread > 0 {
-        model.unread = 0;
-        model.dirty = true;
-    }
 }
 
 fn submit(model: &mut Model, line: String, effects: &mut Vec<Effect>) {
@@ -115,35 +125,44 @@ fn submit(model: &mut Model, line: String, effects: &mut Vec<Effect>) {
             model.input.take();
             effects.push(Effect::Net(NetCommand::Send { text }));
             // Sending jumps back to the newest messages, where the reply will appear.
-            scroll_by(model, i32::MIN);
+            scrollback::to_newest(model, effects);
+        }
+        Command::Search(term) if term.is_empty() => {
+            answer(model, vec![texts::SEARCH_USAGE.to_owned()], effects);
+        }
+        Command::Search(term) => {
+            model.input.take();
+            effects.push(Effect::Search(term));
         }
         Command::Help => {
             model.input.take();
-            for line in texts::help() {
-                push(model, Entry::system(model.now, line));
-            }
+            answer(model, texts::help(), effects);
         }
         Command::Who => {
             model.input.take();
-            if model.peers.is_empty() {
-                push(model, Entry::system(model.now, texts::NO_PEERS));
-            }
-            let lines: Vec<String> =
+            let mut lines: Vec<String> =
                 model.peers.iter().map(|p| texts::who_line(p, model.now)).collect();
-            for line in lines {
-                push(model, Entry::system(model.now, line));
+            if lines.is_empty() {
+                lines.push(texts::NO_PEERS.to_owned());
             }
+            answer(model, lines, effects);
         }
         Command::Quit => {
             model.input.take();
             quit(model, effects);
         }
         // The line stays in the input box so it can be corrected.
-        Command::Unknown(word) => {
-            push(model, Entry::system(model.now, texts::unknown_command(&word)))
-        }
+        Command::Unknown(word) => answer(model, vec![texts::unknown_command(&word)], effects),
     }
     model.dirty = true;
+}
+
+/// Shows a command's output: at the newest end of the history, where the view goes.
+pub fn answer(model: &mut Model, lines: Vec<String>, effects: &mut Vec<Effect>) {
+    scrollback::to_newest(model, effects);
+    for line in lines {
+        push(model, Entry::system(model.now, line));
+    }
 }
 
 fn quit(model: &mut Model, effects: &mut Vec<Effect>) {
@@ -151,18 +170,6 @@ fn quit(model: &mut Model, effects: &mut Vec<Effect>) {
         model.quitting = true;
         effects.push(Effect::Net(NetCommand::Shutdown));
     }
-}
-
-/// Appends a history item, keeping the view still when the user has scrolled back.
-fn push(model: &mut Model, entry: Entry) {
-    if model.scroll > 0 {
-        model.scroll += ui::history::entry_rows(&entry, model);
-        if matches!(entry.kind, EntryKind::Chat { own: false, .. }) {
-            model.unread += 1;
-        }
-    }
-    model.entries.push(entry);
-    model.dirty = true;
 }
 
 fn log_and_show(
@@ -288,18 +295,20 @@ fn on_net(model: &mut Model, event: NetEvent, at: DateTime<Local>, effects: &mut
             log_and_show(model, &event, at, effects);
         }
         NetEvent::Sent { id, .. } => {
-            // A queued message (or one from an earlier run) that went out changes in place.
-            if set_delivery(&mut model.entries, &id.0, Delivery::Sent) {
-                log_only(model, &event, at, effects);
-            } else {
+            // A queued message that went out changes in place; the log already holds it (as
+            // pending, which "sent" also is), so each message stays one record.
+            if !model.queued.remove(&id.0) {
                 log_and_show(model, &event, at, effects);
+            } else if set_delivery(&mut model.entries, &id.0, Delivery::Sent) {
+                model.dirty = true;
             }
         }
         NetEvent::Delivered { id } => {
             set_delivery(&mut model.entries, &id.0, Delivery::Delivered);
             log_only(model, &event, at, effects);
         }
-        NetEvent::Queued { .. } => {
+        NetEvent::Queued { id, .. } => {
+            model.queued.insert(id.0.clone());
             log_and_show(model, &event, at, effects);
             push(model, Entry::system(at, texts::QUEUED));
         }

@@ -1,5 +1,6 @@
 //! The history pane: turns entries into styled, wrapped rows (unicode-correct: by grapheme and
-//! display width, breaking at spaces when it can) and draws only the rows in view. Also the row
+//! display width, breaking at spaces when it can), highlights search matches and wraps only the
+//! entries in view (the others are counted by their remembered row counts). Also the row
 //! arithmetic `update` needs to keep a scrolled-back view still.
 
 use ratatui::Frame;
@@ -14,17 +15,28 @@ use super::theme;
 use crate::app::Model;
 use crate::app::model::{Entry, EntryKind};
 use crate::history::Delivery;
-use crate::text::{sanitize, sanitize_lines};
+use crate::text::{matches_ignoring_case, sanitize, sanitize_lines};
 
-/// The styled pieces of one entry, before wrapping. Untrusted text is neutralised here.
-fn pieces(entry: &Entry) -> Vec<(String, Style)> {
+/// The styled pieces of one entry, before wrapping. Untrusted text is neutralised here; places
+/// that contain `term` are highlighted (`current`: this entry is the match in view).
+fn pieces(entry: &Entry, term: Option<&str>, current: bool) -> Vec<(String, Style)> {
     let mut out = vec![(entry.at.format("[%H:%M:%S] ").to_string(), theme::time())];
     match &entry.kind {
         EntryKind::Chat { from, text, own, delivery, .. } => {
             let name_style = if *own { theme::own() } else { theme::peer(from) };
             out.push((sanitize(from), name_style));
             out.push((": ".to_owned(), Style::new()));
-            out.push((sanitize_lines(text), Style::new()));
+            let text = sanitize_lines(text);
+            let found =
+                term.map(|t| matches_ignoring_case(&text, &sanitize(t))).unwrap_or_default();
+            let mark = if current { theme::current_match() } else { theme::found() };
+            let mut done = 0;
+            for range in found {
+                out.push((text[done..range.start].to_owned(), Style::new()));
+                out.push((text[range.clone()].to_owned(), mark));
+                done = range.end;
+            }
+            out.push((text[done..].to_owned(), Style::new()));
             match delivery {
                 Some(Delivery::Queued) => {
                     out.push((" ⧗ waiting for a peer".to_owned(), theme::delivery()));
@@ -103,40 +115,60 @@ fn inner_width(model: &Model) -> usize {
     usize::from(panes.history.width.saturating_sub(2))
 }
 
+/// Rows an entry takes at `width` (highlighting never changes where rows break).
+fn rows_at(entry: &Entry, width: usize) -> usize {
+    entry.rows.get(width, || wrap(&pieces(entry, None, false), width).len())
+}
+
 /// Rows one entry takes at the model's current size.
 pub fn entry_rows(entry: &Entry, model: &Model) -> usize {
-    wrap(&pieces(entry), inner_width(model)).len()
+    rows_at(entry, inner_width(model))
+}
+
+/// Rows the whole loaded window takes.
+pub fn total_rows(model: &Model) -> usize {
+    let width = inner_width(model);
+    model.entries.iter().map(|e| rows_at(e, width)).sum()
 }
 
 /// How far back the view can scroll: all rows minus one screen.
 pub fn max_scroll(model: &Model) -> usize {
-    let width = inner_width(model);
-    let total: usize = model.entries.iter().map(|e| wrap(&pieces(e), width).len()).sum();
-    total.saturating_sub(usize::from(super::history_height(model.size)))
+    total_rows(model).saturating_sub(usize::from(super::history_height(model.size)))
 }
 
-/// Draws the pane: only entries that reach the visible rows are wrapped.
+/// Draws the pane: entries below the view are skipped by their row counts; only entries that
+/// reach the visible rows are wrapped.
 pub fn render(model: &Model, frame: &mut Frame, area: Rect) {
     let title = format!(" p2pchat · {} ", sanitize(&model.conversation));
     let block = Block::bordered().title(title).border_style(theme::border());
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let height = usize::from(inner.height);
-    let needed = height + model.scroll;
+    let width = usize::from(inner.width);
+    let term = model.search.as_ref().map(|s| s.term.as_str());
+    let current = model.search.as_ref().and_then(|s| s.current_offset());
+    // Rows below the view's bottom edge that belong to the entry straddling it.
+    let mut below = model.scroll;
     let mut rows: Vec<Line<'static>> = Vec::new();
     for entry in model.entries.iter().rev() {
-        let mut lines = wrap(&pieces(entry), usize::from(inner.width));
-        lines.extend(rows);
-        rows = lines;
-        if rows.len() >= needed {
+        if rows.len() >= height {
             break;
         }
+        let count = rows_at(entry, width);
+        if below >= count {
+            below -= count;
+            continue;
+        }
+        let is_current = current.is_some() && entry.offset() == current;
+        let mut lines = wrap(&pieces(entry, term, is_current), width);
+        lines.truncate(count - below);
+        below = 0;
+        lines.extend(rows);
+        rows = lines;
     }
-    let end = rows.len().saturating_sub(model.scroll);
-    let start = end.saturating_sub(height);
-    let visible: Vec<Line<'static>> = rows.drain(start..end).collect();
+    let visible: Vec<Line<'static>> = rows.split_off(rows.len().saturating_sub(height));
     frame.render_widget(Paragraph::new(visible), inner);
-    if model.scroll > 0 && inner.height > 0 {
+    if (model.scroll > 0 || model.paging.newer.is_some()) && inner.height > 0 {
         let text = if model.unread > 0 {
             format!(" ↓ {} new — End to jump ", model.unread)
         } else {

@@ -8,12 +8,21 @@ use unicode_segmentation::UnicodeSegmentation;
 use unicode_width::UnicodeWidthStr;
 
 use super::theme;
-use crate::app::Model;
+use crate::app::{Model, texts};
 use crate::text::sanitize;
 
 /// Draws the box and places the cursor.
 pub fn render(model: &Model, frame: &mut Frame, area: Rect) {
-    let title = if model.quitting { " leaving… " } else { " message (Enter sends · /help) " };
+    let title = match &model.search {
+        _ if model.quitting => " leaving… ".to_owned(),
+        Some(search) => texts::search_status(
+            &sanitize(&search.term),
+            search.current,
+            search.matches.len(),
+            search.truncated,
+        ),
+        None => " message (Enter sends · /help) ".to_owned(),
+    };
     let block = Block::bordered().title(title).border_style(theme::border());
     let inner = block.inner(area);
     frame.render_widget(block, area);

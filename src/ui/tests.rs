@@ -8,7 +8,7 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
 use super::render;
-use crate::app::model::{Entry, EntryKind, Me, PeerView, Public, ServerState, ServerView};
+use crate::app::model::{Entry, EntryKind, Me, Origin, PeerView, Public, ServerState, ServerView};
 use crate::app::{Message, Model, update};
 use crate::history::Delivery;
 use crate::proto::{DropCounts, PathKind, PeerId};
@@ -23,10 +23,8 @@ fn at(h: u32, m: u32, s: u32) -> DateTime<Local> {
 
 fn chat(from: &str, text: &str, own: bool, when: DateTime<Local>) -> Entry {
     let delivery = own.then_some(Delivery::Delivered);
-    Entry {
-        at: when,
-        kind: EntryKind::Chat { from: from.into(), text: text.into(), own, id: None, delivery },
-    }
+    let kind = EntryKind::Chat { from: from.into(), text: text.into(), own, id: None, delivery };
+    Entry::new(when, kind, Origin::Live)
 }
 
 fn model(size: (u16, u16)) -> Model {
@@ -41,7 +39,7 @@ fn model(size: (u16, u16)) -> Model {
             state: ServerState::Registered,
         }),
     };
-    let mut m = Model::new(me, "room team".into(), &[], at(12, 0, 30));
+    let mut m = Model::new(me, "room team".into(), crate::history::Page::default(), at(12, 0, 30));
     m.size = size;
     m.entries = vec![
         Entry::system(at(12, 0, 0), "bob is online (via 198.51.100.2:5000)"),
@@ -80,7 +78,8 @@ fn model(size: (u16, u16)) -> Model {
     m
 }
 
-fn screen(m: &Model) -> Vec<String> {
+/// The screen as text rows, one string per terminal row (wide characters once).
+pub(crate) fn screen(m: &Model) -> Vec<String> {
     let mut terminal = Terminal::new(TestBackend::new(m.size.0, m.size.1)).unwrap();
     terminal.draw(|f| render(m, f)).unwrap();
     let buffer = terminal.backend().buffer().clone();

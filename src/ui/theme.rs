@@ -64,3 +64,13 @@ pub fn detail() -> Style {
 pub fn marker() -> Style {
     Style::new().fg(Color::Black).bg(Color::Yellow)
 }
+
+/// Search matches in the history.
+pub fn found() -> Style {
+    Style::new().fg(Color::Black).bg(Color::Yellow)
+}
+
+/// The search match in view.
+pub fn current_match() -> Style {
+    Style::new().fg(Color::Black).bg(Color::LightGreen).add_modifier(Modifier::BOLD)
+}

@@ -96,7 +96,7 @@ fn demo_in_a_real_terminal() {
 
     // Reopening the conversation shows what was said before.
     let tmux = start_demo(&data, "b");
-    let screen = tmux.wait_for("earlier entries from the log", Duration::from_secs(10));
+    let screen = tmux.wait_for("earlier messages from the log", Duration::from_secs(10));
     assert!(screen.contains("tester: are you real?"), "{screen}");
 }
 
