@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::future::Future;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -76,6 +76,9 @@ pub enum Command {
     History {
         /// Room name, or peer address (as given to --peer)
         conversation: String,
+        /// Only messages containing this text (ignoring case)
+        #[arg(long, value_name = "TEXT")]
+        grep: Option<String>,
     },
     /// Try it now: a local server, a bot peer and the chat, in one process
     Demo {
@@ -351,8 +354,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             }
             Ok(())
         }
-        Command::History { conversation } => {
-            print_history(&data_dir(data_dir_flag, &config)?, &conversation)
+        Command::History { conversation, grep } => {
+            print_history(&data_dir(data_dir_flag, &config)?, &conversation, grep.as_deref())
         }
         Command::Demo { name, headless } => {
             let options = DemoOptions {
@@ -443,28 +446,25 @@ fn plain_line(record: &Record) -> Option<String> {
     })
 }
 
-fn print_history(dir: &Path, name: &str) -> Result<(), CliError> {
+fn print_history(dir: &Path, name: &str, grep: Option<&str>) -> Result<(), CliError> {
     let path = find_conversation(dir, name)?;
-    let file = File::open(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut skipped = 0usize;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    for line in BufReader::new(file).split(b'\n') {
-        let line = line.with_context(|| format!("cannot read {}", path.display()))?;
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
+    // Lines go out as they are read; a reader that went away (e.g. `| head`) ends it quietly.
+    let mut closed = false;
+    let mut print = |record: Record| {
+        if let Some(line) = plain_line(&record)
+            && !closed
+        {
+            closed = writeln!(out, "{line}").is_err();
         }
-        match serde_json::from_slice::<Record>(&line) {
-            Ok(record) => {
-                let Some(line) = plain_line(&record) else { continue };
-                if writeln!(out, "{line}").is_err() {
-                    return Ok(()); // the reader went away (e.g. `| head`)
-                }
-            }
-            Err(_) => skipped += 1,
-        }
+    };
+    let skipped = match grep {
+        Some("") => return Err(usage("--grep needs some text to look for".to_owned())),
+        Some(text) => history::search_each(&path, text, |_, record| print(record)).map(|()| 0),
+        None => history::read_each(&path, print),
     }
-    drop(out);
+    .context("cannot read the conversation log")?;
     if skipped > 0 {
         eprintln!("p2pchat: skipped {skipped} unreadable lines in {}", path.display());
     }

@@ -3,6 +3,7 @@
 //! so a crash leaves at most a torn last line, which reading skips. Reading starts from the end
 //! of the file, so opening a long conversation costs what the last screens cost.
 
+use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::ops::ControlFlow;
@@ -399,6 +400,21 @@ fn scan_lines(
     }
 }
 
+/// Calls `each` for every readable record of the log, oldest first, in bounded memory;
+/// returns how many lines were unreadable.
+pub fn read_each(path: &Path, mut each: impl FnMut(Record)) -> Result<usize, HistoryError> {
+    let mut skipped = 0;
+    scan_lines(path, 0, |_, line| {
+        match parse_line(line) {
+            Ok(Some(record)) => each(record),
+            Ok(None) => {}
+            Err(()) => skipped += 1,
+        }
+        ControlFlow::Continue(())
+    })?;
+    Ok(skipped)
+}
+
 /// The first `n` readable records from byte `start` (a line boundary) on.
 pub fn read_after(path: &Path, start: u64, n: usize) -> Result<Page, HistoryError> {
     let mut page = Page { start, ..Page::default() };
@@ -426,30 +442,45 @@ pub struct Found {
     pub truncated: bool,
 }
 
-/// Every chat message in the log whose text contains `needle`, ignoring case (Unicode
-/// lowercase). Reads the file once, front to back, in bounded memory: a line is parsed only
-/// when its raw bytes could hold the match. The newest `MAX_SEARCH_MATCHES` are kept.
+/// Every chat message in the log whose text contains `needle`, ignoring case (see
+/// `search_each`). The newest `MAX_SEARCH_MATCHES` are kept.
 pub fn search(path: &Path, needle: &str) -> Result<Found, HistoryError> {
-    let mut found = Found::default();
+    let mut offsets = VecDeque::new();
+    let mut truncated = false;
+    search_each(path, needle, |offset, _| {
+        if offsets.len() == MAX_SEARCH_MATCHES {
+            offsets.pop_front();
+            truncated = true;
+        }
+        offsets.push_back(offset);
+    })?;
+    Ok(Found { offsets: offsets.into(), truncated })
+}
+
+/// Calls `each(offset, record)` for every chat message in the log whose text contains
+/// `needle`, ignoring case (Unicode lowercase), oldest first. Reads the file once, front to
+/// back, in bounded memory: a line is parsed only when its raw bytes could hold the match.
+pub fn search_each(
+    path: &Path,
+    needle: &str,
+    mut each: impl FnMut(u64, Record),
+) -> Result<(), HistoryError> {
     if needle.is_empty() {
-        return Ok(found);
+        return Ok(());
     }
     let prefilter = Prefilter::new(needle);
     let mut lowered = Vec::new();
     scan_lines(path, 0, |offset, line| {
         if prefilter.may_match(line, &mut lowered)
-            && let Ok(Some(Record { entry: Entry::Message { text, .. }, .. })) = parse_line(line)
-            && crate::text::find_ignoring_case(&text, needle).is_some()
+            && let Ok(Some(record)) = parse_line(line)
+            && let Entry::Message { text, .. } = &record.entry
+            && crate::text::find_ignoring_case(text, needle).is_some()
         {
-            if found.offsets.len() == MAX_SEARCH_MATCHES {
-                found.offsets.remove(0);
-                found.truncated = true;
-            }
-            found.offsets.push(offset);
+            each(offset, record);
         }
         ControlFlow::Continue(())
     })?;
-    Ok(found)
+    Ok(())
 }
 
 /// A cheap test on a raw log line that never rejects a line whose text matches.

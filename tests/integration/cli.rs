@@ -153,4 +153,21 @@ fn history_prints_the_log_and_skips_torn_lines() {
     assert!(printed[1].ends_with("bob: hi ␛[2J there"), "{}", printed[1]);
     assert!(printed[2].ends_with("ann: yo"), "{}", printed[2]);
     assert!(stderr(&out).contains("skipped 1 unreadable lines"));
+
+    // --grep prints only the messages whose text holds the words, whatever their case.
+    let grep = |text: &str| {
+        let mut cmd = bin();
+        cmd.args(["history", "team", "--grep", text, "--data-dir"]).arg(data.path());
+        cmd.output().unwrap()
+    };
+    let out = grep("HI");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.trim_end().ends_with("bob: hi ␛[2J there"), "{text}");
+    // Words that occur only in field names or other records are not found.
+    assert!(grep("bob").stdout.is_empty());
+    let out = grep("");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--grep needs some text"), "{}", stderr(&out));
 }
