@@ -8,19 +8,19 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use chrono::{Local, Utc};
+use chrono::{DateTime, Local, Utc};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
 use crate::app::message::Load;
 use crate::app::model::{Entry, Me, Public, ServerState, ServerView};
-use crate::app::{Effect, Message, Model, update};
+use crate::app::{Effect, Message, Model, texts, update};
 use crate::consts::{HISTORY_PAGE_RECORDS, HISTORY_PRELOAD_RECORDS, PENDING_SCAN_RECORDS};
 use crate::history::{self, History, HistoryError, Page};
 use crate::net::{self, NetHandle};
 use crate::proto::crypto::Cipher;
-use crate::proto::{Mode, NetCommand, NetEvent, Receipt, Session, SessionConfig};
+use crate::proto::{Mode, NetCommand, NetEvent, Pending, Receipt, Session, SessionConfig};
 
 /// Everything needed to start a chat.
 pub struct ChatOptions {
@@ -86,6 +86,44 @@ pub fn conversation_id(mode: &Mode) -> String {
     }
 }
 
+/// A conversation opened from its log: what the first screen shows and what the network must
+/// finish from earlier runs.
+pub struct Opened {
+    /// The log, appending.
+    pub log: History,
+    /// The model, its window holding the end of the log.
+    pub model: Model,
+    /// Our messages no peer confirmed, to send again.
+    pub pending: Vec<Pending>,
+    /// Messages already shown (sender, id), never to be shown twice.
+    pub seen: Vec<(String, String)>,
+}
+
+/// Opens the log of `conversation` and builds the model from its end. Reads only the end of
+/// the file, so it costs the same for ten messages as for a million.
+pub fn open_conversation(
+    data_dir: &Path,
+    conversation: &str,
+    me: Me,
+    title: String,
+    now: DateTime<Local>,
+) -> Result<Opened, HistoryError> {
+    let log = History::open(data_dir, conversation)?;
+    let history::Unfinished { pending, seen } =
+        history::unfinished(log.path(), PENDING_SCAN_RECORDS)?;
+    let page = history::tail(log.path(), HISTORY_PRELOAD_RECORDS)?;
+    let skipped = page.skipped;
+    let mut model = Model::new(me, title, page, now);
+    if skipped > 0 {
+        model.entries.push(Entry::system(now, texts::skipped_lines(skipped)));
+    }
+    model.entries.push(Entry::system(now, texts::WELCOME));
+    if !pending.is_empty() {
+        model.entries.push(Entry::system(now, texts::resending(pending.len())));
+    }
+    Ok(Opened { log, model, pending, seen })
+}
+
 /// Binds, opens the log, builds the model and spawns the actor. Needs a tokio runtime.
 pub async fn start(options: ChatOptions) -> Result<Chat, StartError> {
     let ChatOptions { name, mode, cipher, bind, stun, offline_after, data_dir } = options;
@@ -96,12 +134,6 @@ pub async fn start(options: ChatOptions) -> Result<Chat, StartError> {
         Mode::Room { server, .. } => Some(*server),
         Mode::Direct { .. } => None,
     });
-    let conversation = conversation_id(&mode);
-    let log = History::open(&data_dir, &conversation)?;
-    let mut page = history::tail(log.path(), PENDING_SCAN_RECORDS)?;
-    let (pending, seen) = history::unfinished(page.records.iter().map(|(_, r)| r));
-    let skipped = page.skipped;
-    page.keep_last(HISTORY_PRELOAD_RECORDS);
     let (title, server) = match &mode {
         Mode::Room { server, room } => (
             format!("room {room}"),
@@ -116,17 +148,8 @@ pub async fn start(options: ChatOptions) -> Result<Chat, StartError> {
         nat: None,
         server,
     };
-    let now = Local::now();
-    let mut model = Model::new(me, title, page, now);
-    if skipped > 0 {
-        model
-            .entries
-            .push(Entry::system(now, format!("skipped {skipped} unreadable lines in the log")));
-    }
-    model.entries.push(Entry::system(now, crate::app::texts::WELCOME));
-    if !pending.is_empty() {
-        model.entries.push(Entry::system(now, crate::app::texts::resending(pending.len())));
-    }
+    let Opened { log, model, pending, seen } =
+        open_conversation(&data_dir, &conversation_id(&mode), me, title, Local::now())?;
     let config = SessionConfig {
         name,
         mode,

@@ -3,6 +3,7 @@
 //! so a crash leaves at most a torn last line, which reading skips. Reading starts from the end
 //! of the file, so opening a long conversation costs what the last screens cost.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -158,37 +159,62 @@ impl Record {
     }
 }
 
-/// What a conversation's records say about the next run: our messages no peer confirmed
-/// (to send again, oldest first) and the (sender, id) of every message shown (never twice).
-pub fn unfinished<'a>(
-    records: impl IntoIterator<Item = &'a Record>,
-) -> (Vec<Pending>, Vec<(String, String)>) {
+/// The fields of a record that say what the next run must finish, read without copying
+/// what it does not need.
+#[derive(Deserialize)]
+struct Brief<'a> {
+    #[serde(borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default)]
+    dir: Option<Direction>,
+    #[serde(default, borrow)]
+    from: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    text: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    sent_at: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(default)]
+    state: Option<Delivery>,
+}
+
+/// What the end of a log says the next run must finish.
+#[derive(Debug, Default)]
+pub struct Unfinished {
+    /// Our messages no peer confirmed, to send again, oldest first.
+    pub pending: Vec<Pending>,
+    /// The (sender, id) of every message shown, never to be shown twice.
+    pub seen: Vec<(String, String)>,
+}
+
+/// What the last `n` records of the log at `path` say about the next run.
+pub fn unfinished(path: &Path, n: usize) -> Result<Unfinished, HistoryError> {
     let mut pending: Vec<Pending> = Vec::new();
     let mut seen = Vec::new();
-    for record in records {
-        match &record.entry {
-            Entry::Message {
-                dir: Direction::Out,
-                text,
-                sent_at,
-                id: Some(id),
-                state: Some(Delivery::Queued | Delivery::Sent),
-                ..
-            } if !pending.iter().any(|p| p.id.0 == *id) => {
+    let Some(raw) = raw_before(path, None, n)? else { return Ok(Unfinished::default()) };
+    let lines: Vec<&[u8]> = raw.bytes.split(|&b| b == b'\n').collect();
+    for line in &lines[lines.len().saturating_sub(n + 1)..] {
+        let Ok(brief) = serde_json::from_slice::<Brief<'_>>(line) else { continue };
+        match (brief.kind.as_ref(), brief.dir, brief.id) {
+            ("message", Some(Direction::Out), Some(id))
+                if matches!(brief.state, Some(Delivery::Queued | Delivery::Sent))
+                    && !pending.iter().any(|p| p.id.0 == *id) =>
+            {
                 pending.push(Pending {
-                    id: MsgId(id.clone()),
-                    text: text.clone(),
-                    timestamp: sent_at.clone().unwrap_or_default(),
+                    id: MsgId(id.into_owned()),
+                    text: brief.text.unwrap_or_default().into_owned(),
+                    timestamp: brief.sent_at.unwrap_or_default().into_owned(),
                 });
             }
-            Entry::Message { dir: Direction::In, from, id: Some(id), .. } => {
-                seen.push((from.clone(), id.clone()));
+            ("message", Some(Direction::In), Some(id)) => {
+                seen.push((brief.from.unwrap_or_default().into_owned(), id.into_owned()));
             }
-            Entry::Delivered { id } => pending.retain(|p| p.id.0 != *id),
+            ("delivered", _, Some(id)) => pending.retain(|p| p.id.0 != *id),
             _ => {}
         }
     }
-    (pending, seen)
+    Ok(Unfinished { pending, seen })
 }
 
 /// Why the log could not be used.
@@ -317,29 +343,14 @@ fn parse_line(line: &[u8]) -> Result<Option<Record>, ()> {
 /// end of the file when `None`; otherwise a line boundary from an earlier page). A missing
 /// file is an empty history.
 pub fn read_before(path: &Path, end: Option<u64>, n: usize) -> Result<Page, HistoryError> {
-    let io_err = |source| HistoryError::Io { path: path.to_owned(), source };
-    let Some((mut file, len)) = open_for_reading(path)? else { return Ok(Page::default()) };
-    let end = end.map_or(len, |e| e.min(len));
-    let mut start = end;
-    let mut buf: Vec<u8> = Vec::new();
-    // Read backwards until the buffer holds n complete lines (n + 1 newlines) or the file start.
-    while start > 0 && memchr::memchr_iter(b'\n', &buf).count() <= n {
-        let step = TAIL_CHUNK_BYTES.min(start);
-        start -= step;
-        let mut chunk = vec![0u8; usize::try_from(step).unwrap_or(0)];
-        file.seek(SeekFrom::Start(start)).map_err(io_err)?;
-        file.read_exact(&mut chunk).map_err(io_err)?;
-        chunk.extend_from_slice(&buf);
-        buf = chunk;
-    }
-    let mut offset = start;
+    let Some(Raw { start, bytes: buf, end, len }) = raw_before(path, end, n)? else {
+        return Ok(Page::default());
+    };
     let mut lines: Vec<(u64, &[u8])> = Vec::new();
+    let mut offset = start;
     for line in buf.split(|&b| b == b'\n') {
         lines.push((offset, line));
         offset += line.len() as u64 + 1;
-    }
-    if start > 0 && !lines.is_empty() {
-        lines.remove(0); // partial first line: it began before the part we read
     }
     let mut page = Page { start: end, end, len, ..Page::default() };
     for (offset, line) in lines.into_iter().rev() {
@@ -355,6 +366,47 @@ pub fn read_before(path: &Path, end: Option<u64>, n: usize) -> Result<Page, Hist
     }
     page.records.reverse();
     Ok(page)
+}
+
+/// Lines of the log as bytes, from a line boundary.
+struct Raw {
+    /// Offset of the first byte.
+    start: u64,
+    /// The lines.
+    bytes: Vec<u8>,
+    /// Offset just past the last byte.
+    end: u64,
+    /// The file's length when read.
+    len: u64,
+}
+
+/// At least the last `n` lines before byte `end` (or all there are).
+fn raw_before(path: &Path, end: Option<u64>, n: usize) -> Result<Option<Raw>, HistoryError> {
+    let io_err = |source| HistoryError::Io { path: path.to_owned(), source };
+    let Some((mut file, len)) = open_for_reading(path)? else { return Ok(None) };
+    let end = end.map_or(len, |e| e.min(len));
+    let mut start = end;
+    let mut chunks: Vec<Vec<u8>> = Vec::new();
+    let mut newlines = 0;
+    // Read backwards until there are n complete lines (n + 1 newlines) or the file start.
+    while start > 0 && newlines <= n {
+        let step = TAIL_CHUNK_BYTES.min(start);
+        start -= step;
+        let mut chunk = vec![0u8; usize::try_from(step).unwrap_or(0)];
+        file.seek(SeekFrom::Start(start)).map_err(io_err)?;
+        file.read_exact(&mut chunk).map_err(io_err)?;
+        newlines += memchr::memchr_iter(b'\n', &chunk).count();
+        chunks.push(chunk);
+    }
+    chunks.reverse();
+    let mut buf = chunks.concat();
+    if start > 0 {
+        // A partial first line: it began before the part we read.
+        let cut = memchr::memchr(b'\n', &buf).map_or(buf.len(), |i| i + 1);
+        buf.drain(..cut);
+        start += cut as u64;
+    }
+    Ok(Some(Raw { start, bytes: buf, end, len }))
 }
 
 /// The last `n` readable records of the log (see `read_before`).

@@ -5,7 +5,7 @@
 //! A sans-IO core (`Server::handle`) under a thin tokio loop (`run`). It never sees chat
 //! content or keys: peers speak to each other directly.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -118,6 +118,9 @@ impl Addresses {
 pub struct Server {
     addresses: Addresses,
     rooms: HashMap<String, Vec<Member>>,
+    /// (expiry, room, name) of every registration, soonest first: expiring costs what
+    /// expires, not a sweep of every room.
+    expiries: BTreeSet<(Instant, String, String)>,
     registrations: usize,
     drops: ServerDrops,
     registered_total: u64,
@@ -130,6 +133,7 @@ impl Server {
         Self {
             addresses,
             rooms: HashMap::new(),
+            expiries: BTreeSet::new(),
             registrations: 0,
             drops: ServerDrops::default(),
             registered_total: 0,
@@ -222,18 +226,19 @@ impl Server {
 
     /// When the next registration expires.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.rooms.values().flatten().map(|m| m.expires).min()
+        self.expiries.first().map(|(at, _, _)| *at)
     }
 
     fn expire(&mut self, now: Instant) {
-        let mut removed = 0;
-        self.rooms.retain(|_, members| {
-            let before = members.len();
-            members.retain(|m| m.expires > now);
-            removed += before - members.len();
-            !members.is_empty()
-        });
-        self.registrations -= removed;
+        while self.expiries.first().is_some_and(|(at, _, _)| *at <= now) {
+            let Some((_, room, name)) = self.expiries.pop_first() else { break };
+            let Some(members) = self.rooms.get_mut(&room) else { continue };
+            members.retain(|m| m.name != name);
+            if members.is_empty() {
+                self.rooms.remove(&room);
+            }
+            self.registrations -= 1;
+        }
     }
 
     fn refuse(&mut self, to: SocketAddr, reason: String) -> Vec<Transmit> {
@@ -270,6 +275,10 @@ impl Server {
             self.registrations += 1;
         }
         self.registered_total += 1;
+        if let Some(old) = existing.and_then(|i| self.rooms.get(&room)?.get(i)) {
+            self.expiries.remove(&(old.expires, room.clone(), name.clone()));
+        }
+        self.expiries.insert((expires, room.clone(), name.clone()));
         let members = self.rooms.entry(room).or_default();
         let nat = nat.map(|n| n.chars().take(MAX_NAME_CHARS).collect());
         let me = Member { name, public: from, private, nat, expires };
@@ -477,6 +486,18 @@ mod tests {
         s.handle_timeout(now + REGISTRATION_TTL);
         assert_eq!(s.registrations(), 0);
         assert_eq!(s.poll_timeout(), None);
+        // A refresh moves the expiry; the other member still expires on time.
+        let second = std::time::Duration::from_secs(1);
+        let later = now + REGISTRATION_TTL + second;
+        handle(&mut s, later, addr("198.51.100.11:1"), &register("r", "a"));
+        handle(&mut s, later, addr("198.51.100.12:1"), &register("r", "b"));
+        handle(&mut s, later + 10 * second, addr("198.51.100.11:1"), &register("r", "a"));
+        assert_eq!(s.poll_timeout(), Some(later + REGISTRATION_TTL));
+        s.handle_timeout(later + REGISTRATION_TTL);
+        assert_eq!(s.registrations(), 1);
+        assert_eq!(s.poll_timeout(), Some(later + 10 * second + REGISTRATION_TTL));
+        s.handle_timeout(later + 10 * second + REGISTRATION_TTL);
+        assert_eq!((s.registrations(), s.poll_timeout()), (0, None));
     }
 
     #[test]

@@ -20,13 +20,12 @@ fn height(model: &Model) -> usize {
 /// Scrolls `rows` back (positive) or forward (negative) within the window, then makes sure
 /// the next pages in that direction are on their way.
 pub fn scroll_by(model: &mut Model, rows: i32, effects: &mut Vec<Effect>) {
-    let max = ui::history::max_scroll(model);
     let target = if rows >= 0 {
         model.scroll.saturating_add(rows.unsigned_abs() as usize)
     } else {
         model.scroll.saturating_sub(rows.unsigned_abs() as usize)
     };
-    let target = target.min(max);
+    let target = clamp_scroll(model, target);
     if target != model.scroll {
         model.scroll = target;
         model.dirty = true;
@@ -36,6 +35,13 @@ pub fn scroll_by(model: &mut Model, rows: i32, effects: &mut Vec<Effect>) {
         model.dirty = true;
     }
     prefetch(model, effects);
+}
+
+/// `scroll` limited to how far back the window reaches.
+fn clamp_scroll(model: &Model, scroll: usize) -> usize {
+    let height = height(model);
+    let reach = ui::history::rows_up_to(model, scroll.saturating_add(height));
+    scroll.min(reach.saturating_sub(height))
 }
 
 /// Goes to the newest item, reading the end of the log first if the window is elsewhere.
@@ -67,9 +73,9 @@ fn prefetch(model: &mut Model, effects: &mut Vec<Effect>) {
         return;
     }
     let margin = HISTORY_PREFETCH_SCREENS * height(model);
-    let above = ui::history::total_rows(model).saturating_sub(model.scroll + height(model));
+    let wanted = model.scroll + height(model) + margin;
     if let Some(at) = model.paging.older
-        && above < margin
+        && ui::history::rows_up_to(model, wanted) < wanted
     {
         request(model, Load::Older(at), effects);
     } else if let Some(at) = model.paging.newer
@@ -271,7 +277,7 @@ fn show_offset(model: &mut Model, offset: u64) {
         model.entries[index..].iter().map(|e| ui::history::entry_rows(e, model)).sum();
     let height = height(model);
     let target = from_bottom.saturating_sub(height - height / 3);
-    model.scroll = target.min(ui::history::max_scroll(model));
+    model.scroll = clamp_scroll(model, target);
     model.dirty = true;
 }
 

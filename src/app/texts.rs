@@ -24,6 +24,11 @@ pub fn presence(peer: &str, online: bool, addr: Option<&str>, reason: Option<&st
     }
 }
 
+/// Unreadable lines found at the end of the log when it was opened.
+pub fn skipped_lines(n: usize) -> String {
+    format!("skipped {n} unreadable lines in the log (torn by a crash, or not written by p2pchat)")
+}
+
 /// `/search` without a text.
 pub const SEARCH_USAGE: &str =
     "usage: /search TEXT (finds TEXT in the whole history, ignoring case)";

@@ -52,6 +52,16 @@ fn pieces(entry: &Entry, term: Option<&str>, current: bool) -> Vec<(String, Styl
     out
 }
 
+/// The grapheme clusters of `text`. Sanitised ASCII (no CR, no controls) has one per byte, so
+/// it skips the segmentation tables: most chat text takes the fast way.
+fn graphemes(text: &str) -> Box<dyn Iterator<Item = &str> + '_> {
+    if text.is_ascii() {
+        Box::new((0..text.len()).map(move |i| &text[i..=i]))
+    } else {
+        Box::new(text.graphemes(true))
+    }
+}
+
 /// Wraps styled pieces to `width` columns, breaking after a space where possible.
 fn wrap(pieces: &[(String, Style)], width: usize) -> Vec<Line<'static>> {
     let width = width.max(1);
@@ -60,7 +70,7 @@ fn wrap(pieces: &[(String, Style)], width: usize) -> Vec<Line<'static>> {
     let mut row_width = 0;
     let mut break_at: Option<usize> = None;
     for (text, style) in pieces {
-        for g in text.graphemes(true) {
+        for g in graphemes(text) {
             if g == "\n" {
                 rows.push(std::mem::take(&mut row));
                 row_width = 0;
@@ -136,6 +146,20 @@ pub fn max_scroll(model: &Model) -> usize {
     total_rows(model).saturating_sub(usize::from(super::history_height(model.size)))
 }
 
+/// Rows of the window counted from its newest end, stopping once there are `limit`: the
+/// total when it is smaller. Costs what the rows near the view cost, not the whole window.
+pub fn rows_up_to(model: &Model, limit: usize) -> usize {
+    let width = inner_width(model);
+    let mut rows = 0;
+    for entry in model.entries.iter().rev() {
+        if rows >= limit {
+            break;
+        }
+        rows += rows_at(entry, width);
+    }
+    rows
+}
+
 /// Draws the pane: entries below the view are skipped by their row counts; only entries that
 /// reach the visible rows are wrapped.
 pub fn render(model: &Model, frame: &mut Frame, area: Rect) {
@@ -166,8 +190,11 @@ pub fn render(model: &Model, frame: &mut Frame, area: Rect) {
         lines.extend(rows);
         rows = lines;
     }
-    let visible: Vec<Line<'static>> = rows.split_off(rows.len().saturating_sub(height));
-    frame.render_widget(Paragraph::new(visible), inner);
+    let visible = rows.split_off(rows.len().saturating_sub(height));
+    let buffer = frame.buffer_mut();
+    for (y, line) in (inner.y..).zip(&visible) {
+        buffer.set_line(inner.x, y, line, inner.width);
+    }
     if (model.scroll > 0 || model.paging.newer.is_some()) && inner.height > 0 {
         let text = if model.unread > 0 {
             format!(" ↓ {} new — End to jump ", model.unread)

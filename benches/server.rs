@@ -1,0 +1,103 @@
+//! Rendezvous server throughput: registrations handled per second by the sans-IO core
+//! (`Server::handle`: parse, room bookkeeping, the answer and introductions encoded), and end
+//! to end through the real server loop on loopback (clients send, the server answers each with
+//! `registered`). Raw UDP request/answer on the same sockets is the baseline for the latter.
+
+// A benchmark that cannot set up fails loudly: there is nothing to measure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput};
+use p2pchat::proto::wire::ToServer;
+use p2pchat::server::{self, Addresses, Server, Sockets};
+use tokio::net::UdpSocket;
+use tokio::runtime::Runtime;
+
+/// Clients in flight at once in the end-to-end runs.
+const CLIENTS: usize = 32;
+
+fn register(room: String, name: &str) -> Vec<u8> {
+    let message = ToServer::Register { room, name: name.into(), private: Vec::new(), nat: None };
+    serde_json::to_vec(&message).unwrap()
+}
+
+/// `CLIENTS` sockets each asking `to` something and waiting for the answer, in rounds.
+async fn rounds(clients: &[(UdpSocket, Vec<u8>)], to: SocketAddr, n: u64) -> Duration {
+    let mut buf = vec![0u8; 2048];
+    let start = Instant::now();
+    let mut done = 0;
+    while done < n {
+        let batch = clients.len().min(usize::try_from(n - done).unwrap());
+        for (socket, request) in &clients[..batch] {
+            socket.send_to(request, to).await.unwrap();
+        }
+        for (socket, _) in &clients[..batch] {
+            let answer = tokio::time::timeout(Duration::from_secs(5), socket.recv(&mut buf));
+            answer.await.expect("an answer within 5 s").unwrap();
+        }
+        done += batch as u64;
+    }
+    start.elapsed()
+}
+
+async fn clients(requests: impl Fn(usize) -> Vec<u8>) -> Vec<(UdpSocket, Vec<u8>)> {
+    let mut out = Vec::new();
+    for i in 0..CLIENTS {
+        out.push((UdpSocket::bind("127.0.0.1:0").await.unwrap(), requests(i)));
+    }
+    out
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+
+    // 2000 clients in rooms of two: the first pass registers and introduces, later passes
+    // refresh, as live clients do.
+    let primary: SocketAddr = "127.0.0.1:7777".parse().unwrap();
+    let mut core = Server::new(Addresses { primary, alt: None });
+    let peers: Vec<(SocketAddr, Vec<u8>)> = (0..2000u16)
+        .map(|i| {
+            let from = SocketAddr::from(([10, 0, (i >> 8) as u8, i as u8], 40000 + i));
+            (from, register(format!("room-{}", i / 2), if i % 2 == 0 { "a" } else { "b" }))
+        })
+        .collect();
+    let mut next = 0;
+    let mut group = c.benchmark_group("server_registrations");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("sans_io_core", |b| {
+        b.iter(|| {
+            let (from, bytes) = &peers[next % peers.len()];
+            next += 1;
+            core.handle(Instant::now(), primary, *from, bytes).len()
+        })
+    });
+
+    let rt = Runtime::new().unwrap();
+    let (server_addr, clients_p2p, raw_addr, clients_raw) = rt.block_on(async {
+        let sockets = Sockets::bind("127.0.0.1:0".parse().unwrap(), None).await.unwrap();
+        let server_addr = sockets.primary();
+        tokio::spawn(server::run(sockets, std::future::pending()));
+        // The baseline: a bare echo of an 8-byte answer per datagram.
+        let raw = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let raw_addr = raw.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 2048];
+            while let Ok((_, from)) = raw.recv_from(&mut buf).await {
+                let _ = raw.send_to(&buf[..8], from).await;
+            }
+        });
+        let p2p = clients(|i| register(format!("solo-{i}"), "a")).await;
+        let raw_clients = clients(|i| register(format!("solo-{i}"), "a")).await;
+        (server_addr, p2p, raw_addr, raw_clients)
+    });
+    group.bench_function("loopback_server", |b| {
+        b.iter_custom(|n| rt.block_on(rounds(&clients_p2p, server_addr, n)))
+    });
+    group.bench_function("loopback_raw_udp_echo", |b| {
+        b.iter_custom(|n| rt.block_on(rounds(&clients_raw, raw_addr, n)))
+    });
+    group.finish();
+    c.final_summary();
+}
