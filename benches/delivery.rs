@@ -2,12 +2,15 @@
 //! one-way latency of a chat message (sent by one network actor, shown by the other) against a
 //! raw datagram, and acknowledged messages per second (each confirmed as logged by the
 //! receiving app) against raw datagrams each answered by a raw ack. After criterion's figures, p50 and
-//! p99 of the one-way latencies are printed from 5000 sequential samples of each.
+//! p99 of the one-way latencies are printed from 5000 sequential samples of each, and the same
+//! figures are measured for the seed prototype's stack in Python (`seed_stack.py`) when a
+//! Python with `cryptography` is at hand (`scripts/bench-seed` sets one up).
 
 // A benchmark that cannot set up fails loudly: there is nothing to measure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
@@ -246,7 +249,63 @@ fn main() {
             p99.as_secs_f64() * 1e6
         );
     }
-    let ratio =
-        percentile(&mut chat_lat, 0.5).as_secs_f64() / percentile(&mut raw_lat, 0.5).as_secs_f64();
+    let chat_p50 = percentile(&mut chat_lat, 0.5).as_secs_f64() * 1e6;
+    let chat_p99 = percentile(&mut chat_lat, 0.99).as_secs_f64() * 1e6;
+    let ratio = chat_p50 / (percentile(&mut raw_lat, 0.5).as_secs_f64() * 1e6);
     println!("  p50 ratio p2pchat / raw UDP: {ratio:.2}");
+
+    let batch = 20_000;
+    let rate = batch as f64 / rt.block_on(chat.acked_batch(batch)).as_secs_f64();
+    match seed_stack(samples, batch) {
+        Ok(seed) => {
+            println!("against the seed's stack in Python ({}), same measurement:", seed.python);
+            let rows = [
+                ("one-way p50 µs", chat_p50, seed.p50_us),
+                ("one-way p99 µs", chat_p99, seed.p99_us),
+                ("acked msgs/s", rate, seed.acked_per_s),
+            ];
+            for (name, ours, theirs) in rows {
+                println!(
+                    "  {name:<15} p2pchat {ours:>9.1}   seed stack {theirs:>9.1}   ratio {:.2}",
+                    ours / theirs
+                );
+            }
+        }
+        Err(why) => println!("seed-stack baseline not run: {why}"),
+    }
+}
+
+/// The seed stack's figures (`benches/seed_stack.py`).
+struct Seed {
+    python: String,
+    p50_us: f64,
+    p99_us: f64,
+    acked_per_s: f64,
+}
+
+/// Runs `benches/seed_stack.py` with `$P2PCHAT_PYTHON` (as `scripts/bench-seed` sets it up),
+/// else with a `python3` that has `cryptography`.
+fn seed_stack(samples: usize, batch: u64) -> Result<Seed, String> {
+    let python = std::env::var("P2PCHAT_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    let has_fernet = Command::new(&python).args(["-c", "import cryptography.fernet"]).output();
+    if !has_fernet.is_ok_and(|o| o.status.success()) {
+        return Err(format!(
+            "{python} with the cryptography package not found (run scripts/bench-seed)"
+        ));
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/seed_stack.py");
+    let out = Command::new(&python)
+        .arg(script)
+        .args(["--samples", &samples.to_string(), "--batch", &batch.to_string()])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let figures: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("{e}: {}", String::from_utf8_lossy(&out.stderr)))?;
+    let figure = |name: &str| figures[name].as_f64().ok_or(format!("no {name} in the output"));
+    Ok(Seed {
+        python,
+        p50_us: figure("p50_us")?,
+        p99_us: figure("p99_us")?,
+        acked_per_s: figure("acked_per_s")?,
+    })
 }
