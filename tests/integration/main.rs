@@ -11,4 +11,6 @@ mod harness;
 mod natlab;
 mod peers;
 mod seed;
+#[path = "../../benches/support/synthetic.rs"]
+mod synthetic;
 mod terminal;

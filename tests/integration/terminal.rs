@@ -1,5 +1,6 @@
 //! The full-screen interface in a real terminal (tmux): the demo shows three panes and the
-//! bot's answer, /quit restores the terminal, and reopening shows the earlier history.
+//! bot's answer, /quit restores the terminal, reopening shows the earlier history, and a long
+//! conversation opens at its end, searches back to an old message and scrolls to the first.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -22,6 +23,13 @@ impl Tmux {
     /// Whether tmux is installed.
     pub fn available() -> bool {
         Command::new("tmux").arg("-V").output().is_ok()
+    }
+
+    /// Presses keys by tmux name (e.g. "Home", "C-f").
+    pub fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "t"];
+        args.extend(keys);
+        self.run(&args);
     }
 
     /// Types literal text, then Enter.
@@ -117,4 +125,35 @@ fn sigterm_restores_the_terminal() {
     // The goodbye reached the log as well as the screen: the bot's presence was recorded.
     let log = std::fs::read_to_string(data.path().join("conversations/room-demo.jsonl")).unwrap();
     assert!(log.contains("\"kind\":\"presence\""), "{log}");
+}
+
+#[test]
+fn a_long_conversation_opens_at_its_end_and_search_finds_an_old_message() {
+    if !Tmux::available() {
+        return skip_or_fail("tmux is not installed");
+    }
+    let data = TempDir::new("long");
+    let messages = 200_000;
+    let log = data.path().join("conversations").join("room-demo.jsonl");
+    crate::synthetic::write_log(&log, messages).unwrap();
+    let tmux = start_demo(&data, "long");
+    // The newest message is on the first screen.
+    tmux.wait_for(&format!("#{} ", messages - 1), Duration::from_secs(10));
+    // Search reaches back 199,000 messages; the match is shown and counted.
+    tmux.keys(&["C-f"]);
+    tmux.type_line(crate::synthetic::NEEDLE);
+    let screen = tmux.wait_for("match 1 of 1", Duration::from_secs(10));
+    let needle_line = format!("#{} ", crate::synthetic::NEEDLE_AT);
+    assert!(screen.contains(&needle_line), "{screen}");
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("message (Enter sends", Duration::from_secs(10));
+    tmux.keys(&["Home"]);
+    tmux.wait_for("#0 ", Duration::from_secs(10));
+    tmux.keys(&["End"]);
+    tmux.wait_for(&format!("#{} ", messages - 1), Duration::from_secs(10));
+    tmux.type_line("/quit");
+    tmux.wait_for("EXITED 0", Duration::from_secs(10));
+    // Nothing was lost or rewritten: the log still starts with the first message.
+    let first = std::fs::read_to_string(&log).unwrap().lines().next().unwrap().to_owned();
+    assert!(first.contains("\"text\":\"#0 "), "{first}");
 }
