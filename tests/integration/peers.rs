@@ -117,6 +117,15 @@ fn demo_bot_answers_in_headless_mode() {
         v["event"] == "message" && v["text"].as_str().is_some_and(|t| t.contains("\"gnop gnip\""))
     });
     assert_eq!(reply["from"], "bot");
+    // Search answers from the log: our line and the bot's reply, not the greeting.
+    demo.say("/search PONG");
+    let found = demo.expect(CONNECT, "found", |v| v["event"] == "found");
+    assert_eq!(found["count"], 2, "{found}");
+    assert_eq!(found["matches"][0]["text"], "ping pong");
+    assert_eq!(found["matches"][1]["from"], "bot");
+    demo.say("/search");
+    let error = demo.expect(CONNECT, "usage", |v| v["event"] == "error");
+    assert!(error["message"].as_str().unwrap().starts_with("usage: /search TEXT"));
     demo.say("/quit");
     assert_eq!(demo.wait(CONNECT), Some(0));
 }
