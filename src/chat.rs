@@ -112,11 +112,7 @@ pub fn open_conversation(
     let history::Unfinished { pending, seen } =
         history::unfinished(log.path(), PENDING_SCAN_RECORDS)?;
     let page = history::tail(log.path(), HISTORY_PRELOAD_RECORDS)?;
-    let skipped = page.skipped;
     let mut model = Model::new(me, title, page, now);
-    if skipped > 0 {
-        model.entries.push(Entry::system(now, texts::skipped_lines(skipped)));
-    }
     model.entries.push(Entry::system(now, texts::WELCOME));
     if !pending.is_empty() {
         model.entries.push(Entry::system(now, texts::resending(pending.len())));
@@ -202,7 +198,7 @@ pub fn read_page(path: &Path, load: Load) -> Result<Page, HistoryError> {
             let mut page = history::read_before(path, Some(at), HISTORY_PAGE_RECORDS / 2)?;
             let after = history::read_after(path, at, HISTORY_PAGE_RECORDS / 2)?;
             page.records.extend(after.records);
-            page.skipped += after.skipped;
+            page.unreadable.extend(after.unreadable);
             page.end = after.end;
             page.len = after.len;
             Ok(page)

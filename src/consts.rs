@@ -93,6 +93,9 @@ pub const HISTORY_PREFETCH_SCREENS: usize = 3;
 /// Deliveries remembered from newer pages while their messages are not loaded yet.
 pub const HISTORY_LATE_DELIVERIES: usize = 10_000;
 
+/// Unreadable log lines remembered by offset, to count each once.
+pub const HISTORY_UNREADABLE_REMEMBERED: usize = 100_000;
+
 /// Capacity of the actor's event channel towards the UI.
 pub const EVENT_CHANNEL_CAPACITY: usize = 1024;
 

@@ -304,8 +304,8 @@ pub struct Page {
     pub end: u64,
     /// The file's length when it was read (`end < len`: newer records exist).
     pub len: u64,
-    /// Lines in the covered range that could not be read (torn or corrupt).
-    pub skipped: usize,
+    /// Offsets of the lines in the covered range that could not be read (torn or corrupt).
+    pub unreadable: Vec<u64>,
 }
 
 impl Page {
@@ -360,7 +360,7 @@ pub fn read_before(path: &Path, end: Option<u64>, n: usize) -> Result<Page, Hist
         match parse_line(line) {
             Ok(Some(record)) => page.records.push((offset, record)),
             Ok(None) => {}
-            Err(()) => page.skipped += 1,
+            Err(()) => page.unreadable.push(offset),
         }
         page.start = offset;
     }
@@ -477,7 +477,7 @@ pub fn read_after(path: &Path, start: u64, n: usize) -> Result<Page, HistoryErro
         match parse_line(line) {
             Ok(Some(record)) => page.records.push((offset, record)),
             Ok(None) => {}
-            Err(()) => page.skipped += 1,
+            Err(()) => page.unreadable.push(offset),
         }
         ControlFlow::Continue(())
     })?;
@@ -694,7 +694,7 @@ mod tests {
             h.append(&record).unwrap();
         }
         let page = tail(h.path(), 10).unwrap();
-        assert_eq!(page.skipped, 0);
+        assert!(page.unreadable.is_empty());
         assert_eq!(texts(&page), (2990..3000).map(|i| format!("message {i}")).collect::<Vec<_>>());
         assert_eq!(page.end, page.len);
         assert_eq!(page.start, page.records[0].0);
@@ -715,14 +715,14 @@ mod tests {
         raw.write_all(b"{\"v\":1,\"at\":\"2026-01-01T00:00:00Z\",\"kind\":\"mess").unwrap();
         let page = tail(h.path(), 100).unwrap();
         assert_eq!(page.records.len(), 2);
-        assert_eq!(page.skipped, 2);
+        assert_eq!(page.unreadable.len(), 2);
         // Reopening ends the torn line, so the next record is a line of its own and readable.
         drop(h);
         let mut h = History::open(&dir, "peer-1.2.3.4:5").unwrap();
         h.append(&Record::from_event(&message(3), Local::now(), "me").unwrap()).unwrap();
         let page = read_after(h.path(), 0, 100).unwrap();
         assert_eq!(texts(&page), vec!["message 1", "message 2", "message 3"]);
-        assert_eq!((page.skipped, page.end), (2, page.len));
+        assert_eq!((page.unreadable.len(), page.end), (2, page.len));
         fs::remove_dir_all(&dir).unwrap();
     }
 

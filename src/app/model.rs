@@ -3,7 +3,7 @@
 //! No channels, no terminal, no IO.
 
 use std::cell::Cell;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -12,7 +12,7 @@ use chrono::{DateTime, Local};
 
 use super::input::{Input, Recall};
 use super::texts;
-use crate::consts::HISTORY_LATE_DELIVERIES;
+use crate::consts::{HISTORY_LATE_DELIVERIES, HISTORY_UNREADABLE_REMEMBERED};
 use crate::history::{Delivery, Direction, Entry as LogEntry, Page, Record};
 use crate::proto::{DropCounts, PathKind, PeerId};
 
@@ -246,9 +246,20 @@ pub struct Paging {
     pub late: HashMap<String, Delivery>,
     /// Notices that came while the window was away from the newest items.
     pub parked: Vec<Entry>,
+    /// Offsets of the unreadable lines met so far (each counted once however often read).
+    pub unreadable: BTreeSet<u64>,
 }
 
 impl Paging {
+    /// Counts the page's unreadable lines (once each, up to a bound).
+    pub fn note_unreadable(&mut self, page: &Page) {
+        for &offset in &page.unreadable {
+            if self.unreadable.len() < HISTORY_UNREADABLE_REMEMBERED {
+                self.unreadable.insert(offset);
+            }
+        }
+    }
+
     /// Keeps deliveries whose messages are older than the window, for when they are read
     /// (bounded: past the limit the oldest knowledge goes, and those show as unconfirmed).
     pub fn remember_late(&mut self, ids: Vec<String>) {
@@ -354,6 +365,7 @@ impl Model {
             live_from: history.len,
             ..Paging::default()
         };
+        paging.note_unreadable(&history);
         let (mut entries, unmatched) = entries_from_page(history, &mut paging.late);
         paging.remember_late(unmatched);
         if !entries.is_empty() {

@@ -116,7 +116,10 @@ pub fn loaded(
     model.paging.loading = false;
     model.dirty = true;
     let page = match page {
-        Ok(page) => page,
+        Ok(page) => {
+            model.paging.note_unreadable(&page);
+            page
+        }
         Err(error) => {
             push(model, Entry::system(model.now, texts::log_unreadable(&error)));
             return;

@@ -24,9 +24,9 @@ pub fn presence(peer: &str, online: bool, addr: Option<&str>, reason: Option<&st
     }
 }
 
-/// Unreadable lines found at the end of the log when it was opened.
+/// Unreadable lines met in the log (skipped), for the status pane.
 pub fn skipped_lines(n: usize) -> String {
-    format!("skipped {n} unreadable lines in the log (torn by a crash, or not written by p2pchat)")
+    format!(" log: skipped {n} unreadable lines")
 }
 
 /// `/search` without a text.

@@ -75,9 +75,15 @@ pub fn render(model: &Model, frame: &mut Frame, area: Rect) {
         lines.push(Line::styled(seen, theme::detail()));
     }
     let dropped = model.drops.total();
-    if dropped > 0 {
+    let unreadable = model.paging.unreadable.len();
+    if dropped > 0 || unreadable > 0 {
         lines.push(Line::default());
+    }
+    if dropped > 0 {
         lines.push(Line::styled(format!(" dropped {dropped} bad packets"), theme::offline()));
+    }
+    if unreadable > 0 {
+        lines.push(Line::styled(texts::skipped_lines(unreadable), theme::offline()));
     }
     let block = Block::bordered().title(" status ").border_style(theme::border());
     frame.render_widget(Paragraph::new(lines).block(block).wrap(Wrap { trim: false }), area);

@@ -36,6 +36,16 @@ fn when(i: usize) -> chrono::DateTime<Local> {
 /// A log of `n` messages "message {i}{suffix(i)}": every 7th ours, each of ours confirmed two
 /// records later (so confirmations often land in a newer page than their message).
 fn runner(name: &str, n: usize, suffix: impl Fn(usize) -> &'static str) -> Runner {
+    runner_with_junk(name, n, suffix, &[])
+}
+
+/// As `runner`, with an unreadable line after each message numbered in `junk`.
+fn runner_with_junk(
+    name: &str,
+    n: usize,
+    suffix: impl Fn(usize) -> &'static str,
+    junk: &[usize],
+) -> Runner {
     let dir = std::env::temp_dir().join(format!("p2pchat-scroll-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut log = History::open(&dir, "room-r").unwrap();
@@ -54,6 +64,10 @@ fn runner(name: &str, n: usize, suffix: impl Fn(usize) -> &'static str) -> Runne
             }
         };
         log.append(&Record::from_event(&event, when(i), "ann").unwrap()).unwrap();
+        if junk.contains(&i) {
+            let mut raw = std::fs::OpenOptions::new().append(true).open(log.path()).unwrap();
+            std::io::Write::write_all(&mut raw, b"{\"v\":1,\"kind\":\"mess\n").unwrap();
+        }
         if i % 7 == 2 && i >= 2 {
             let delivered = NetEvent::Delivered { id: MsgId(format!("{:016x}", i - 2)) };
             log.append(&Record::from_event(&delivered, when(i), "ann").unwrap()).unwrap();
@@ -206,4 +220,25 @@ fn messages_arriving_while_far_back_wait_in_the_log_until_end() {
     let lines = screen(&r.model);
     assert!(lines[lines.len() - 5].contains("no peers"), "{lines:?}");
     assert!(lines.iter().any(|l| l.contains("bob: message 8000 just now")), "{lines:?}");
+}
+
+#[test]
+fn unreadable_lines_anywhere_are_skipped_and_counted_once() {
+    let mut r = runner_with_junk("junk", 6000, |_| "", &[10, 3000, 5990]);
+    let status = |r: &Runner| screen(&r.model).iter().any(|l| l.contains("skipped 1 unreadable"));
+    assert!(status(&r), "the one near the end is counted at open");
+    r.key(Action::Top);
+    assert_eq!(r.visible().first(), Some(&0));
+    for _ in 0..400 {
+        r.key(Action::PageDown);
+    }
+    r.key(Action::Bottom);
+    for _ in 0..400 {
+        r.key(Action::PageUp);
+    }
+    let lines = screen(&r.model);
+    assert!(lines.iter().any(|l| l.contains("skipped 3 unreadable")), "{lines:?}");
+    // Every message is still there around them.
+    r.key(Action::Top);
+    assert_eq!(r.visible()[..12], (0..12).collect::<Vec<_>>());
 }
