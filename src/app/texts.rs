@@ -62,7 +62,12 @@ pub fn not_sent(text: &str, reason: &str) -> String {
 
 /// Messages from an earlier run go out again.
 pub fn resending(n: usize) -> String {
-    format!("{n} of your messages were not confirmed by a peer yet; they will be sent again")
+    match n {
+        1 => "1 of your messages was not confirmed by a peer yet; it will be sent again".to_owned(),
+        _ => format!(
+            "{n} of your messages were not confirmed by a peer yet; they will be sent again"
+        ),
+    }
 }
 
 /// Our message is waiting for a peer.
