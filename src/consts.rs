@@ -114,6 +114,23 @@ pub const MAX_NAME_CHARS: usize = 32;
 /// Private endpoints a peer may announce (one per interface is plenty).
 pub const MAX_PRIVATE_ENDPOINTS: usize = 8;
 
+/// How long a pairing code's nameplate lives at the server: long enough to read a code aloud
+/// and type it, short enough that a code lying around is soon worth nothing.
+pub const CODE_TTL: Duration = Duration::from_secs(600);
+
+/// Room names for nameplates begin with this; `register` cannot use them.
+pub const NAMEPLATE_PREFIX: &str = "np-";
+
+/// A handshake post's largest body: a SPAKE2 message or a sealed identity fits many times,
+/// and the answer carrying it stays one datagram.
+pub const MAX_MAIL_BODY_BYTES: usize = 800;
+
+/// A post's phase name, at most.
+pub const MAX_PHASE_CHARS: usize = 16;
+
+/// Posts one member may keep in a room (a handshake has two steps).
+pub const MAX_POSTS_PER_MEMBER: usize = 4;
+
 /// Members per room at the server.
 pub const MAX_ROOM_MEMBERS: usize = 16;
 

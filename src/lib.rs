@@ -20,6 +20,7 @@ pub mod consts;
 pub mod demo;
 pub mod headless;
 pub mod history;
+pub mod identity;
 pub mod net;
 pub mod proto;
 pub mod server;

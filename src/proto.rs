@@ -5,6 +5,7 @@
 //! simulated peers and simulated time.
 
 pub mod crypto;
+pub mod keying;
 pub mod nat;
 pub mod reliable;
 pub mod session;

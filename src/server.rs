@@ -5,10 +5,10 @@
 //! A sans-IO core (`Server::handle`) under a thin tokio loop (`run`). It never sees chat
 //! content or keys: peers speak to each other directly.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
@@ -17,8 +17,9 @@ use tokio::sync::mpsc;
 use tokio::time::sleep_until;
 
 use crate::consts::{
-    MAX_DATAGRAM_BYTES, MAX_NAME_CHARS, MAX_PRIVATE_ENDPOINTS, MAX_REGISTRATIONS, MAX_ROOM_CHARS,
-    MAX_ROOM_MEMBERS, RECV_BUFFER_BYTES, REGISTRATION_TTL,
+    CODE_TTL, MAX_DATAGRAM_BYTES, MAX_MAIL_BODY_BYTES, MAX_NAME_CHARS, MAX_PHASE_CHARS,
+    MAX_POSTS_PER_MEMBER, MAX_PRIVATE_ENDPOINTS, MAX_REGISTRATIONS, MAX_ROOM_CHARS,
+    MAX_ROOM_MEMBERS, NAMEPLATE_PREFIX, RECV_BUFFER_BYTES, REGISTRATION_TTL,
 };
 use crate::proto::Transmit;
 use crate::proto::stun::{self, Stun};
@@ -42,6 +43,14 @@ struct Member {
     private: Vec<SocketAddr>,
     nat: Option<String>,
     expires: Instant,
+}
+
+/// A message a member left in a room.
+#[derive(Debug, Clone)]
+struct Post {
+    from: String,
+    phase: String,
+    body: String,
 }
 
 impl Member {
@@ -121,6 +130,12 @@ pub struct Server {
     /// (expiry, room, name) of every registration, soonest first: expiring costs what
     /// expires, not a sweep of every room.
     expiries: BTreeSet<(Instant, String, String)>,
+    /// What members left for each other, by room.
+    mail: HashMap<String, Vec<Post>>,
+    /// Nameplates someone has claimed (each takes one claim).
+    claimed: HashSet<String>,
+    /// How long a nameplate lives.
+    code_ttl: Duration,
     registrations: usize,
     drops: ServerDrops,
     registered_total: u64,
@@ -134,11 +149,20 @@ impl Server {
             addresses,
             rooms: HashMap::new(),
             expiries: BTreeSet::new(),
+            mail: HashMap::new(),
+            claimed: HashSet::new(),
+            code_ttl: CODE_TTL,
             registrations: 0,
             drops: ServerDrops::default(),
             registered_total: 0,
             stun_answered: 0,
         }
+    }
+
+    /// Nameplates live `ttl` instead of `CODE_TTL`.
+    pub fn with_code_ttl(mut self, ttl: Duration) -> Self {
+        self.code_ttl = ttl;
+        self
     }
 
     /// Drop counters so far.
@@ -176,13 +200,23 @@ impl Server {
             // Rendezvous happens on the primary address only.
             Class::Control if local == self.addresses.primary => {
                 match serde_json::from_slice::<ToServer>(bytes) {
-                    Ok(ToServer::Register { room, name, private, nat }) => {
+                    Ok(request) => {
                         self.expire(now);
                         let via = self.addresses.primary;
-                        self.register(now, from, room, name, private, nat)
-                            .into_iter()
-                            .map(|transmit| Reply { via, transmit })
-                            .collect()
+                        let out = match request {
+                            ToServer::Register { room, name, private, nat } => {
+                                self.register(now, from, room, name, private, nat)
+                            }
+                            ToServer::Allocate { name } => self.allocate(now, from, name),
+                            ToServer::Claim { nameplate, name } => {
+                                self.claim(now, from, nameplate, name)
+                            }
+                            ToServer::Post { room, phase, body } => {
+                                self.post(from, room, phase, body)
+                            }
+                            ToServer::Fetch { room, phase } => self.fetch(from, room, phase),
+                        };
+                        out.into_iter().map(|transmit| Reply { via, transmit }).collect()
                     }
                     Err(_) => {
                         self.drops.malformed += 1;
@@ -236,6 +270,10 @@ impl Server {
             members.retain(|m| m.name != name);
             if members.is_empty() {
                 self.rooms.remove(&room);
+                self.mail.remove(&room);
+                self.claimed.remove(&room);
+            } else if let Some(posts) = self.mail.get_mut(&room) {
+                posts.retain(|p| p.from != name);
             }
             self.registrations -= 1;
         }
@@ -252,37 +290,74 @@ impl Server {
         from: SocketAddr,
         room: String,
         name: String,
-        mut private: Vec<SocketAddr>,
+        private: Vec<SocketAddr>,
         nat: Option<String>,
     ) -> Vec<Transmit> {
+        if room.starts_with(NAMEPLATE_PREFIX) {
+            return self
+                .refuse(from, "room names starting with np- are kept for pairing codes".into());
+        }
+        let changed =
+            match self.admit(now, from, &room, name.clone(), private, nat, REGISTRATION_TTL) {
+                Ok(changed) => changed,
+                Err(reason) => return self.refuse(from, reason),
+            };
+        let members = self.rooms.get(&room).map(Vec::as_slice).unwrap_or_default();
+        let mut out: Vec<Transmit> = Vec::new();
+        out.extend(encode(
+            from,
+            &FromServer::Registered { public: from, ttl_secs: REGISTRATION_TTL.as_secs() },
+        ));
+        let Some(me) = members.iter().find(|m| m.name == name) else { return out };
+        for other in members.iter().filter(|m| m.name != name) {
+            out.extend(encode(from, &other.introduction()));
+            if changed {
+                out.extend(encode(other.public, &me.introduction()));
+            }
+        }
+        out
+    }
+
+    /// Puts `name` in `room` (or refreshes it) for `ttl`; true when it is new or its endpoints
+    /// changed (a restart: its old posts go, and others should hear of it).
+    #[allow(clippy::too_many_arguments)]
+    fn admit(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        room: &str,
+        name: String,
+        mut private: Vec<SocketAddr>,
+        nat: Option<String>,
+        ttl: Duration,
+    ) -> Result<bool, String> {
         if room.is_empty() || room.chars().count() > MAX_ROOM_CHARS {
-            return self.refuse(from, format!("room names are 1 to {MAX_ROOM_CHARS} characters"));
+            return Err(format!("room names are 1 to {MAX_ROOM_CHARS} characters"));
         }
         if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
-            return self.refuse(from, format!("names are 1 to {MAX_NAME_CHARS} characters"));
+            return Err(format!("names are 1 to {MAX_NAME_CHARS} characters"));
         }
         private.truncate(MAX_PRIVATE_ENDPOINTS);
-        let expires = now + REGISTRATION_TTL;
-        let members = self.rooms.get(&room).map_or(0, Vec::len);
-        let existing = self.rooms.get(&room).and_then(|ms| ms.iter().position(|m| m.name == name));
+        let expires = now + ttl;
+        let members = self.rooms.get(room).map_or(0, Vec::len);
+        let existing = self.rooms.get(room).and_then(|ms| ms.iter().position(|m| m.name == name));
         if existing.is_none() {
             if members >= MAX_ROOM_MEMBERS {
-                return self.refuse(from, format!("room is full ({MAX_ROOM_MEMBERS} members)"));
+                return Err(format!("room is full ({MAX_ROOM_MEMBERS} members)"));
             }
             if self.registrations >= MAX_REGISTRATIONS {
-                return self.refuse(from, "server is full; try again later".to_owned());
+                return Err("server is full; try again later".to_owned());
             }
             self.registrations += 1;
         }
         self.registered_total += 1;
-        if let Some(old) = existing.and_then(|i| self.rooms.get(&room)?.get(i)) {
-            self.expiries.remove(&(old.expires, room.clone(), name.clone()));
+        if let Some(old) = existing.and_then(|i| self.rooms.get(room)?.get(i)) {
+            self.expiries.remove(&(old.expires, room.to_owned(), name.clone()));
         }
-        self.expiries.insert((expires, room.clone(), name.clone()));
-        let members = self.rooms.entry(room).or_default();
+        self.expiries.insert((expires, room.to_owned(), name.clone()));
+        let members = self.rooms.entry(room.to_owned()).or_default();
         let nat = nat.map(|n| n.chars().take(MAX_NAME_CHARS).collect());
         let me = Member { name, public: from, private, nat, expires };
-        // Others hear about a member when it is new or its endpoints changed (a restart).
         let changed = match existing {
             Some(i) => {
                 let old = &members[i];
@@ -296,18 +371,114 @@ impl Server {
                 true
             }
         };
-        let mut out: Vec<Transmit> = Vec::new();
-        out.extend(encode(
-            from,
-            &FromServer::Registered { public: from, ttl_secs: REGISTRATION_TTL.as_secs() },
-        ));
-        for other in members.iter().filter(|m| m.name != me.name) {
-            out.extend(encode(from, &other.introduction()));
-            if changed {
-                out.extend(encode(other.public, &me.introduction()));
+        if changed && let Some(posts) = self.mail.get_mut(room) {
+            posts.retain(|p| p.from != me.name);
+        }
+        Ok(changed)
+    }
+
+    /// A fresh nameplate (the lowest number not in use) with the asker in it.
+    fn allocate(&mut self, now: Instant, from: SocketAddr, name: String) -> Vec<Transmit> {
+        let Some(number) = (1..=MAX_REGISTRATIONS)
+            .find(|n| !self.rooms.contains_key(&format!("{NAMEPLATE_PREFIX}{n}")))
+        else {
+            return self.refuse(from, "server is full; try again later".to_owned());
+        };
+        let room = format!("{NAMEPLATE_PREFIX}{number}");
+        if let Err(reason) = self.admit(now, from, &room, name, Vec::new(), None, self.code_ttl) {
+            return self.refuse(from, reason);
+        }
+        let nameplate = number.to_string();
+        let ttl_secs = self.code_ttl.as_secs();
+        encode(from, &FromServer::Nameplate { nameplate, ttl_secs }).into_iter().collect()
+    }
+
+    /// Joins a friend's nameplate: once, while it lives.
+    fn claim(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        nameplate: String,
+        name: String,
+    ) -> Vec<Transmit> {
+        let room = format!("{NAMEPLATE_PREFIX}{nameplate}");
+        let members = self.rooms.get(&room).map(Vec::as_slice).unwrap_or_default();
+        let again = members.iter().any(|m| m.name == name && m.public == from);
+        if !again {
+            if members.is_empty() {
+                return self.refuse(
+                    from,
+                    format!("no code with number {nameplate} is waiting: it expired (codes last {} minutes) or was never given out", self.code_ttl.as_secs() / 60),
+                );
+            }
+            if self.claimed.contains(&room) {
+                return self.refuse(
+                    from,
+                    format!("the code with number {nameplate} was already used: ask for a new one"),
+                );
+            }
+            if members.iter().any(|m| m.name == name) {
+                return self.refuse(
+                    from,
+                    format!("your friend is also called {name}: choose another --name"),
+                );
             }
         }
-        out
+        let expires_in = members
+            .iter()
+            .map(|m| m.expires.saturating_duration_since(now))
+            .min()
+            .unwrap_or(self.code_ttl);
+        if let Err(reason) = self.admit(now, from, &room, name, Vec::new(), None, expires_in) {
+            return self.refuse(from, reason);
+        }
+        self.claimed.insert(room);
+        encode(from, &FromServer::Claimed { nameplate }).into_iter().collect()
+    }
+
+    /// The member of `room` at `from`, by name.
+    fn member_at(&self, room: &str, from: SocketAddr) -> Option<String> {
+        self.rooms.get(room)?.iter().find(|m| m.public == from).map(|m| m.name.clone())
+    }
+
+    fn post(
+        &mut self,
+        from: SocketAddr,
+        room: String,
+        phase: String,
+        body: String,
+    ) -> Vec<Transmit> {
+        let Some(name) = self.member_at(&room, from) else {
+            return self.refuse(from, format!("not a member of {room}: register first"));
+        };
+        if phase.len() > MAX_PHASE_CHARS || body.len() > MAX_MAIL_BODY_BYTES {
+            return self.refuse(from, "post too long".to_owned());
+        }
+        let posts = self.mail.entry(room.clone()).or_default();
+        posts.retain(|p| !(p.from == name && p.phase == phase));
+        if posts.iter().filter(|p| p.from == name).count() >= MAX_POSTS_PER_MEMBER {
+            return self.refuse(from, "too many posts".to_owned());
+        }
+        posts.push(Post { from: name, phase: phase.clone(), body });
+        encode(from, &FromServer::Posted { room, phase }).into_iter().collect()
+    }
+
+    fn fetch(&mut self, from: SocketAddr, room: String, phase: String) -> Vec<Transmit> {
+        let Some(name) = self.member_at(&room, from) else {
+            return self.refuse(from, format!("not a member of {room}: register first"));
+        };
+        let found = self
+            .mail
+            .get(&room)
+            .and_then(|posts| posts.iter().find(|p| p.phase == phase && p.from != name).cloned());
+        match found {
+            Some(Post { from: author, phase, body }) => {
+                encode(from, &FromServer::Mail { room, phase, from: author, body })
+                    .into_iter()
+                    .collect()
+            }
+            None => Vec::new(),
+        }
     }
 }
 
@@ -441,6 +612,81 @@ mod tests {
 
     fn decode(t: &Transmit) -> FromServer {
         serde_json::from_slice(&t.payload).unwrap()
+    }
+
+    fn ask(s: &mut Server, now: Instant, from: SocketAddr, request: ToServer) -> Vec<FromServer> {
+        handle(s, now, from, &serde_json::to_vec(&request).unwrap()).iter().map(decode).collect()
+    }
+
+    fn refused(answers: &[FromServer]) -> String {
+        match answers {
+            [FromServer::Refused { reason }] => reason.clone(),
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn nameplates_are_claimed_once_carry_posts_and_expire() {
+        let mut s = server();
+        let now = Instant::now();
+        let (a, b, c) = (addr("198.51.100.11:1"), addr("198.51.100.12:2"), addr("198.51.100.13:3"));
+        let answer = ask(&mut s, now, a, ToServer::Allocate { name: "ann".into() });
+        assert_eq!(
+            answer,
+            vec![FromServer::Nameplate { nameplate: "1".into(), ttl_secs: CODE_TTL.as_secs() }]
+        );
+        // The next asker gets the next number.
+        let answer = ask(&mut s, now, c, ToServer::Allocate { name: "cat".into() });
+        assert!(
+            matches!(&answer[..], [FromServer::Nameplate { nameplate, .. }] if nameplate == "2")
+        );
+        let claim = |name: &str| ToServer::Claim { nameplate: "1".into(), name: name.into() };
+        assert_eq!(
+            ask(&mut s, now, b, claim("bob")),
+            vec![FromServer::Claimed { nameplate: "1".into() }]
+        );
+        // A lost answer is asked for again: the same claimant is let in again.
+        assert_eq!(
+            ask(&mut s, now, b, claim("bob")),
+            vec![FromServer::Claimed { nameplate: "1".into() }]
+        );
+        assert!(refused(&ask(&mut s, now, c, claim("eve"))).contains("already used"));
+        // Posts reach the other member only; outsiders can neither post nor read.
+        let post = |body: &str| ToServer::Post {
+            room: "np-1".into(),
+            phase: "pake".into(),
+            body: body.into(),
+        };
+        let fetch = ToServer::Fetch { room: "np-1".into(), phase: "pake".into() };
+        assert_eq!(ask(&mut s, now, b, fetch.clone()), vec![]);
+        assert_eq!(
+            ask(&mut s, now, a, post("from ann")),
+            vec![FromServer::Posted { room: "np-1".into(), phase: "pake".into() }]
+        );
+        ask(&mut s, now, a, post("from ann, again"));
+        assert_eq!(ask(&mut s, now, a, fetch.clone()), vec![]);
+        let mail = FromServer::Mail {
+            room: "np-1".into(),
+            phase: "pake".into(),
+            from: "ann".into(),
+            body: "from ann, again".into(),
+        };
+        assert_eq!(ask(&mut s, now, b, fetch.clone()), vec![mail]);
+        assert!(refused(&ask(&mut s, now, c, fetch.clone())).contains("not a member"));
+        assert!(refused(&ask(&mut s, now, c, post("x"))).contains("not a member"));
+        let long = "x".repeat(MAX_MAIL_BODY_BYTES + 1);
+        assert!(refused(&ask(&mut s, now, a, post(&long))).contains("too long"));
+        // Nobody registers into a nameplate's room.
+        let answer = handle(&mut s, now, c, &register("np-1", "eve"));
+        assert!(refused(&answer.iter().map(decode).collect::<Vec<_>>()).contains("pairing codes"));
+        // After the code's lifetime the nameplate is gone, with its posts, and can be reissued.
+        let later = now + CODE_TTL;
+        assert!(refused(&ask(&mut s, later, b, claim("bob"))).contains("expired"));
+        let answer = ask(&mut s, later, c, ToServer::Allocate { name: "cat".into() });
+        assert!(
+            matches!(&answer[..], [FromServer::Nameplate { nameplate, .. }] if nameplate == "1")
+        );
+        assert_eq!(s.registrations(), 1);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The Fernet layer: sealing an envelope into a token and opening a token back, with our own
-//! clock-skew policy. Owns the key; knows nothing of JSON, peers or sockets. The wall-clock time
+//! clock-skew policy. Owns the keys — one shared key (manual mode), or one per direction
+//! (derived when pairing); knows nothing of JSON, peers or sockets. The wall-clock time
 //! is passed in, so the state machine above stays deterministic. (The IV comes from the OS RNG
 //! inside the `fernet` crate; it influences no protocol decision.)
 
@@ -28,32 +29,41 @@ pub enum OpenError {
 #[error("not a Fernet key: expected 44 characters of URL-safe base64 (32 bytes)")]
 pub struct KeyError;
 
-/// A Fernet key ready to seal and open tokens.
+/// Fernet keys ready to seal and open tokens: `send` seals, `recv` opens.
 pub struct Cipher {
-    fernet: Fernet,
+    send: Fernet,
+    recv: Fernet,
 }
 
 impl Cipher {
-    /// Parses a URL-safe base64 Fernet key (the format `p2pchat keygen` and Python print).
+    /// Parses a URL-safe base64 Fernet key (the format `p2pchat keygen` and Python print),
+    /// used both ways.
     pub fn from_key(key: &str) -> Result<Self, KeyError> {
-        Fernet::new(key.trim()).map(|fernet| Self { fernet }).ok_or(KeyError)
+        Self::directional(key, key)
+    }
+
+    /// One key to seal with and another to open with (each direction its own).
+    pub fn directional(send: &str, recv: &str) -> Result<Self, KeyError> {
+        let fernet = |key: &str| Fernet::new(key.trim()).ok_or(KeyError);
+        Ok(Self { send: fernet(send)?, recv: fernet(recv)? })
+    }
+
+    /// Keys from 32 raw bytes each (as a key derivation gives them).
+    pub fn from_secrets(send: &[u8; 32], recv: &[u8; 32]) -> Self {
+        let key = |bytes: &[u8; 32]| base64::engine::general_purpose::URL_SAFE.encode(bytes);
+        // A Fernet key is any 32 bytes in URL-safe base64, so these cannot fail.
+        Self::directional(&key(send), &key(recv)).unwrap_or_else(|KeyError| unreachable!())
     }
 
     /// Seals `plaintext` into a token stamped with `unix_secs`.
     pub fn seal(&self, plaintext: &[u8], unix_secs: u64) -> String {
-        self.fernet.encrypt_at_time(plaintext, unix_secs)
+        self.send.encrypt_at_time(plaintext, unix_secs)
     }
 
     /// Opens a token: authenticates it first, then applies our skew window in both directions.
     pub fn open(&self, token: &str, unix_secs: u64) -> Result<Vec<u8>, OpenError> {
+        let plain = self.open_whenever(token)?;
         let stamped = token_timestamp(token).ok_or(OpenError::Unauthentic)?;
-        // The crate rejects tokens more than 60 s in the future; we authenticate "as of" the
-        // token's own time and judge skew ourselves, so a peer with a fast clock gets a precise
-        // reason, not "wrong key". The clamp keeps the crate's `as_of + 60` from overflowing
-        // (and still satisfies its check for tokens stamped in the last minute of u64 time).
-        let as_of = stamped.min(u64::MAX - 60);
-        let plain =
-            self.fernet.decrypt_at_time(token, None, as_of).map_err(|_| OpenError::Unauthentic)?;
         let skew = i128::from(stamped) - i128::from(unix_secs);
         if skew.unsigned_abs() > u128::from(TOKEN_MAX_SKEW_SECS) {
             let skew_secs =
@@ -61,6 +71,19 @@ impl Cipher {
             return Err(OpenError::Stale { skew_secs });
         }
         Ok(plain)
+    }
+
+    /// Opens a token whatever its timestamp says: for handshake messages, whose freshness is
+    /// proven by what they are bound to, not by the clock (so a wrong clock cannot stop a
+    /// pairing).
+    pub fn open_whenever(&self, token: &str) -> Result<Vec<u8>, OpenError> {
+        let stamped = token_timestamp(token).ok_or(OpenError::Unauthentic)?;
+        // The crate rejects tokens more than 60 s in the future; we authenticate "as of" the
+        // token's own time and judge skew ourselves, so a peer with a fast clock gets a precise
+        // reason, not "wrong key". The clamp keeps the crate's `as_of + 60` from overflowing
+        // (and still satisfies its check for tokens stamped in the last minute of u64 time).
+        let as_of = stamped.min(u64::MAX - 60);
+        self.recv.decrypt_at_time(token, None, as_of).map_err(|_| OpenError::Unauthentic)
     }
 }
 

@@ -482,6 +482,11 @@ impl Session {
                 rv.next_register = now + REGISTER_REFRESH;
                 self.events.push_back(NetEvent::ServerRefused { reason });
             }
+            // Late answers to the key handshake that ran before this session on the socket.
+            FromServer::Nameplate { .. }
+            | FromServer::Claimed { .. }
+            | FromServer::Posted { .. }
+            | FromServer::Mail { .. } => {}
         }
     }
 

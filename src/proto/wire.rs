@@ -54,6 +54,35 @@ pub enum ToServer {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         nat: Option<String>,
     },
+    /// Asks for a fresh nameplate (the number in a pairing code) and joins it.
+    Allocate {
+        /// Display name.
+        name: String,
+    },
+    /// Joins the nameplate a friend allocated (once: a claimed nameplate takes nobody else).
+    Claim {
+        /// The nameplate, e.g. "7".
+        nameplate: String,
+        /// Display name.
+        name: String,
+    },
+    /// Leaves a message for the other members of a room (or nameplate) under `phase`,
+    /// replacing an earlier one under the same phase.
+    Post {
+        /// The room, or "np-" and the nameplate.
+        room: String,
+        /// Which step of a handshake it is.
+        phase: String,
+        /// The message (opaque to the server).
+        body: String,
+    },
+    /// Asks for what another member left under `phase`.
+    Fetch {
+        /// The room, or "np-" and the nameplate.
+        room: String,
+        /// Which step.
+        phase: String,
+    },
 }
 
 /// The rendezvous server's answers.
@@ -83,6 +112,36 @@ pub enum FromServer {
     Refused {
         /// Why, in words for the user.
         reason: String,
+    },
+    /// A nameplate allocated to us.
+    Nameplate {
+        /// The number to put in the code.
+        nameplate: String,
+        /// Seconds until it expires.
+        ttl_secs: u64,
+    },
+    /// We joined a friend's nameplate.
+    Claimed {
+        /// The nameplate.
+        nameplate: String,
+    },
+    /// A `post` was stored.
+    Posted {
+        /// Its room.
+        room: String,
+        /// Its phase.
+        phase: String,
+    },
+    /// What another member left under a phase (absent until it posts).
+    Mail {
+        /// The room.
+        room: String,
+        /// The phase.
+        phase: String,
+        /// Who left it.
+        from: String,
+        /// The message.
+        body: String,
     },
 }
 

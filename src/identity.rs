@@ -1,0 +1,307 @@
+//! Who we are and whom we know: our long-term identity key (Ed25519, created on first use and
+//! kept with 0600 permissions beside the config file), the contacts we paired with (name,
+//! public key, first seen; trust on first use, like SSH's known_hosts), the safety number
+//! `/verify` shows and the opaque rendezvous room two contacts meet in. Files only here; the
+//! handshakes that use these keys are in `proto::keying`.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The file holding our identity key, in the config directory.
+pub const IDENTITY_FILE: &str = "identity.key";
+
+/// The file holding our contacts, in the config directory.
+pub const CONTACTS_FILE: &str = "contacts.json";
+
+/// Why the identity or the contacts could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// A file is not what we wrote.
+    #[error("{path} is not a p2pchat {what} file: {why} (move it away to start afresh)")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// Identity or contacts.
+        what: &'static str,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// The identity file can be read by others.
+    #[error("{path} can be read by other users: run `chmod 600 {path}`")]
+    Exposed {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> IdentityError + '_ {
+    move |source| IdentityError::Io { path: path.to_owned(), source }
+}
+
+/// Our long-term identity.
+#[derive(Clone)]
+pub struct Identity {
+    key: SigningKey,
+}
+
+impl Identity {
+    /// Reads the identity in `dir`, creating a new one (mode 0600) the first time.
+    pub fn load_or_create(dir: &Path) -> Result<Self, IdentityError> {
+        let path = dir.join(IDENTITY_FILE);
+        match fs::read_to_string(&path) {
+            Ok(text) => {
+                let mode = fs::metadata(&path).map_err(io_error(&path))?.permissions().mode();
+                if mode & 0o077 != 0 {
+                    return Err(IdentityError::Exposed { path });
+                }
+                let corrupt = |why: &str| IdentityError::Corrupt {
+                    path: path.clone(),
+                    what: "identity",
+                    why: why.to_owned(),
+                };
+                let bytes = STANDARD.decode(text.trim()).map_err(|_| corrupt("not base64"))?;
+                let secret: [u8; 32] =
+                    bytes.try_into().map_err(|_| corrupt("not a 32-byte key"))?;
+                Ok(Self::from_secret(&secret))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let identity = Self::from_secret(&rand::random());
+                fs::create_dir_all(dir).map_err(io_error(dir))?;
+                let mut file = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&path)
+                    .map_err(io_error(&path))?;
+                let text = format!("{}\n", STANDARD.encode(identity.key.to_bytes()));
+                file.write_all(text.as_bytes()).map_err(io_error(&path))?;
+                Ok(identity)
+            }
+            Err(e) => Err(io_error(&path)(e)),
+        }
+    }
+
+    /// The identity with this secret key.
+    pub fn from_secret(secret: &[u8; 32]) -> Self {
+        Self { key: SigningKey::from_bytes(secret) }
+    }
+
+    /// Our public key.
+    pub fn public(&self) -> [u8; 32] {
+        self.key.verifying_key().to_bytes()
+    }
+
+    /// Signs `message`.
+    pub fn sign(&self, message: &[u8]) -> [u8; 64] {
+        self.key.sign(message).to_bytes()
+    }
+}
+
+/// Whether `signature` is `public`'s signature of `message`.
+pub fn verify(public: &[u8; 32], message: &[u8], signature: &[u8]) -> bool {
+    let Ok(key) = VerifyingKey::from_bytes(public) else { return false };
+    let Ok(signature) = Signature::from_slice(signature) else { return false };
+    key.verify(message, &signature).is_ok()
+}
+
+/// The two keys in a fixed order, so both sides compute the same thing.
+fn ordered<'k>(a: &'k [u8; 32], b: &'k [u8; 32]) -> [&'k [u8; 32]; 2] {
+    if a <= b { [a, b] } else { [b, a] }
+}
+
+/// The number both screens show for `/verify`: 20 digits from a hash of both identity keys.
+/// Equal numbers mean each side holds the other's real key (nobody was in the middle).
+pub fn safety_number(ours: &[u8; 32], theirs: &[u8; 32]) -> String {
+    let mut hash = Sha256::new();
+    hash.update(b"p2pchat safety number v1");
+    for key in ordered(ours, theirs) {
+        hash.update(key);
+    }
+    let digest = hash.finalize();
+    digest
+        .chunks(4)
+        .take(4)
+        .map(|c| format!("{:05}", u32::from_be_bytes([c[0], c[1], c[2], c[3]]) % 100_000))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The room two contacts meet in at the server: opaque, the same for both, different for
+/// every pair, and nothing the server can turn back into the keys' owners.
+pub fn rendezvous_room(ours: &[u8; 32], theirs: &[u8; 32]) -> String {
+    let mut hash = Sha256::new();
+    hash.update(b"p2pchat rendezvous v1");
+    for key in ordered(ours, theirs) {
+        hash.update(key);
+    }
+    let digest = hash.finalize();
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!("rv-{hex}")
+}
+
+/// Someone we paired with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    /// The name they gave when pairing (unique among our contacts).
+    pub name: String,
+    /// Their identity key, base64.
+    pub key: String,
+    /// When we paired (RFC 3339).
+    pub first_seen: String,
+}
+
+impl Contact {
+    /// Their identity key.
+    pub fn public(&self) -> Option<[u8; 32]> {
+        STANDARD.decode(&self.key).ok()?.try_into().ok()
+    }
+}
+
+/// Encodes a public key for a contact record.
+pub fn encode_key(public: &[u8; 32]) -> String {
+    STANDARD.encode(public)
+}
+
+/// Our contacts, as saved.
+#[derive(Debug, Default)]
+pub struct Contacts {
+    path: PathBuf,
+    /// Everyone, in the order they were added.
+    pub list: Vec<Contact>,
+}
+
+impl Contacts {
+    /// Reads the contacts in `dir` (none yet is an empty list).
+    pub fn load(dir: &Path) -> Result<Self, IdentityError> {
+        let path = dir.join(CONTACTS_FILE);
+        let list = match fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text).map_err(|e| IdentityError::Corrupt {
+                path: path.clone(),
+                what: "contacts",
+                why: e.to_string(),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(io_error(&path)(e)),
+        };
+        Ok(Self { path, list })
+    }
+
+    /// The contact called `name`.
+    pub fn find(&self, name: &str) -> Option<&Contact> {
+        self.list.iter().find(|c| c.name == name)
+    }
+
+    /// Adds or updates (pairing again with a code replaces a changed key) a contact and saves
+    /// the list; returns the key it had before, if it changed.
+    pub fn remember(&mut self, contact: Contact) -> Result<Option<String>, IdentityError> {
+        let previous = match self.list.iter_mut().find(|c| c.name == contact.name) {
+            Some(known) if known.key == contact.key => return Ok(None),
+            Some(known) => Some(std::mem::replace(known, contact).key),
+            None => {
+                self.list.push(contact);
+                None
+            }
+        };
+        self.save()?;
+        Ok(previous)
+    }
+
+    /// Writes the list: to a new file first, then renamed over the old, so a crash leaves one
+    /// or the other whole.
+    fn save(&self) -> Result<(), IdentityError> {
+        if let Some(dir) = self.path.parent() {
+            fs::create_dir_all(dir).map_err(io_error(dir))?;
+        }
+        let fresh = self.path.with_extension("json.new");
+        let text = serde_json::to_string_pretty(&self.list).unwrap_or_default();
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&fresh)
+            .map_err(io_error(&fresh))?;
+        file.write_all(text.as_bytes()).and_then(|()| file.sync_all()).map_err(io_error(&fresh))?;
+        fs::rename(&fresh, &self.path).map_err(io_error(&self.path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("p2pchat-id-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn identity_is_created_once_private_and_reloaded() {
+        let dir = temp_dir("create");
+        let first = Identity::load_or_create(&dir).unwrap();
+        let mode = fs::metadata(dir.join(IDENTITY_FILE)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let again = Identity::load_or_create(&dir).unwrap();
+        assert_eq!(first.public(), again.public());
+        let signature = first.sign(b"hello");
+        assert!(verify(&again.public(), b"hello", &signature));
+        assert!(!verify(&again.public(), b"hellO", &signature));
+        assert!(!verify(&again.public(), b"hello", &signature[..10]));
+        // Readable by others: refused with the fix in the message.
+        fs::set_permissions(dir.join(IDENTITY_FILE), fs::Permissions::from_mode(0o644)).unwrap();
+        let error = Identity::load_or_create(&dir).err().unwrap().to_string();
+        assert!(error.contains("chmod 600"), "{error}");
+        fs::write(dir.join(IDENTITY_FILE), "not a key").unwrap();
+        fs::set_permissions(dir.join(IDENTITY_FILE), fs::Permissions::from_mode(0o600)).unwrap();
+        let error = Identity::load_or_create(&dir).err().unwrap().to_string();
+        assert!(error.contains("not a p2pchat identity file"), "{error}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn safety_numbers_and_rooms_are_symmetric_and_distinct() {
+        let (a, b, c) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+        assert_eq!(safety_number(&a, &b), safety_number(&b, &a));
+        assert_ne!(safety_number(&a, &b), safety_number(&a, &c));
+        assert_eq!(safety_number(&a, &b).len(), 23);
+        assert_eq!(rendezvous_room(&a, &b), rendezvous_room(&b, &a));
+        assert_ne!(rendezvous_room(&a, &b), rendezvous_room(&a, &c));
+        assert!(rendezvous_room(&a, &b).starts_with("rv-"));
+    }
+
+    #[test]
+    fn contacts_are_saved_and_a_changed_key_is_reported() {
+        let dir = temp_dir("contacts");
+        let mut contacts = Contacts::load(&dir).unwrap();
+        assert!(contacts.list.is_empty());
+        let alice =
+            Contact { name: "alice".into(), key: encode_key(&[7; 32]), first_seen: "t".into() };
+        assert_eq!(contacts.remember(alice.clone()).unwrap(), None);
+        assert_eq!(contacts.remember(alice.clone()).unwrap(), None);
+        let changed = Contact { key: encode_key(&[8; 32]), ..alice.clone() };
+        assert_eq!(contacts.remember(changed).unwrap(), Some(alice.key.clone()));
+        let reloaded = Contacts::load(&dir).unwrap();
+        assert_eq!(reloaded.list.len(), 1);
+        assert_eq!(reloaded.find("alice").unwrap().public(), Some([8; 32]));
+        let mode = fs::metadata(dir.join(CONTACTS_FILE)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,175 @@
+//! Handshakes run against each other through a list of posts, as the server would relay them,
+//! with a code or an identity wrong, an attacker in the middle and a replay.
+
+use super::*;
+
+const NOW: u64 = 1_780_000_000;
+
+fn identity(seed: u8) -> Identity {
+    Identity::from_secret(&[seed; 32])
+}
+
+fn code(words: [&str; 2]) -> Code {
+    Code { nameplate: "7".into(), words: [words[0].into(), words[1].into()] }
+}
+
+/// Relays each side's posts to the other until neither changes; returns both outcomes.
+fn run_pairing(a: &mut Pairing, b: &mut Pairing) {
+    for _ in 0..4 {
+        for (phase, body) in a.posts() {
+            b.on_mail(phase, &body, NOW);
+        }
+        for (phase, body) in b.posts() {
+            a.on_mail(phase, &body, NOW);
+        }
+    }
+}
+
+#[test]
+fn codes_parse_print_and_complete() {
+    let list = words();
+    assert_eq!(list.len(), 256);
+    let c = Code::new("7", [0, 255]);
+    assert_eq!(c.to_string(), format!("7-{}-{}", list[0], list[255]));
+    assert_eq!(Code::parse(&c.to_string()), Ok(c.clone()));
+    assert_eq!(Code::parse(&format!("  7 {} {} ", list[0].to_uppercase(), list[255])), Ok(c));
+    for bad in ["", "7", "7-apple", "x-apple-banjo", "7-apple-notaword", "7-apple-banjo-cello"] {
+        assert!(Code::parse(bad).is_err(), "{bad}");
+    }
+    assert!(Code::complete("ban").contains(&"banjo"));
+    assert!(Code::complete("zzz").is_empty());
+}
+
+#[test]
+fn same_code_gives_each_side_the_others_keys_and_identity() {
+    let c = code(["apple", "banjo"]);
+    let mut a = Pairing::new(&c, identity(1), "ann".into());
+    let mut b = Pairing::new(&c, identity(2), "bob".into());
+    run_pairing(&mut a, &mut b);
+    let (Some(Ok(at_a)), Some(Ok(at_b))) = (a.outcome(), b.outcome()) else {
+        panic!("not agreed: {:?} {:?}", a.outcome(), b.outcome());
+    };
+    assert_eq!(at_a.peer, Peer { name: "bob".into(), key: identity(2).public() });
+    assert_eq!(at_b.peer, Peer { name: "ann".into(), key: identity(1).public() });
+    assert_eq!((at_a.send, at_a.recv), (at_b.recv, at_b.send));
+    assert_ne!(at_a.send, at_a.recv, "one key per direction");
+    let token = at_a.cipher().seal(b"hi", NOW);
+    assert_eq!(at_b.cipher().open(&token, NOW).unwrap(), b"hi");
+    assert!(at_a.cipher().open(&token, NOW).is_err(), "our sending key does not open ours");
+}
+
+#[test]
+fn a_wrong_code_fails_on_both_sides() {
+    let mut a = Pairing::new(&code(["apple", "banjo"]), identity(1), "ann".into());
+    let mut b = Pairing::new(&code(["apple", "bagel"]), identity(2), "bob".into());
+    run_pairing(&mut a, &mut b);
+    assert_eq!(a.outcome(), Some(&Err(Failure::CodeMismatch)));
+    assert_eq!(b.outcome(), Some(&Err(Failure::CodeMismatch)));
+}
+
+#[test]
+fn a_server_substituting_its_own_spake2_messages_gets_no_key() {
+    // The server relays, but swaps each side's SPAKE2 message for its own, made with a guess.
+    let real = code(["apple", "banjo"]);
+    let mut a = Pairing::new(&real, identity(1), "ann".into());
+    let mut b = Pairing::new(&real, identity(2), "bob".into());
+    let mut to_a = Pairing::new(&code(["apple", "cabin"]), identity(9), "bob".into());
+    let mut to_b = Pairing::new(&code(["apple", "cabin"]), identity(9), "ann".into());
+    for _ in 0..4 {
+        for (phase, body) in a.posts() {
+            to_a.on_mail(phase, &body, NOW);
+        }
+        for (phase, body) in to_a.posts() {
+            a.on_mail(phase, &body, NOW);
+        }
+        for (phase, body) in b.posts() {
+            to_b.on_mail(phase, &body, NOW);
+        }
+        for (phase, body) in to_b.posts() {
+            b.on_mail(phase, &body, NOW);
+        }
+    }
+    assert_eq!(a.outcome(), Some(&Err(Failure::CodeMismatch)));
+    assert_eq!(b.outcome(), Some(&Err(Failure::CodeMismatch)));
+    assert!(!matches!(to_a.outcome(), Some(Ok(_))));
+    // Tampered bytes in a relayed post fail the same way.
+    let mut a = Pairing::new(&real, identity(1), "ann".into());
+    let mut b = Pairing::new(&real, identity(2), "bob".into());
+    for (phase, body) in b.posts() {
+        a.on_mail(phase, &body, NOW);
+    }
+    let (_, identity_post) = a.posts().pop().unwrap();
+    let mut flipped = identity_post.into_bytes();
+    flipped[40] = if flipped[40] == b'A' { b'B' } else { b'A' };
+    let (phase, pake) = a.posts().remove(0);
+    b.on_mail(phase, &pake, NOW);
+    b.on_mail(phase::IDENTITY, std::str::from_utf8(&flipped).unwrap(), NOW);
+    assert_eq!(b.outcome(), Some(&Err(Failure::CodeMismatch)));
+}
+
+fn contact(name: &str, seed: u8) -> Peer {
+    Peer { name: name.into(), key: identity(seed).public() }
+}
+
+fn run_handshake(a: &mut Handshake, b: &mut Handshake) {
+    for _ in 0..4 {
+        for (phase, body) in a.posts() {
+            b.on_mail(phase, &body, NOW);
+        }
+        for (phase, body) in b.posts() {
+            a.on_mail(phase, &body, NOW);
+        }
+    }
+}
+
+#[test]
+fn contacts_agree_fresh_keys_each_time() {
+    let mut a = Handshake::new(identity(1), contact("bob", 2), [11; 32]);
+    let mut b = Handshake::new(identity(2), contact("ann", 1), [12; 32]);
+    run_handshake(&mut a, &mut b);
+    let (Some(Ok(at_a)), Some(Ok(at_b))) = (a.outcome(), b.outcome()) else {
+        panic!("not agreed: {:?} {:?}", a.outcome(), b.outcome());
+    };
+    assert_eq!((at_a.send, at_a.recv), (at_b.recv, at_b.send));
+    assert_eq!(at_a.peer.name, "bob");
+    let mut a2 = Handshake::new(identity(1), contact("bob", 2), [21; 32]);
+    let mut b2 = Handshake::new(identity(2), contact("ann", 1), [22; 32]);
+    run_handshake(&mut a2, &mut b2);
+    let Some(Ok(again)) = a2.outcome() else { panic!("second run failed") };
+    assert_ne!(again.send, at_a.send, "each run has keys of its own");
+}
+
+#[test]
+fn a_changed_identity_key_is_refused() {
+    // Bob reinstalled: a new identity key, while Ann saved the old one.
+    let mut a = Handshake::new(identity(1), contact("bob", 2), [11; 32]);
+    let mut b = Handshake::new(identity(3), contact("ann", 1), [12; 32]);
+    run_handshake(&mut a, &mut b);
+    assert_eq!(a.outcome(), Some(&Err(Failure::IdentityChanged { name: "bob".into() })));
+}
+
+#[test]
+fn a_replayed_handshake_does_nothing() {
+    // An attacker captured Bob's posts from yesterday and plays them to today's Ann.
+    let mut a_old = Handshake::new(identity(1), contact("bob", 2), [11; 32]);
+    let mut b_old = Handshake::new(identity(2), contact("ann", 1), [12; 32]);
+    run_handshake(&mut a_old, &mut b_old);
+    let captured = b_old.posts();
+    let mut a = Handshake::new(identity(1), contact("bob", 2), [31; 32]);
+    for _ in 0..3 {
+        for (phase, body) in &captured {
+            a.on_mail(phase, body, NOW);
+        }
+    }
+    assert_eq!(a.outcome(), None, "no keys from a replay");
+    // A hello claiming Bob's key with a signature nobody can make also gets nowhere.
+    let mut forged = Handshake::new(identity(5), contact("ann", 1), [41; 32]);
+    let mut hello = STANDARD.decode(&forged.posts()[0].1).unwrap();
+    hello[32..].copy_from_slice(&identity(2).public());
+    a.on_mail(phase::HELLO, &STANDARD.encode(&hello), NOW);
+    forged.on_mail(phase::HELLO, &a.posts()[0].1, NOW);
+    if let Some((phase, body)) = forged.posts().get(1) {
+        a.on_mail(phase, body, NOW);
+    }
+    assert_eq!(a.outcome(), None);
+}
