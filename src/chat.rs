@@ -14,10 +14,12 @@ use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
 use crate::app::message::Load;
-use crate::app::model::{Entry, Me, Public, ServerState, ServerView};
+use crate::app::model::{Entry, Me, Public, ServerState, ServerView, Verify};
 use crate::app::{Effect, Message, Model, texts, update};
 use crate::consts::{HISTORY_PAGE_RECORDS, HISTORY_PRELOAD_RECORDS, PENDING_SCAN_RECORDS};
 use crate::history::{self, History, HistoryError, Page};
+use crate::identity::{self, Contact, Contacts, Identity, IdentityError};
+use crate::net::keying::{self, KeyingError, Plan, Progress};
 use crate::net::{self, NetHandle};
 use crate::proto::crypto::Cipher;
 use crate::proto::{Mode, NetCommand, NetEvent, Pending, Receipt, Session, SessionConfig};
@@ -28,8 +30,8 @@ pub struct ChatOptions {
     pub name: String,
     /// Direct or through a server.
     pub mode: Mode,
-    /// The shared key.
-    pub cipher: Cipher,
+    /// The keys: shared, or agreed first.
+    pub keys: Keys,
     /// Local address for the socket.
     pub bind: SocketAddr,
     /// STUN server (defaults to the rendezvous server in room mode).
@@ -38,6 +40,24 @@ pub struct ChatOptions {
     pub offline_after: Duration,
     /// Where conversation logs live.
     pub data_dir: PathBuf,
+    /// Where the identity and contacts live.
+    pub config_dir: PathBuf,
+}
+
+/// Where the chat's keys come from.
+pub enum Keys {
+    /// One key both sides were given (`--key`).
+    Shared(Cipher),
+    /// Agreed through the server before the chat (a pairing code or a saved contact); the
+    /// mode's room is then the pair's own.
+    Agree {
+        /// Pairing or reconnecting.
+        plan: Box<Plan>,
+        /// Our identity.
+        identity: Identity,
+        /// Told what the user should know meanwhile (the code, who we wait for).
+        progress: Box<dyn FnMut(Progress) + Send>,
+    },
 }
 
 /// Why a chat could not start.
@@ -54,6 +74,12 @@ pub enum StartError {
     /// The conversation log could not be opened.
     #[error("cannot open the conversation log: {0} (check --data-dir)")]
     History(#[from] HistoryError),
+    /// No keys were agreed.
+    #[error(transparent)]
+    Keys(#[from] KeyingError),
+    /// The contacts could not be read or saved.
+    #[error(transparent)]
+    Contacts(#[from] IdentityError),
 }
 
 /// A running chat: the model, the log and the actor's handle.
@@ -122,7 +148,8 @@ pub fn open_conversation(
 
 /// Binds, opens the log, builds the model and spawns the actor. Needs a tokio runtime.
 pub async fn start(options: ChatOptions) -> Result<Chat, StartError> {
-    let ChatOptions { name, mode, cipher, bind, stun, offline_after, data_dir } = options;
+    let ChatOptions { name, mut mode, keys, bind, stun, offline_after, data_dir, config_dir } =
+        options;
     let socket =
         UdpSocket::bind(bind).await.map_err(|source| StartError::Bind { addr: bind, source })?;
     let local = socket.local_addr().map_err(|source| StartError::Bind { addr: bind, source })?;
@@ -130,9 +157,44 @@ pub async fn start(options: ChatOptions) -> Result<Chat, StartError> {
         Mode::Room { server, .. } => Some(*server),
         Mode::Direct { .. } => None,
     });
+    let mut notices = Vec::new();
+    let (cipher, conversation, verify) = match keys {
+        Keys::Shared(cipher) => {
+            let conversation = conversation_id(&mode);
+            (cipher, conversation, None)
+        }
+        Keys::Agree { plan, identity, progress } => {
+            let Mode::Room { server, room } = &mut mode else {
+                return Err(KeyingError::Refused("keys are agreed through a server".into()).into());
+            };
+            let agreement =
+                keying::agree(&socket, *server, &name, identity.clone(), *plan, progress).await?;
+            let peer = &agreement.agreed.peer;
+            *room = agreement.room.clone();
+            if agreement.paired {
+                let contact = Contact {
+                    name: peer.name.clone(),
+                    key: identity::encode_key(&peer.key),
+                    room: agreement.room.clone(),
+                    first_seen: Local::now().to_rfc3339(),
+                };
+                if Contacts::load(&config_dir)?.remember(contact)?.is_some() {
+                    notices.push(texts::contact_key_replaced(&peer.name));
+                }
+            }
+            let verify = Verify {
+                peer: peer.name.clone(),
+                safety_number: identity::safety_number(&identity.public(), &peer.key),
+            };
+            (agreement.agreed.cipher(), format!("contact-{}", peer.name), Some(verify))
+        }
+    };
     let (title, server) = match &mode {
         Mode::Room { server, room } => (
-            format!("room {room}"),
+            match &verify {
+                Some(verify) => format!("with {}", verify.peer),
+                None => format!("room {room}"),
+            },
             Some(ServerView { addr: *server, room: room.clone(), state: ServerState::Registering }),
         ),
         Mode::Direct { peer } => (format!("direct to {peer}"), None),
@@ -144,8 +206,15 @@ pub async fn start(options: ChatOptions) -> Result<Chat, StartError> {
         nat: None,
         server,
     };
-    let Opened { log, model, pending, seen } =
-        open_conversation(&data_dir, &conversation_id(&mode), me, title, Local::now())?;
+    let Opened { log, mut model, pending, seen } =
+        open_conversation(&data_dir, &conversation, me, title, Local::now())?;
+    let now = Local::now();
+    model.entries.extend(notices.into_iter().map(|n| Entry::system(now, n)));
+    if let Some(verify) = &verify {
+        model.entries.push(Entry::system(now, texts::keys_agreed(verify)));
+    }
+    model.verify = verify;
+    model.contacts = Contacts::load(&config_dir)?.list;
     let config = SessionConfig {
         name,
         mode,

@@ -14,15 +14,18 @@ use clap::{Args, Parser, Subcommand};
 use directories::ProjectDirs;
 
 use crate::app::model::{Entry, EntryKind};
-use crate::chat::{self, ChatOptions};
+use crate::chat::{self, ChatOptions, Keys};
 use crate::config::{self, FileConfig};
 use crate::consts::NAT_TEST_TIMEOUT;
 use crate::consts::{KEEPALIVE_INTERVAL, MAX_NAME_CHARS, OFFLINE_AFTER};
 use crate::demo::{self, DemoOptions};
 use crate::history::{self, Record};
+use crate::identity::{Contacts, Identity};
 use crate::net;
+use crate::net::keying::{Plan, Progress};
 use crate::proto::Mode;
 use crate::proto::crypto::{Cipher, generate_key};
+use crate::proto::keying::{Code, Peer};
 use crate::proto::nat::{Behaviour, NatType, Report};
 use crate::text::{sanitize, sanitize_lines};
 use crate::{headless, server, tui};
@@ -54,8 +57,12 @@ pub enum Command {
         /// server then also listens there and answers CHANGE-REQUEST
         #[arg(long, value_parser = parse_addr, value_name = "ADDR")]
         alt: Option<SocketAddr>,
+        /// Seconds a pairing code stays usable
+        #[arg(long, default_value_t = 600, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+        code_ttl: u64,
     },
-    /// Chat through a rendezvous server (--server, --room) or directly (--peer)
+    /// Chat: pair with a code or reach a contact through a server (--server), join a room
+    /// with a shared key (--server --room --key), or go direct (--peer --key)
     Chat(ChatArgs),
     /// Print a new random key; give the same key to your peer
     Keygen,
@@ -94,6 +101,10 @@ pub enum Command {
 /// `p2pchat chat` options.
 #[derive(Debug, Args)]
 pub struct ChatArgs {
+    /// A pairing code your friend read out (7-apple-banjo), or a contact's name. With neither
+    /// (and no --room/--key), you get a code to read out
+    #[arg(value_name = "CODE|CONTACT")]
+    pub target: Option<String>,
     /// Your display name [default: from config, else $USER]
     #[arg(long)]
     pub name: Option<String>,
@@ -166,15 +177,20 @@ fn project_dirs() -> Option<ProjectDirs> {
     ProjectDirs::from("", "", "p2pchat")
 }
 
-fn load_config(flag: Option<PathBuf>) -> Result<FileConfig, CliError> {
-    let path = match flag {
-        Some(path) => path,
-        None => match project_dirs() {
-            Some(dirs) => dirs.config_dir().join("config.toml"),
-            None => return Ok(FileConfig::default()),
-        },
-    };
+fn config_path(flag: Option<&Path>) -> Option<PathBuf> {
+    flag.map(Path::to_owned).or_else(|| Some(project_dirs()?.config_dir().join("config.toml")))
+}
+
+fn load_config(flag: Option<&Path>) -> Result<FileConfig, CliError> {
+    let Some(path) = config_path(flag) else { return Ok(FileConfig::default()) };
     config::load(&path).map_err(|e| usage(format!("{e} (fix or remove the file)")))
+}
+
+/// Where the identity key and the contacts live: beside the config file.
+fn config_dir(flag: Option<&Path>) -> Result<PathBuf, CliError> {
+    config_path(flag)
+        .and_then(|p| p.parent().map(Path::to_owned))
+        .ok_or_else(|| usage("no home directory to keep your identity in: pass --config FILE (or set P2PCHAT_CONFIG)"))
 }
 
 fn data_dir(flag: Option<PathBuf>, config: &FileConfig) -> Result<PathBuf, CliError> {
@@ -223,22 +239,47 @@ fn cipher(key: Option<&str>) -> Result<Cipher, CliError> {
 
 fn chat_options(
     data_dir_flag: Option<PathBuf>,
+    config_flag: Option<&Path>,
     args: ChatArgs,
     config: &FileConfig,
 ) -> Result<ChatOptions, CliError> {
-    let mode = match args.peer {
-        Some(peer) => Mode::Direct { peer },
+    let config_dir = config_dir(config_flag)?;
+    let name = display_name(args.name, config, None)?;
+    let headless = args.headless;
+    let (mode, keys) = match args.peer {
+        Some(peer) => (Mode::Direct { peer }, Keys::Shared(cipher(args.key.as_deref())?)),
         None => {
             let server = args.server.or(config.server).ok_or_else(|| {
-                usage("say how to find your peer: --server ADDR --room ROOM (through a rendezvous server) or --peer ADDR (directly)")
+                usage("say how to find your peer: --server ADDR (to pair with a code or reach a contact; or with --room ROOM --key KEY), or --peer ADDR (directly)")
             })?;
-            let room = args.room.or_else(|| config.room.clone()).ok_or_else(|| {
-                usage("--server needs --room ROOM too: both peers join the same room")
-            })?;
-            if room.trim().is_empty() || room.chars().any(char::is_control) {
-                return Err(usage("--room must be a non-empty name without control characters"));
+            let shared = args.key.is_some() || args.room.is_some();
+            if shared && let Some(target) = &args.target {
+                return Err(usage(format!(
+                    "\"{}\" replaces --room and --key: give either a code or contact, or a room and key",
+                    sanitize(target)
+                )));
             }
-            Mode::Room { server, room }
+            let room = args.room.or_else(|| config.room.clone());
+            if shared {
+                let room = room.ok_or_else(|| {
+                    usage("--key needs --room ROOM too: both peers join the same room")
+                })?;
+                if room.trim().is_empty() || room.chars().any(char::is_control) {
+                    return Err(usage(
+                        "--room must be a non-empty name without control characters",
+                    ));
+                }
+                (Mode::Room { server, room }, Keys::Shared(cipher(args.key.as_deref())?))
+            } else {
+                let plan = plan(args.target.as_deref(), &config_dir)?;
+                let identity = Identity::load_or_create(&config_dir)
+                    .map_err(|e| CliError::Runtime(anyhow::anyhow!("{e}")))?;
+                let progress = Box::new(move |p: Progress| show_progress(&p, server, headless));
+                (
+                    Mode::Room { server, room: String::new() },
+                    Keys::Agree { plan: Box::new(plan), identity, progress },
+                )
+            }
         }
     };
     let offline_secs =
@@ -250,18 +291,67 @@ fn chat_options(
         )));
     }
     Ok(ChatOptions {
-        name: display_name(args.name, config, None)?,
+        name,
         mode,
-        cipher: cipher(args.key.as_deref())?,
+        keys,
         bind: args.bind.or(config.bind).unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
         stun: args.stun.or(config.stun),
         offline_after: Duration::from_secs(offline_secs),
         data_dir: data_dir(data_dir_flag, config)?,
+        config_dir,
     })
 }
 
-/// Sends diagnostics to a file in the data dir (full-screen modes, so nothing lands on the
-/// screen) or to stderr (everything else). `RUST_LOG` overrides the level.
+/// What to agree keys with: a new code, the code given, or the contact named.
+fn plan(target: Option<&str>, config_dir: &Path) -> Result<Plan, CliError> {
+    let Some(target) = target else { return Ok(Plan::NewCode) };
+    if target.trim().starts_with(|c: char| c.is_ascii_digit()) {
+        return Code::parse(target).map(Plan::Code).map_err(|e| usage(e.to_string()));
+    }
+    let contacts =
+        Contacts::load(config_dir).map_err(|e| CliError::Runtime(anyhow::anyhow!("{e}")))?;
+    match contacts.find(target.trim()) {
+        Some(contact) => {
+            let key = contact.public().ok_or_else(|| {
+                usage(format!(
+                    "the saved key of {} is damaged: pair again with a code",
+                    contact.name
+                ))
+            })?;
+            Ok(Plan::Contact(Peer { name: contact.name.clone(), key }, contact.room.clone()))
+        }
+        None => {
+            let known: Vec<&str> = contacts.list.iter().map(|c| c.name.as_str()).collect();
+            let known = if known.is_empty() { "none yet".to_owned() } else { known.join(", ") };
+            Err(usage(format!(
+                "no contact named \"{}\" (contacts: {known}); to pair with someone new, run `p2pchat chat --server ADDR` and read them the code",
+                sanitize(target)
+            )))
+        }
+    }
+}
+
+/// Tells the user what the key handshake needs them to know: JSON lines in headless mode,
+/// plain lines before the full screen otherwise.
+fn show_progress(progress: &Progress, server: SocketAddr, headless: bool) {
+    match (progress, headless) {
+        (Progress::Code(code), true) => {
+            headless::emit(&serde_json::json!({"event": "code", "code": code.to_string()}));
+        }
+        (Progress::Waiting(peer), true) => {
+            headless::emit(&serde_json::json!({"event": "waiting", "peer": peer}));
+        }
+        (Progress::Code(code), false) => {
+            println!("Your pairing code: {code}");
+            println!("Read it to your friend, who runs:  p2pchat chat {code} --server {server}");
+            println!("Waiting for them… (the code works once, for 10 minutes; Ctrl-C to stop)");
+        }
+        (Progress::Waiting(peer), false) => {
+            println!("Waiting for {} to come online… (Ctrl-C to stop)", sanitize(peer));
+        }
+    }
+}
+
 fn init_tracing(to_file: Option<&Path>, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
@@ -306,13 +396,13 @@ async fn interrupted() {
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<(), CliError> {
     let Cli { data_dir: data_dir_flag, config: config_flag, command } = cli;
-    let config = load_config(config_flag)?;
+    let config = load_config(config_flag.as_deref())?;
     match command {
         Command::Keygen => {
             println!("{}", generate_key());
             Ok(())
         }
-        Command::Server { listen, alt } => {
+        Command::Server { listen, alt, code_ttl } => {
             init_tracing(None, "info");
             block_on(async {
                 let sockets = server::Sockets::bind(listen, alt).await.map_err(|e| {
@@ -329,7 +419,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                     ),
                     None => println!("p2pchat server listening on {local} (rendezvous and STUN)"),
                 }
-                server::run(sockets, interrupted()).await.context("server failed")?;
+                let code_ttl = Duration::from_secs(code_ttl);
+                server::run(sockets, code_ttl, interrupted()).await.context("server failed")?;
                 Ok(())
             })
         }
@@ -361,6 +452,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             let options = DemoOptions {
                 name: display_name(name, &config, Some(DEMO_DEFAULT_NAME))?,
                 data_dir: data_dir(data_dir_flag, &config)?,
+                config_dir: config_dir(config_flag.as_deref())?,
                 headless,
             };
             init_tracing((!headless).then_some(options.data_dir.as_path()), "warn");
@@ -370,10 +462,17 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Chat(args) => {
             let headless = args.headless;
-            let options = chat_options(data_dir_flag, args, &config)?;
+            let options = chat_options(data_dir_flag, config_flag.as_deref(), args, &config)?;
             init_tracing((!headless).then_some(options.data_dir.as_path()), "warn");
             block_on(async {
-                let chat = chat::start(options).await.map_err(|e| CliError::Runtime(e.into()))?;
+                let chat = chat::start(options).await.map_err(|e| {
+                    if headless {
+                        headless::emit(
+                            &serde_json::json!({"event": "error", "message": e.to_string()}),
+                        );
+                    }
+                    CliError::Runtime(e.into())
+                })?;
                 let result = if headless {
                     headless::run(chat, std::future::pending()).await
                 } else {

@@ -118,6 +118,12 @@ pub const MAX_PRIVATE_ENDPOINTS: usize = 8;
 /// and type it, short enough that a code lying around is soon worth nothing.
 pub const CODE_TTL: Duration = Duration::from_secs(600);
 
+/// How often the key handshake repeats its unanswered requests to the server.
+pub const KEYING_RETRY: Duration = Duration::from_millis(200);
+
+/// How long a claimed code waits for the friend's side to answer.
+pub const CLAIM_ANSWER_WAIT: Duration = Duration::from_secs(60);
+
 /// Room names for nameplates begin with this; `register` cannot use them.
 pub const NAMEPLATE_PREFIX: &str = "np-";
 

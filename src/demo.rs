@@ -10,8 +10,8 @@ use tokio::net::UdpSocket;
 use tokio::sync::oneshot;
 use unicode_segmentation::UnicodeSegmentation;
 
-use crate::chat::{self, ChatOptions};
-use crate::consts::OFFLINE_AFTER;
+use crate::chat::{self, ChatOptions, Keys};
+use crate::consts::{CODE_TTL, OFFLINE_AFTER};
 use crate::net::NetHandle;
 use crate::proto::crypto::{Cipher, generate_key};
 use crate::proto::{Mode, NetCommand, NetEvent, SessionConfig};
@@ -29,6 +29,8 @@ pub struct DemoOptions {
     pub name: String,
     /// Where the demo conversation is logged.
     pub data_dir: PathBuf,
+    /// Where the user's contacts are (for /contacts).
+    pub config_dir: PathBuf,
     /// JSON lines instead of the TUI.
     pub headless: bool,
 }
@@ -90,7 +92,7 @@ pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()>) -> an
     };
     let server_addr = server_sockets.primary();
     let (stop_server, server_stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(server::run(server_sockets, async {
+    let server = tokio::spawn(server::run(server_sockets, CODE_TTL, async {
         let _ = server_stopped.await;
     }));
     let key = generate_key();
@@ -111,11 +113,12 @@ pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()>) -> an
     let chat = chat::start(ChatOptions {
         name: options.name,
         mode,
-        cipher: Cipher::from_key(&key)?,
+        keys: Keys::Shared(Cipher::from_key(&key)?),
         bind: loopback,
         stun: None,
         offline_after: OFFLINE_AFTER,
         data_dir: options.data_dir,
+        config_dir: options.config_dir,
     })
     .await?;
     let result = if options.headless {

@@ -87,7 +87,7 @@ pub fn event_json(event: &NetEvent) -> Option<Value> {
 }
 
 /// Prints one JSON line; false when stdout is gone (the reader quit).
-fn emit(value: &Value) -> bool {
+pub fn emit(value: &Value) -> bool {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{value}").and_then(|()| out.flush()).is_ok()
 }
@@ -109,6 +109,16 @@ fn who(chat: &Chat) -> Value {
         })
         .collect();
     json!({"event": "who", "peers": peers})
+}
+
+/// `/verify`: the peer and the safety number (null for a chat with a shared key).
+fn verify_json(chat: &Chat) -> Value {
+    let verify = chat.model.verify.as_ref();
+    json!({
+        "event": "verify",
+        "peer": verify.map(|v| &v.peer),
+        "safety_number": verify.map(|v| &v.safety_number),
+    })
 }
 
 /// Matches shown per `/search` in headless mode (the newest).
@@ -177,6 +187,11 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
         "event": "ready", "name": chat.model.me.name, "local": chat.model.me.local,
         "conversation": chat.model.conversation, "log": chat.log.path(),
     }));
+    if chat.model.verify.is_some() {
+        let mut agreed = verify_json(&chat);
+        agreed["event"] = json!("keys_agreed");
+        emit(&agreed);
+    }
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut sigterm = signal(SignalKind::terminate())?;
     tokio::pin!(shutdown);
@@ -196,6 +211,17 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
                     }
                     Command::Help => {
                         emit(&json!({"event": "help", "lines": texts::help()}));
+                        None
+                    }
+                    Command::Verify => {
+                        emit(&verify_json(&chat));
+                        None
+                    }
+                    Command::Contacts => {
+                        let contacts: Vec<Value> = chat.model.contacts.iter().map(|c| {
+                            json!({"name": c.name, "key": c.key, "first_seen": c.first_seen})
+                        }).collect();
+                        emit(&json!({"event": "contacts", "contacts": contacts}));
                         None
                     }
                     Command::Search(term) => {

@@ -162,6 +162,9 @@ pub struct Contact {
     pub name: String,
     /// Their identity key, base64.
     pub key: String,
+    /// The room we meet in at the server (fixed when pairing, so a changed key still finds
+    /// us and is caught).
+    pub room: String,
     /// When we paired (RFC 3339).
     pub first_seen: String,
 }
@@ -211,7 +214,7 @@ impl Contacts {
     /// the list; returns the key it had before, if it changed.
     pub fn remember(&mut self, contact: Contact) -> Result<Option<String>, IdentityError> {
         let previous = match self.list.iter_mut().find(|c| c.name == contact.name) {
-            Some(known) if known.key == contact.key => return Ok(None),
+            Some(known) if *known == contact => return Ok(None),
             Some(known) => Some(std::mem::replace(known, contact).key),
             None => {
                 self.list.push(contact);
@@ -291,8 +294,12 @@ mod tests {
         let dir = temp_dir("contacts");
         let mut contacts = Contacts::load(&dir).unwrap();
         assert!(contacts.list.is_empty());
-        let alice =
-            Contact { name: "alice".into(), key: encode_key(&[7; 32]), first_seen: "t".into() };
+        let alice = Contact {
+            name: "alice".into(),
+            key: encode_key(&[7; 32]),
+            room: "rv-1".into(),
+            first_seen: "t".into(),
+        };
         assert_eq!(contacts.remember(alice.clone()).unwrap(), None);
         assert_eq!(contacts.remember(alice.clone()).unwrap(), None);
         let changed = Contact { key: encode_key(&[8; 32]), ..alice.clone() };

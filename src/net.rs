@@ -1,9 +1,10 @@
 //! The thin IO shell around `proto::Session`: one tokio task owns the one UDP socket and the
 //! session (and so the key); the app talks to it only through channels. It makes no protocol
-//! decisions. Also finds our private endpoints for the rendezvous server, and runs NAT
-//! discovery on sockets of its own (`nat`).
+//! decisions. Also finds our private endpoints for the rendezvous server, runs NAT discovery
+//! on sockets of its own (`nat`), and the key handshake that may precede a chat (`keying`).
 
 pub mod actor;
+pub mod keying;
 pub mod nat;
 
 use std::net::{IpAddr, SocketAddr};

@@ -319,7 +319,8 @@ impl Server {
     }
 
     /// Puts `name` in `room` (or refreshes it) for `ttl`; true when it is new or its endpoints
-    /// changed (a restart: its old posts go, and others should hear of it).
+    /// changed (others should hear of it). A member back at a new address (a restart) loses
+    /// its old posts.
     #[allow(clippy::too_many_arguments)]
     fn admit(
         &mut self,
@@ -358,20 +359,21 @@ impl Server {
         let members = self.rooms.entry(room.to_owned()).or_default();
         let nat = nat.map(|n| n.chars().take(MAX_NAME_CHARS).collect());
         let me = Member { name, public: from, private, nat, expires };
-        let changed = match existing {
+        let (changed, moved) = match existing {
             Some(i) => {
                 let old = &members[i];
-                let changed =
-                    old.public != me.public || old.private != me.private || old.nat != me.nat;
+                let moved = old.public != me.public;
+                let changed = moved || old.private != me.private || old.nat != me.nat;
                 members[i] = me.clone();
-                changed
+                (changed, moved)
             }
             None => {
                 members.push(me.clone());
-                true
+                (true, false)
             }
         };
-        if changed && let Some(posts) = self.mail.get_mut(room) {
+        // A member at a new address restarted: what it posted before is stale.
+        if moved && let Some(posts) = self.mail.get_mut(room) {
             posts.retain(|p| p.from != me.name);
         }
         Ok(changed)
@@ -408,7 +410,10 @@ impl Server {
             if members.is_empty() {
                 return self.refuse(
                     from,
-                    format!("no code with number {nameplate} is waiting: it expired (codes last {} minutes) or was never given out", self.code_ttl.as_secs() / 60),
+                    format!(
+                        "no code with number {nameplate} is waiting: it expired (codes last {}) or was never given out",
+                        crate::text::duration_words(self.code_ttl.as_secs())
+                    ),
                 );
             }
             if self.claimed.contains(&room) {
@@ -523,10 +528,14 @@ impl Sockets {
     }
 }
 
-/// Serves on `sockets` until `shutdown` completes.
-pub async fn run(sockets: Sockets, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+/// Serves on `sockets` until `shutdown` completes; pairing codes live `code_ttl`.
+pub async fn run(
+    sockets: Sockets,
+    code_ttl: Duration,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let Sockets { addresses, sockets } = sockets;
-    let mut server = Server::new(addresses);
+    let mut server = Server::new(addresses).with_code_ttl(code_ttl);
     let (tx, mut rx) = mpsc::channel::<(SocketAddr, SocketAddr, Vec<u8>)>(1024);
     let mut readers = Vec::new();
     for socket in &sockets {
@@ -687,6 +696,31 @@ mod tests {
             matches!(&answer[..], [FromServer::Nameplate { nameplate, .. }] if nameplate == "1")
         );
         assert_eq!(s.registrations(), 1);
+    }
+
+    #[test]
+    fn posts_outlive_refreshes_but_not_a_restart() {
+        let mut s = server();
+        let now = Instant::now();
+        let (a, b, a2) =
+            (addr("198.51.100.11:1"), addr("198.51.100.12:2"), addr("198.51.100.11:9"));
+        let reg = |private: Vec<SocketAddr>| ToServer::Register {
+            room: "rv-x".into(),
+            name: "ann".into(),
+            private,
+            nat: None,
+        };
+        ask(&mut s, now, a, reg(Vec::new()));
+        handle(&mut s, now, b, &register("rv-x", "bob"));
+        let post = ToServer::Post { room: "rv-x".into(), phase: "hello".into(), body: "hi".into() };
+        let fetch = ToServer::Fetch { room: "rv-x".into(), phase: "hello".into() };
+        ask(&mut s, now, a, post);
+        // The chat that follows a handshake registers again with its LAN endpoints: kept.
+        ask(&mut s, now, a, reg(vec![addr("192.0.2.10:1")]));
+        assert_eq!(ask(&mut s, now, b, fetch.clone()).len(), 1);
+        // Back from another address: a restart, and its old post is stale.
+        ask(&mut s, now, a2, reg(Vec::new()));
+        assert_eq!(ask(&mut s, now, b, fetch), vec![]);
     }
 
     #[test]

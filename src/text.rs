@@ -1,7 +1,8 @@
 //! Neutralising untrusted text before it reaches a terminal: control characters, escape
 //! sequences and bidi overrides from a peer become visible symbols, so a message can never move
 //! the cursor, recolour the screen or reorder what the user reads. Also the one definition of
-//! "contains, ignoring case" that search and highlighting share. Owns no state.
+//! "contains, ignoring case" that search and highlighting share, and durations in words.
+//! Owns no state.
 
 use std::ops::Range;
 
@@ -24,6 +25,16 @@ fn neutralise(c: char) -> char {
         // C1 controls (CSI, OSC, …) and bidi embeddings/overrides/isolates.
         '\u{80}'..='\u{9f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => '\u{fffd}',
         _ => c,
+    }
+}
+
+/// A span of whole seconds in words: "10 minutes", "1 minute", "90 seconds".
+pub fn duration_words(secs: u64) -> String {
+    let plural = |n: u64, unit: &str| format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
+    if secs >= 60 && secs.is_multiple_of(60) {
+        plural(secs / 60, "minute")
+    } else {
+        plural(secs, "second")
     }
 }
 
@@ -73,6 +84,14 @@ fn match_len(haystack: &str, needle: &[char]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_in_words() {
+        assert_eq!(duration_words(600), "10 minutes");
+        assert_eq!(duration_words(60), "1 minute");
+        assert_eq!(duration_words(90), "90 seconds");
+        assert_eq!(duration_words(1), "1 second");
+    }
 
     #[test]
     fn matching_ignores_case_and_reports_byte_ranges() {

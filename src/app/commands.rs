@@ -15,6 +15,10 @@ pub enum Command {
     Who,
     /// `/search TEXT` (the text; empty when none was given).
     Search(String),
+    /// `/verify`.
+    Verify,
+    /// `/contacts`.
+    Contacts,
     /// A slash command we do not know (the word after the slash).
     Unknown(String),
 }
@@ -27,6 +31,8 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "/search TEXT",
         "find TEXT in the whole history (also Ctrl-F); n/Enter older, N newer, Esc ends",
     ),
+    ("/verify", "the safety number to compare with your peer's (paired chats)"),
+    ("/contacts", "the people you paired with, and how to reach them again"),
     ("/quit", "say goodbye to peers and leave (also Ctrl-C)"),
     ("//text", "send a message that starts with a slash"),
 ];
@@ -47,6 +53,8 @@ pub fn parse(line: &str) -> Command {
         "help" | "h" | "?" => Command::Help,
         "quit" | "q" | "exit" => Command::Quit,
         "who" => Command::Who,
+        "verify" => Command::Verify,
+        "contacts" => Command::Contacts,
         "search" | "find" => {
             let text = rest.trim_start().strip_prefix(word).unwrap_or_default();
             Command::Search(text.trim().to_owned())
@@ -69,6 +77,8 @@ mod tests {
         assert_eq!(parse("/help"), Command::Help);
         assert_eq!(parse("/search  old news "), Command::Search("old news".into()));
         assert_eq!(parse("/search"), Command::Search(String::new()));
+        assert_eq!(parse("/verify"), Command::Verify);
+        assert_eq!(parse("/contacts"), Command::Contacts);
         assert_eq!(parse("/frobnicate x"), Command::Unknown("frobnicate".into()));
         assert_eq!(parse("/"), Command::Unknown(String::new()));
         assert_eq!(parse("//etc/passwd"), Command::Say("/etc/passwd".into()));

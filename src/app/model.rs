@@ -14,6 +14,7 @@ use super::input::{Input, Recall};
 use super::texts;
 use crate::consts::{HISTORY_LATE_DELIVERIES, HISTORY_UNREADABLE_REMEMBERED};
 use crate::history::{Delivery, Direction, Entry as LogEntry, Page, Record};
+use crate::identity::Contact;
 use crate::proto::{DropCounts, PathKind, PeerId};
 
 /// What we know of our public endpoint.
@@ -230,6 +231,15 @@ pub fn set_delivery(entries: &mut [Entry], id: &str, state: Delivery) -> bool {
     }
 }
 
+/// The peer's proven identity, for `/verify`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verify {
+    /// Their name.
+    pub peer: String,
+    /// The number both screens show.
+    pub safety_number: String,
+}
+
 /// Where the loaded window of history lies in the log, and what is waiting to join it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Paging {
@@ -335,6 +345,10 @@ pub struct Model {
     pub search: Option<Search>,
     /// Ids of our messages logged as queued this run and not sent yet.
     pub queued: HashSet<String>,
+    /// The peer's proven identity (chats whose keys were agreed, not given).
+    pub verify: Option<Verify>,
+    /// Our contacts, for `/contacts`.
+    pub contacts: Vec<Contact>,
     /// Rows scrolled back from the window's newest (0 = following new messages).
     pub scroll: usize,
     /// Messages that arrived while scrolled back.
@@ -379,6 +393,8 @@ impl Model {
             paging,
             search: None,
             queued: HashSet::new(),
+            verify: None,
+            contacts: Vec::new(),
             scroll: 0,
             unread: 0,
             input: Input::default(),

@@ -7,7 +7,9 @@ use chrono::{DateTime, Local};
 
 use super::commands::COMMANDS;
 use super::keymap;
+use super::model::Verify;
 use super::model::{PeerView, Public};
+use crate::identity::Contact;
 use crate::proto::nat::NatType;
 use crate::proto::{PathKind, Rejection};
 
@@ -27,6 +29,49 @@ pub fn presence(peer: &str, online: bool, addr: Option<&str>, reason: Option<&st
 /// Unreadable lines met in the log (skipped), for the status pane.
 pub fn skipped_lines(n: usize) -> String {
     format!(" log: skipped {n} unreadable lines")
+}
+
+/// A re-pairing replaced a contact's saved key.
+pub fn contact_key_replaced(name: &str) -> String {
+    format!(
+        "{name}'s identity key changed since you last paired; the new one is saved (you paired with a code)"
+    )
+}
+
+/// Keys were agreed with a proven peer.
+pub fn keys_agreed(verify: &Verify) -> String {
+    format!(
+        "end-to-end keys agreed with {}; /verify shows the safety number to compare",
+        verify.peer
+    )
+}
+
+/// `/verify`: the safety number and what it means.
+pub fn verify_lines(verify: Option<&Verify>) -> Vec<String> {
+    match verify {
+        Some(v) => vec![
+            format!("safety number with {}: {}", v.peer, v.safety_number),
+            format!("{} sees the same number if nobody is in the middle: compare it in person or on a call", v.peer),
+        ],
+        None => vec!["nothing to verify: this chat uses a shared key (--key); pair with a code (p2pchat chat --server ADDR) for identities you can verify".to_owned()],
+    }
+}
+
+/// `/contacts`.
+pub fn contact_lines(contacts: &[Contact]) -> Vec<String> {
+    if contacts.is_empty() {
+        return vec!["no contacts yet: pair with a code (p2pchat chat --server ADDR)".to_owned()];
+    }
+    contacts
+        .iter()
+        .map(|c| {
+            let since = c.first_seen.get(..10).unwrap_or(&c.first_seen);
+            format!(
+                "{} — paired {since}; reconnect with: p2pchat chat {} --server ADDR",
+                c.name, c.name
+            )
+        })
+        .collect()
 }
 
 /// `/search` without a text.

@@ -127,6 +127,14 @@ fn submit(model: &mut Model, line: String, effects: &mut Vec<Effect>) {
             // Sending jumps back to the newest messages, where the reply will appear.
             scrollback::to_newest(model, effects);
         }
+        Command::Verify => {
+            model.input.take();
+            answer(model, texts::verify_lines(model.verify.as_ref()), effects);
+        }
+        Command::Contacts => {
+            model.input.take();
+            answer(model, texts::contact_lines(&model.contacts), effects);
+        }
         Command::Search(term) if term.is_empty() => {
             answer(model, vec![texts::SEARCH_USAGE.to_owned()], effects);
         }

@@ -56,7 +56,7 @@ fn usage_mistakes_exit_2_with_a_fix() {
     let key = String::from_utf8(run(&["keygen"]).stdout).unwrap();
     let key = key.trim();
     let cases: &[(&[&str], &str)] = &[
-        (&["chat", "--name", "a", "--key", key, "--data-dir", d], "--server ADDR --room ROOM"),
+        (&["chat", "--name", "a", "--key", key, "--data-dir", d], "--server ADDR"),
         (
             &["chat", "--name", "a", "--key", key, "--server", "127.0.0.1:7777", "--data-dir", d],
             "--room",

@@ -173,8 +173,13 @@ pub fn server() -> (Proc, SocketAddr) {
 
 /// A rendezvous server listening on `listen`.
 pub fn server_on(listen: &str) -> (Proc, SocketAddr) {
+    server_with(listen, &[])
+}
+
+/// A rendezvous server listening on `listen`, with more flags.
+pub fn server_with(listen: &str, flags: &[&str]) -> (Proc, SocketAddr) {
     let mut command = bin();
-    command.args(["server", "--listen", listen]);
+    command.args(["server", "--listen", listen]).args(flags);
     let mut proc = Proc::spawn(command);
     let line = proc.line(Duration::from_secs(10)).expect("server prints its address");
     let addr = line

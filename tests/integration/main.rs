@@ -9,6 +9,7 @@ mod cli;
 mod delivery;
 mod harness;
 mod natlab;
+mod pairing;
 mod peers;
 mod seed;
 #[path = "../../benches/support/synthetic.rs"]

@@ -1,0 +1,253 @@
+//! Runs a key handshake (`proto::keying`) on the chat's own socket before the chat starts:
+//! asks the server for a nameplate, claims a friend's, or joins a contact's room; then posts
+//! and fetches through the server until keys are agreed. Requests are repeated until
+//! answered (UDP loses datagrams); every wait is bounded except waiting for a contact to come
+//! online, which the user ends with Ctrl-C.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::net::UdpSocket;
+use tokio::time::{Instant, interval};
+
+use crate::consts::{
+    CLAIM_ANSWER_WAIT, KEYING_RETRY, NAMEPLATE_PREFIX, RECV_BUFFER_BYTES, REGISTER_REFRESH,
+    SERVER_SILENT_NOTICE_AFTER,
+};
+use crate::identity::{Identity, rendezvous_room};
+use crate::proto::keying::{Agreed, Code, Failure, Handshake, Pairing, Peer};
+use crate::proto::wire::{FromServer, ToServer};
+
+/// What to agree keys with.
+pub enum Plan {
+    /// Ask the server for a new code and wait for a friend to use it.
+    NewCode,
+    /// Use the code a friend read out.
+    Code(Code),
+    /// Reconnect to a saved contact, in the room saved with it.
+    Contact(Peer, String),
+}
+
+/// What the user should know while it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// Our code, to read out to the friend.
+    Code(Code),
+    /// Waiting for this contact to come online.
+    Waiting(String),
+}
+
+/// Keys agreed, and where the chat goes on.
+#[derive(Debug, Clone)]
+pub struct Agreement {
+    /// The keys and the proven peer.
+    pub agreed: Agreed,
+    /// The room the two meet in from now on.
+    pub room: String,
+    /// Paired now with a code (a new or renewed contact), rather than reconnected.
+    pub paired: bool,
+}
+
+/// Why no keys were agreed.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyingError {
+    /// The server said no (an unknown, used or expired code, a full server).
+    #[error("{0}")]
+    Refused(String),
+    /// The handshake itself failed.
+    #[error(transparent)]
+    Failed(#[from] Failure),
+    /// The server never answered.
+    #[error(
+        "the server at {0} does not answer: is `p2pchat server` running there, and is UDP open?"
+    )]
+    ServerSilent(SocketAddr),
+    /// Nobody used our code in time.
+    #[error("nobody used the code within {}; run the command again for a new one", crate::text::duration_words(*.0))]
+    CodeExpired(u64),
+    /// The friend's side went quiet after we claimed their code.
+    #[error("your friend's side stopped answering: is their p2pchat still showing the code?")]
+    FriendGone,
+    /// The socket failed.
+    #[error("network error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+enum Machine {
+    Pair(Pairing),
+    Contact(Handshake),
+}
+
+impl Machine {
+    fn posts(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Self::Pair(p) => p.posts(),
+            Self::Contact(h) => h.posts(),
+        }
+    }
+
+    fn wants(&self) -> Vec<&'static str> {
+        match self {
+            Self::Pair(p) => p.wants().into_iter().collect(),
+            Self::Contact(h) => h.wants(),
+        }
+    }
+
+    fn on_mail(&mut self, phase: &str, body: &str) {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        match self {
+            Self::Pair(p) => p.on_mail(phase, body, now),
+            Self::Contact(h) => h.on_mail(phase, body, now),
+        }
+    }
+
+    fn outcome(&self) -> Option<&Result<Agreed, Failure>> {
+        match self {
+            Self::Pair(p) => p.outcome(),
+            Self::Contact(h) => h.outcome(),
+        }
+    }
+}
+
+/// Agrees keys for `name` with `identity` through the server at `server`, on `socket`.
+pub async fn agree(
+    socket: &UdpSocket,
+    server: SocketAddr,
+    name: &str,
+    identity: Identity,
+    plan: Plan,
+    mut progress: impl FnMut(Progress),
+) -> Result<Agreement, KeyingError> {
+    let started = Instant::now();
+    let our_key = identity.public();
+    let paired = !matches!(plan, Plan::Contact(..));
+    let mut heard_server = false;
+    let mut machine: Option<Machine> = None;
+    let mut room = match &plan {
+        Plan::NewCode => String::new(),
+        Plan::Code(code) => format!("{NAMEPLATE_PREFIX}{}", code.nameplate),
+        Plan::Contact(_, room) => room.clone(),
+    };
+    let mut deadline: Option<Instant> = None;
+    let mut code_secs = 0;
+    let mut next_refresh = Instant::now();
+    // Bodies the server confirmed it holds, by phase, and the last one sent.
+    let mut held: HashMap<&'static str, String> = HashMap::new();
+    let mut sent: HashMap<&'static str, String> = HashMap::new();
+    let mut tick = interval(KEYING_RETRY);
+    let mut buf = vec![0u8; RECV_BUFFER_BYTES];
+    let send = |request: ToServer| async move {
+        let bytes = serde_json::to_vec(&request).unwrap_or_default();
+        socket.send_to(&bytes, server).await.map(|_| ())
+    };
+    loop {
+        if let Some(m) = &machine
+            && let Some(outcome) = m.outcome()
+        {
+            let all_held = m.posts().iter().all(|(phase, body)| held.get(phase) == Some(body));
+            // Our last post must be at the server for the other side to finish too (bounded).
+            if all_held || outcome.is_err() || started.elapsed() > CLAIM_ANSWER_WAIT * 2 {
+                let agreed = outcome.clone()?;
+                if paired {
+                    room = rendezvous_room(&our_key, &agreed.peer.key);
+                }
+                return Ok(Agreement { agreed, room, paired });
+            }
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(match plan {
+                Plan::NewCode => KeyingError::CodeExpired(code_secs),
+                Plan::Code(_) | Plan::Contact(..) => KeyingError::FriendGone,
+            });
+        }
+        if !heard_server && started.elapsed() > SERVER_SILENT_NOTICE_AFTER * 2 {
+            return Err(KeyingError::ServerSilent(server));
+        }
+        tokio::select! {
+            _ = tick.tick() => {
+                match &machine {
+                    None => send(first_request(&plan, name, &room)).await?,
+                    Some(m) => {
+                        if matches!(plan, Plan::Contact(..)) && Instant::now() >= next_refresh {
+                            send(first_request(&plan, name, &room)).await?;
+                            next_refresh = Instant::now() + REGISTER_REFRESH;
+                        }
+                        for (phase, body) in m.posts() {
+                            if held.get(phase) != Some(&body) {
+                                sent.insert(phase, body.clone());
+                                send(ToServer::Post { room: room.clone(), phase: phase.into(), body }).await?;
+                            }
+                        }
+                        for phase in m.wants() {
+                            send(ToServer::Fetch { room: room.clone(), phase: phase.into() }).await?;
+                        }
+                    }
+                }
+            }
+            received = socket.recv_from(&mut buf) => {
+                let (len, from) = received?;
+                if from != server {
+                    continue; // a peer's early probe, or noise: not part of the handshake
+                }
+                let Ok(answer) = serde_json::from_slice::<FromServer>(&buf[..len]) else { continue };
+                heard_server = true;
+                match answer {
+                    // Our code's nameplate is gone from the server: it expired unused.
+                    FromServer::Refused { .. } if matches!(plan, Plan::NewCode) && machine.is_some() => {
+                        return Err(KeyingError::CodeExpired(code_secs));
+                    }
+                    FromServer::Refused { reason } => return Err(KeyingError::Refused(reason)),
+                    FromServer::Nameplate { nameplate, ttl_secs } if machine.is_none() => {
+                        let code = Code::new(&nameplate, rand::random());
+                        room = format!("{NAMEPLATE_PREFIX}{nameplate}");
+                        machine = Some(Machine::Pair(Pairing::new(&code, identity.clone(), name.to_owned())));
+                        deadline = Some(Instant::now() + Duration::from_secs(ttl_secs));
+                        code_secs = ttl_secs;
+                        progress(Progress::Code(code));
+                    }
+                    FromServer::Claimed { .. } if machine.is_none() => {
+                        if let Plan::Code(code) = &plan {
+                            machine = Some(Machine::Pair(Pairing::new(code, identity.clone(), name.to_owned())));
+                            deadline = Some(Instant::now() + CLAIM_ANSWER_WAIT);
+                        }
+                    }
+                    FromServer::Registered { .. } if machine.is_none() => {
+                        if let Plan::Contact(peer, _) = &plan {
+                            machine = Some(Machine::Contact(Handshake::new(identity.clone(), peer.clone(), rand::random())));
+                            next_refresh = Instant::now() + REGISTER_REFRESH;
+                            progress(Progress::Waiting(peer.name.clone()));
+                        }
+                    }
+                    FromServer::Posted { room: r, phase } if r == room => {
+                        if let Some((phase, body)) = sent.remove_entry(phase.as_str()) {
+                            held.insert(phase, body);
+                        }
+                    }
+                    FromServer::Mail { room: r, phase, body, .. } if r == room => {
+                        if let Some(m) = machine.as_mut() {
+                            m.on_mail(&phase, &body);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// The request that gets us into the right room.
+fn first_request(plan: &Plan, name: &str, room: &str) -> ToServer {
+    match plan {
+        Plan::NewCode => ToServer::Allocate { name: name.to_owned() },
+        Plan::Code(code) => {
+            ToServer::Claim { nameplate: code.nameplate.clone(), name: name.to_owned() }
+        }
+        Plan::Contact(..) => ToServer::Register {
+            room: room.to_owned(),
+            name: name.to_owned(),
+            private: Vec::new(),
+            nat: None,
+        },
+    }
+}

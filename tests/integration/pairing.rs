@@ -1,0 +1,220 @@
+//! Pairing with a short code and reconnecting as contacts, through the real server and
+//! headless peers on loopback: both ways, a wrong, used and expired code, a relay that swaps
+//! the SPAKE2 messages for its own, and a contact whose identity key changed.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::Value;
+
+use crate::harness::{Proc, TempDir, bin, log_records, server, server_with};
+
+const WITHIN: Duration = Duration::from_secs(20);
+
+/// A headless chat for `name` whose identity and contacts live in `home`; `target` is a code,
+/// a contact's name, or nothing (ask for a code).
+fn person(name: &str, server: SocketAddr, target: Option<&str>, home: &Path) -> Proc {
+    let mut command = bin();
+    command
+        .args(["chat", "--headless", "--name", name, "--bind", "127.0.0.1:0"])
+        .arg("--server")
+        .arg(server.to_string())
+        .arg("--data-dir")
+        .arg(home.join("data"))
+        .env("P2PCHAT_CONFIG", home.join("config.toml"));
+    command.args(target);
+    Proc::spawn(command)
+}
+
+fn code_of(proc: &mut Proc) -> String {
+    let event = proc.expect(WITHIN, "a code", |v| v["event"] == "code");
+    event["code"].as_str().unwrap().to_owned()
+}
+
+fn agreed(proc: &mut Proc, peer: &str) -> String {
+    let event = proc.expect(WITHIN, "keys agreed", |v| v["event"] == "keys_agreed");
+    assert_eq!(event["peer"], peer, "{event}");
+    event["safety_number"].as_str().unwrap().to_owned()
+}
+
+fn online(a: &mut Proc, b: &mut Proc) {
+    a.expect(WITHIN, "peer online", |v| v["event"] == "peer_online");
+    b.expect(WITHIN, "peer online", |v| v["event"] == "peer_online");
+}
+
+fn chat_one_line(from: &mut Proc, to: &mut Proc, text: &str) {
+    from.say(text);
+    to.expect(WITHIN, "the message", |v| v["event"] == "message" && v["text"] == text);
+    from.expect(WITHIN, "delivered", |v| v["event"] == "delivered");
+}
+
+fn failed(proc: &mut Proc, says: &str) {
+    let event = proc.expect(WITHIN, "an error", |v| v["event"] == "error");
+    let message = event["message"].as_str().unwrap();
+    assert!(message.contains(says), "{message}");
+    let code = proc.wait(WITHIN);
+    assert!(matches!(code, Some(c) if c != 0), "exit code {code:?}");
+}
+
+#[test]
+fn pair_with_a_code_then_reconnect_as_contacts_both_ways() {
+    let (_server, addr) = server();
+    let (ann_home, bob_home) = (TempDir::new("ann"), TempDir::new("bob"));
+    let mut ann = person("ann", addr, None, ann_home.path());
+    let code = code_of(&mut ann);
+    let mut bob = person("bob", addr, Some(&code), bob_home.path());
+    let number = agreed(&mut ann, "bob");
+    assert_eq!(agreed(&mut bob, "ann"), number, "both screens show the same safety number");
+    online(&mut ann, &mut bob);
+    chat_one_line(&mut ann, &mut bob, "hello bob, paired by code");
+    chat_one_line(&mut bob, &mut ann, "hi ann");
+    bob.say("/contacts");
+    let contacts = bob.expect(WITHIN, "contacts", |v| v["event"] == "contacts");
+    assert_eq!(contacts["contacts"][0]["name"], "ann", "{contacts}");
+    for (proc, home) in [(&mut ann, &ann_home), (&mut bob, &bob_home)] {
+        proc.say("/quit");
+        assert_eq!(proc.wait(WITHIN), Some(0));
+        for file in ["identity.key", "contacts.json"] {
+            let mode = std::fs::metadata(home.path().join(file)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{file}");
+        }
+    }
+
+    // Next day: by name, no code; the other way round this time.
+    let mut bob = person("bob", addr, Some("ann"), bob_home.path());
+    bob.expect(WITHIN, "waiting", |v| v["event"] == "waiting" && v["peer"] == "ann");
+    let mut ann = person("ann", addr, Some("bob"), ann_home.path());
+    assert_eq!(agreed(&mut bob, "ann"), number);
+    assert_eq!(agreed(&mut ann, "bob"), number);
+    online(&mut ann, &mut bob);
+    chat_one_line(&mut bob, &mut ann, "hello again, no code needed");
+    // One conversation per contact: yesterday's lines are in the same log.
+    let records = log_records(&ann_home.path().join("data"), "contact-bob.jsonl");
+    let texts: Vec<&str> = records.iter().filter_map(|r| r["text"].as_str()).collect();
+    assert!(texts.contains(&"hello bob, paired by code"), "{texts:?}");
+    assert!(texts.contains(&"hello again, no code needed"), "{texts:?}");
+}
+
+#[test]
+fn wrong_used_and_expired_codes_fail_clearly() {
+    let (_server, addr) = server_with("127.0.0.1:0", &["--code-ttl", "3"]);
+    let homes = [TempDir::new("w1"), TempDir::new("w2"), TempDir::new("w3")];
+    let mut ann = person("ann", addr, None, homes[0].path());
+    let code = code_of(&mut ann);
+    // One word wrong: both sides learn it, nothing is shown, and the code is spent.
+    let words: Vec<&str> = code.split('-').collect();
+    let other = if words[2] == "apple" { "banjo" } else { "apple" };
+    let wrong = format!("{}-{}-{other}", words[0], words[1]);
+    let mut bob = person("bob", addr, Some(&wrong), homes[1].path());
+    failed(&mut bob, "code mismatch");
+    failed(&mut ann, "code mismatch");
+    let mut eve = person("eve", addr, Some(&code), homes[2].path());
+    failed(&mut eve, "already used");
+    for home in &homes {
+        assert!(!home.path().join("contacts.json").exists(), "no contact was saved");
+    }
+    // A code nobody uses expires; then it is unknown.
+    let mut ann = person("ann", addr, None, homes[0].path());
+    let code = code_of(&mut ann);
+    failed(&mut ann, "nobody used the code");
+    let mut bob = person("bob", addr, Some(&code), homes[1].path());
+    failed(&mut bob, "expired");
+    // A typo in the words is caught before anything is sent.
+    let out = bin()
+        .args(["chat", "7-apple-notaword", "--name", "bob", "--server", &addr.to_string()])
+        .env("P2PCHAT_CONFIG", homes[1].path().join("config.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a pairing code"));
+}
+
+/// A relay in front of the server that swaps every SPAKE2 message for one of its own made
+/// with a guessed code: an active attacker with one guess.
+fn tampering_relay(server: SocketAddr, stop: Arc<AtomicBool>) -> SocketAddr {
+    let front = UdpSocket::bind("127.0.0.1:0").unwrap();
+    front.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let addr = front.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut upstream: HashMap<SocketAddr, UdpSocket> = HashMap::new();
+        let mut buf = vec![0u8; 2048];
+        while !stop.load(Ordering::Relaxed) {
+            if let Ok((len, client)) = front.recv_from(&mut buf) {
+                let mut bytes = buf[..len].to_vec();
+                if let Ok(mut v) = serde_json::from_slice::<Value>(&bytes)
+                    && v["op"] == "post"
+                    && v["phase"] == "pake"
+                {
+                    let guess = spake2::Password::new(b"1-apple-apple");
+                    let id = spake2::Identity::new(b"p2pchat pairing v1");
+                    let (_, ours) =
+                        spake2::Spake2::<spake2::Ed25519Group>::start_symmetric(&guess, &id);
+                    v["body"] = base64::engine::general_purpose::STANDARD.encode(ours).into();
+                    bytes = serde_json::to_vec(&v).unwrap();
+                }
+                let up = upstream.entry(client).or_insert_with(|| {
+                    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+                    s.set_nonblocking(true).unwrap();
+                    s
+                });
+                let _ = up.send_to(&bytes, server);
+            }
+            for (client, up) in &upstream {
+                while let Ok(len) = up.recv(&mut buf) {
+                    let _ = front.send_to(&buf[..len], client);
+                }
+            }
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_server_in_the_middle_swapping_spake2_messages_gets_nothing() {
+    let (_server, addr) = server();
+    let stop = Arc::new(AtomicBool::new(false));
+    let relay = tampering_relay(addr, stop.clone());
+    let (ann_home, bob_home) = (TempDir::new("m1"), TempDir::new("m2"));
+    let mut ann = person("ann", relay, None, ann_home.path());
+    let code = code_of(&mut ann);
+    let mut bob = person("bob", relay, Some(&code), bob_home.path());
+    failed(&mut ann, "code mismatch");
+    failed(&mut bob, "code mismatch");
+    for proc in [&ann, &bob] {
+        assert!(
+            !proc
+                .seen
+                .iter()
+                .any(|l| l.contains("keys_agreed") || l.contains("\"event\":\"message\""))
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+}
+
+#[test]
+fn a_contact_whose_identity_key_changed_is_refused() {
+    let (_server, addr) = server();
+    let (ann_home, bob_home) = (TempDir::new("c1"), TempDir::new("c2"));
+    let mut ann = person("ann", addr, None, ann_home.path());
+    let code = code_of(&mut ann);
+    let mut bob = person("bob", addr, Some(&code), bob_home.path());
+    agreed(&mut ann, "bob");
+    agreed(&mut bob, "ann");
+    for proc in [&mut ann, &mut bob] {
+        proc.say("/quit");
+        assert_eq!(proc.wait(WITHIN), Some(0));
+    }
+    // Bob's identity is lost and made anew; his contacts still hold ann.
+    std::fs::remove_file(bob_home.path().join("identity.key")).unwrap();
+    let mut bob = person("bob", addr, Some("ann"), bob_home.path());
+    let mut ann = person("ann", addr, Some("bob"), ann_home.path());
+    failed(&mut ann, "different identity key");
+    assert!(!ann.seen.iter().any(|l| l.contains("keys_agreed")));
+    bob.kill();
+}
