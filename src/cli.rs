@@ -105,6 +105,9 @@ pub struct ChatArgs {
     /// (and no --room/--key), you get a code to read out
     #[arg(value_name = "CODE|CONTACT")]
     pub target: Option<String>,
+    /// Type the code a friend reads out at a prompt (Tab completes the words)
+    #[arg(long, conflicts_with_all = ["target", "headless", "room", "key", "peer"])]
+    pub join: bool,
     /// Your display name [default: from config, else $USER]
     #[arg(long)]
     pub name: Option<String>,
@@ -271,7 +274,16 @@ fn chat_options(
                 }
                 (Mode::Room { server, room }, Keys::Shared(cipher(args.key.as_deref())?))
             } else {
-                let plan = plan(args.target.as_deref(), &config_dir)?;
+                let plan = if args.join {
+                    let code = crate::prompt::ask_code()
+                        .map_err(|e| {
+                            CliError::Runtime(anyhow::anyhow!("cannot read the code: {e}"))
+                        })?
+                        .ok_or_else(|| usage("no code typed; nothing was sent"))?;
+                    Plan::Code(code)
+                } else {
+                    plan(args.target.as_deref(), &config_dir)?
+                };
                 let identity = Identity::load_or_create(&config_dir)
                     .map_err(|e| CliError::Runtime(anyhow::anyhow!("{e}")))?;
                 let progress = Box::new(move |p: Progress| show_progress(&p, server, headless));

@@ -22,6 +22,7 @@ pub mod headless;
 pub mod history;
 pub mod identity;
 pub mod net;
+pub mod prompt;
 pub mod proto;
 pub mod server;
 pub mod text;

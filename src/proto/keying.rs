@@ -90,10 +90,48 @@ impl Code {
         Ok(Self { nameplate: nameplate.to_owned(), words: [first.to_owned(), second.to_owned()] })
     }
 
-    /// The words of the list that begin with `prefix` (for Tab completion).
-    pub fn complete(prefix: &str) -> Vec<&'static str> {
+    /// The words of the list that begin with `prefix`.
+    pub fn words_starting(prefix: &str) -> Vec<&'static str> {
         words().into_iter().filter(|w| w.starts_with(prefix)).collect()
     }
+
+    /// Tab completion of a code being typed: the word under the cursor (the last one) is
+    /// completed as far as the list allows; a finished first word gets its dash.
+    pub fn complete(typed: &str) -> Completion {
+        let normal = typed.to_lowercase().replace(' ', "-");
+        let Some((head, last)) = normal.rsplit_once('-') else { return Completion::Nothing };
+        let words_before = head.split('-').filter(|p| !p.is_empty()).count();
+        if words_before == 0 || words_before > 2 {
+            return Completion::Nothing;
+        }
+        let candidates = Self::words_starting(last);
+        let common = match candidates.as_slice() {
+            [] => return Completion::Nothing,
+            [only] => {
+                let dash = if words_before == 1 { "-" } else { "" };
+                return Completion::Line(format!("{head}-{only}{dash}"));
+            }
+            [first, rest @ ..] => rest.iter().fold(first.to_string(), |common, w| {
+                common.chars().zip(w.chars()).take_while(|(a, b)| a == b).map(|(a, _)| a).collect()
+            }),
+        };
+        if common.len() > last.len() {
+            Completion::Line(format!("{head}-{common}"))
+        } else {
+            Completion::Choices(candidates)
+        }
+    }
+}
+
+/// What Tab does to a code being typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Completion {
+    /// Replace the line with this.
+    Line(String),
+    /// Several words fit: show them.
+    Choices(Vec<&'static str>),
+    /// Nothing fits.
+    Nothing,
 }
 
 impl std::fmt::Display for Code {

@@ -157,3 +157,55 @@ fn a_long_conversation_opens_at_its_end_and_search_finds_an_old_message() {
     let first = std::fs::read_to_string(&log).unwrap().lines().next().unwrap().to_owned();
     assert!(first.contains("\"text\":\"#0 "), "{first}");
 }
+
+/// The shortest start of `word` that only it has in the code word list.
+fn unique_prefix(word: &str) -> String {
+    (1..=word.len())
+        .map(|n| &word[..n])
+        .find(|p| p2pchat::proto::keying::Code::words_starting(p).len() == 1)
+        .unwrap_or(word)
+        .to_owned()
+}
+
+#[test]
+fn a_code_typed_at_the_prompt_with_tab_completion_pairs() {
+    if !Tmux::available() {
+        return skip_or_fail("tmux is not installed");
+    }
+    let (_server, addr) = crate::harness::server();
+    let (ann_home, bob_home) = (TempDir::new("pa"), TempDir::new("pb"));
+    let mut ann = crate::harness::bin();
+    ann.args(["chat", "--headless", "--name", "ann", "--bind", "127.0.0.1:0", "--server"])
+        .arg(addr.to_string())
+        .arg("--data-dir")
+        .arg(ann_home.path())
+        .env("P2PCHAT_CONFIG", ann_home.path().join("config.toml"));
+    let mut ann = crate::harness::Proc::spawn(ann);
+    let code = ann.expect(Duration::from_secs(10), "code", |v| v["event"] == "code");
+    let code = code["code"].as_str().unwrap().to_owned();
+    let parts: Vec<&str> = code.split('-').collect();
+    let command = format!(
+        "P2PCHAT_CONFIG={}/config.toml {} chat --join --name bob --bind 127.0.0.1:0 --server {addr} --data-dir {}; echo EXITED $?; sleep 30",
+        bob_home.path().display(),
+        env!("CARGO_BIN_EXE_p2pchat"),
+        bob_home.path().display()
+    );
+    let tmux = Tmux::start("join", &command);
+    tmux.wait_for("Code from your friend", Duration::from_secs(10));
+    // The number, the start of each word and Tab: the prompt spells out the rest.
+    tmux.keys(&["-l", &format!("{}-{}", parts[0], unique_prefix(parts[1]))]);
+    tmux.keys(&["Tab"]);
+    tmux.wait_for(&format!("{}-{}-", parts[0], parts[1]), Duration::from_secs(5));
+    tmux.keys(&["-l", &unique_prefix(parts[2])]);
+    tmux.keys(&["Tab"]);
+    tmux.wait_for(&code, Duration::from_secs(5));
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("keys agreed with ann", Duration::from_secs(15));
+    assert!(screen.contains("p2pchat · with ann"), "{screen}");
+    let agreed = ann.expect(Duration::from_secs(10), "agreed", |v| v["event"] == "keys_agreed");
+    let number = agreed["safety_number"].as_str().unwrap();
+    tmux.type_line("/verify");
+    tmux.wait_for(number, Duration::from_secs(5));
+    tmux.type_line("/quit");
+    tmux.wait_for("EXITED 0", Duration::from_secs(10));
+}

@@ -36,8 +36,17 @@ fn codes_parse_print_and_complete() {
     for bad in ["", "7", "7-apple", "x-apple-banjo", "7-apple-notaword", "7-apple-banjo-cello"] {
         assert!(Code::parse(bad).is_err(), "{bad}");
     }
-    assert!(Code::complete("ban").contains(&"banjo"));
-    assert!(Code::complete("zzz").is_empty());
+    assert!(Code::words_starting("ban").contains(&"banjo"));
+    assert!(Code::words_starting("zzz").is_empty());
+    assert_eq!(Code::complete("7-banj"), Completion::Line("7-banjo-".into()));
+    assert_eq!(Code::complete("7 Banj"), Completion::Line("7-banjo-".into()));
+    assert_eq!(Code::complete("7-banjo-zeb"), Completion::Line("7-banjo-zebra".into()));
+    // "ca" starts cabin, cactus, camel, …: the common part is already typed, so choices.
+    assert!(matches!(Code::complete("7-ca"), Completion::Choices(c) if c.contains(&"camel")));
+    assert_eq!(Code::complete("7-gu"), Completion::Line("7-guitar-".into()));
+    assert_eq!(Code::complete("7-xq"), Completion::Nothing);
+    assert_eq!(Code::complete("7"), Completion::Nothing);
+    assert_eq!(Code::complete("7-banjo-zebra-x"), Completion::Nothing);
 }
 
 #[test]
