@@ -48,6 +48,7 @@ async fn actor(name: &str, bind: SocketAddr, peer: SocketAddr, key: &str) -> Net
         offline_after: OFFLINE_AFTER,
         pending: Vec::new(),
         seen: Vec::new(),
+        rekey: None,
     };
     spawn_session(socket, config, Cipher::from_key(key).expect("key")).expect("actor")
 }

@@ -22,6 +22,7 @@ use crate::identity::{self, Contact, Contacts, Identity, IdentityError};
 use crate::net::keying::{self, KeyingError, Plan, Progress};
 use crate::net::{self, NetHandle};
 use crate::proto::crypto::Cipher;
+use crate::proto::session::Rekey;
 use crate::proto::{Mode, NetCommand, NetEvent, Pending, Receipt, Session, SessionConfig};
 
 /// Everything needed to start a chat.
@@ -158,10 +159,10 @@ pub async fn start(options: ChatOptions) -> Result<Chat, StartError> {
         Mode::Direct { .. } => None,
     });
     let mut notices = Vec::new();
-    let (cipher, conversation, verify) = match keys {
+    let (cipher, conversation, verify, rekey) = match keys {
         Keys::Shared(cipher) => {
             let conversation = conversation_id(&mode);
-            (cipher, conversation, None)
+            (cipher, conversation, None, None)
         }
         Keys::Agree { plan, identity, progress } => {
             let Mode::Room { server, room } = &mut mode else {
@@ -186,7 +187,9 @@ pub async fn start(options: ChatOptions) -> Result<Chat, StartError> {
                 peer: peer.name.clone(),
                 safety_number: identity::safety_number(&identity.public(), &peer.key),
             };
-            (agreement.agreed.cipher(), format!("contact-{}", peer.name), Some(verify))
+            let rekey =
+                Rekey { identity, contact: peer.clone(), hello: agreement.their_hello.clone() };
+            (agreement.agreed.cipher(), format!("contact-{}", peer.name), Some(verify), Some(rekey))
         }
     };
     let (title, server) = match &mode {
@@ -223,6 +226,7 @@ pub async fn start(options: ChatOptions) -> Result<Chat, StartError> {
         offline_after,
         pending,
         seen,
+        rekey,
     };
     let net = spawn_session(socket, config, cipher)
         .map_err(|source| StartError::Bind { addr: bind, source })?;

@@ -121,6 +121,12 @@ pub const CODE_TTL: Duration = Duration::from_secs(600);
 /// How often the key handshake repeats its unanswered requests to the server.
 pub const KEYING_RETRY: Duration = Duration::from_millis(200);
 
+/// How often a contact chat looks for the contact's new hello while the contact is away.
+pub const REKEY_POLL: Duration = Duration::from_secs(2);
+
+/// After the contact is re-introduced (a restart?), how long to look for its new hello.
+pub const REKEY_POKE_WINDOW: Duration = Duration::from_secs(10);
+
 /// How long a claimed code waits for the friend's side to answer.
 pub const CLAIM_ANSWER_WAIT: Duration = Duration::from_secs(60);
 

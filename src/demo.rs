@@ -98,6 +98,7 @@ pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()>) -> an
     let key = generate_key();
     let mode = Mode::Room { server: server_addr, room: ROOM.to_owned() };
     let bot_config = SessionConfig {
+        rekey: None,
         name: BOT_NAME.to_owned(),
         mode: mode.clone(),
         stun_server: Some(server_addr),

@@ -25,6 +25,8 @@ use crate::proto::{NetEvent, Rejection};
 pub fn event_json(event: &NetEvent) -> Option<Value> {
     Some(match event {
         NetEvent::PublicEndpoint { addr } => json!({"event": "public_endpoint", "addr": addr}),
+        NetEvent::KeysRenewed { peer } => json!({"event": "keys_renewed", "peer": peer}),
+        NetEvent::KeysRefused { reason } => json!({"event": "error", "message": reason}),
         NetEvent::StunFailed { server } => {
             json!({"event": "notice", "message": texts::stun_failed(*server)})
         }

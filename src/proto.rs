@@ -321,6 +321,16 @@ pub enum NetEvent {
     },
     /// Drop counters changed (coalesced, at most once per keepalive interval).
     Drops(DropCounts),
+    /// The contact restarted and proved itself again: new keys are in use.
+    KeysRenewed {
+        /// The contact.
+        peer: String,
+    },
+    /// The contact restarted but could not prove itself; the old keys stay.
+    KeysRefused {
+        /// Why, in words for the user.
+        reason: String,
+    },
     /// Shutdown finished: goodbyes were queued for sending.
     Closed,
 }

@@ -46,6 +46,11 @@ pub fn keys_agreed(verify: &Verify) -> String {
     )
 }
 
+/// The contact restarted and the keys were agreed again.
+pub fn keys_renewed(peer: &str) -> String {
+    format!("{peer} restarted; new end-to-end keys agreed (same identity, same safety number)")
+}
+
 /// `/verify`: the safety number and what it means.
 pub fn verify_lines(verify: Option<&Verify>) -> Vec<String> {
     match verify {

@@ -330,6 +330,8 @@ fn on_net(model: &mut Model, event: NetEvent, at: DateTime<Local>, effects: &mut
         NetEvent::Rejected { from, reason } => {
             push(model, Entry::system(at, texts::rejected(*from, *reason)))
         }
+        NetEvent::KeysRenewed { peer } => push(model, Entry::system(at, texts::keys_renewed(peer))),
+        NetEvent::KeysRefused { reason } => push(model, Entry::system(at, reason.clone())),
         NetEvent::Drops(counts) => model.drops = *counts,
         NetEvent::Closed => effects.push(Effect::Exit),
     }

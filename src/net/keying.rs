@@ -47,6 +47,8 @@ pub struct Agreement {
     pub room: String,
     /// Paired now with a code (a new or renewed contact), rather than reconnected.
     pub paired: bool,
+    /// The contact's hello these keys answer (reconnecting only).
+    pub their_hello: Option<String>,
 }
 
 /// Why no keys were agreed.
@@ -108,6 +110,13 @@ impl Machine {
             Self::Contact(h) => h.outcome(),
         }
     }
+
+    fn their_hello(&self) -> Option<String> {
+        match self {
+            Self::Pair(_) => None,
+            Self::Contact(h) => h.their_hello(),
+        }
+    }
 }
 
 /// Agrees keys for `name` with `identity` through the server at `server`, on `socket`.
@@ -152,7 +161,8 @@ pub async fn agree(
                 if paired {
                     room = rendezvous_room(&our_key, &agreed.peer.key);
                 }
-                return Ok(Agreement { agreed, room, paired });
+                let their_hello = m.their_hello();
+                return Ok(Agreement { agreed, room, paired, their_hello });
             }
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {

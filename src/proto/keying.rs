@@ -388,6 +388,11 @@ impl Handshake {
         self.outcome.as_ref()
     }
 
+    /// The other side's hello, as posted, once we have one.
+    pub fn their_hello(&self) -> Option<String> {
+        self.theirs.map(|(eph, id)| STANDARD.encode([eph, id].concat()))
+    }
+
     /// Takes in what the other side posted under `phase`. `unix_secs` stamps our sealed post.
     pub fn on_mail(&mut self, phase: &str, body: &str, unix_secs: u64) {
         if self.outcome.is_some() {

@@ -26,6 +26,8 @@ use crate::consts::{
     REGISTER_RETRY, REGISTER_RETRY_MAX, SEND_BUFFER_SEGMENTS, SERVER_SILENT_NOTICE_AFTER,
     STUN_MAX_TRANSMITS, STUN_RTO,
 };
+pub use rekey::Rekey;
+use rekey::RekeyState;
 
 /// How this session finds its peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +63,8 @@ pub struct SessionConfig {
     pub pending: Vec<Pending>,
     /// (sender, id) of messages already shown in earlier runs: never shown twice.
     pub seen: Vec<(String, String)>,
+    /// For a chat with a contact: how to agree keys again when the contact restarts.
+    pub rekey: Option<Rekey>,
 }
 
 struct Peer {
@@ -207,6 +211,7 @@ pub struct Session {
     notified_sources: HashSet<SocketAddr>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<NetEvent>,
+    rekey: Option<RekeyState>,
     closed: bool,
 }
 
@@ -260,8 +265,10 @@ impl Session {
             notified_sources: HashSet::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            rekey: None,
             closed: false,
         };
+        session.rekey = session.config.rekey.take().map(|r| RekeyState::new(r, now));
         if let Mode::Direct { peer } = session.config.mode {
             let index = session.add_peer(None, vec![peer], now);
             session.peers[index].configured = true;
@@ -325,6 +332,7 @@ impl Session {
         }
         self.stun_timers(now);
         self.rendezvous_timers(now);
+        self.rekey_timers(now);
         for index in 0..self.peers.len() {
             self.peer_timers(now, index);
         }
@@ -360,6 +368,10 @@ impl Session {
         let mut consider = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
         if let Some(stun) = self.stun.as_ref().filter(|s| !s.done) {
             consider(stun.next);
+        }
+        let alone = !self.peers.iter().any(|p| p.online);
+        if let Some(due) = self.rekey.as_ref().and_then(|r| r.due(alone)) {
+            consider(due);
         }
         if let Some(rv) = &self.rendezvous {
             consider(rv.next_register);
@@ -482,11 +494,10 @@ impl Session {
                 rv.next_register = now + REGISTER_REFRESH;
                 self.events.push_back(NetEvent::ServerRefused { reason });
             }
+            FromServer::Posted { phase, .. } => self.rekey_posted(&phase),
+            FromServer::Mail { phase, body, .. } => self.rekey_mail(now, &phase, &body),
             // Late answers to the key handshake that ran before this session on the socket.
-            FromServer::Nameplate { .. }
-            | FromServer::Claimed { .. }
-            | FromServer::Posted { .. }
-            | FromServer::Mail { .. } => {}
+            FromServer::Nameplate { .. } | FromServer::Claimed { .. } => {}
         }
     }
 
@@ -512,6 +523,9 @@ impl Session {
                 let peer = &mut self.peers[index];
                 if peer.candidates != candidates {
                     peer.candidates = candidates;
+                    // Somewhere new: it may have restarted, with keys to agree again.
+                    self.rekey_soon(now);
+                    let peer = &mut self.peers[index];
                     if !peer.online {
                         peer.restart_punching(now);
                         self.peer_timers(now, index);
@@ -1003,5 +1017,6 @@ fn json_escaped_len(c: char) -> usize {
     }
 }
 
+mod rekey;
 #[cfg(test)]
 mod tests;

@@ -218,3 +218,24 @@ fn a_contact_whose_identity_key_changed_is_refused() {
     assert!(!ann.seen.iter().any(|l| l.contains("keys_agreed")));
     bob.kill();
 }
+
+#[test]
+fn a_contact_that_restarts_mid_chat_gets_fresh_keys_and_the_chat_goes_on() {
+    let (_server, addr) = server();
+    let (ann_home, bob_home) = (TempDir::new("r1"), TempDir::new("r2"));
+    let mut ann = person("ann", addr, None, ann_home.path());
+    let code = code_of(&mut ann);
+    let mut bob = person("bob", addr, Some(&code), bob_home.path());
+    let number = agreed(&mut ann, "bob");
+    agreed(&mut bob, "ann");
+    online(&mut ann, &mut bob);
+    chat_one_line(&mut ann, &mut bob, "before the crash");
+    bob.kill();
+    // Bob comes back by name; ann's running chat answers his new handshake.
+    let mut bob = person("bob", addr, Some("ann"), bob_home.path());
+    assert_eq!(agreed(&mut bob, "ann"), number, "same identities, same safety number");
+    ann.expect(WITHIN, "keys renewed", |v| v["event"] == "keys_renewed" && v["peer"] == "bob");
+    bob.expect(WITHIN, "ann online", |v| v["event"] == "peer_online");
+    chat_one_line(&mut ann, &mut bob, "after the restart");
+    chat_one_line(&mut bob, &mut ann, "and back");
+}

@@ -91,6 +91,7 @@ impl Sim {
             offline_after: OFFLINE_AFTER,
             pending: Vec::new(),
             seen: Vec::new(),
+            rekey: None,
         };
         let seed = self.rng.next_u64();
         let cipher = Cipher::from_key(key).unwrap();
@@ -664,6 +665,7 @@ fn undelivered_messages_from_the_log_are_sent_and_seen_ids_are_not_shown_again()
             offline_after: OFFLINE_AFTER,
             pending: vec![pending.clone(), pending.clone()],
             seen: vec![],
+            rekey: None,
         };
         Session::new(config, Cipher::from_key(&key).unwrap(), sim.now, wall(), 7)
     };

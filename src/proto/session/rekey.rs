@@ -1,0 +1,168 @@
+//! Agreeing keys again inside a running contact chat, when the contact restarted (its new run
+//! posts a new hello at the server and waits for ours). The session looks for a new hello when
+//! the contact is re-introduced or is offline, answers it with a fresh `keying::Handshake`
+//! through the server's posts, and switches to the new keys once the contact has proven
+//! itself. The old keys stay in use until then; a contact that proves a different identity is
+//! reported, never accepted.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use super::Session;
+use crate::consts::{KEYING_RETRY, REKEY_POKE_WINDOW, REKEY_POLL};
+use crate::identity::Identity;
+use crate::proto::keying::{Handshake, Peer, phase};
+use crate::proto::wire::ToServer;
+use crate::proto::{NetEvent, Transmit};
+
+/// What a contact chat needs to agree keys again.
+#[derive(Clone)]
+pub struct Rekey {
+    /// Our identity.
+    pub identity: Identity,
+    /// The contact, as saved.
+    pub contact: Peer,
+    /// The contact's hello the current keys come from (none after pairing with a code).
+    pub hello: Option<String>,
+}
+
+impl std::fmt::Debug for Rekey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rekey").field("contact", &self.contact.name).finish_non_exhaustive()
+    }
+}
+
+/// The running side of `Rekey`.
+pub(super) struct RekeyState {
+    config: Rekey,
+    handshake: Option<Handshake>,
+    /// The hello the handshake in progress answers.
+    answering: Option<String>,
+    /// Bodies the server confirmed it holds, and the last sent, by phase.
+    held: HashMap<&'static str, String>,
+    sent: HashMap<&'static str, String>,
+    next_poll: Instant,
+    /// Look until then even though the contact seems online (it was re-introduced: its new
+    /// run may post a hello any moment).
+    poked_until: Option<Instant>,
+}
+
+impl RekeyState {
+    /// When it next has something to do, if anything: while a handshake runs, or while the
+    /// contact is away (`alone`).
+    pub(super) fn due(&self, alone: bool) -> Option<Instant> {
+        let poked = self.poked_until.is_some_and(|until| self.next_poll < until);
+        (self.handshake.is_some() || alone || poked).then_some(self.next_poll)
+    }
+
+    pub(super) fn new(config: Rekey, now: Instant) -> Self {
+        Self {
+            config,
+            handshake: None,
+            answering: None,
+            held: HashMap::new(),
+            sent: HashMap::new(),
+            next_poll: now + REKEY_POLL,
+            poked_until: None,
+        }
+    }
+}
+
+impl Session {
+    /// Looks for a new hello soon (the contact was re-introduced: it may have restarted).
+    pub(super) fn rekey_soon(&mut self, now: Instant) {
+        if let Some(rekey) = &mut self.rekey {
+            rekey.next_poll = now;
+            rekey.poked_until = Some(now + REKEY_POKE_WINDOW);
+        }
+    }
+
+    /// Polls the server while the contact is away or a handshake is in progress.
+    pub(super) fn rekey_timers(&mut self, now: Instant) {
+        let alone = !self.peers.iter().any(|p| p.online);
+        let Some(rv) = &self.rendezvous else { return };
+        let (server, room) = (rv.server, rv.room.clone());
+        let Some(rekey) = &mut self.rekey else { return };
+        if now < rekey.next_poll {
+            return;
+        }
+        // A finished handshake is let go once the server holds our side of it.
+        if let Some(handshake) = &rekey.handshake
+            && handshake.outcome().is_some()
+            && handshake.posts().iter().all(|(phase, body)| rekey.held.get(phase) == Some(body))
+        {
+            rekey.handshake = None;
+        }
+        let poked = rekey.poked_until.is_some_and(|until| now < until);
+        if rekey.handshake.is_none() && !alone && !poked {
+            return; // the contact is here, on the keys we have
+        }
+        let mut requests = vec![ToServer::Fetch { room: room.clone(), phase: phase::HELLO.into() }];
+        rekey.next_poll = now + if poked { KEYING_RETRY } else { REKEY_POLL };
+        if let Some(handshake) = &rekey.handshake {
+            for (phase, body) in handshake.posts() {
+                if rekey.held.get(phase) != Some(&body) {
+                    rekey.sent.insert(phase, body.clone());
+                    requests.push(ToServer::Post { room: room.clone(), phase: phase.into(), body });
+                }
+            }
+            if handshake.outcome().is_none() {
+                requests.push(ToServer::Fetch { room: room.clone(), phase: phase::AUTH.into() });
+            }
+            rekey.next_poll = now + KEYING_RETRY;
+        }
+        for request in requests {
+            if let Ok(payload) = serde_json::to_vec(&request) {
+                self.transmits.push_back(Transmit { to: server, payload });
+            }
+        }
+    }
+
+    /// The server holds our post under `phase`.
+    pub(super) fn rekey_posted(&mut self, phase: &str) {
+        if let Some(rekey) = &mut self.rekey
+            && let Some((phase, body)) = rekey.sent.remove_entry(phase)
+        {
+            rekey.held.insert(phase, body);
+        }
+    }
+
+    /// What the contact posted under `phase`.
+    pub(super) fn rekey_mail(&mut self, now: Instant, phase: &str, body: &str) {
+        let unix = self.unix_secs(now);
+        let Some(rekey) = &mut self.rekey else { return };
+        if phase == phase::HELLO {
+            if rekey.config.hello.as_deref() == Some(body)
+                || rekey.answering.as_deref() == Some(body)
+            {
+                return;
+            }
+            // A new run of the contact: answer it with fresh keys of our own.
+            let secret: [u8; 32] = rand::random();
+            let mut handshake =
+                Handshake::new(rekey.config.identity.clone(), rekey.config.contact.clone(), secret);
+            handshake.on_mail(phase, body, unix);
+            rekey.handshake = Some(handshake);
+            rekey.answering = Some(body.to_owned());
+            rekey.next_poll = now;
+            return;
+        }
+        let Some(handshake) = &mut rekey.handshake else { return };
+        handshake.on_mail(phase, body, unix);
+        let name = rekey.config.contact.name.clone();
+        match handshake.outcome().cloned() {
+            None => {}
+            Some(Ok(agreed)) => {
+                // Our posts stay at the server for the contact to finish with.
+                rekey.config.hello = rekey.answering.clone();
+                rekey.next_poll = now;
+                self.cipher = agreed.cipher();
+                self.events.push_back(NetEvent::KeysRenewed { peer: name });
+            }
+            Some(Err(failure)) => {
+                rekey.handshake = None;
+                self.events.push_back(NetEvent::KeysRefused { reason: failure.to_string() });
+            }
+        }
+    }
+}
