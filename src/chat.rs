@@ -193,13 +193,18 @@ pub async fn start(options: ChatOptions) -> Result<Chat, StartError> {
         }
     };
     let (title, server) = match &mode {
-        Mode::Room { server, room } => (
-            match &verify {
-                Some(verify) => format!("with {}", verify.peer),
-                None => format!("room {room}"),
-            },
-            Some(ServerView { addr: *server, room: room.clone(), state: ServerState::Registering }),
-        ),
+        Mode::Room { server, room } => {
+            // A pair's room is an opaque hash: show whose it is instead.
+            let (title, shown_room) = match &verify {
+                Some(verify) => {
+                    (format!("with {}", verify.peer), texts::private_room(&verify.peer))
+                }
+                None => (format!("room {room}"), room.clone()),
+            };
+            let view =
+                ServerView { addr: *server, room: shown_room, state: ServerState::Registering };
+            (title, Some(view))
+        }
         Mode::Direct { peer } => (format!("direct to {peer}"), None),
     };
     let me = Me {

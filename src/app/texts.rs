@@ -46,6 +46,11 @@ pub fn keys_agreed(verify: &Verify) -> String {
     )
 }
 
+/// How a pair's own room is shown (its name at the server is an opaque hash).
+pub fn private_room(peer: &str) -> String {
+    format!("private, with {peer}")
+}
+
 /// The contact restarted and the keys were agreed again.
 pub fn keys_renewed(peer: &str) -> String {
     format!("{peer} restarted; new end-to-end keys agreed (same identity, same safety number)")
