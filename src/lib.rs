@@ -3,14 +3,17 @@
 //!
 //! Crate map (data flows top to bottom and back up as events):
 //! - `cli` — command line, config merging, exit codes; `config` — `config.toml`.
+//! - `prompt` — the pairing-code prompt before the chat (Tab completion).
 //! - `tui` — the terminal (owner, events in) · `headless` — JSON lines on stdin/stdout.
-//! - `chat` — starting a chat and stepping it (shared by TUI, headless and `demo`).
+//! - `chat` — starting a chat (agreeing keys first when pairing or reconnecting to a contact)
+//!   and stepping it (shared by TUI, headless and `demo`).
 //! - `app` — the Elm loop: `Model`, `Message`, pure `update`, keymap, commands, texts.
 //! - `ui` — `render` of the model: history, status and input panes, theme.
-//! - `net` — the network actor that owns the socket and the session.
-//! - `proto` — the protocol as a sans-IO state machine (wire, crypto, STUN, session).
+//! - `net` — the network actor that owns the socket and the session; the key handshake's IO.
+//! - `proto` — the protocol as a sans-IO state machine (wire, crypto, keying, STUN, session).
 //! - `server` — the rendezvous + STUN server; `demo` — server, bot and chat in one process.
-//! - `history` — the conversation log; `text` — neutralising untrusted text; `consts` — tuning.
+//! - `history` — the conversation log; `identity` — our identity key, contacts, safety numbers.
+//! - `text` — neutralising untrusted text, matching; `consts` — tuning.
 
 pub mod app;
 pub mod chat;
