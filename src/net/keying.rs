@@ -4,7 +4,6 @@
 //! answered (UDP loses datagrams); every wait is bounded except waiting for a contact to come
 //! online, which the user ends with Ctrl-C.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -16,7 +15,7 @@ use crate::consts::{
     SERVER_SILENT_NOTICE_AFTER,
 };
 use crate::identity::{Identity, rendezvous_room};
-use crate::proto::keying::{Agreed, Code, Failure, Handshake, Pairing, Peer};
+use crate::proto::keying::{Agreed, Code, Failure, Handshake, Outbox, Pairing, Peer};
 use crate::proto::wire::{FromServer, ToServer};
 
 /// What to agree keys with.
@@ -141,9 +140,7 @@ pub async fn agree(
     let mut deadline: Option<Instant> = None;
     let mut code_secs = 0;
     let mut next_refresh = Instant::now();
-    // Bodies the server confirmed it holds, by phase, and the last one sent.
-    let mut held: HashMap<&'static str, String> = HashMap::new();
-    let mut sent: HashMap<&'static str, String> = HashMap::new();
+    let mut outbox = Outbox::default();
     let mut tick = interval(KEYING_RETRY);
     let mut buf = vec![0u8; RECV_BUFFER_BYTES];
     let send = |request: ToServer| async move {
@@ -154,7 +151,7 @@ pub async fn agree(
         if let Some(m) = &machine
             && let Some(outcome) = m.outcome()
         {
-            let all_held = m.posts().iter().all(|(phase, body)| held.get(phase) == Some(body));
+            let all_held = outbox.holds(&m.posts());
             // Our last post must be at the server for the other side to finish too (bounded).
             if all_held || outcome.is_err() || started.elapsed() > CLAIM_ANSWER_WAIT * 2 {
                 let agreed = outcome.clone()?;
@@ -183,11 +180,8 @@ pub async fn agree(
                             send(first_request(&plan, name, &room)).await?;
                             next_refresh = Instant::now() + REGISTER_REFRESH;
                         }
-                        for (phase, body) in m.posts() {
-                            if held.get(phase) != Some(&body) {
-                                sent.insert(phase, body.clone());
-                                send(ToServer::Post { room: room.clone(), phase: phase.into(), body }).await?;
-                            }
+                        for (phase, body) in outbox.due(m.posts()) {
+                            send(ToServer::Post { room: room.clone(), phase: phase.into(), body }).await?;
                         }
                         for phase in m.wants() {
                             send(ToServer::Fetch { room: room.clone(), phase: phase.into() }).await?;
@@ -229,11 +223,7 @@ pub async fn agree(
                             progress(Progress::Waiting(peer.name.clone()));
                         }
                     }
-                    FromServer::Posted { room: r, phase } if r == room => {
-                        if let Some((phase, body)) = sent.remove_entry(phase.as_str()) {
-                            held.insert(phase, body);
-                        }
-                    }
+                    FromServer::Posted { room: r, phase } if r == room => outbox.posted(&phase),
                     FromServer::Mail { room: r, phase, body, .. } if r == room => {
                         if let Some(m) = machine.as_mut() {
                             m.on_mail(&phase, &body);

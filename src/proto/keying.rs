@@ -16,6 +16,8 @@
 //!
 //! Pure: mail in, posts and an outcome out. No sockets, no clock; the IO side is `net::keying`.
 
+use std::collections::HashMap;
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hkdf::Hkdf;
@@ -137,6 +139,37 @@ pub enum Completion {
 impl std::fmt::Display for Code {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}-{}-{}", self.nameplate, self.words[0], self.words[1])
+    }
+}
+
+/// Our posts on their way to the server: each is repeated until the server says it holds
+/// that very body (UDP loses requests and answers alike).
+#[derive(Debug, Default)]
+pub struct Outbox {
+    held: HashMap<&'static str, String>,
+    sent: HashMap<&'static str, String>,
+}
+
+impl Outbox {
+    /// Of `posts`, those the server does not hold yet (remembered as sent).
+    pub fn due(&mut self, posts: Vec<(&'static str, String)>) -> Vec<(&'static str, String)> {
+        let due: Vec<_> = posts.into_iter().filter(|(p, b)| self.held.get(p) != Some(b)).collect();
+        for (phase, body) in &due {
+            self.sent.insert(phase, body.clone());
+        }
+        due
+    }
+
+    /// The server holds what we last sent under `phase`.
+    pub fn posted(&mut self, phase: &str) {
+        if let Some((phase, body)) = self.sent.remove_entry(phase) {
+            self.held.insert(phase, body);
+        }
+    }
+
+    /// Whether the server holds all of `posts`.
+    pub fn holds(&self, posts: &[(&'static str, String)]) -> bool {
+        posts.iter().all(|(phase, body)| self.held.get(phase) == Some(body))
     }
 }
 

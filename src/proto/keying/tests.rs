@@ -182,3 +182,44 @@ fn a_replayed_handshake_does_nothing() {
     }
     assert_eq!(a.outcome(), None);
 }
+
+#[test]
+fn garbage_posts_never_panic_and_never_agree() {
+    let c = code(["apple", "banjo"]);
+    for junk in ["", "!!!", "AAAA", &STANDARD.encode([0u8; 31]), &STANDARD.encode([7u8; 200])] {
+        let mut a = Pairing::new(&c, identity(1), "ann".into());
+        a.on_mail(phase::PAKE, junk, NOW);
+        a.on_mail(phase::IDENTITY, junk, NOW);
+        a.on_mail("nonsense", junk, NOW);
+        assert!(!matches!(a.outcome(), Some(Ok(_))), "{junk:?}");
+        let mut h = Handshake::new(identity(1), contact("bob", 2), [11; 32]);
+        h.on_mail(phase::HELLO, junk, NOW);
+        h.on_mail(phase::AUTH, junk, NOW);
+        assert_eq!(h.outcome(), None, "{junk:?}");
+    }
+    // A hello whose key is a low-order point carries no secret: ignored.
+    let mut h = Handshake::new(identity(1), contact("bob", 2), [11; 32]);
+    let low_order = [[0u8; 32], identity(2).public()].concat();
+    h.on_mail(phase::HELLO, &STANDARD.encode(low_order), NOW);
+    assert_eq!(h.posts().len(), 1, "no keys, so nothing sealed to post");
+    // Our own SPAKE2 message reflected back is not the other side.
+    let mut a = Pairing::new(&c, identity(1), "ann".into());
+    let (phase, ours) = a.posts().remove(0);
+    a.on_mail(phase, &ours, NOW);
+    assert_eq!(a.wants(), Some(phase::PAKE));
+}
+
+#[test]
+fn the_outbox_repeats_posts_until_held() {
+    let mut outbox = Outbox::default();
+    let posts = vec![(phase::HELLO, "h1".to_owned()), (phase::AUTH, "a1".to_owned())];
+    assert_eq!(outbox.due(posts.clone()).len(), 2);
+    outbox.posted(phase::HELLO);
+    assert_eq!(outbox.due(posts.clone()), vec![(phase::AUTH, "a1".to_owned())]);
+    outbox.posted(phase::AUTH);
+    assert!(outbox.holds(&posts));
+    // A changed body is due again.
+    let changed = vec![(phase::HELLO, "h2".to_owned())];
+    assert!(!outbox.holds(&changed));
+    assert_eq!(outbox.due(changed).len(), 1);
+}

@@ -5,13 +5,12 @@
 //! itself. The old keys stay in use until then; a contact that proves a different identity is
 //! reported, never accepted.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use super::Session;
 use crate::consts::{KEYING_RETRY, REKEY_POKE_WINDOW, REKEY_POLL};
 use crate::identity::Identity;
-use crate::proto::keying::{Handshake, Peer, phase};
+use crate::proto::keying::{Handshake, Outbox, Peer, phase};
 use crate::proto::wire::ToServer;
 use crate::proto::{NetEvent, Transmit};
 
@@ -38,9 +37,7 @@ pub(super) struct RekeyState {
     handshake: Option<Handshake>,
     /// The hello the handshake in progress answers.
     answering: Option<String>,
-    /// Bodies the server confirmed it holds, and the last sent, by phase.
-    held: HashMap<&'static str, String>,
-    sent: HashMap<&'static str, String>,
+    outbox: Outbox,
     next_poll: Instant,
     /// Look until then even though the contact seems online (it was re-introduced: its new
     /// run may post a hello any moment).
@@ -60,8 +57,7 @@ impl RekeyState {
             config,
             handshake: None,
             answering: None,
-            held: HashMap::new(),
-            sent: HashMap::new(),
+            outbox: Outbox::default(),
             next_poll: now + REKEY_POLL,
             poked_until: None,
         }
@@ -89,7 +85,7 @@ impl Session {
         // A finished handshake is let go once the server holds our side of it.
         if let Some(handshake) = &rekey.handshake
             && handshake.outcome().is_some()
-            && handshake.posts().iter().all(|(phase, body)| rekey.held.get(phase) == Some(body))
+            && rekey.outbox.holds(&handshake.posts())
         {
             rekey.handshake = None;
         }
@@ -100,11 +96,8 @@ impl Session {
         let mut requests = vec![ToServer::Fetch { room: room.clone(), phase: phase::HELLO.into() }];
         rekey.next_poll = now + if poked { KEYING_RETRY } else { REKEY_POLL };
         if let Some(handshake) = &rekey.handshake {
-            for (phase, body) in handshake.posts() {
-                if rekey.held.get(phase) != Some(&body) {
-                    rekey.sent.insert(phase, body.clone());
-                    requests.push(ToServer::Post { room: room.clone(), phase: phase.into(), body });
-                }
+            for (phase, body) in rekey.outbox.due(handshake.posts()) {
+                requests.push(ToServer::Post { room: room.clone(), phase: phase.into(), body });
             }
             if handshake.outcome().is_none() {
                 requests.push(ToServer::Fetch { room: room.clone(), phase: phase::AUTH.into() });
@@ -120,10 +113,8 @@ impl Session {
 
     /// The server holds our post under `phase`.
     pub(super) fn rekey_posted(&mut self, phase: &str) {
-        if let Some(rekey) = &mut self.rekey
-            && let Some((phase, body)) = rekey.sent.remove_entry(phase)
-        {
-            rekey.held.insert(phase, body);
+        if let Some(rekey) = &mut self.rekey {
+            rekey.outbox.posted(phase);
         }
     }
 
