@@ -159,6 +159,7 @@ pub async fn start(options: ChatOptions) -> Result<Chat, StartError> {
         Mode::Direct { .. } => None,
     });
     let mut notices = Vec::new();
+    let mut contacts = Contacts::load(&config_dir)?;
     let (cipher, conversation, verify, rekey) = match keys {
         Keys::Shared(cipher) => {
             let conversation = conversation_id(&mode);
@@ -179,7 +180,7 @@ pub async fn start(options: ChatOptions) -> Result<Chat, StartError> {
                     room: agreement.room.clone(),
                     first_seen: Local::now().to_rfc3339(),
                 };
-                if Contacts::load(&config_dir)?.remember(contact)?.is_some() {
+                if contacts.remember(contact)?.is_some() {
                     notices.push(texts::contact_key_replaced(&peer.name));
                 }
             }
@@ -222,7 +223,7 @@ pub async fn start(options: ChatOptions) -> Result<Chat, StartError> {
         model.entries.push(Entry::system(now, texts::keys_agreed(verify)));
     }
     model.verify = verify;
-    model.contacts = Contacts::load(&config_dir)?.list;
+    model.contacts = contacts.list;
     let config = SessionConfig {
         name,
         mode,
