@@ -308,17 +308,6 @@ pub struct Page {
     pub unreadable: Vec<u64>,
 }
 
-impl Page {
-    /// Lets all but the newest `n` records go; the page then starts at the first one kept.
-    pub fn keep_last(&mut self, n: usize) {
-        let excess = self.records.len().saturating_sub(n);
-        if excess > 0 {
-            self.records.drain(..excess);
-            self.start = self.records.first().map_or(self.end, |(offset, _)| *offset);
-        }
-    }
-}
-
 fn open_for_reading(path: &Path) -> Result<Option<(File, u64)>, HistoryError> {
     let io_err = |source| HistoryError::Io { path: path.to_owned(), source };
     match File::open(path) {
