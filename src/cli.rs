@@ -37,7 +37,8 @@ pub struct Cli {
     /// Directory for conversation logs [default: the per-user data directory]
     #[arg(long, global = true, env = "P2PCHAT_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Config file with defaults for flags [default: config.toml in the per-user config directory]
+    /// Config file with defaults for flags; your identity key and contacts live beside it
+    /// [default: config.toml in the per-user config directory]
     #[arg(long, global = true, env = "P2PCHAT_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// What to do.
