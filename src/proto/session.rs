@@ -522,11 +522,15 @@ impl Session {
             Some(index) => {
                 let peer = &mut self.peers[index];
                 if peer.candidates != candidates {
-                    peer.candidates = candidates;
+                    peer.candidates = candidates.clone();
                     // Somewhere new: it may have restarted, with keys to agree again.
                     self.rekey_soon(now);
                     let peer = &mut self.peers[index];
-                    if !peer.online {
+                    if peer.online {
+                        // Still on the old path for now; one probe to the new endpoints opens
+                        // our NAT towards them, so the restarted peer's probes can get in.
+                        self.send_ping(now, index, &candidates);
+                    } else {
                         peer.restart_punching(now);
                         self.peer_timers(now, index);
                     }

@@ -272,6 +272,26 @@ impl Lab {
             .env("P2PCHAT_CONFIG", "/nonexistent/p2pchat-lab.toml");
         Proc::spawn(c)
     }
+
+    /// A headless chat in a host that pairs or reaches a contact (`target`: a code, a
+    /// contact's name, or nothing to ask for a code), its identity and logs under `home`.
+    pub fn person(
+        &self,
+        host: &Host,
+        name: &str,
+        target: Option<&str>,
+        home: &std::path::Path,
+    ) -> Proc {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &host.ns, env!("CARGO_BIN_EXE_p2pchat"), "chat", "--headless"])
+            .args(["--name", name, "--server", P2PCHAT_SERVER])
+            .args(target)
+            .arg("--data-dir")
+            .arg(home.join("data"))
+            .env_remove("P2PCHAT_KEY")
+            .env("P2PCHAT_CONFIG", home.join("config.toml"));
+        Proc::spawn(c)
+    }
 }
 
 impl Drop for Lab {
@@ -582,4 +602,37 @@ fn lab_a_30_second_outage_loses_nothing() {
         "{i} messages each way typed during a 30 s outage, all in {:.1} s after it",
         restored.elapsed().as_secs_f64()
     );
+}
+
+#[test]
+fn lab_pairing_by_code_across_two_nats_then_a_restart_by_name() {
+    let Some(mut lab) = Lab::new() else { return };
+    let (ha, hb) = (lab.router(Kind::Cone, 1).remove(0), lab.router(Kind::Cone, 1).remove(0));
+    let (home_a, home_b) = (TempDir::new("lab-pair-a"), TempDir::new("lab-pair-b"));
+    let within = Duration::from_secs(20);
+    let mut a = lab.person(&ha, "a", None, home_a.path());
+    let code =
+        a.expect(within, "code", |v| v["event"] == "code")["code"].as_str().unwrap().to_owned();
+    let started = Instant::now();
+    let mut b = lab.person(&hb, "b", Some(&code), home_b.path());
+    for (p, peer) in [(&mut a, "b"), (&mut b, "a")] {
+        p.expect(within, "keys", |v| v["event"] == "keys_agreed" && v["peer"] == peer);
+        connect(p, peer, within);
+    }
+    eprintln!(
+        "paired and online across two NATs {:.2} s after the code was typed",
+        started.elapsed().as_secs_f64()
+    );
+    exchange(&mut a, &mut b, ("a", "b"), "paired");
+    b.kill();
+    let mut b = lab.person(&hb, "b", Some("a"), home_b.path());
+    let restarted = Instant::now();
+    b.expect(within, "keys", |v| v["event"] == "keys_agreed");
+    a.expect(within, "renewed", |v| v["event"] == "keys_renewed");
+    connect(&mut b, "a", within);
+    eprintln!(
+        "keyed again and online {:.2} s after the restart",
+        restarted.elapsed().as_secs_f64()
+    );
+    exchange(&mut a, &mut b, ("a", "b"), "after the restart");
 }
