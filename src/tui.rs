@@ -9,7 +9,8 @@ use std::time::Duration;
 use chrono::Local;
 use crossterm::event::{
     DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture, Event,
-    EventStream, MouseEventKind,
+    EventStream, KeyboardEnhancementFlags, MouseEventKind, PopKeyboardEnhancementFlags,
+    PushKeyboardEnhancementFlags,
 };
 use crossterm::execute;
 use futures::StreamExt;
@@ -31,27 +32,42 @@ const QUIT_GRACE: Duration = Duration::from_secs(2);
 /// Restores the terminal when dropped, so an early return or error cannot leave it raw.
 struct TerminalGuard {
     terminal: DefaultTerminal,
+    /// The terminal reports modified keys unambiguously (kitty protocol): Shift-Enter exists.
+    enhanced: bool,
+}
+
+/// Turns off what `enter` turned on, besides raw mode and the screen (ratatui's part).
+fn leave_modes(enhanced: bool) {
+    if enhanced {
+        let _ = execute!(stdout(), PopKeyboardEnhancementFlags);
+    }
+    let _ = execute!(stdout(), DisableMouseCapture, DisableBracketedPaste);
 }
 
 impl TerminalGuard {
     fn enter() -> io::Result<Self> {
         let terminal = ratatui::try_init()?;
-        // ratatui's panic hook restores raw mode and the screen; ours also turns off the mouse
-        // and paste modes first.
+        let enhanced = crossterm::terminal::supports_keyboard_enhancement().unwrap_or(false);
+        // ratatui's panic hook restores raw mode and the screen; ours also turns off the mouse,
+        // paste and keyboard modes first.
         let hook = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            let _ = execute!(stdout(), DisableMouseCapture, DisableBracketedPaste);
+            leave_modes(enhanced);
             hook(info);
         }));
-        let guard = Self { terminal };
+        let guard = Self { terminal, enhanced };
         execute!(stdout(), EnableMouseCapture, EnableBracketedPaste)?;
+        if enhanced {
+            let flags = KeyboardEnhancementFlags::DISAMBIGUATE_ESCAPE_CODES;
+            execute!(stdout(), PushKeyboardEnhancementFlags(flags))?;
+        }
         Ok(guard)
     }
 }
 
 impl Drop for TerminalGuard {
     fn drop(&mut self) {
-        let _ = execute!(stdout(), DisableMouseCapture, DisableBracketedPaste);
+        leave_modes(self.enhanced);
         ratatui::restore();
     }
 }

@@ -66,10 +66,12 @@ const fn bind(
 const NONE: KeyModifiers = KeyModifiers::NONE;
 const CTRL: KeyModifiers = KeyModifiers::CONTROL;
 const ALT: KeyModifiers = KeyModifiers::ALT;
+const SHIFT: KeyModifiers = KeyModifiers::SHIFT;
 
 const BINDINGS: &[Binding] = &[
     bind(KeyCode::Enter, NONE, Action::Submit, "Enter", "send the message"),
     bind(KeyCode::Enter, ALT, Action::Insert('\n'), "Alt-Enter", "new line in the message"),
+    bind(KeyCode::Enter, SHIFT, Action::Insert('\n'), "", ""),
     bind(KeyCode::Up, NONE, Action::RecallPrevious, "Up/Down", "recall sent lines"),
     bind(KeyCode::Down, NONE, Action::RecallNext, "", ""),
     bind(KeyCode::PageUp, NONE, Action::PageUp, "PgUp/PgDn", "scroll history (or the mouse wheel)"),
@@ -135,6 +137,9 @@ mod tests {
             Some(Action::Insert('X'))
         );
         assert_eq!(map_key(key(KeyCode::Char('z'), CTRL)), None);
+        assert_eq!(map_key(key(KeyCode::Enter, SHIFT)), Some(Action::Insert('\n')));
+        assert_eq!(map_key(key(KeyCode::Char('f'), CTRL)), Some(Action::Find));
+        assert_eq!(map_key(key(KeyCode::Esc, NONE)), Some(Action::Cancel));
         let mut release = key(KeyCode::Char('x'), NONE);
         release.kind = KeyEventKind::Release;
         assert_eq!(map_key(release), None);

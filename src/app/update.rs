@@ -104,7 +104,8 @@ fn on_search_action(model: &mut Model, action: Action, effects: &mut Vec<Effect>
         Action::Submit | Action::Insert('n') if !typing => {
             scrollback::step_match(model, true, effects);
         }
-        Action::Insert('N') if !typing => scrollback::step_match(model, false, effects),
+        // Shift-Enter (in terminals that tell it from Enter) and Alt-Enter come as a new line.
+        Action::Insert('N' | '\n') if !typing => scrollback::step_match(model, false, effects),
         Action::RecallPrevious => scrollback::step_match(model, true, effects),
         Action::RecallNext => scrollback::step_match(model, false, effects),
         _ => return false,

@@ -188,6 +188,11 @@ fn search_jumps_between_matches_anywhere_in_the_log() {
     r.key(Action::Insert('N'));
     assert!(r.visible().contains(&5000));
     assert!(screen(&r.model)[21].contains("match 2 of 3"));
+    // Shift-Enter (a new line, to the keymap) is "newer" too while nothing is typed.
+    r.key(Action::Insert('\n'));
+    assert!(r.visible().contains(&9990));
+    r.key(Action::RecallPrevious);
+    assert!(r.visible().contains(&5000));
     r.key(Action::Cancel);
     assert!(r.model.search.is_none());
     r.type_line("/search no such thing");
