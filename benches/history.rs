@@ -19,7 +19,7 @@ use criterion::{BenchmarkId, Criterion};
 use p2pchat::app::keymap::Action;
 use p2pchat::app::model::{Me, Public};
 use p2pchat::app::{Effect, Message, Model, update};
-use p2pchat::chat::{open_conversation, read_page};
+use p2pchat::chat::{answer_load, open_conversation};
 use p2pchat::history::{self, conversation_path};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -74,8 +74,7 @@ fn apply(model: &mut Model, path: &Path, message: Message) {
     while let Some(message) = pending.pop() {
         for effect in update(model, message) {
             if let Effect::Load(load) = effect {
-                let page = read_page(path, load).map_err(|e| e.to_string());
-                pending.push(Message::Loaded(load, page));
+                pending.push(answer_load(path, load));
             }
         }
     }

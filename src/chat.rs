@@ -266,8 +266,19 @@ pub fn spawn_session(
     net::spawn(socket, session)
 }
 
+/// Reads the page `Effect::Load` asks for from the log at `path`, as the message answering it.
+pub fn answer_load(path: &Path, load: Load) -> Message {
+    Message::Loaded(load, read_page(path, load).map_err(|e| e.to_string()))
+}
+
+/// Searches the log at `path` as `Effect::Search` asks, as the message answering it.
+pub fn answer_search(path: &Path, term: String) -> Message {
+    let found = history::search(path, &term).map_err(|e| e.to_string());
+    Message::Found(term, found)
+}
+
 /// Reads the page of the log at `path` that `load` asks for.
-pub fn read_page(path: &Path, load: Load) -> Result<Page, HistoryError> {
+fn read_page(path: &Path, load: Load) -> Result<Page, HistoryError> {
     match load {
         Load::Older(end) => history::read_before(path, Some(end), HISTORY_PAGE_RECORDS),
         Load::Newer(start) => history::read_after(path, start, HISTORY_PAGE_RECORDS),
@@ -315,14 +326,8 @@ impl Chat {
                             pending.push(Message::Failed(error.to_string()));
                         }
                     },
-                    Effect::Load(load) => {
-                        let page = read_page(self.log.path(), load).map_err(|e| e.to_string());
-                        pending.push(Message::Loaded(load, page));
-                    }
-                    Effect::Search(term) => {
-                        let found = history::search(self.log.path(), &term);
-                        pending.push(Message::Found(term, found.map_err(|e| e.to_string())));
-                    }
+                    Effect::Load(load) => pending.push(answer_load(self.log.path(), load)),
+                    Effect::Search(term) => pending.push(answer_search(self.log.path(), term)),
                     Effect::Exit => step.exit = true,
                 }
             }

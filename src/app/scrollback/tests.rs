@@ -10,7 +10,7 @@ use chrono::{Local, TimeZone};
 use crate::app::keymap::Action;
 use crate::app::model::{Me, Public};
 use crate::app::{Effect, Message, Model, update};
-use crate::chat::read_page;
+use crate::chat::{answer_load, answer_search};
 use crate::consts::{HISTORY_PRELOAD_RECORDS, HISTORY_WINDOW_ENTRIES};
 use crate::history::{self, History, Record};
 use crate::proto::{MsgId, NetEvent};
@@ -89,14 +89,8 @@ impl Runner {
             for effect in update(&mut self.model, message) {
                 match effect {
                     Effect::Log { record, .. } => self.log.append(&record).unwrap(),
-                    Effect::Load(load) => {
-                        let page = read_page(self.log.path(), load).map_err(|e| e.to_string());
-                        pending.push(Message::Loaded(load, page));
-                    }
-                    Effect::Search(term) => {
-                        let found = history::search(self.log.path(), &term);
-                        pending.push(Message::Found(term, found.map_err(|e| e.to_string())));
-                    }
+                    Effect::Load(load) => pending.push(answer_load(self.log.path(), load)),
+                    Effect::Search(term) => pending.push(answer_search(self.log.path(), term)),
                     Effect::Net(_) | Effect::Exit => {}
                 }
             }

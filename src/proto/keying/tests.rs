@@ -13,8 +13,32 @@ fn code(words: [&str; 2]) -> Code {
     Code { nameplate: "7".into(), words: [words[0].into(), words[1].into()] }
 }
 
-/// Relays each side's posts to the other until neither changes; returns both outcomes.
-fn run_pairing(a: &mut Pairing, b: &mut Pairing) {
+/// Either kind of handshake, as the relay below sees it.
+trait Side {
+    fn posts(&self) -> Vec<(&'static str, String)>;
+    fn on_mail(&mut self, phase: &str, body: &str, unix_secs: u64);
+}
+
+impl Side for Pairing {
+    fn posts(&self) -> Vec<(&'static str, String)> {
+        Pairing::posts(self)
+    }
+    fn on_mail(&mut self, phase: &str, body: &str, unix_secs: u64) {
+        Pairing::on_mail(self, phase, body, unix_secs);
+    }
+}
+
+impl Side for Handshake {
+    fn posts(&self) -> Vec<(&'static str, String)> {
+        Handshake::posts(self)
+    }
+    fn on_mail(&mut self, phase: &str, body: &str, unix_secs: u64) {
+        Handshake::on_mail(self, phase, body, unix_secs);
+    }
+}
+
+/// Relays each side's posts to the other, as the server would, a few rounds.
+fn relay(a: &mut impl Side, b: &mut impl Side) {
     for _ in 0..4 {
         for (phase, body) in a.posts() {
             b.on_mail(phase, &body, NOW);
@@ -54,7 +78,7 @@ fn same_code_gives_each_side_the_others_keys_and_identity() {
     let c = code(["apple", "banjo"]);
     let mut a = Pairing::new(&c, identity(1), "ann".into());
     let mut b = Pairing::new(&c, identity(2), "bob".into());
-    run_pairing(&mut a, &mut b);
+    relay(&mut a, &mut b);
     let (Some(Ok(at_a)), Some(Ok(at_b))) = (a.outcome(), b.outcome()) else {
         panic!("not agreed: {:?} {:?}", a.outcome(), b.outcome());
     };
@@ -71,7 +95,7 @@ fn same_code_gives_each_side_the_others_keys_and_identity() {
 fn a_wrong_code_fails_on_both_sides() {
     let mut a = Pairing::new(&code(["apple", "banjo"]), identity(1), "ann".into());
     let mut b = Pairing::new(&code(["apple", "bagel"]), identity(2), "bob".into());
-    run_pairing(&mut a, &mut b);
+    relay(&mut a, &mut b);
     assert_eq!(a.outcome(), Some(&Err(Failure::CodeMismatch)));
     assert_eq!(b.outcome(), Some(&Err(Failure::CodeMismatch)));
 }
@@ -84,20 +108,8 @@ fn a_server_substituting_its_own_spake2_messages_gets_no_key() {
     let mut b = Pairing::new(&real, identity(2), "bob".into());
     let mut to_a = Pairing::new(&code(["apple", "cabin"]), identity(9), "bob".into());
     let mut to_b = Pairing::new(&code(["apple", "cabin"]), identity(9), "ann".into());
-    for _ in 0..4 {
-        for (phase, body) in a.posts() {
-            to_a.on_mail(phase, &body, NOW);
-        }
-        for (phase, body) in to_a.posts() {
-            a.on_mail(phase, &body, NOW);
-        }
-        for (phase, body) in b.posts() {
-            to_b.on_mail(phase, &body, NOW);
-        }
-        for (phase, body) in to_b.posts() {
-            b.on_mail(phase, &body, NOW);
-        }
-    }
+    relay(&mut a, &mut to_a);
+    relay(&mut b, &mut to_b);
     assert_eq!(a.outcome(), Some(&Err(Failure::CodeMismatch)));
     assert_eq!(b.outcome(), Some(&Err(Failure::CodeMismatch)));
     assert!(!matches!(to_a.outcome(), Some(Ok(_))));
@@ -120,22 +132,11 @@ fn contact(name: &str, seed: u8) -> Peer {
     Peer { name: name.into(), key: identity(seed).public() }
 }
 
-fn run_handshake(a: &mut Handshake, b: &mut Handshake) {
-    for _ in 0..4 {
-        for (phase, body) in a.posts() {
-            b.on_mail(phase, &body, NOW);
-        }
-        for (phase, body) in b.posts() {
-            a.on_mail(phase, &body, NOW);
-        }
-    }
-}
-
 #[test]
 fn contacts_agree_fresh_keys_each_time() {
     let mut a = Handshake::new(identity(1), contact("bob", 2), [11; 32]);
     let mut b = Handshake::new(identity(2), contact("ann", 1), [12; 32]);
-    run_handshake(&mut a, &mut b);
+    relay(&mut a, &mut b);
     let (Some(Ok(at_a)), Some(Ok(at_b))) = (a.outcome(), b.outcome()) else {
         panic!("not agreed: {:?} {:?}", a.outcome(), b.outcome());
     };
@@ -143,7 +144,7 @@ fn contacts_agree_fresh_keys_each_time() {
     assert_eq!(at_a.peer.name, "bob");
     let mut a2 = Handshake::new(identity(1), contact("bob", 2), [21; 32]);
     let mut b2 = Handshake::new(identity(2), contact("ann", 1), [22; 32]);
-    run_handshake(&mut a2, &mut b2);
+    relay(&mut a2, &mut b2);
     let Some(Ok(again)) = a2.outcome() else { panic!("second run failed") };
     assert_ne!(again.send, at_a.send, "each run has keys of its own");
 }
@@ -153,7 +154,7 @@ fn a_changed_identity_key_is_refused() {
     // Bob reinstalled: a new identity key, while Ann saved the old one.
     let mut a = Handshake::new(identity(1), contact("bob", 2), [11; 32]);
     let mut b = Handshake::new(identity(3), contact("ann", 1), [12; 32]);
-    run_handshake(&mut a, &mut b);
+    relay(&mut a, &mut b);
     assert_eq!(a.outcome(), Some(&Err(Failure::IdentityChanged { name: "bob".into() })));
 }
 
@@ -162,7 +163,7 @@ fn a_replayed_handshake_does_nothing() {
     // An attacker captured Bob's posts from yesterday and plays them to today's Ann.
     let mut a_old = Handshake::new(identity(1), contact("bob", 2), [11; 32]);
     let mut b_old = Handshake::new(identity(2), contact("ann", 1), [12; 32]);
-    run_handshake(&mut a_old, &mut b_old);
+    relay(&mut a_old, &mut b_old);
     let captured = b_old.posts();
     let mut a = Handshake::new(identity(1), contact("bob", 2), [31; 32]);
     for _ in 0..3 {
