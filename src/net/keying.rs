@@ -110,6 +110,11 @@ impl Machine {
         }
     }
 
+    /// Where it stands: what it posts and fetches, and whether it ended.
+    fn step(&self) -> (Vec<(&'static str, String)>, Vec<&'static str>, bool) {
+        (self.posts(), self.wants(), self.outcome().is_some())
+    }
+
     fn their_hello(&self) -> Option<String> {
         match self {
             Self::Pair(_) => None,
@@ -196,6 +201,7 @@ pub async fn agree(
                 }
                 let Ok(answer) = serde_json::from_slice::<FromServer>(&buf[..len]) else { continue };
                 heard_server = true;
+                let before = machine.as_ref().map(Machine::step);
                 match answer {
                     // Our code's nameplate is gone from the server: it expired unused.
                     FromServer::Refused { .. } if matches!(plan, Plan::NewCode) && machine.is_some() => {
@@ -230,6 +236,11 @@ pub async fn agree(
                         }
                     }
                     _ => {}
+                }
+                // An answer that moved the handshake on is followed up now, not at the next
+                // tick; one that changed nothing waits (so a repeated answer cannot spin).
+                if machine.as_ref().map(Machine::step) != before {
+                    tick.reset_immediately();
                 }
             }
         }
