@@ -127,6 +127,10 @@ pub const REKEY_POLL: Duration = Duration::from_secs(2);
 /// After the contact is re-introduced (a restart?), how long to look for its new hello.
 pub const REKEY_POKE_WINDOW: Duration = Duration::from_secs(10);
 
+/// After the keys are agreed, how long to keep posting our last step until the server holds it
+/// (the other side needs it to finish).
+pub const KEYING_LINGER: Duration = Duration::from_secs(5);
+
 /// How long a claimed code waits for the friend's side to answer.
 pub const CLAIM_ANSWER_WAIT: Duration = Duration::from_secs(60);
 

@@ -11,8 +11,8 @@ use tokio::net::UdpSocket;
 use tokio::time::{Instant, interval};
 
 use crate::consts::{
-    CLAIM_ANSWER_WAIT, KEYING_RETRY, NAMEPLATE_PREFIX, RECV_BUFFER_BYTES, REGISTER_REFRESH,
-    SERVER_SILENT_NOTICE_AFTER,
+    CLAIM_ANSWER_WAIT, KEYING_LINGER, KEYING_RETRY, NAMEPLATE_PREFIX, RECV_BUFFER_BYTES,
+    REGISTER_REFRESH, SERVER_SILENT_NOTICE_AFTER,
 };
 use crate::identity::{Identity, rendezvous_room};
 use crate::proto::keying::{Agreed, Code, Failure, Handshake, Outbox, Pairing, Peer};
@@ -152,13 +152,15 @@ pub async fn agree(
         let bytes = serde_json::to_vec(&request).unwrap_or_default();
         socket.send_to(&bytes, server).await.map(|_| ())
     };
+    let mut ended_at: Option<Instant> = None;
     loop {
         if let Some(m) = &machine
             && let Some(outcome) = m.outcome()
         {
+            let ended_at = *ended_at.get_or_insert_with(Instant::now);
             let all_held = outbox.holds(&m.posts());
             // Our last post must be at the server for the other side to finish too (bounded).
-            if all_held || outcome.is_err() || started.elapsed() > CLAIM_ANSWER_WAIT * 2 {
+            if all_held || outcome.is_err() || ended_at.elapsed() > KEYING_LINGER {
                 let agreed = outcome.clone()?;
                 if paired {
                     room = rendezvous_room(&our_key, &agreed.peer.key);
