@@ -3,7 +3,8 @@
 //! the contact is re-introduced or is offline, answers it with a fresh `keying::Handshake`
 //! through the server's posts, and switches to the new keys once the contact has proven
 //! itself. The old keys stay in use until then; a contact that proves a different identity is
-//! reported, never accepted.
+//! reported, never accepted. The new ephemeral secret comes from the OS's random source, not
+//! the session's seeded one: key material is the one thing here that must not be replayable.
 
 use std::time::Instant;
 
@@ -138,7 +139,9 @@ impl Session {
             rekey.next_poll = now;
             return;
         }
-        let Some(handshake) = &mut rekey.handshake else { return };
+        let Some(handshake) = rekey.handshake.as_mut().filter(|h| h.outcome().is_none()) else {
+            return; // none running, or it already ended (a late copy of an answer)
+        };
         handshake.on_mail(phase, body, unix);
         let name = rekey.config.contact.name.clone();
         match handshake.outcome().cloned() {
