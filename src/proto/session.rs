@@ -945,6 +945,7 @@ impl Session {
         if !new {
             self.drops.duplicate += 1;
         }
+        let mut handed_over = false;
         for message in complete {
             if !self.seen.insert((name.clone(), message.id.clone())) {
                 // Shown (and logged) in an earlier run or from an earlier copy: only confirm.
@@ -961,8 +962,15 @@ impl Session {
                 id: Some(MsgId(message.id)),
                 receipt: Some(receipt),
             });
+            handed_over = true;
         }
-        self.send_ack(now, from, &name, fields.epoch);
+        // A segment that completes a message for the app is acknowledged once the app has
+        // logged it (`on_persisted`): one ack per message instead of two. Anything else (a
+        // duplicate, a gap, part of a long message) is acknowledged now, so the sender stops
+        // retransmitting it; a slow log write costs at most one retransmission, answered here.
+        if !handed_over {
+            self.send_ack(now, from, &name, fields.epoch);
+        }
     }
 
     fn send_ack(&mut self, now: Instant, to: SocketAddr, from: &str, epoch: u64) {

@@ -693,6 +693,38 @@ fn a_segment_replayed_later_is_never_shown_again() {
     assert_eq!((d.duplicate, d.stale), (2, 1), "{d:?}");
 }
 
+#[test]
+fn a_message_is_acknowledged_once_logged_and_a_copy_at_once() {
+    let (mut sim, a, b, _) = direct_pair(21);
+    sim.run_for(Duration::from_secs(1));
+    sim.nodes[b].confirms = false;
+    let (from_a, from_b) = (sim.nodes[a].addr, sim.nodes[b].addr);
+    let acks_at = |sim: &Sim, at: Instant| {
+        sim.sent.iter().filter(|(t, from, to)| *t == at && *from == from_b && *to == from_a).count()
+    };
+    sim.command(a, send("ack me once"));
+    let copy = sim.in_flight.iter().find(|p| p.to == from_b).unwrap().bytes.clone();
+    let arrival = sim.now + LATENCY;
+    sim.run_for(LATENCY + Duration::from_millis(1));
+    assert_eq!(sim.texts(b), vec!["ack me once"]);
+    assert_eq!(acks_at(&sim, arrival), 0, "a message for the app waits for the app's log");
+    let receipt = sim
+        .events(b)
+        .iter()
+        .find_map(|e| match e {
+            NetEvent::Message { receipt, .. } => receipt.clone(),
+            _ => None,
+        })
+        .unwrap();
+    sim.command(b, NetCommand::Persisted(receipt));
+    assert_eq!(acks_at(&sim, sim.now), 1, "logged: one ack");
+    sim.run_for(LATENCY * 2);
+    assert!(sim.events(a).iter().any(|e| matches!(e, NetEvent::Delivered { .. })));
+    sim.inject(from_a, b, &copy);
+    assert_eq!(acks_at(&sim, sim.now), 1, "a copy is acknowledged at once");
+    assert_eq!(sim.texts(b), vec!["ack me once"]);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
