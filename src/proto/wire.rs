@@ -147,8 +147,9 @@ pub enum FromServer {
 
 /// What a peer says inside a Fernet token. `message` carries the seed's four fields; a client
 /// written from the seed notes ignores our additions, and a seed message without them is valid.
+/// Read through `Fields` (one flat pass over the object, no buffering of the whole document).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", try_from = "Fields")]
 pub enum Envelope {
     /// A chat message.
     Message {
@@ -212,7 +213,7 @@ pub enum Envelope {
 }
 
 /// The reliable-delivery fields of a message segment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct StreamFields {
     /// The sender's run id: sequence numbers count within it.
     pub epoch: u64,
@@ -224,6 +225,84 @@ pub struct StreamFields {
     pub part: u32,
     /// How many parts the message has.
     pub parts: u32,
+}
+
+/// The `type` of an envelope.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Kind {
+    Message,
+    Ack,
+    Ping,
+    Pong,
+    Bye,
+}
+
+/// Every field any envelope has, each optional: what a datagram's JSON is read into before it
+/// becomes an `Envelope`. A derived reader for the tagged enum (with its flattened stream
+/// fields) buffers the whole object first and takes twice as long per datagram.
+#[derive(Deserialize)]
+struct Fields {
+    #[serde(rename = "type")]
+    kind: Kind,
+    name: Option<String>,
+    #[serde(default)]
+    timestamp: serde_json::Value,
+    text: Option<String>,
+    id: Option<String>,
+    epoch: Option<u64>,
+    seq: Option<u64>,
+    base: Option<u64>,
+    part: Option<u32>,
+    parts: Option<u32>,
+    cum: Option<u64>,
+    sack: Option<Vec<u64>>,
+    instance: Option<u64>,
+    nat: Option<String>,
+}
+
+/// An envelope without a field its type requires.
+#[derive(Debug, thiserror::Error)]
+#[error("envelope without its `{0}` field")]
+pub struct MissingField(&'static str);
+
+impl TryFrom<Fields> for Envelope {
+    type Error = MissingField;
+
+    fn try_from(f: Fields) -> Result<Self, MissingField> {
+        let name = f.name.ok_or(MissingField("name"))?;
+        Ok(match f.kind {
+            Kind::Message => {
+                let stream = match (f.epoch, f.seq, f.base, f.part, f.parts) {
+                    (Some(epoch), Some(seq), Some(base), Some(part), Some(parts)) => {
+                        Some(StreamFields { epoch, seq, base, part, parts })
+                    }
+                    _ => None,
+                };
+                let text = f.text.ok_or(MissingField("text"))?;
+                Self::Message { name, timestamp: f.timestamp, text, id: f.id, stream }
+            }
+            Kind::Ack => Self::Ack {
+                name,
+                epoch: f.epoch.ok_or(MissingField("epoch"))?,
+                cum: f.cum.ok_or(MissingField("cum"))?,
+                sack: f.sack.unwrap_or_default(),
+            },
+            Kind::Ping => Self::Ping {
+                name,
+                seq: f.seq.ok_or(MissingField("seq"))?,
+                instance: f.instance,
+                nat: f.nat,
+            },
+            Kind::Pong => Self::Pong {
+                name,
+                seq: f.seq.ok_or(MissingField("seq"))?,
+                instance: f.instance,
+                nat: f.nat,
+            },
+            Kind::Bye => Self::Bye { name },
+        })
+    }
 }
 
 impl Envelope {
@@ -307,6 +386,63 @@ mod tests {
             assert!(json.get(field).is_some(), "{field}");
         }
         assert_eq!(json["type"], "message");
+    }
+
+    #[test]
+    fn every_envelope_reads_back_as_written() {
+        let stream = StreamFields { epoch: u64::MAX, seq: 7, base: 3, part: 1, parts: 2 };
+        let envelopes = [
+            Envelope::Message {
+                name: "al".into(),
+                timestamp: "2026-01-01T00:00:00.000Z".into(),
+                text: "two\nlines \"quoted\" ✓".into(),
+                id: Some("00ff".into()),
+                stream: Some(stream),
+            },
+            Envelope::Message {
+                name: "al".into(),
+                timestamp: serde_json::Value::Null,
+                text: String::new(),
+                id: None,
+                stream: None,
+            },
+            Envelope::Ack { name: "bo".into(), epoch: 9, cum: 4, sack: vec![6, 8] },
+            Envelope::Ping {
+                name: "bo".into(),
+                seq: 1,
+                instance: Some(5),
+                nat: Some("cone".into()),
+            },
+            Envelope::Pong { name: "bo".into(), seq: 2, instance: None, nat: None },
+            Envelope::Bye { name: "bo".into() },
+        ];
+        for envelope in envelopes {
+            let json = serde_json::to_vec(&envelope).unwrap();
+            assert_eq!(serde_json::from_slice::<Envelope>(&json).unwrap(), envelope);
+        }
+    }
+
+    #[test]
+    fn envelopes_missing_what_their_type_needs_are_refused() {
+        for json in [
+            r#"{"type":"message","text":"no name"}"#,
+            r#"{"type":"message","name":"no text"}"#,
+            r#"{"type":"ack","name":"b","cum":1}"#,
+            r#"{"type":"ping","name":"b"}"#,
+            r#"{"type":"wave","name":"b"}"#,
+            r#"{"name":"b","text":"no type"}"#,
+            r#"{"type":"bye","name":"b","name":"twice"}"#,
+            r#"{"type":"ack","name":"b","epoch":1,"cum":-1}"#,
+            r#"["type","bye"]"#,
+        ] {
+            assert!(serde_json::from_str::<Envelope>(json).is_err(), "{json}");
+        }
+        // Stream fields count only when all of them are there; unknown fields are ignored.
+        let partial = r#"{"type":"message","name":"b","text":"x","seq":3,"epoch":1,"extra":[1]}"#;
+        let Envelope::Message { stream, .. } = serde_json::from_str(partial).unwrap() else {
+            panic!("not a message")
+        };
+        assert_eq!(stream, None);
     }
 
     #[test]
