@@ -380,17 +380,26 @@ fn init_tracing(to_file: Option<&Path>, default_level: &str) {
     };
 }
 
-/// Runs `future` on a new runtime. The runtime is then dropped without waiting for blocking
-/// tasks: tokio reads stdin on a blocking thread that would otherwise keep the process alive
-/// until the next line of input.
-fn block_on<T>(future: impl Future<Output = Result<T, CliError>>) -> Result<T, CliError> {
+/// Runs `future` on a new runtime, as a task on one of its workers rather than on this thread:
+/// the chat loop and the network actor then hand each other commands and events on the worker
+/// they share (tokio runs a task woken by the current one next, on the same thread) instead of
+/// waking another thread for every message. The runtime is then dropped without waiting for
+/// blocking tasks: tokio reads stdin on a blocking thread that would otherwise keep the process
+/// alive until the next line of input.
+fn block_on<T: Send + 'static>(
+    future: impl Future<Output = Result<T, CliError>> + Send + 'static,
+) -> Result<T, CliError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let result = runtime.block_on(future);
+    let result = runtime.block_on(tokio::spawn(future));
     runtime.shutdown_background();
-    result
+    match result {
+        Ok(result) => result,
+        Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+        Err(join) => Err(CliError::Runtime(anyhow::anyhow!("the main task was cancelled: {join}"))),
+    }
 }
 
 /// Waits for Ctrl-C or SIGTERM (for the modes that do not read the keyboard themselves).
@@ -417,7 +426,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Server { listen, alt, code_ttl } => {
             init_tracing(None, "info");
-            block_on(async {
+            block_on(async move {
                 let sockets = server::Sockets::bind(listen, alt).await.map_err(|e| {
                     usage(format!(
                         "cannot listen on {listen}{}: {e} (choose other addresses)",
@@ -443,7 +452,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             })?;
             init_tracing(None, "warn");
             let bind = bind.unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
-            let report = block_on(async {
+            let report = block_on(async move {
                 net::nat::detect(stun, bind)
                     .await
                     .context("cannot run NAT detection")
@@ -469,7 +478,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                 headless,
             };
             init_tracing((!headless).then_some(options.data_dir.as_path()), "warn");
-            block_on(async {
+            block_on(async move {
                 demo::run(options, std::future::pending()).await.map_err(CliError::Runtime)
             })
         }
@@ -477,7 +486,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             let headless = args.headless;
             let options = chat_options(data_dir_flag, config_flag.as_deref(), args, &config)?;
             init_tracing((!headless).then_some(options.data_dir.as_path()), "warn");
-            block_on(async {
+            block_on(async move {
                 let chat = chat::start(options).await.map_err(|e| {
                     if headless {
                         headless::emit(
