@@ -393,7 +393,7 @@ fn block_on<T: Send + 'static>(
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let result = runtime.block_on(tokio::spawn(future));
+    let result = runtime.block_on(runtime.spawn(future));
     runtime.shutdown_background();
     match result {
         Ok(result) => result,
