@@ -42,11 +42,20 @@ async fn run(
 ) {
     let mut buf = vec![0u8; RECV_BUFFER_BYTES];
     session.handle_timeout(Instant::now());
+    // One timer for the life of the actor, moved only when the session's deadline moves (most
+    // datagrams and commands leave it where it was).
+    let timer = sleep_until(Instant::now().into());
+    tokio::pin!(timer);
+    let mut armed: Option<Instant> = None;
     loop {
         if drain(&socket, &mut session, &events).await {
             return;
         }
         let deadline = session.poll_timeout();
+        if let Some(at) = deadline.filter(|at| armed != Some(*at)) {
+            timer.as_mut().reset(at.into());
+        }
+        armed = deadline;
         tokio::select! {
             received = socket.recv_from(&mut buf) => match received {
                 Ok((len, from)) => session.handle_datagram(Instant::now(), from, &buf[..len]),
@@ -56,7 +65,8 @@ async fn run(
                 let command = command.unwrap_or(NetCommand::Shutdown);
                 session.handle_command(Instant::now(), command);
             }
-            () = sleep_until(deadline.unwrap_or_else(Instant::now).into()), if deadline.is_some() => {
+            () = &mut timer, if deadline.is_some() => {
+                armed = None;
                 session.handle_timeout(Instant::now());
             }
         }
