@@ -4,6 +4,7 @@
 //! Sans-IO: `handle_*` feed input, `poll_*` drain output; the caller owns the socket and clock.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -814,7 +815,10 @@ impl Session {
     fn send_message(&mut self, now: Instant, text: String) {
         let mut raw = [0u8; 8];
         self.rng.fill_bytes(&mut raw);
-        let id = MsgId(raw.iter().map(|b| format!("{b:02x}")).collect());
+        let id = MsgId(raw.iter().fold(String::with_capacity(16), |mut hex, b| {
+            let _ = write!(hex, "{b:02x}");
+            hex
+        }));
         let timestamp = self.wall(now).to_rfc3339_opts(SecondsFormat::Millis, true);
         if text.len() > MAX_MESSAGE_BYTES {
             let reason = format!(
