@@ -1,24 +1,29 @@
 //! Delivery benchmarks on loopback, each beside a raw-UDP baseline measured in the same run:
 //! one-way latency of a chat message (sent by one network actor, shown by the other) against a
 //! raw datagram, and acknowledged messages per second (each confirmed as logged by the
-//! receiving app) against raw datagrams each answered by a raw ack. After criterion's figures, p50 and
-//! p99 of the one-way latencies are printed from 5000 sequential samples of each, and the same
-//! figures are measured for the seed prototype's stack in Python (`seed_stack.py`) when a
-//! Python with `cryptography` is at hand (`scripts/bench-seed` sets one up).
+//! receiving app) against raw datagrams each answered by a raw ack. Each side runs as `p2pchat
+//! chat` runs: a runtime of its own (as two processes would have), with the app's loop as a task
+//! beside the network actor; the raw baseline runs in the same two runtimes. After criterion's
+//! figures, p50 and p99 of the one-way latencies are printed from 5000 sequential samples of
+//! each, and the same figures are measured for the seed prototype's stack in Python
+//! (`seed_stack.py`) when a Python with `cryptography` is at hand (`scripts/bench-seed` sets one
+//! up).
 
 // A benchmark that cannot set up fails loudly: there is nothing to measure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use chrono::Utc;
 use criterion::{Criterion, Throughput};
 use p2pchat::chat::spawn_session;
-use p2pchat::consts::OFFLINE_AFTER;
+use p2pchat::consts::{OFFLINE_AFTER, SEND_WINDOW_SEGMENTS};
 use p2pchat::net::NetHandle;
 use p2pchat::proto::crypto::{Cipher, generate_key};
-use p2pchat::proto::{Mode, NetCommand, NetEvent, SessionConfig};
+use p2pchat::proto::{Mode, NetCommand, NetEvent, Session, SessionConfig};
 use tokio::net::UdpSocket;
 use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
@@ -29,18 +34,8 @@ const RAW_WINDOW: u64 = 64;
 
 const TEXT: &str = "a typical chat message, about sixty bytes of text in it";
 
-/// Two network actors chatting directly: `sent` receives the sender's Delivered events, `shown`
-/// the instants at which the receiver got each message (it confirms at once, as a logging app
-/// would after its write).
-struct Pair {
-    commands: mpsc::Sender<NetCommand>,
-    delivered: mpsc::Receiver<()>,
-    shown: mpsc::Receiver<Instant>,
-}
-
-async fn actor(name: &str, bind: SocketAddr, peer: SocketAddr, key: &str) -> NetHandle {
-    let socket = UdpSocket::bind(bind).await.expect("bind");
-    let config = SessionConfig {
+fn config(name: &str, peer: SocketAddr) -> SessionConfig {
+    SessionConfig {
         name: name.into(),
         mode: Mode::Direct { peer },
         stun_server: None,
@@ -49,127 +44,224 @@ async fn actor(name: &str, bind: SocketAddr, peer: SocketAddr, key: &str) -> Net
         pending: Vec::new(),
         seen: Vec::new(),
         rekey: None,
-    };
-    spawn_session(socket, config, Cipher::from_key(key).expect("key")).expect("actor")
+    }
 }
 
-async fn pair() -> Pair {
+/// Runs `f` on `state` as a task on one of `rt`'s workers (where `p2pchat chat` runs its loop),
+/// and puts the state back.
+fn on_worker<S, T, F>(rt: &Runtime, state: &mut Option<S>, f: impl FnOnce(S) -> F) -> T
+where
+    S: Send + 'static,
+    T: Send + 'static,
+    F: Future<Output = (S, T)> + Send + 'static,
+{
+    let (back, result) = rt.block_on(rt.spawn(f(state.take().expect("state")))).expect("task");
+    *state = Some(back);
+    result
+}
+
+/// The sending app: its network actor chats directly with a receiving app in the other runtime,
+/// which confirms each message as logged the moment it sees it (as the app does after its
+/// write) and stamps when it saw it.
+struct Chat {
+    net: NetHandle,
+    shown: mpsc::UnboundedReceiver<Instant>,
+}
+
+/// A loopback socket ready for tokio.
+fn bind() -> std::net::UdpSocket {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_nonblocking(true).unwrap();
+    socket
+}
+
+fn chat(left: &Runtime, right: &Runtime) -> Chat {
     let key = generate_key();
-    let free = || std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let (pa, pb) = (free(), free());
-    let mut a = actor("a", pa, pb, &key).await;
-    let mut b = actor("b", pb, pa, &key).await;
-    let (online_tx, mut online_rx) = mpsc::channel(2);
-    let (shown_tx, shown) = mpsc::channel(1 << 16);
-    let b_commands = b.commands.clone();
-    let b_online = online_tx.clone();
-    tokio::spawn(async move {
-        while let Some(event) = b.events.recv().await {
+    let (a, b) = (bind(), bind());
+    let (pa, pb) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+    let (shown_tx, shown) = mpsc::unbounded_channel();
+    let (online_tx, mut online_rx) = mpsc::channel(1);
+    let cipher = Cipher::from_key(&key).unwrap();
+    right.spawn(async move {
+        let socket = UdpSocket::from_std(b).unwrap();
+        let mut net = spawn_session(socket, config("b", pa), cipher).expect("actor");
+        while let Some(event) = net.events.recv().await {
             match event {
                 NetEvent::PeerOnline { .. } => {
-                    let _ = b_online.send(()).await;
+                    let _ = online_tx.send(()).await;
                 }
                 NetEvent::Message { receipt, .. } => {
-                    let _ = shown_tx.send(Instant::now()).await;
+                    let _ = shown_tx.send(Instant::now());
                     if let Some(receipt) = receipt {
-                        let _ = b_commands.send(NetCommand::Persisted(receipt)).await;
+                        let _ = net.commands.send(NetCommand::Persisted(receipt)).await;
                     }
                 }
                 _ => {}
             }
         }
     });
-    let (delivered_tx, delivered) = mpsc::channel(1 << 16);
-    let commands = a.commands.clone();
-    tokio::spawn(async move {
-        while let Some(event) = a.events.recv().await {
-            match event {
-                NetEvent::PeerOnline { .. } => {
-                    let _ = online_tx.send(()).await;
-                }
-                NetEvent::Delivered { .. } => {
-                    let _ = delivered_tx.send(()).await;
-                }
-                _ => {}
-            }
-        }
-    });
-    online_rx.recv().await;
-    online_rx.recv().await;
-    Pair { commands, delivered, shown }
+    let cipher = Cipher::from_key(&key).unwrap();
+    let net = left
+        .block_on(left.spawn(async move {
+            let socket = UdpSocket::from_std(a).unwrap();
+            let mut net = spawn_session(socket, config("a", pb), cipher).expect("actor");
+            while !matches!(net.events.recv().await, Some(NetEvent::PeerOnline { .. })) {}
+            net
+        }))
+        .expect("task");
+    left.block_on(online_rx.recv());
+    Chat { net, shown }
 }
 
-impl Pair {
-    async fn one_way(&mut self) -> Duration {
-        let sent = Instant::now();
-        self.commands.send(NetCommand::Send { text: TEXT.into() }).await.expect("send");
-        let shown = self.shown.recv().await.expect("shown");
-        self.delivered.recv().await.expect("delivered");
-        shown - sent
+impl Chat {
+    async fn until_delivered(&mut self) {
+        while !matches!(self.net.events.recv().await.expect("event"), NetEvent::Delivered { .. }) {}
     }
 
-    async fn acked_batch(&mut self, n: u64) -> Duration {
+    /// One message after another, each once the previous one is delivered: the time from
+    /// handing each to the actor until the other app held it.
+    async fn one_way(mut self, n: usize) -> (Self, Vec<Duration>) {
+        let mut samples = Vec::with_capacity(n);
+        for _ in 0..n {
+            let sent = Instant::now();
+            self.net.commands.send(NetCommand::Send { text: TEXT.into() }).await.expect("send");
+            self.until_delivered().await;
+            let shown = self.shown.try_recv().expect("stamped before it was confirmed");
+            samples.push(shown - sent);
+        }
+        (self, samples)
+    }
+
+    /// `n` messages as fast as the send window takes them, until all are delivered.
+    async fn acked_batch(mut self, n: u64) -> (Self, Duration) {
         let start = Instant::now();
-        for _ in 0..n {
-            self.commands.send(NetCommand::Send { text: TEXT.into() }).await.expect("send");
+        let (mut sent, mut delivered) = (0, 0);
+        while delivered < n {
+            while sent < n && sent - delivered < SEND_WINDOW_SEGMENTS as u64 {
+                let text = TEXT.into();
+                self.net.commands.send(NetCommand::Send { text }).await.expect("send");
+                sent += 1;
+            }
+            self.until_delivered().await;
+            delivered += 1;
         }
-        for _ in 0..n {
-            self.delivered.recv().await.expect("delivered");
-            self.shown.recv().await.expect("shown");
-        }
-        start.elapsed()
+        let elapsed = start.elapsed();
+        while self.shown.try_recv().is_ok() {}
+        (self, elapsed)
     }
 }
 
-/// Raw UDP: `a` sends datagrams of the same size; `b` stamps their arrival and answers each
-/// with an 8-byte ack.
+/// Raw UDP between the same two runtimes: the left side sends datagrams of the size of our
+/// sealed message; the right side stamps their arrival and answers each with an 8-byte ack.
 struct Raw {
-    a: UdpSocket,
-    shown: mpsc::Receiver<Instant>,
-    payload: Vec<u8>,
+    socket: UdpSocket,
+    shown: mpsc::UnboundedReceiver<Instant>,
 }
 
-async fn raw() -> Raw {
-    let a = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
-    let b = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
-    a.connect(b.local_addr().expect("addr")).await.expect("connect");
-    let (tx, shown) = mpsc::channel(1 << 16);
-    tokio::spawn(async move {
+fn raw(left: &Runtime, right: &Runtime) -> Raw {
+    let (a, b) = (bind(), bind());
+    a.connect(b.local_addr().unwrap()).unwrap();
+    let (tx, shown) = mpsc::unbounded_channel();
+    right.spawn(async move {
+        let b = UdpSocket::from_std(b).unwrap();
         let mut buf = vec![0u8; 2048];
         while let Ok((_, from)) = b.recv_from(&mut buf).await {
-            let _ = tx.send(Instant::now()).await;
+            let _ = tx.send(Instant::now());
             let _ = b.send_to(&buf[..8], from).await;
         }
     });
-    // The size our message's datagram has: a sealed JSON envelope is about this long.
-    Raw { a, shown, payload: vec![b'x'; 300] }
+    let socket = left.block_on(async { UdpSocket::from_std(a).unwrap() });
+    Raw { socket, shown }
 }
 
+/// The size our message's datagram has: a sealed JSON envelope is about this long.
+const RAW_PAYLOAD: [u8; 376] = [b'x'; 376];
+
 impl Raw {
-    async fn one_way(&mut self) -> Duration {
+    async fn one_way(mut self, n: usize) -> (Self, Vec<Duration>) {
         let mut ack = [0u8; 64];
-        let sent = Instant::now();
-        self.a.send(&self.payload).await.expect("send");
-        let shown = self.shown.recv().await.expect("shown");
-        self.a.recv(&mut ack).await.expect("ack");
-        shown - sent
+        let mut samples = Vec::with_capacity(n);
+        for _ in 0..n {
+            let sent = Instant::now();
+            self.socket.send(&RAW_PAYLOAD).await.expect("send");
+            self.socket.recv(&mut ack).await.expect("ack");
+            samples.push(self.shown.try_recv().expect("stamped before it was answered") - sent);
+        }
+        (self, samples)
     }
 
-    async fn acked_batch(&mut self, n: u64) -> Duration {
+    async fn acked_batch(mut self, n: u64) -> (Self, Duration) {
         let mut ack = [0u8; 64];
         let start = Instant::now();
         let (mut sent, mut acked) = (0u64, 0u64);
         while acked < n {
             while sent < n && sent - acked < RAW_WINDOW {
-                self.a.send(&self.payload).await.expect("send");
+                self.socket.send(&RAW_PAYLOAD).await.expect("send");
                 sent += 1;
             }
-            let got = tokio::time::timeout(Duration::from_secs(5), self.a.recv(&mut ack)).await;
+            let got =
+                tokio::time::timeout(Duration::from_secs(5), self.socket.recv(&mut ack)).await;
             got.expect("raw UDP has no retransmission: a datagram was lost").expect("ack");
-            self.shown.recv().await.expect("shown");
             acked += 1;
         }
-        start.elapsed()
+        let elapsed = start.elapsed();
+        while self.shown.try_recv().is_ok() {}
+        (self, elapsed)
+    }
+}
+
+/// Two sessions handing a message and its acknowledgement to each other in memory: the CPU one
+/// message costs both ends, without sockets or tasks.
+struct SansIo {
+    a: Session,
+    b: Session,
+    pa: SocketAddr,
+    pb: SocketAddr,
+}
+
+impl SansIo {
+    fn new() -> Self {
+        let key = generate_key();
+        let (pa, pb) = ("127.0.0.1:1000".parse().unwrap(), "127.0.0.1:2000".parse().unwrap());
+        let session = |name, peer, seed| {
+            let cipher = Cipher::from_key(&key).unwrap();
+            Session::new(config(name, peer), cipher, Instant::now(), Utc::now(), seed)
+        };
+        let mut pair = Self { a: session("a", pb, 1), b: session("b", pa, 2), pa, pb };
+        let now = Instant::now();
+        pair.a.handle_timeout(now);
+        pair.b.handle_timeout(now);
+        for _ in 0..4 {
+            pair.exchange(now);
+        }
+        while pair.a.poll_event().is_some() || pair.b.poll_event().is_some() {}
+        pair
+    }
+
+    /// Carries what each side queued to the other; returns the receipts `b` was handed.
+    fn exchange(&mut self, now: Instant) -> Vec<NetEvent> {
+        while let Some(t) = self.a.poll_transmit() {
+            self.b.handle_datagram(now, self.pa, &t.payload);
+        }
+        while let Some(t) = self.b.poll_transmit() {
+            self.a.handle_datagram(now, self.pb, &t.payload);
+        }
+        std::iter::from_fn(|| self.b.poll_event()).collect()
+    }
+
+    fn message(&mut self) {
+        let now = Instant::now();
+        self.a.handle_command(now, NetCommand::Send { text: TEXT.into() });
+        for event in self.exchange(now) {
+            if let NetEvent::Message { receipt: Some(receipt), .. } = event {
+                self.b.handle_command(now, NetCommand::Persisted(receipt));
+            }
+        }
+        self.exchange(now);
+        let delivered = std::iter::from_fn(|| self.a.poll_event())
+            .filter(|e| matches!(e, NetEvent::Delivered { .. }))
+            .count();
+        assert_eq!(delivered, 1, "the message was not delivered");
     }
 }
 
@@ -180,9 +272,10 @@ fn percentile(samples: &mut [Duration], p: f64) -> Duration {
 }
 
 fn main() {
-    let rt = Runtime::new().expect("runtime");
-    let mut chat = rt.block_on(pair());
-    let mut udp = rt.block_on(raw());
+    // Two runtimes, as two `p2pchat chat` processes would have; both baselines use both.
+    let (left, right) = (Runtime::new().expect("runtime"), Runtime::new().expect("runtime"));
+    let mut chat = Some(chat(&left, &right));
+    let mut udp = Some(raw(&left, &right));
     let mut c = Criterion::default().configure_from_args();
 
     // The cryptographic and JSON work on one message, both ends: a share of the latency gap.
@@ -199,48 +292,42 @@ fn main() {
             serde_json::from_slice::<serde_json::Value>(&opened).expect("json")
         })
     });
+    // Everything both sessions do for one message and its acknowledgement, without IO.
+    let mut sans_io = SansIo::new();
+    c.bench_function("message_and_ack_sans_io", |b| b.iter(|| sans_io.message()));
 
     let mut group = c.benchmark_group("one_way_latency");
     group.bench_function("raw_udp", |b| {
         b.iter_custom(|iters| {
-            rt.block_on(async {
-                let mut t = Duration::ZERO;
-                for _ in 0..iters {
-                    t += udp.one_way().await;
-                }
-                t
-            })
+            on_worker(&left, &mut udp, move |u| u.one_way(iters as usize)).iter().sum()
         })
     });
     group.bench_function("p2pchat", |b| {
         b.iter_custom(|iters| {
-            rt.block_on(async {
-                let mut t = Duration::ZERO;
-                for _ in 0..iters {
-                    t += chat.one_way().await;
-                }
-                t
-            })
+            on_worker(&left, &mut chat, move |c| c.one_way(iters as usize)).iter().sum()
         })
     });
     group.finish();
 
     let mut group = c.benchmark_group("acked_messages");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("raw_udp", |b| b.iter_custom(|iters| rt.block_on(udp.acked_batch(iters))));
-    group
-        .bench_function("p2pchat", |b| b.iter_custom(|iters| rt.block_on(chat.acked_batch(iters))));
+    group.bench_function("raw_udp", |b| {
+        b.iter_custom(|iters| on_worker(&left, &mut udp, move |u| u.acked_batch(iters)))
+    });
+    group.bench_function("p2pchat", |b| {
+        b.iter_custom(|iters| on_worker(&left, &mut chat, move |c| c.acked_batch(iters)))
+    });
     group.finish();
     c.final_summary();
 
-    let samples = 5000;
+    // Alternating runs of each, so both meet the same neighbours on this machine.
+    let (rounds, per_round) = (10, 500);
+    let samples = rounds * per_round;
     let (mut raw_lat, mut chat_lat) = (Vec::new(), Vec::new());
-    rt.block_on(async {
-        for _ in 0..samples {
-            raw_lat.push(udp.one_way().await);
-            chat_lat.push(chat.one_way().await);
-        }
-    });
+    for _ in 0..rounds {
+        raw_lat.extend(on_worker(&left, &mut udp, move |u| u.one_way(per_round)));
+        chat_lat.extend(on_worker(&left, &mut chat, move |c| c.one_way(per_round)));
+    }
     println!("one-way latency over {samples} sequential samples each (loopback):");
     for (name, lat) in [("raw UDP", &mut raw_lat), ("p2pchat", &mut chat_lat)] {
         let (p50, p99) = (percentile(lat, 0.5), percentile(lat, 0.99));
@@ -256,7 +343,9 @@ fn main() {
     println!("  p50 ratio p2pchat / raw UDP: {ratio:.2}");
 
     let batch = 20_000;
-    let rate = batch as f64 / rt.block_on(chat.acked_batch(batch)).as_secs_f64();
+    let elapsed = on_worker(&left, &mut chat, move |c| c.acked_batch(batch));
+    let rate = batch as f64 / elapsed.as_secs_f64();
+    println!("acknowledged messages/s, {batch} in a row: {rate:.0}");
     match seed_stack(samples, batch) {
         Ok(seed) => {
             println!("against the seed's stack in Python ({}), same measurement:", seed.python);
