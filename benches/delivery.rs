@@ -2,8 +2,8 @@
 //! one-way latency of a chat message (sent by one network actor, shown by the other) against a
 //! raw datagram, and acknowledged messages per second (each confirmed as logged by the
 //! receiving app) against raw datagrams each answered by a raw ack. Each side runs as `p2pchat
-//! chat` runs: a runtime of its own (as two processes would have), with the app's loop as a task
-//! beside the network actor; the raw baseline runs in the same two runtimes. After criterion's
+//! chat` runs: a runtime of its own (as two processes would have, with the chat's worker count),
+//! with the app's loop as a task beside the network actor; the raw baseline runs in the same two runtimes. After criterion's
 //! figures, p50 and p99 of the one-way latencies are printed from 5000 sequential samples of
 //! each, and the same figures are measured for the seed prototype's stack in Python
 //! (`seed_stack.py`) when a Python with `cryptography` is at hand (`scripts/bench-seed` sets one
@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use criterion::{Criterion, Throughput};
 use p2pchat::chat::spawn_session;
-use p2pchat::consts::{OFFLINE_AFTER, SEND_WINDOW_SEGMENTS};
+use p2pchat::consts::{CHAT_RUNTIME_WORKERS, OFFLINE_AFTER, SEND_WINDOW_SEGMENTS};
 use p2pchat::net::NetHandle;
 use p2pchat::proto::crypto::{Cipher, generate_key};
 use p2pchat::proto::{Mode, NetCommand, NetEvent, Session, SessionConfig};
@@ -273,7 +273,11 @@ fn percentile(samples: &mut [Duration], p: f64) -> Duration {
 
 fn main() {
     // Two runtimes, as two `p2pchat chat` processes would have; both baselines use both.
-    let (left, right) = (Runtime::new().expect("runtime"), Runtime::new().expect("runtime"));
+    let runtime = || {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(CHAT_RUNTIME_WORKERS).enable_all().build().expect("runtime")
+    };
+    let (left, right) = (runtime(), runtime());
     let mut chat = Some(chat(&left, &right));
     let mut udp = Some(raw(&left, &right));
     let mut c = Criterion::default().configure_from_args();

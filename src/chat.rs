@@ -266,6 +266,16 @@ pub fn spawn_session(
     net::spawn(socket, session)
 }
 
+/// Runs file work that can take a while (a page of the log, a search of all of it) where it does
+/// not hold up the network actor: on a runtime worker, tokio first moves the worker's other tasks
+/// to another thread; outside a multi-thread runtime it simply runs.
+pub fn off_worker<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}
+
 /// Reads the page `Effect::Load` asks for from the log at `path`, as the message answering it.
 pub fn answer_load(path: &Path, load: Load) -> Message {
     Message::Loaded(load, read_page(path, load).map_err(|e| e.to_string()))
@@ -326,8 +336,12 @@ impl Chat {
                             pending.push(Message::Failed(error.to_string()));
                         }
                     },
-                    Effect::Load(load) => pending.push(answer_load(self.log.path(), load)),
-                    Effect::Search(term) => pending.push(answer_search(self.log.path(), term)),
+                    Effect::Load(load) => {
+                        pending.push(off_worker(|| answer_load(self.log.path(), load)))
+                    }
+                    Effect::Search(term) => {
+                        pending.push(off_worker(|| answer_search(self.log.path(), term)));
+                    }
                     Effect::Exit => step.exit = true,
                 }
             }

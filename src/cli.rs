@@ -17,7 +17,7 @@ use crate::app::model::{Entry, EntryKind};
 use crate::chat::{self, ChatOptions, Keys};
 use crate::config::{self, FileConfig};
 use crate::consts::NAT_TEST_TIMEOUT;
-use crate::consts::{KEEPALIVE_INTERVAL, MAX_NAME_CHARS, OFFLINE_AFTER};
+use crate::consts::{CHAT_RUNTIME_WORKERS, KEEPALIVE_INTERVAL, MAX_NAME_CHARS, OFFLINE_AFTER};
 use crate::demo::{self, DemoOptions};
 use crate::history::{self, Record};
 use crate::identity::{Contacts, Identity};
@@ -380,19 +380,21 @@ fn init_tracing(to_file: Option<&Path>, default_level: &str) {
     };
 }
 
-/// Runs `future` on a new runtime, as a task on one of its workers rather than on this thread:
-/// the chat loop and the network actor then hand each other commands and events on the worker
-/// they share (tokio runs a task woken by the current one next, on the same thread) instead of
-/// waking another thread for every message. The runtime is then dropped without waiting for
-/// blocking tasks: tokio reads stdin on a blocking thread that would otherwise keep the process
-/// alive until the next line of input.
+/// Runs `future` on a new runtime (with `workers` worker threads, or one per core), as a task on
+/// a worker rather than on this thread: the chat loop and the network actor then hand each other
+/// commands and events on the worker they share (tokio runs a task woken by the current one next,
+/// on the same thread) instead of waking another thread for every message. The runtime is then
+/// dropped without waiting for blocking tasks: tokio reads stdin on a blocking thread that would
+/// otherwise keep the process alive until the next line of input.
 fn block_on<T: Send + 'static>(
+    workers: Option<usize>,
     future: impl Future<Output = Result<T, CliError>> + Send + 'static,
 ) -> Result<T, CliError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = workers {
+        builder.worker_threads(workers);
+    }
+    let runtime = builder.enable_all().build().context("cannot start the async runtime")?;
     let result = runtime.block_on(runtime.spawn(future));
     runtime.shutdown_background();
     match result {
@@ -426,7 +428,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Server { listen, alt, code_ttl } => {
             init_tracing(None, "info");
-            block_on(async move {
+            block_on(None, async move {
                 let sockets = server::Sockets::bind(listen, alt).await.map_err(|e| {
                     usage(format!(
                         "cannot listen on {listen}{}: {e} (choose other addresses)",
@@ -452,7 +454,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             })?;
             init_tracing(None, "warn");
             let bind = bind.unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
-            let report = block_on(async move {
+            let report = block_on(None, async move {
                 net::nat::detect(stun, bind)
                     .await
                     .context("cannot run NAT detection")
@@ -478,7 +480,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                 headless,
             };
             init_tracing((!headless).then_some(options.data_dir.as_path()), "warn");
-            block_on(async move {
+            block_on(Some(CHAT_RUNTIME_WORKERS), async move {
                 demo::run(options, std::future::pending()).await.map_err(CliError::Runtime)
             })
         }
@@ -486,7 +488,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             let headless = args.headless;
             let options = chat_options(data_dir_flag, config_flag.as_deref(), args, &config)?;
             init_tracing((!headless).then_some(options.data_dir.as_path()), "warn");
-            block_on(async move {
+            block_on(Some(CHAT_RUNTIME_WORKERS), async move {
                 let chat = chat::start(options).await.map_err(|e| {
                     if headless {
                         headless::emit(

@@ -96,6 +96,12 @@ pub const HISTORY_LATE_DELIVERIES: usize = 10_000;
 /// Unreadable log lines remembered by offset, to count each once.
 pub const HISTORY_UNREADABLE_REMEMBERED: usize = 100_000;
 
+/// Runtime worker threads for a chat (and the demo): the chat loop and the network actor share
+/// one, so a message passes between them without waking another thread. On the 2-vCPU machine in
+/// BENCHMARKS.md one worker gave a lower one-way latency and twice the acknowledged throughput of
+/// two. Reading the log never blocks that worker: it moves to another thread meanwhile.
+pub const CHAT_RUNTIME_WORKERS: usize = 1;
+
 /// Capacity of the actor's event channel towards the UI.
 pub const EVENT_CHANNEL_CAPACITY: usize = 1024;
 

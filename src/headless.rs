@@ -16,7 +16,7 @@ use tokio::time::{Instant, sleep_until};
 use crate::app::Message;
 use crate::app::commands::{self, Command};
 use crate::app::texts;
-use crate::chat::Chat;
+use crate::chat::{Chat, off_worker};
 use crate::consts::DRAIN_ON_EOF;
 use crate::history;
 use crate::proto::{NetEvent, Rejection};
@@ -227,7 +227,7 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
                         None
                     }
                     Command::Search(term) => {
-                        emit(&search_json(chat.log.path(), &term));
+                        emit(&off_worker(|| search_json(chat.log.path(), &term)));
                         None
                     }
                     Command::Unknown(word) => {
