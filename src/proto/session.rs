@@ -214,6 +214,8 @@ pub struct Session {
     events: VecDeque<NetEvent>,
     rekey: Option<RekeyState>,
     closed: bool,
+    /// `frame_bytes` for our name.
+    frame_bytes: usize,
 }
 
 impl Session {
@@ -268,7 +270,9 @@ impl Session {
             events: VecDeque::new(),
             rekey: None,
             closed: false,
+            frame_bytes: 0,
         };
+        session.frame_bytes = frame_bytes(&session.config.name);
         session.rekey = session.config.rekey.take().map(|r| RekeyState::new(r, now));
         if let Mode::Direct { peer } = session.config.mode {
             let index = session.add_peer(None, vec![peer], now);
@@ -845,36 +849,22 @@ impl Session {
     /// Splits a text into parts whose segments each fit one datagram. Parts break between
     /// characters, never inside one; reassembly concatenates them.
     fn split(&self, id: &MsgId, text: &str, timestamp: &str) -> Vec<String> {
-        // The envelope around an empty part, with the widest numbers it can carry.
-        let widest = StreamFields {
-            epoch: u64::MAX,
-            seq: u64::MAX,
-            base: u64::MAX,
-            part: u32::MAX,
-            parts: u32::MAX,
-        };
-        let frame = Envelope::Message {
-            name: self.config.name.clone(),
-            timestamp: timestamp.into(),
-            text: String::new(),
-            id: Some(id.0.clone()),
-            stream: Some(widest),
-        };
-        let overhead = serde_json::to_vec(&frame).map_or(MAX_PLAINTEXT_BYTES, |v| v.len());
+        let overhead = self.frame_bytes + escaped_len(timestamp) + escaped_len(&id.0);
         let budget = MAX_PLAINTEXT_BYTES.saturating_sub(overhead).max(8);
-        let mut parts = vec![String::new()];
-        let mut used = 0;
-        for c in text.chars() {
+        if escaped_len(text) <= budget {
+            return vec![text.to_owned()];
+        }
+        let mut parts = Vec::new();
+        let (mut start, mut used) = (0, 0);
+        for (at, c) in text.char_indices() {
             let cost = json_escaped_len(c);
             if used + cost > budget {
-                parts.push(String::new());
-                used = 0;
+                parts.push(text[start..at].to_owned());
+                (start, used) = (at, 0);
             }
             used += cost;
-            if let Some(part) = parts.last_mut() {
-                part.push(c);
-            }
         }
+        parts.push(text[start..].to_owned());
         parts
     }
 
@@ -1022,6 +1012,31 @@ fn stream_persisted(
     if let Some(stream) = streams.get_mut(&(from.to_owned(), epoch)) {
         stream.persisted(last_seq);
     }
+}
+
+/// The JSON of our message envelope around an empty part with an empty timestamp and id, with
+/// the widest numbers it can carry: a segment's size is this plus its escaped strings.
+fn frame_bytes(name: &str) -> usize {
+    let widest = StreamFields {
+        epoch: u64::MAX,
+        seq: u64::MAX,
+        base: u64::MAX,
+        part: u32::MAX,
+        parts: u32::MAX,
+    };
+    let frame = Envelope::Message {
+        name: name.to_owned(),
+        timestamp: String::new().into(),
+        text: String::new(),
+        id: Some(String::new()),
+        stream: Some(widest),
+    };
+    serde_json::to_vec(&frame).map_or(MAX_PLAINTEXT_BYTES, |v| v.len())
+}
+
+/// Bytes `s` takes inside a JSON string as serde_json writes it.
+fn escaped_len(s: &str) -> usize {
+    s.chars().map(json_escaped_len).sum()
 }
 
 /// Bytes `c` takes inside a JSON string as serde_json writes it.

@@ -11,7 +11,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::*;
-use crate::consts::{MAX_MESSAGE_BYTES, OFFLINE_AFTER, PUNCH_WINDOW};
+use crate::consts::{MAX_MESSAGE_BYTES, MAX_PLAINTEXT_BYTES, OFFLINE_AFTER, PUNCH_WINDOW};
 use crate::proto::crypto::{Cipher, generate_key};
 use crate::server::{Addresses, Server};
 
@@ -691,6 +691,52 @@ fn a_segment_replayed_later_is_never_shown_again() {
     assert_eq!(sim.texts(b), vec!["once only"]);
     let d = sim.nodes[b].session.drops();
     assert_eq!((d.duplicate, d.stale), (2, 1), "{d:?}");
+}
+
+#[test]
+fn parts_fill_a_datagram_and_never_overflow_it() {
+    let key = generate_key();
+    let config = SessionConfig {
+        name: "al\"ice 世界".into(),
+        mode: Mode::Direct { peer: addr("192.0.2.2:2000") },
+        stun_server: None,
+        private_endpoints: Vec::new(),
+        offline_after: OFFLINE_AFTER,
+        pending: Vec::new(),
+        seen: Vec::new(),
+        rekey: None,
+    };
+    let session = Session::new(config, Cipher::from_key(&key).unwrap(), Instant::now(), wall(), 1);
+    let id = MsgId("00ff00ff00ff00ff".into());
+    let timestamp = "2026-05-01T12:00:00.000Z";
+    let size = |part: &str| {
+        let widest = StreamFields {
+            epoch: u64::MAX,
+            seq: u64::MAX,
+            base: u64::MAX,
+            part: u32::MAX,
+            parts: u32::MAX,
+        };
+        let envelope = Envelope::Message {
+            name: session.config.name.clone(),
+            timestamp: timestamp.into(),
+            text: part.to_owned(),
+            id: Some(id.0.clone()),
+            stream: Some(widest),
+        };
+        serde_json::to_vec(&envelope).unwrap().len()
+    };
+    let unit = "line \"quoted\" \\ tab\t 世界 👋🏽 ctl\u{1}\n";
+    for text in [String::new(), "short".to_owned(), unit.repeat(40), unit.repeat(400)] {
+        let parts = session.split(&id, &text, timestamp);
+        assert_eq!(parts.concat(), text);
+        for (i, part) in parts.iter().enumerate() {
+            assert!(size(part) <= MAX_PLAINTEXT_BYTES, "part {i} overflows");
+            if let Some(next) = parts.get(i + 1).and_then(|p| p.chars().next()) {
+                assert!(size(&format!("{part}{next}")) > MAX_PLAINTEXT_BYTES, "part {i} not full");
+            }
+        }
+    }
 }
 
 #[test]
