@@ -98,8 +98,8 @@ pub const HISTORY_UNREADABLE_REMEMBERED: usize = 100_000;
 
 /// Runtime worker threads for a chat (and the demo): the chat loop and the network actor share
 /// one, so a message passes between them without waking another thread. On the 2-vCPU machine in
-/// BENCHMARKS.md one worker gave a lower one-way latency and twice the acknowledged throughput of
-/// two. Reading the log never blocks that worker: it moves to another thread meanwhile.
+/// BENCHMARKS.md one worker gave nearly twice the acknowledged throughput of two, at the same
+/// one-way latency. While the log is read, the worker's other tasks move to another thread.
 pub const CHAT_RUNTIME_WORKERS: usize = 1;
 
 /// Capacity of the actor's event channel towards the UI.
