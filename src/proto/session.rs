@@ -247,6 +247,7 @@ impl Session {
             Mode::Direct { .. } => None,
         };
         let instance = rng.next_u64();
+        let frame_bytes = frame_bytes(&config.name);
         let mut session = Self {
             config,
             instance,
@@ -270,9 +271,8 @@ impl Session {
             events: VecDeque::new(),
             rekey: None,
             closed: false,
-            frame_bytes: 0,
+            frame_bytes,
         };
-        session.frame_bytes = frame_bytes(&session.config.name);
         session.rekey = session.config.rekey.take().map(|r| RekeyState::new(r, now));
         if let Mode::Direct { peer } = session.config.mode {
             let index = session.add_peer(None, vec![peer], now);
