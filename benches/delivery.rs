@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use criterion::{Criterion, Throughput};
 use p2pchat::chat::spawn_session;
-use p2pchat::consts::{CHAT_RUNTIME_WORKERS, OFFLINE_AFTER, SEND_WINDOW_SEGMENTS};
+use p2pchat::consts::{CHAT_RUNTIME_WORKERS, SEND_WINDOW_SEGMENTS};
 use p2pchat::net::NetHandle;
 use p2pchat::proto::crypto::{Cipher, generate_key};
 use p2pchat::proto::{Mode, NetCommand, NetEvent, Session, SessionConfig};
@@ -35,16 +35,7 @@ const RAW_WINDOW: u64 = 64;
 const TEXT: &str = "a typical chat message, about sixty bytes of text in it";
 
 fn config(name: &str, peer: SocketAddr) -> SessionConfig {
-    SessionConfig {
-        name: name.into(),
-        mode: Mode::Direct { peer },
-        stun_server: None,
-        private_endpoints: Vec::new(),
-        offline_after: OFFLINE_AFTER,
-        pending: Vec::new(),
-        seen: Vec::new(),
-        rekey: None,
-    }
+    SessionConfig::new(name, Mode::Direct { peer })
 }
 
 /// Runs `f` on `state` as a task on one of `rt`'s workers (where `p2pchat chat` runs its loop),

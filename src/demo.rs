@@ -98,14 +98,8 @@ pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()>) -> an
     let key = generate_key();
     let mode = Mode::Room { server: server_addr, room: ROOM.to_owned() };
     let bot_config = SessionConfig {
-        rekey: None,
-        name: BOT_NAME.to_owned(),
-        mode: mode.clone(),
         stun_server: Some(server_addr),
-        private_endpoints: Vec::new(),
-        offline_after: OFFLINE_AFTER,
-        pending: Vec::new(),
-        seen: Vec::new(),
+        ..SessionConfig::new(BOT_NAME, mode.clone())
     };
     let bot_net =
         chat::spawn_session(UdpSocket::bind(loopback).await?, bot_config, Cipher::from_key(&key)?)?;

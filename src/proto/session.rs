@@ -22,10 +22,10 @@ use super::{
 };
 use crate::consts::{
     DEDUP_CAPACITY, DROPS_REPORT_INTERVAL, KEEPALIVE_INTERVAL, MAX_DATAGRAM_BYTES,
-    MAX_MESSAGE_BYTES, MAX_PLAINTEXT_BYTES, NOTICE_SOURCES_CAPACITY, PATH_STALE_AFTER,
-    PROBE_INTERVAL, PUNCH_INTERVAL, PUNCH_WINDOW, REGISTER_REFRESH, REGISTER_REFRESH_ALONE,
-    REGISTER_RETRY, REGISTER_RETRY_MAX, SEND_BUFFER_SEGMENTS, SERVER_SILENT_NOTICE_AFTER,
-    STUN_MAX_TRANSMITS, STUN_RTO,
+    MAX_MESSAGE_BYTES, MAX_PLAINTEXT_BYTES, NOTICE_SOURCES_CAPACITY, OFFLINE_AFTER,
+    PATH_STALE_AFTER, PROBE_INTERVAL, PUNCH_INTERVAL, PUNCH_WINDOW, REGISTER_REFRESH,
+    REGISTER_REFRESH_ALONE, REGISTER_RETRY, REGISTER_RETRY_MAX, SEND_BUFFER_SEGMENTS,
+    SERVER_SILENT_NOTICE_AFTER, STUN_MAX_TRANSMITS, STUN_RTO,
 };
 pub use rekey::Rekey;
 use rekey::RekeyState;
@@ -66,6 +66,23 @@ pub struct SessionConfig {
     pub seen: Vec<(String, String)>,
     /// For a chat with a contact: how to agree keys again when the contact restarts.
     pub rekey: Option<Rekey>,
+}
+
+impl SessionConfig {
+    /// A first run as `name`: no STUN server, no local endpoints announced, the default offline
+    /// threshold, nothing pending or seen, no contact to agree keys with again.
+    pub fn new(name: &str, mode: Mode) -> Self {
+        Self {
+            name: name.to_owned(),
+            mode,
+            stun_server: None,
+            private_endpoints: Vec::new(),
+            offline_after: OFFLINE_AFTER,
+            pending: Vec::new(),
+            seen: Vec::new(),
+            rekey: None,
+        }
+    }
 }
 
 struct Peer {
@@ -1014,9 +1031,9 @@ fn stream_persisted(
     }
 }
 
-/// The JSON of our message envelope around an empty part with an empty timestamp and id, with
-/// the widest numbers it can carry: a segment's size is this plus its escaped strings.
-fn frame_bytes(name: &str) -> usize {
+/// A message segment with the widest numbers its stream fields can carry: the largest envelope
+/// these strings can travel in.
+fn widest_segment(name: &str, timestamp: &str, id: &str, text: &str) -> Envelope {
     let widest = StreamFields {
         epoch: u64::MAX,
         seq: u64::MAX,
@@ -1024,13 +1041,19 @@ fn frame_bytes(name: &str) -> usize {
         part: u32::MAX,
         parts: u32::MAX,
     };
-    let frame = Envelope::Message {
+    Envelope::Message {
         name: name.to_owned(),
-        timestamp: String::new().into(),
-        text: String::new(),
-        id: Some(String::new()),
+        timestamp: timestamp.into(),
+        text: text.to_owned(),
+        id: Some(id.to_owned()),
         stream: Some(widest),
-    };
+    }
+}
+
+/// The JSON of our widest segment with an empty part, timestamp and id: a segment's size is this
+/// plus its escaped strings.
+fn frame_bytes(name: &str) -> usize {
+    let frame = widest_segment(name, "", "", "");
     serde_json::to_vec(&frame).map_or(MAX_PLAINTEXT_BYTES, |v| v.len())
 }
 

@@ -83,16 +83,7 @@ impl Sim {
             Mode::Room { server, .. } => Some(*server),
             Mode::Direct { .. } => None,
         };
-        let config = SessionConfig {
-            name: name.into(),
-            mode,
-            stun_server,
-            private_endpoints: vec![],
-            offline_after: OFFLINE_AFTER,
-            pending: Vec::new(),
-            seen: Vec::new(),
-            rekey: None,
-        };
+        let config = SessionConfig { stun_server, ..SessionConfig::new(name, mode) };
         let seed = self.rng.next_u64();
         let cipher = Cipher::from_key(key).unwrap();
         let session = Session::new(config, cipher, self.now, wall() + self.elapsed(), seed);
@@ -658,14 +649,8 @@ fn undelivered_messages_from_the_log_are_sent_and_seen_ids_are_not_shown_again()
     };
     sim.nodes[a].session = {
         let config = SessionConfig {
-            name: "alice".into(),
-            mode: Mode::Direct { peer: addr("192.0.2.2:2000") },
-            stun_server: None,
-            private_endpoints: vec![],
-            offline_after: OFFLINE_AFTER,
             pending: vec![pending.clone(), pending.clone()],
-            seen: vec![],
-            rekey: None,
+            ..SessionConfig::new("alice", Mode::Direct { peer: addr("192.0.2.2:2000") })
         };
         Session::new(config, Cipher::from_key(&key).unwrap(), sim.now, wall(), 7)
     };
@@ -696,34 +681,12 @@ fn a_segment_replayed_later_is_never_shown_again() {
 #[test]
 fn parts_fill_a_datagram_and_never_overflow_it() {
     let key = generate_key();
-    let config = SessionConfig {
-        name: "al\"ice 世界".into(),
-        mode: Mode::Direct { peer: addr("192.0.2.2:2000") },
-        stun_server: None,
-        private_endpoints: Vec::new(),
-        offline_after: OFFLINE_AFTER,
-        pending: Vec::new(),
-        seen: Vec::new(),
-        rekey: None,
-    };
+    let config = SessionConfig::new("al\"ice 世界", Mode::Direct { peer: addr("192.0.2.2:2000") });
     let session = Session::new(config, Cipher::from_key(&key).unwrap(), Instant::now(), wall(), 1);
     let id = MsgId("00ff00ff00ff00ff".into());
     let timestamp = "2026-05-01T12:00:00.000Z";
     let size = |part: &str| {
-        let widest = StreamFields {
-            epoch: u64::MAX,
-            seq: u64::MAX,
-            base: u64::MAX,
-            part: u32::MAX,
-            parts: u32::MAX,
-        };
-        let envelope = Envelope::Message {
-            name: session.config.name.clone(),
-            timestamp: timestamp.into(),
-            text: part.to_owned(),
-            id: Some(id.0.clone()),
-            stream: Some(widest),
-        };
+        let envelope = widest_segment(&session.config.name, timestamp, &id.0, part);
         serde_json::to_vec(&envelope).unwrap().len()
     };
     let unit = "line \"quoted\" \\ tab\t 世界 👋🏽 ctl\u{1}\n";
