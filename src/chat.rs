@@ -307,6 +307,27 @@ fn read_page(path: &Path, load: Load) -> Result<Page, HistoryError> {
 }
 
 impl Chat {
+    /// How the network actor ended, once its event channel has closed: an error when its task
+    /// failed (a panic is a bug to report, never a quiet exit 0). Call it once.
+    pub async fn network_outcome(&mut self) -> anyhow::Result<()> {
+        match (&mut self.net.task).await {
+            Ok(()) => Ok(()),
+            Err(join) if join.is_panic() => {
+                let panic = join.into_panic();
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "no message".to_owned());
+                Err(anyhow::anyhow!(
+                    "the network task failed ({what}); this is a bug, please report it with \
+                     p2pchat.log"
+                ))
+            }
+            Err(join) => Err(anyhow::anyhow!("the network task was cancelled: {join}")),
+        }
+    }
+
     /// Runs one message through `update` and carries out the effects.
     pub fn apply(&mut self, message: Message) -> Step {
         let mut step = Step::default();

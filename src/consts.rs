@@ -177,6 +177,15 @@ pub const NAT_TEST_TIMEOUT: Duration = Duration::from_millis(1500);
 /// Largest message a user can send (pasted text included); longer is refused whole.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
+/// Highest sequence number (and base) a received stream may use: a sender numbers its segments
+/// from 1, one per segment, and never gets near 2^53 (JSON's exact integers); above it, adding
+/// the receive window could not overflow, and such numbers are refused.
+pub const MAX_STREAM_SEQ: u64 = 1 << 53;
+
+/// Parts a received message may claim, at most: every part carries at least one byte of a
+/// message of at most `MAX_MESSAGE_BYTES`.
+pub const MAX_MESSAGE_PARTS: u32 = MAX_MESSAGE_BYTES as u32;
+
 /// Segments sent to a peer and not yet acknowledged, at most: a window, so a burst or a long
 /// paste does not flood a slow or lossy path.
 pub const SEND_WINDOW_SEGMENTS: usize = 256;

@@ -82,6 +82,7 @@ pub fn event_json(event: &NetEvent) -> Option<Value> {
             "event": "drops", "total": d.total(), "oversized": d.oversized,
             "malformed": d.malformed, "unauthentic": d.unauthentic, "stale": d.stale,
             "unexpected_source": d.unexpected_source, "duplicate": d.duplicate,
+            "invalid": d.invalid,
         }),
         NetEvent::Closed => json!({"event": "closed"}),
         NetEvent::Rtt { .. } => return None,
@@ -254,7 +255,13 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
                     pending_line = event_json(&event);
                     Some(Message::Net(event, Local::now()))
                 }
-                None => break,
+                None => {
+                    let outcome = chat.network_outcome().await;
+                    if let Err(error) = &outcome {
+                        emit(&json!({"event": "error", "message": error.to_string()}));
+                    }
+                    return outcome;
+                }
             },
             () = sleep_until(drain_until.unwrap_or_else(Instant::now)), if drain_until.is_some() => {
                 drain_until = None;

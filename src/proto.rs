@@ -156,6 +156,9 @@ pub struct DropCounts {
     pub duplicate: u64,
     /// Our own packets come back to us (a probe that reached our own socket).
     pub reflected: u64,
+    /// Authentic datagrams whose numbers no well-behaved peer sends: acknowledgements of what
+    /// was never sent, impossible part numbers, messages past `MAX_MESSAGE_BYTES`.
+    pub invalid: u64,
 }
 
 impl DropCounts {
@@ -168,6 +171,7 @@ impl DropCounts {
             + self.unexpected_source
             + self.duplicate
             + self.reflected
+            + self.invalid
     }
 }
 

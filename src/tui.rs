@@ -109,7 +109,10 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
             },
             event = chat.net.events.recv() => match event {
                 Some(event) => Some(Message::Net(event, Local::now())),
-                None => break,
+                None => {
+                    drop(guard);
+                    return chat.network_outcome().await;
+                }
             },
             _ = tick.tick() => Some(Message::Tick(Local::now())),
             _ = sigterm.recv() => Some(Message::Quit),

@@ -11,8 +11,35 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::consts::{
-    INITIAL_RTO, MAX_RTO, MAX_SACKS, MIN_RTO, RECV_WINDOW_SEGMENTS, SEND_WINDOW_SEGMENTS,
+    INITIAL_RTO, MAX_MESSAGE_BYTES, MAX_MESSAGE_PARTS, MAX_RTO, MAX_SACKS, MAX_STREAM_SEQ, MIN_RTO,
+    RECV_WINDOW_SEGMENTS, SEND_WINDOW_SEGMENTS,
 };
+
+/// Why an authenticated peer's numbers were refused: they cannot come from a well-behaved
+/// sender. The datagram is dropped and counted; nothing else changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// An acknowledgement of a segment we never sent to this peer.
+    #[error("acknowledges segment {cum}, but only {sent} were sent")]
+    AckBeyondSent {
+        /// The acknowledged sequence number.
+        cum: u64,
+        /// The highest sequence number sent to the peer.
+        sent: u64,
+    },
+    /// A segment whose part numbering is impossible (`part >= parts`, no parts, or more
+    /// parts than a message of `MAX_MESSAGE_BYTES` can have).
+    #[error("part {part} of {parts}")]
+    BadParts {
+        /// The part number.
+        part: u32,
+        /// The claimed number of parts.
+        parts: u32,
+    },
+    /// A sequence number or base above `MAX_STREAM_SEQ`: no sender makes that many segments.
+    #[error("sequence number {0} is beyond any real stream")]
+    BeyondRange(u64),
+}
 
 /// One datagram's worth of a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +98,8 @@ struct Flight {
 #[derive(Debug, Default)]
 pub struct PeerSend {
     cum: u64,
+    /// The highest sequence number ever sent to this peer: nothing above can be acknowledged.
+    sent: u64,
     inflight: BTreeMap<u64, Flight>,
     /// Round-trip estimate for this peer.
     pub rtt: Rtt,
@@ -86,7 +115,19 @@ impl PeerSend {
     /// from segments sent once). A selectively acknowledged segment stays in flight with a
     /// longer timeout: the receiver has it but not yet in its log, and if the ack that says it
     /// is logged gets lost, a late duplicate makes the receiver say it again.
-    pub fn on_ack(&mut self, now: Instant, cum: u64, sack: &[u64]) -> Option<Duration> {
+    ///
+    /// An ack whose `cum` is above what was ever sent to the peer is refused whole (it would
+    /// confirm messages the peer never received); `sack` entries outside what is in flight are
+    /// ignored.
+    pub fn on_ack(
+        &mut self,
+        now: Instant,
+        cum: u64,
+        sack: &[u64],
+    ) -> Result<Option<Duration>, Refused> {
+        if cum > self.sent {
+            return Err(Refused::AckBeyondSent { cum, sent: self.sent });
+        }
         let mut sample = None;
         if cum > self.cum {
             self.cum = cum;
@@ -110,7 +151,7 @@ impl PeerSend {
         if let Some(rtt) = sample {
             self.rtt.sample(rtt);
         }
-        sample
+        Ok(sample)
     }
 
     /// The peer restarted or went away: forget what it had, keep the RTT estimate.
@@ -130,6 +171,7 @@ impl PeerSend {
         let out: Vec<u64> = buffer.seqs_from(self.cum + 1).collect();
         if let Some(&last) = out.last() {
             self.cum = last;
+            self.sent = self.sent.max(last);
         }
         out
     }
@@ -150,6 +192,7 @@ impl PeerSend {
                 break;
             }
             self.inflight.insert(seq, Flight { sent_at: now, tries: 1, due: now + rto });
+            self.sent = self.sent.max(seq);
             out.push(seq);
         }
         out
@@ -289,6 +332,18 @@ pub struct Complete {
     pub last_seq: u64,
 }
 
+/// What a segment brought.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Received {
+    /// Messages completed by it, in order.
+    pub complete: Vec<Complete>,
+    /// False for a duplicate or a segment outside the window.
+    pub new: bool,
+    /// A message grew past `MAX_MESSAGE_BYTES` and was dropped whole: what we refuse to send
+    /// we refuse to receive.
+    pub too_long: bool,
+}
+
 /// One sender's stream as a receiver sees it.
 #[derive(Debug)]
 pub struct RecvStream {
@@ -296,34 +351,54 @@ pub struct RecvStream {
     persisted: u64,
     buffer: BTreeMap<u64, Segment>,
     assembly: Vec<Segment>,
+    /// Bytes of text in `assembly`.
+    assembled_bytes: usize,
 }
 
 impl Default for RecvStream {
     fn default() -> Self {
-        Self { next: 1, persisted: 0, buffer: BTreeMap::new(), assembly: Vec::new() }
+        Self {
+            next: 1,
+            persisted: 0,
+            buffer: BTreeMap::new(),
+            assembly: Vec::new(),
+            assembled_bytes: 0,
+        }
     }
 }
 
 impl RecvStream {
     /// Takes a segment; `base` is the sender's lowest held seq. Returns messages completed,
-    /// in order, and whether the segment was new.
-    pub fn on_segment(&mut self, segment: Segment, base: u64) -> (Vec<Complete>, bool) {
+    /// in order, whether the segment was new, and whether a message was dropped for growing
+    /// past `MAX_MESSAGE_BYTES`; or why the segment's numbers were refused (it is then dropped
+    /// and nothing changes).
+    pub fn on_segment(&mut self, segment: Segment, base: u64) -> Result<Received, Refused> {
+        let (part, parts) = (segment.part, segment.parts);
+        if parts == 0 || part >= parts || parts > MAX_MESSAGE_PARTS {
+            return Err(Refused::BadParts { part, parts });
+        }
+        if let Some(&beyond) = [segment.seq, base].iter().find(|&&n| n > MAX_STREAM_SEQ) {
+            return Err(Refused::BeyondRange(beyond));
+        }
         if base > self.next {
             // Everything below base is in our log already (a previous run of ours acked it).
             self.next = base;
             self.persisted = self.persisted.max(base - 1);
             self.buffer = self.buffer.split_off(&base);
             self.assembly.clear();
+            self.assembled_bytes = 0;
         }
         if segment.seq < self.next
-            || segment.seq >= self.next + RECV_WINDOW_SEGMENTS
+            || segment.seq - self.next >= RECV_WINDOW_SEGMENTS
             || self.buffer.contains_key(&segment.seq)
         {
-            return (Vec::new(), false);
+            return Ok(Received::default());
         }
         self.buffer.insert(segment.seq, segment);
         let mut done = Vec::new();
+        let mut too_long = false;
         while let Some(segment) = self.buffer.remove(&self.next) {
+            // At most MAX_STREAM_SEQ + 1: nothing above MAX_STREAM_SEQ is ever buffered.
             self.next += 1;
             let follows = self
                 .assembly
@@ -331,16 +406,27 @@ impl RecvStream {
                 .is_some_and(|last| last.id == segment.id && last.part + 1 == segment.part);
             if segment.part == 0 {
                 self.assembly.clear();
+                self.assembled_bytes = 0;
             } else if !follows {
                 // A part without its beginning cannot be shown whole; it is acknowledged with
                 // the stream, and the sender's restart logic resends whole messages.
                 self.assembly.clear();
+                self.assembled_bytes = 0;
                 continue;
             }
-            let last = segment.part + 1 >= segment.parts;
+            self.assembled_bytes += segment.text.len();
+            if self.assembled_bytes > MAX_MESSAGE_BYTES {
+                // Its remaining parts find no beginning and are dropped as they come.
+                self.assembly.clear();
+                self.assembled_bytes = 0;
+                too_long = true;
+                continue;
+            }
+            let last = segment.part + 1 == segment.parts;
             self.assembly.push(segment);
             if last {
                 let parts = std::mem::take(&mut self.assembly);
+                self.assembled_bytes = 0;
                 let text: String = parts.iter().map(|s| s.text.as_str()).collect();
                 let first = &parts[0];
                 let last_seq = parts[parts.len() - 1].seq;
@@ -352,7 +438,7 @@ impl RecvStream {
                 });
             }
         }
-        (done, true)
+        Ok(Received { complete: done, new: true, too_long })
     }
 
     /// The app logged the message ending at `last_seq`.
@@ -382,20 +468,22 @@ mod tests {
         message(&mut sb, "b", &["long ", "message ", "here"]);
         let seg = |s: u64| sb.get(s).cloned().unwrap();
         let mut rs = RecvStream::default();
-        assert_eq!(rs.on_segment(seg(3), 1), (vec![], true));
-        assert_eq!(rs.on_segment(seg(3), 1), (vec![], false));
-        let (done, _) = rs.on_segment(seg(1), 1);
+        let nothing_new = Received::default();
+        let nothing_but_new = Received { new: true, ..Received::default() };
+        assert_eq!(rs.on_segment(seg(3), 1), Ok(nothing_but_new));
+        assert_eq!(rs.on_segment(seg(3), 1), Ok(Received::default()));
+        let done = rs.on_segment(seg(1), 1).unwrap().complete;
         assert_eq!(done.iter().map(|c| c.text.as_str()).collect::<Vec<_>>(), vec!["hello"]);
         assert_eq!(rs.ack(), (0, vec![1, 3]));
         rs.persisted(1);
         assert_eq!(rs.ack(), (1, vec![3]));
-        let (done, _) = rs.on_segment(seg(4), 1);
+        let done = rs.on_segment(seg(4), 1).unwrap().complete;
         assert!(done.is_empty());
-        let (done, _) = rs.on_segment(seg(2), 1);
+        let done = rs.on_segment(seg(2), 1).unwrap().complete;
         assert_eq!(done.len(), 1);
         assert_eq!(done[0].text, "long message here");
         assert_eq!(done[0].last_seq, 4);
-        assert_eq!(rs.on_segment(seg(2), 1), (vec![], false));
+        assert_eq!(rs.on_segment(seg(2), 1), Ok(nothing_new));
     }
 
     #[test]
@@ -411,10 +499,10 @@ mod tests {
         assert_eq!(ps.next_due(), Some(t0 + rto));
         // Segment 2 was received (sack) but not yet logged; 1 was lost.
         let sample = ps.on_ack(t0 + Duration::from_millis(10), 0, &[2]);
-        assert_eq!(sample, Some(Duration::from_millis(10)));
+        assert_eq!(sample, Ok(Some(Duration::from_millis(10))));
         assert_eq!(ps.due(t0 + rto, &sb), vec![1], "the lost one; the sacked one waits longer");
         // Logged both: delivered, and released when the only peer has them.
-        ps.on_ack(t0 + rto, 2, &[]);
+        ps.on_ack(t0 + rto, 2, &[]).unwrap();
         assert_eq!(sb.delivered_up_to(ps.cum()), vec!["a".to_owned(), "b".to_owned()]);
         assert!(sb.delivered_up_to(ps.cum()).is_empty());
         sb.release(Some(ps.cum()));
@@ -438,9 +526,9 @@ mod tests {
         sb.release(Some(1));
         assert_eq!(sb.base(), 2);
         let mut rs = RecvStream::default();
-        let (done, _) = rs.on_segment(sb.get(3).cloned().unwrap(), sb.base());
+        let done = rs.on_segment(sb.get(3).cloned().unwrap(), sb.base()).unwrap().complete;
         assert!(done.is_empty());
-        let (done, _) = rs.on_segment(sb.get(2).cloned().unwrap(), sb.base());
+        let done = rs.on_segment(sb.get(2).cloned().unwrap(), sb.base()).unwrap().complete;
         assert_eq!(done[0].text, "2a2b");
         assert_eq!(rs.ack().0, 1, "below base counts as persisted");
     }
@@ -455,7 +543,7 @@ mod tests {
         let mut ps = PeerSend::default();
         assert_eq!(ps.due(t0, &sb).len(), SEND_WINDOW_SEGMENTS);
         assert!(!ps.has_unsent(&sb), "window full");
-        ps.on_ack(t0, 5, &[]);
+        ps.on_ack(t0, 5, &[]).unwrap();
         assert!(ps.has_unsent(&sb));
         assert_eq!(ps.due(t0, &sb).len(), 5);
     }
@@ -472,5 +560,105 @@ mod tests {
         assert!(rtt.rto() >= Duration::from_millis(100) && rtt.rto() < Duration::from_millis(300));
         rtt.sample(Duration::from_secs(30));
         assert_eq!(rtt.rto(), MAX_RTO);
+    }
+
+    fn segment(seq: u64, part: u32, parts: u32, text: &str) -> Segment {
+        let (id, timestamp) = ("m".to_owned(), "t".to_owned());
+        Segment { seq, id, part, parts, text: text.to_owned(), timestamp }
+    }
+
+    #[test]
+    fn acks_beyond_what_was_sent_are_refused_whole() {
+        let t0 = Instant::now();
+        let mut sb = SendBuffer::new();
+        message(&mut sb, "a", &["x"]);
+        message(&mut sb, "b", &["y"]);
+        let mut ps = PeerSend::default();
+        assert_eq!(ps.on_ack(t0, 1, &[]), Err(Refused::AckBeyondSent { cum: 1, sent: 0 }));
+        ps.due(t0, &sb);
+        for cum in [3, 2u64.pow(63), u64::MAX - 1, u64::MAX] {
+            assert_eq!(ps.on_ack(t0, cum, &[]), Err(Refused::AckBeyondSent { cum, sent: 2 }));
+        }
+        assert_eq!(ps.cum(), 0, "a refused ack confirms nothing");
+        assert!(sb.delivered_up_to(ps.cum()).is_empty());
+        // Selective acks of numbers never sent are ignored; the valid part still counts.
+        assert!(ps.on_ack(t0, 1, &[u64::MAX, 2u64.pow(40), 0]).is_ok());
+        assert_eq!(ps.cum(), 1);
+        assert_eq!(ps.next_due().map(|d| d > t0), Some(true));
+    }
+
+    #[test]
+    fn hostile_sequence_numbers_never_overflow() {
+        let max = u64::MAX;
+        let top = MAX_STREAM_SEQ;
+        let edges = [0, 1, top - 1, top, top + 1, max - 11, max - 10, max - 1, max];
+        for base in edges {
+            for seq in edges {
+                let mut rs = RecvStream::default();
+                let outcome = rs.on_segment(segment(seq, 0, 1, "x"), base);
+                if seq > top || base > top {
+                    let beyond = if seq > top { seq } else { base };
+                    assert_eq!(outcome, Err(Refused::BeyondRange(beyond)));
+                    assert_eq!(rs.ack(), (0, vec![]), "nothing was taken");
+                    continue;
+                }
+                let received = outcome.expect("accepted or ignored");
+                let (cum, sack) = rs.ack();
+                assert!(sack.len() <= MAX_SACKS);
+                // Whatever came, the stream keeps taking segments without a panic.
+                let _ = rs.on_segment(segment(seq.saturating_add(1), 0, 1, "y"), base);
+                if received.new {
+                    assert_eq!(received.complete.len(), usize::from(seq == base.max(1)));
+                } else {
+                    assert!(cum <= max);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn impossible_part_numbers_are_refused() {
+        let mut rs = RecvStream::default();
+        for (part, parts) in [(0, 0), (1, 1), (5, 2), (u32::MAX, u32::MAX), (0, u32::MAX)] {
+            assert_eq!(
+                rs.on_segment(segment(1, part, parts, "x"), 1),
+                Err(Refused::BadParts { part, parts })
+            );
+        }
+        assert_eq!(rs.ack(), (0, vec![]), "nothing was taken");
+    }
+
+    #[test]
+    fn a_message_growing_past_the_limit_is_dropped_and_the_stream_goes_on() {
+        let mut rs = RecvStream::default();
+        let chunk = "z".repeat(crate::consts::MAX_PLAINTEXT_BYTES);
+        let parts = u32::try_from(MAX_MESSAGE_BYTES / chunk.len() + 2).unwrap();
+        let mut too_long = false;
+        for part in 0..parts {
+            let received = rs.on_segment(segment(u64::from(part) + 1, part, parts, &chunk), 1);
+            let received = received.unwrap();
+            assert!(received.complete.is_empty());
+            too_long |= received.too_long;
+        }
+        assert!(too_long, "a {}-byte message is refused", chunk.len() * parts as usize);
+        assert!(rs.assembly.is_empty() && rs.assembled_bytes == 0, "its parts are not kept");
+        let next = u64::from(parts) + 1;
+        let done = rs.on_segment(segment(next, 0, 1, "after"), 1).unwrap().complete;
+        assert_eq!(done.len(), 1, "the next message gets through");
+        assert_eq!(done[0].text, "after");
+    }
+
+    #[test]
+    fn a_message_of_exactly_the_limit_is_taken() {
+        let mut rs = RecvStream::default();
+        let chunk = "z".repeat(1024);
+        let parts = u32::try_from(MAX_MESSAGE_BYTES / 1024).unwrap();
+        let mut done = Vec::new();
+        for part in 0..parts {
+            let seq = u64::from(part) + 1;
+            done.extend(rs.on_segment(segment(seq, part, parts, &chunk), 1).unwrap().complete);
+        }
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].text.len(), MAX_MESSAGE_BYTES);
     }
 }

@@ -928,9 +928,17 @@ impl Session {
 
     fn on_ack(&mut self, now: Instant, index: usize, cum: u64, sack: &[u64]) {
         let peer = &mut self.peers[index];
-        if let Some(rtt) = peer.send.on_ack(now, cum, sack) {
-            let id = peer.id;
-            self.events.push_back(NetEvent::Rtt { peer: id, rtt });
+        match peer.send.on_ack(now, cum, sack) {
+            Ok(Some(rtt)) => {
+                let id = peer.id;
+                self.events.push_back(NetEvent::Rtt { peer: id, rtt });
+            }
+            Ok(None) => {}
+            Err(refused) => {
+                tracing::debug!(peer = %peer.display_name(), %refused, "ack refused");
+                self.drops.invalid += 1;
+                return;
+            }
         }
         let cum = peer.send.cum();
         for id in self.sendbuf.delivered_up_to(cum) {
@@ -952,7 +960,19 @@ impl Session {
         self.streams.retain(|(n, epoch), _| *n != name || *epoch == fields.epoch);
         let key = (name.clone(), fields.epoch);
         let stream = self.streams.entry(key).or_default();
-        let (complete, new) = stream.on_segment(segment, fields.base);
+        let (complete, new) = match stream.on_segment(segment, fields.base) {
+            Ok(received) => {
+                if received.too_long {
+                    self.drops.invalid += 1;
+                }
+                (received.complete, received.new)
+            }
+            Err(refused) => {
+                tracing::debug!(%name, %refused, "segment refused");
+                self.drops.invalid += 1;
+                return;
+            }
+        };
         if !new {
             self.drops.duplicate += 1;
         }

@@ -8,6 +8,7 @@
 mod cli;
 mod delivery;
 mod harness;
+mod hostile;
 mod natlab;
 mod pairing;
 mod peers;
