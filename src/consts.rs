@@ -213,3 +213,43 @@ pub const MAX_SACKS: usize = 64;
 
 /// Records scanned at start for undelivered messages and for ids already shown.
 pub const PENDING_SCAN_RECORDS: usize = 20_000;
+
+/// TURN request retransmission timeout before backoff (RFC 8489 §6.2.1's RTO).
+pub const TURN_RTO: Duration = Duration::from_millis(500);
+
+/// Transmissions of one TURN request before it counts as unanswered (0, 0.5, 1.5, 3.5, 7.5 s:
+/// a silent relay is reported within 15.5 s).
+pub const TURN_MAX_TRANSMITS: u32 = 5;
+
+/// Allocation lifetime asked for; refreshed at half of what the server grants (RFC 8656 §7).
+pub const TURN_LIFETIME: Duration = Duration::from_secs(600);
+
+/// Permissions live 300 s on the server (RFC 8656 §9); renewed well before.
+pub const TURN_PERMISSION_REFRESH: Duration = Duration::from_secs(240);
+
+/// Channel bindings live 600 s (RFC 8656 §12); renewed (with their permission) at this age.
+pub const TURN_CHANNEL_REFRESH: Duration = Duration::from_secs(240);
+
+/// Peers one allocation relays for, at most (permissions and channels each).
+pub const MAX_RELAYED_PEERS: usize = 256;
+
+/// How long TURN credentials handed out by the rendezvous server are good for starting an
+/// allocation (coturn checks the expiry only then: a live allocation outlasts it).
+pub const TURN_CREDENTIAL_TTL: Duration = Duration::from_secs(1800);
+
+/// Punching this long without a direct path starts the relay (at once when the NAT types say
+/// punching cannot work).
+pub const RELAY_AFTER: Duration = Duration::from_secs(3);
+
+/// The peer that does not allocate (see `Session`) allocates too when, this long after it
+/// wanted the relay, it still has no path and the peer announced no relayed address.
+pub const RELAY_FALLBACK_AFTER: Duration = Duration::from_secs(6);
+
+/// After a relay failure, the next allocation attempt waits this long (never a retry storm).
+pub const RELAY_RETRY: Duration = Duration::from_secs(60);
+
+/// While relayed, a direct path is tried again after this, doubling up to `DIRECT_RETRY_MAX`.
+pub const DIRECT_RETRY_FIRST: Duration = Duration::from_secs(1);
+
+/// The longest wait between tries of a direct path while relayed.
+pub const DIRECT_RETRY_MAX: Duration = Duration::from_secs(60);

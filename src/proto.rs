@@ -10,6 +10,7 @@ pub mod nat;
 pub mod reliable;
 pub mod session;
 pub mod stun;
+pub mod turn;
 pub mod wire;
 
 use std::fmt;
