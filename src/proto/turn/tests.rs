@@ -191,7 +191,7 @@ impl FakeTurn {
     }
 
     /// A peer sends `payload` to the relayed address: what reaches the client, if anything.
-    fn from_peer(&self, peer: SocketAddr, payload: &[u8]) -> Option<Vec<u8>> {
+    fn relay_from(&self, peer: SocketAddr, payload: &[u8]) -> Option<Vec<u8>> {
         if !self.allocated || !self.permissions.contains(&peer.ip()) {
             return None;
         }
@@ -313,7 +313,7 @@ fn allocates_after_the_401_dance_then_relays_both_ways_switching_to_a_channel() 
         "a Send indication until the channel is bound, ChannelData after"
     );
     // Inbound: ChannelData once bound; a Data indication from a peer without a channel.
-    let inbound = link.server.from_peer(peer, b"hello back").unwrap();
+    let inbound = link.server.relay_from(peer, b"hello back").unwrap();
     assert_eq!(inbound.len(), 4 + 10, "ChannelData: a 4-byte header");
     assert_eq!(
         link.client.handle_datagram(link.now, &inbound),
@@ -322,13 +322,13 @@ fn allocates_after_the_401_dance_then_relays_both_ways_switching_to_a_channel() 
     let other = addr("203.0.113.77:6000");
     link.client.permit(link.now, other);
     link.settle();
-    let indication = link.server.from_peer(other, b"via data").unwrap();
+    let indication = link.server.relay_from(other, b"via data").unwrap();
     assert_eq!(
         link.client.handle_datagram(link.now, &indication),
         Some((other, b"via data".to_vec()))
     );
     // Nobody else gets through the server at all.
-    assert!(link.server.from_peer(addr("192.0.2.200:1"), b"x").is_none());
+    assert!(link.server.relay_from(addr("192.0.2.200:1"), b"x").is_none());
 }
 
 #[test]
