@@ -19,7 +19,8 @@ use tokio::runtime::Runtime;
 const CLIENTS: usize = 32;
 
 fn register(room: String, name: &str) -> Vec<u8> {
-    let message = ToServer::Register { room, name: name.into(), private: Vec::new(), nat: None };
+    let message =
+        ToServer::Register { room, name: name.into(), private: Vec::new(), nat: None, relay: None };
     serde_json::to_vec(&message).unwrap()
 }
 
@@ -78,7 +79,7 @@ fn main() {
     let (server_addr, clients_p2p, raw_addr, clients_raw) = rt.block_on(async {
         let sockets = Sockets::bind("127.0.0.1:0".parse().unwrap(), None).await.unwrap();
         let server_addr = sockets.primary();
-        tokio::spawn(server::run(sockets, p2pchat::consts::CODE_TTL, std::future::pending()));
+        tokio::spawn(server::run(sockets, p2pchat::consts::CODE_TTL, None, std::future::pending()));
         // The baseline: a bare echo of an 8-byte answer per datagram.
         let raw = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let raw_addr = raw.local_addr().unwrap();

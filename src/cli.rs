@@ -61,6 +61,14 @@ pub enum Command {
         /// Seconds a pairing code stays usable
         #[arg(long, default_value_t = 600, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
         code_ttl: u64,
+        /// A TURN relay (coturn with use-auth-secret) to offer peers that cannot punch through
+        /// their NATs: its UDP address as peers reach it. Needs the secret it shares with
+        /// coturn: --turn-secret-file, or the P2PCHAT_TURN_SECRET environment variable
+        #[arg(long, value_parser = parse_addr, value_name = "HOST:PORT")]
+        turn: Option<SocketAddr>,
+        /// File holding coturn's static-auth-secret (read once; never printed or logged)
+        #[arg(long, value_name = "FILE", requires = "turn")]
+        turn_secret_file: Option<PathBuf>,
     },
     /// Chat: pair with a code or reach a contact through a server (--server), join a room
     /// with a shared key (--server --room --key), or go direct (--peer --key)
@@ -175,6 +183,37 @@ fn parse_addr(s: &str) -> Result<SocketAddr, String> {
         || format!("expected HOST:PORT, like 203.0.113.5:7777 or example.org:7777, got \"{s}\"");
     let addrs: Vec<SocketAddr> = s.to_socket_addrs().map_err(|_| bad())?.collect();
     addrs.iter().find(|a| a.is_ipv4()).or(addrs.first()).copied().ok_or_else(bad)
+}
+
+/// The secret shared with coturn: the contents of `file` (without surrounding whitespace),
+/// else `P2PCHAT_TURN_SECRET`.
+fn turn_secret(file: Option<PathBuf>) -> Result<Vec<u8>, CliError> {
+    let (text, source) = match file {
+        Some(file) => {
+            let text = std::fs::read_to_string(&file).map_err(|e| {
+                usage(format!(
+                    "cannot read the TURN secret from {}: {e} (give the file holding coturn's \
+                     static-auth-secret)",
+                    file.display()
+                ))
+            })?;
+            (text, file.display().to_string())
+        }
+        None => match std::env::var("P2PCHAT_TURN_SECRET") {
+            Ok(text) => (text, "P2PCHAT_TURN_SECRET".to_owned()),
+            Err(_) => {
+                return Err(usage(
+                    "--turn needs the secret shared with coturn (its static-auth-secret): \
+                     --turn-secret-file FILE, or P2PCHAT_TURN_SECRET",
+                ));
+            }
+        },
+    };
+    let secret = text.trim();
+    if secret.is_empty() {
+        return Err(usage(format!("{source} is empty: put coturn's static-auth-secret in it")));
+    }
+    Ok(secret.as_bytes().to_vec())
 }
 
 fn project_dirs() -> Option<ProjectDirs> {
@@ -426,8 +465,12 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             println!("{}", generate_key());
             Ok(())
         }
-        Command::Server { listen, alt, code_ttl } => {
+        Command::Server { listen, alt, code_ttl, turn, turn_secret_file } => {
             init_tracing(None, "info");
+            let turn = match turn {
+                Some(relay) => Some(server::TurnRelay::new(relay, turn_secret(turn_secret_file)?)),
+                None => None,
+            };
             block_on(None, async move {
                 let sockets = server::Sockets::bind(listen, alt).await.map_err(|e| {
                     usage(format!(
@@ -436,15 +479,23 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                     ))
                 })?;
                 let local = sockets.primary();
+                let relay = turn
+                    .as_ref()
+                    .map(|t| format!("; relay offered: TURN at {}", t.server))
+                    .unwrap_or_default();
                 match alt {
                     Some(alt) => println!(
                         "p2pchat server listening on {local} (rendezvous and STUN; \
-                         RFC 5780 alternate {alt})"
+                         RFC 5780 alternate {alt}{relay})"
                     ),
-                    None => println!("p2pchat server listening on {local} (rendezvous and STUN)"),
+                    None => {
+                        println!("p2pchat server listening on {local} (rendezvous and STUN{relay})")
+                    }
                 }
                 let code_ttl = Duration::from_secs(code_ttl);
-                server::run(sockets, code_ttl, interrupted()).await.context("server failed")?;
+                server::run(sockets, code_ttl, turn, interrupted())
+                    .await
+                    .context("server failed")?;
                 Ok(())
             })
         }

@@ -92,7 +92,7 @@ pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()>) -> an
     };
     let server_addr = server_sockets.primary();
     let (stop_server, server_stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(server::run(server_sockets, CODE_TTL, async {
+    let server = tokio::spawn(server::run(server_sockets, CODE_TTL, None, async {
         let _ = server_stopped.await;
     }));
     let key = generate_key();

@@ -49,10 +49,18 @@ pub fn event_json(event: &NetEvent) -> Option<Value> {
         NetEvent::PathChanged { name, addr, kind, .. } => {
             json!({"event": "path_changed", "peer": name, "addr": addr, "path": kind.as_str()})
         }
-        NetEvent::NoPathYet { name, ours, theirs, .. } => json!({
+        NetEvent::NoPathYet { name, ours, theirs, relay_offered, .. } => json!({
             "event": "no_path", "peer": name, "ours": ours, "theirs": theirs,
             "relay_needed": texts::relay_needed(ours.as_deref(), theirs.as_deref()),
-            "message": texts::no_path(name, ours.as_deref(), theirs.as_deref()),
+            "relay_offered": relay_offered,
+            "message": texts::no_path(name, ours.as_deref(), theirs.as_deref(), *relay_offered),
+        }),
+        NetEvent::RelayReady { relayed } => json!({
+            "event": "relay", "status": "ready", "relayed": relayed,
+            "message": texts::relay_ready(*relayed),
+        }),
+        NetEvent::RelayFailed { reason } => json!({
+            "event": "relay", "status": "failed", "message": texts::relay_failed(reason),
         }),
         NetEvent::PeerNat { nat, .. } => json!({"event": "peer_nat", "nat": nat}),
         NetEvent::OwnNat { nat } => json!({"event": "nat", "nat_type": nat}),

@@ -86,6 +86,9 @@ pub struct Pending {
 /// How the path in use reaches a peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum PathKind {
+    /// Through a TURN relay (ours or the peer's): the last resort, always left for a direct
+    /// path as soon as one answers.
+    Relay,
     /// An address we did not know in advance: the source of an authenticated packet (a peer
     /// behind a symmetric NAT, or a NAT that changed its mapping).
     Reflexive,
@@ -101,6 +104,7 @@ impl PathKind {
     /// Words for the status pane and headless output.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Relay => "relay",
             Self::Reflexive => "peer-reflexive",
             Self::Public => "direct public",
             Self::Configured => "direct",
@@ -273,6 +277,8 @@ pub enum NetEvent {
         ours: Option<String>,
         /// The peer's NAT type, if it told us.
         theirs: Option<String>,
+        /// The rendezvous server offers a relay (TURN) to fall back on.
+        relay_offered: bool,
     },
     /// A chat message from a peer.
     Message {
@@ -334,6 +340,16 @@ pub enum NetEvent {
     /// The contact restarted but could not prove itself; the old keys stay.
     KeysRefused {
         /// Why, in words for the user.
+        reason: String,
+    },
+    /// Our relay is ready: peers without a direct path reach us at `relayed`.
+    RelayReady {
+        /// Our relayed transport address on the TURN server.
+        relayed: SocketAddr,
+    },
+    /// The relay cannot be used (or not for some peer); direct paths are unaffected.
+    RelayFailed {
+        /// One sentence for the user: what happened and what to do.
         reason: String,
     },
     /// Shutdown finished: goodbyes were queued for sending.

@@ -19,11 +19,11 @@ use tokio::time::sleep_until;
 use crate::consts::{
     CODE_TTL, MAX_DATAGRAM_BYTES, MAX_MAIL_BODY_BYTES, MAX_NAME_CHARS, MAX_PHASE_CHARS,
     MAX_POSTS_PER_MEMBER, MAX_PRIVATE_ENDPOINTS, MAX_REGISTRATIONS, MAX_ROOM_CHARS,
-    MAX_ROOM_MEMBERS, NAMEPLATE_PREFIX, RECV_BUFFER_BYTES, REGISTRATION_TTL,
+    MAX_ROOM_MEMBERS, NAMEPLATE_PREFIX, RECV_BUFFER_BYTES, REGISTRATION_TTL, TURN_CREDENTIAL_TTL,
 };
 use crate::proto::Transmit;
 use crate::proto::stun::{self, Stun};
-use crate::proto::wire::{self, Class, FromServer, ToServer};
+use crate::proto::wire::{self, Class, FromServer, ToServer, TurnOffer};
 
 /// Datagrams the server dropped, by reason.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -42,7 +42,48 @@ struct Member {
     public: SocketAddr,
     private: Vec<SocketAddr>,
     nat: Option<String>,
+    relay: Option<SocketAddr>,
     expires: Instant,
+    /// TURN credentials handed to it, reused until half their life has passed.
+    turn: Option<TurnOffer>,
+}
+
+/// The TURN relay the server offers its peers: where coturn listens, and the secret it shares
+/// with coturn (`static-auth-secret`). The secret is never printed or logged.
+#[derive(Clone)]
+pub struct TurnRelay {
+    /// coturn's UDP address, as peers reach it.
+    pub server: SocketAddr,
+    secret: Vec<u8>,
+}
+
+impl TurnRelay {
+    /// The relay at `server` sharing `secret` with us.
+    pub fn new(server: SocketAddr, secret: Vec<u8>) -> Self {
+        Self { server, secret }
+    }
+}
+
+impl std::fmt::Debug for TurnRelay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TurnRelay").field("server", &self.server).finish_non_exhaustive()
+    }
+}
+
+/// coturn REST credentials (`use-auth-secret`; draft-uberti-behave-turn-rest-00): the username
+/// `EXPIRY:USER` and its password, base64 (standard, padded) of HMAC-SHA1(username) keyed with
+/// the shared secret. `user` must not contain ':'.
+pub fn turn_credentials(secret: &[u8], user: &str, expiry_unix: u64) -> (String, String) {
+    use base64::Engine as _;
+    use hmac::{Hmac, Mac};
+    let username = format!("{expiry_unix}:{user}");
+    // HMAC takes keys of any length: this never fails.
+    let Ok(mut mac) = <Hmac<sha1::Sha1> as Mac>::new_from_slice(secret) else {
+        return (username, String::new());
+    };
+    mac.update(username.as_bytes());
+    let password = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    (username, password)
 }
 
 /// A message a member left in a room.
@@ -60,6 +101,7 @@ impl Member {
             public: self.public,
             private: self.private.clone(),
             nat: self.nat.clone(),
+            relay: self.relay,
         }
     }
 }
@@ -140,6 +182,9 @@ pub struct Server {
     drops: ServerDrops,
     registered_total: u64,
     stun_answered: u64,
+    /// The relay offered to registered peers, and the wall clock's reading at an instant (TURN
+    /// credentials carry Unix times).
+    turn: Option<(TurnRelay, Instant, u64)>,
 }
 
 impl Server {
@@ -156,7 +201,15 @@ impl Server {
             drops: ServerDrops::default(),
             registered_total: 0,
             stun_answered: 0,
+            turn: None,
         }
+    }
+
+    /// Offers `relay` to every registered peer: credentials good for `TURN_CREDENTIAL_TTL`.
+    /// `now` and `unix_now` are the same moment on the monotonic and the wall clock.
+    pub fn with_turn(mut self, relay: TurnRelay, now: Instant, unix_now: u64) -> Self {
+        self.turn = Some((relay, now, unix_now));
+        self
     }
 
     /// Nameplates live `ttl` instead of `CODE_TTL`.
@@ -204,8 +257,9 @@ impl Server {
                         self.expire(now);
                         let via = self.addresses.primary;
                         let out = match request {
-                            ToServer::Register { room, name, private, nat } => {
-                                self.register(now, from, room, name, private, nat)
+                            ToServer::Register { room, name, private, nat, relay } => {
+                                let about = Endpoints { private, nat, relay };
+                                self.register(now, from, room, name, about)
                             }
                             ToServer::Allocate { name } => self.allocate(now, from, name),
                             ToServer::Claim { nameplate, name } => {
@@ -290,23 +344,22 @@ impl Server {
         from: SocketAddr,
         room: String,
         name: String,
-        private: Vec<SocketAddr>,
-        nat: Option<String>,
+        about: Endpoints,
     ) -> Vec<Transmit> {
         if room.starts_with(NAMEPLATE_PREFIX) {
             return self
                 .refuse(from, "room names starting with np- are kept for pairing codes".into());
         }
-        let changed =
-            match self.admit(now, from, &room, name.clone(), private, nat, REGISTRATION_TTL) {
-                Ok(changed) => changed,
-                Err(reason) => return self.refuse(from, reason),
-            };
+        let changed = match self.admit(now, from, &room, name.clone(), about, REGISTRATION_TTL) {
+            Ok(changed) => changed,
+            Err(reason) => return self.refuse(from, reason),
+        };
+        let turn = self.offer_turn(now, &room, &name);
         let members = self.rooms.get(&room).map(Vec::as_slice).unwrap_or_default();
         let mut out: Vec<Transmit> = Vec::new();
         out.extend(encode(
             from,
-            &FromServer::Registered { public: from, ttl_secs: REGISTRATION_TTL.as_secs() },
+            &FromServer::Registered { public: from, ttl_secs: REGISTRATION_TTL.as_secs(), turn },
         ));
         let Some(me) = members.iter().find(|m| m.name == name) else { return out };
         for other in members.iter().filter(|m| m.name != name) {
@@ -318,20 +371,44 @@ impl Server {
         out
     }
 
+    /// TURN credentials for a registered member: the ones it was given while they have more
+    /// than half their life left, else fresh ones (so issuing costs one HMAC per member per
+    /// half-TTL, however often it registers). `None` without a relay.
+    fn offer_turn(&mut self, now: Instant, room: &str, name: &str) -> Option<TurnOffer> {
+        let (relay, anchor, unix_anchor) = self.turn.as_ref()?;
+        let unix_now = unix_anchor + now.saturating_duration_since(*anchor).as_secs();
+        let member = self.rooms.get_mut(room)?.iter_mut().find(|m| m.name == name)?;
+        let ttl = TURN_CREDENTIAL_TTL.as_secs();
+        let fresh_enough = member.turn.as_ref().is_some_and(|offer| {
+            let expiry = offer.username.split(':').next().and_then(|e| e.parse::<u64>().ok());
+            expiry.is_some_and(|e| e.saturating_sub(unix_now) > ttl / 2)
+        });
+        if !fresh_enough {
+            let expiry = unix_now + ttl;
+            let (username, credential) =
+                turn_credentials(&relay.secret, &turn_user(room, name), expiry);
+            member.turn =
+                Some(TurnOffer { server: relay.server, username, credential, ttl_secs: ttl });
+        }
+        let mut offer = member.turn.clone()?;
+        let expiry = offer.username.split(':').next().and_then(|e| e.parse::<u64>().ok());
+        offer.ttl_secs = expiry.map_or(0, |e| e.saturating_sub(unix_now));
+        Some(offer)
+    }
+
     /// Puts `name` in `room` (or refreshes it) for `ttl`; true when it is new or its endpoints
     /// changed (others should hear of it). A member back at a new address (a restart) loses
     /// its old posts.
-    #[allow(clippy::too_many_arguments)]
     fn admit(
         &mut self,
         now: Instant,
         from: SocketAddr,
         room: &str,
         name: String,
-        mut private: Vec<SocketAddr>,
-        nat: Option<String>,
+        about: Endpoints,
         ttl: Duration,
     ) -> Result<bool, String> {
+        let Endpoints { mut private, nat, relay } = about;
         if room.is_empty() || room.chars().count() > MAX_ROOM_CHARS {
             return Err(format!("room names are 1 to {MAX_ROOM_CHARS} characters"));
         }
@@ -358,12 +435,16 @@ impl Server {
         self.expiries.insert((expires, room.to_owned(), name.clone()));
         let members = self.rooms.entry(room.to_owned()).or_default();
         let nat = nat.map(|n| n.chars().take(MAX_NAME_CHARS).collect());
-        let me = Member { name, public: from, private, nat, expires };
+        let mut me = Member { name, public: from, private, nat, relay, expires, turn: None };
         let (changed, moved) = match existing {
             Some(i) => {
                 let old = &members[i];
                 let moved = old.public != me.public;
-                let changed = moved || old.private != me.private || old.nat != me.nat;
+                let changed = moved
+                    || old.private != me.private
+                    || old.nat != me.nat
+                    || old.relay != me.relay;
+                me.turn = old.turn.clone();
                 members[i] = me.clone();
                 (changed, moved)
             }
@@ -387,7 +468,8 @@ impl Server {
             return self.refuse(from, "server is full; try again later".to_owned());
         };
         let room = format!("{NAMEPLATE_PREFIX}{number}");
-        if let Err(reason) = self.admit(now, from, &room, name, Vec::new(), None, self.code_ttl) {
+        let about = Endpoints::default();
+        if let Err(reason) = self.admit(now, from, &room, name, about, self.code_ttl) {
             return self.refuse(from, reason);
         }
         let nameplate = number.to_string();
@@ -434,7 +516,7 @@ impl Server {
             .map(|m| m.expires.saturating_duration_since(now))
             .min()
             .unwrap_or(self.code_ttl);
-        if let Err(reason) = self.admit(now, from, &room, name, Vec::new(), None, expires_in) {
+        if let Err(reason) = self.admit(now, from, &room, name, Endpoints::default(), expires_in) {
             return self.refuse(from, reason);
         }
         self.claimed.insert(room);
@@ -487,6 +569,26 @@ impl Server {
     }
 }
 
+/// What a member says about how to reach it.
+#[derive(Debug, Default)]
+struct Endpoints {
+    private: Vec<SocketAddr>,
+    nat: Option<String>,
+    relay: Option<SocketAddr>,
+}
+
+/// The TURN user id for a member: short, without ':', the same for the same room and name (so
+/// coturn's per-user quota counts a member's allocations together), and revealing neither.
+fn turn_user(room: &str, name: &str) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::new()
+        .chain_update(room.as_bytes())
+        .chain_update([0])
+        .chain_update(name.as_bytes())
+        .finalize();
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
 fn encode(to: SocketAddr, message: &FromServer) -> Option<Transmit> {
     serde_json::to_vec(message).ok().map(|payload| Transmit { to, payload })
 }
@@ -528,14 +630,22 @@ impl Sockets {
     }
 }
 
-/// Serves on `sockets` until `shutdown` completes; pairing codes live `code_ttl`.
+/// Serves on `sockets` until `shutdown` completes; pairing codes live `code_ttl`; with `turn`,
+/// registered peers get credentials for that relay.
 pub async fn run(
     sockets: Sockets,
     code_ttl: Duration,
+    turn: Option<TurnRelay>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let Sockets { addresses, sockets } = sockets;
     let mut server = Server::new(addresses).with_code_ttl(code_ttl);
+    if let Some(relay) = turn {
+        let unix_now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        server = server.with_turn(relay, Instant::now(), unix_now);
+    }
     let (tx, mut rx) = mpsc::channel::<(SocketAddr, SocketAddr, Vec<u8>)>(1024);
     let mut readers = Vec::new();
     for socket in &sockets {
@@ -615,6 +725,7 @@ mod tests {
             name: name.into(),
             private: vec![addr("192.0.2.10:5000")],
             nat: Some("Full Cone".into()),
+            relay: None,
         })
         .unwrap()
     }
@@ -709,6 +820,7 @@ mod tests {
             name: "ann".into(),
             private,
             nat: None,
+            relay: None,
         };
         ask(&mut s, now, a, reg(Vec::new()));
         handle(&mut s, now, b, &register("rv-x", "bob"));
@@ -730,7 +842,7 @@ mod tests {
         let (a, b) = (addr("198.51.100.11:1000"), addr("198.51.100.12:2000"));
         let out = handle(&mut s, now, a, &register("r", "alice"));
         assert_eq!(out.len(), 1);
-        assert_eq!(decode(&out[0]), FromServer::Registered { public: a, ttl_secs: 60 });
+        assert_eq!(decode(&out[0]), FromServer::Registered { public: a, ttl_secs: 60, turn: None });
         let out = handle(&mut s, now, b, &register("r", "bob"));
         let to_b: Vec<_> = out.iter().filter(|t| t.to == b).map(decode).collect();
         let to_a: Vec<_> = out.iter().filter(|t| t.to == a).map(decode).collect();
@@ -739,7 +851,7 @@ mod tests {
             matches!(&to_b[1], FromServer::Peer { name, public, .. } if name == "alice" && *public == a)
         );
         assert_eq!(to_a.len(), 1);
-        assert!(matches!(&to_a[0], FromServer::Peer { name, public, private, nat }
+        assert!(matches!(&to_a[0], FromServer::Peer { name, public, private, nat, relay: None }
             if name == "bob" && *public == b && private == &vec![addr("192.0.2.10:5000")]
                && nat.as_deref() == Some("Full Cone")));
         // A refresh from the same endpoint tells the others nothing new.

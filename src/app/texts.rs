@@ -167,7 +167,12 @@ pub fn introduced(name: &str, public: SocketAddr) -> String {
 }
 
 /// No path found within the punch window, with what the NAT types say about it.
-pub fn no_path(name: &str, ours: Option<&str>, theirs: Option<&str>) -> String {
+pub fn no_path(
+    name: &str,
+    ours: Option<&str>,
+    theirs: Option<&str>,
+    relay_offered: bool,
+) -> String {
     let (ours_text, theirs_text) = (ours.unwrap_or("unknown"), theirs.unwrap_or("unknown"));
     let why = match (ours, theirs) {
         (Some(a), Some(b)) if NatType::can_punch(a, b) == Some(false) => {
@@ -180,9 +185,25 @@ pub fn no_path(name: &str, ours: Option<&str>, theirs: Option<&str>) -> String {
         }
         _ => format!("NAT types: you {ours_text}, {name} {theirs_text}"),
     };
+    let relay = if relay_offered {
+        "the relay is being tried"
+    } else {
+        "the server offers no relay (its operator can add one: p2pchat server --turn)"
+    };
     format!(
-        "no direct path to {name} after 10 s of punching — {why}; still trying every few seconds"
+        "no direct path to {name} after 10 s of punching — {why}; {relay}; still trying every \
+         few seconds"
     )
+}
+
+/// Our relay is ready.
+pub fn relay_ready(relayed: SocketAddr) -> String {
+    format!("relay ready at {relayed}: peers without a direct path reach you through it")
+}
+
+/// The relay cannot be used.
+pub fn relay_failed(reason: &str) -> String {
+    format!("relay: {reason}; direct paths still work")
 }
 
 /// True when the NAT types say punching cannot work.

@@ -293,9 +293,15 @@ fn on_net(model: &mut Model, event: NetEvent, at: DateTime<Local>, effects: &mut
                 view.last_seen = Some(at);
             }
         }
-        NetEvent::NoPathYet { name, ours, theirs, .. } => {
-            let line = texts::no_path(name, ours.as_deref(), theirs.as_deref());
+        NetEvent::NoPathYet { name, ours, theirs, relay_offered, .. } => {
+            let line = texts::no_path(name, ours.as_deref(), theirs.as_deref(), *relay_offered);
             push(model, Entry::system(at, line));
+        }
+        NetEvent::RelayReady { relayed } => {
+            push(model, Entry::system(at, texts::relay_ready(*relayed)));
+        }
+        NetEvent::RelayFailed { reason } => {
+            push(model, Entry::system(at, texts::relay_failed(reason)));
         }
         NetEvent::Message { from, .. } => {
             if let Some(view) = model.peers.iter_mut().find(|p| p.name == *from) {

@@ -261,6 +261,7 @@ fn first_request(plan: &Plan, name: &str, room: &str) -> ToServer {
             name: name.to_owned(),
             private: Vec::new(),
             nat: None,
+            relay: None,
         },
     }
 }

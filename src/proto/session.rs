@@ -15,16 +15,18 @@ use rand::{Rng, SeedableRng};
 use super::crypto::{Cipher, OpenError};
 use super::reliable::{PeerSend, RecvStream, Segment, SendBuffer};
 use super::stun::{self, Stun, TxId};
+use super::turn::{Credentials, TurnClient, TurnEvent};
 use super::wire::{self, Class, Envelope, FromServer, StreamFields, ToServer};
 use super::{
     DropCounts, MsgId, NetCommand, NetEvent, OfflineReason, PathKind, PeerId, Pending, Receipt,
     Rejection, Transmit,
 };
 use crate::consts::{
-    DEDUP_CAPACITY, DROPS_REPORT_INTERVAL, KEEPALIVE_INTERVAL, MAX_DATAGRAM_BYTES,
-    MAX_MESSAGE_BYTES, MAX_PLAINTEXT_BYTES, NOTICE_SOURCES_CAPACITY, OFFLINE_AFTER,
-    PATH_STALE_AFTER, PROBE_INTERVAL, PUNCH_INTERVAL, PUNCH_WINDOW, REGISTER_REFRESH,
-    REGISTER_REFRESH_ALONE, REGISTER_RETRY, REGISTER_RETRY_MAX, SEND_BUFFER_SEGMENTS,
+    DEDUP_CAPACITY, DIRECT_RETRY_FIRST, DIRECT_RETRY_MAX, DROPS_REPORT_INTERVAL,
+    KEEPALIVE_INTERVAL, MAX_DATAGRAM_BYTES, MAX_MESSAGE_BYTES, MAX_PLAINTEXT_BYTES,
+    NOTICE_SOURCES_CAPACITY, OFFLINE_AFTER, PATH_STALE_AFTER, PROBE_INTERVAL, PUNCH_INTERVAL,
+    PUNCH_WINDOW, REGISTER_REFRESH, REGISTER_REFRESH_ALONE, REGISTER_RETRY, REGISTER_RETRY_MAX,
+    RELAY_AFTER, RELAY_FALLBACK_AFTER, RELAY_RETRY, SEND_BUFFER_SEGMENTS,
     SERVER_SILENT_NOTICE_AFTER, STUN_MAX_TRANSMITS, STUN_RTO,
 };
 pub use rekey::Rekey;
@@ -85,11 +87,33 @@ impl SessionConfig {
     }
 }
 
+/// Where a datagram for a peer goes: straight to `addr`, or through our TURN allocation to
+/// `addr` (the peer's address as the TURN server sees it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Route {
+    addr: SocketAddr,
+    relayed: bool,
+}
+
+impl Route {
+    fn direct(addr: SocketAddr) -> Self {
+        Self { addr, relayed: false }
+    }
+
+    fn relayed(addr: SocketAddr) -> Self {
+        Self { addr, relayed: true }
+    }
+}
+
 struct Peer {
     id: PeerId,
     name: Option<String>,
     candidates: Vec<SocketAddr>,
-    path: Option<SocketAddr>,
+    /// Its relayed transport address on the TURN server, as the rendezvous server told us.
+    relay: Option<SocketAddr>,
+    /// Its address as our TURN server sees it (from its last relayed datagram).
+    relayed_from: Option<SocketAddr>,
+    path: Option<Route>,
     path_heard: Option<Instant>,
     instance: Option<u64>,
     nat: Option<String>,
@@ -97,7 +121,12 @@ struct Peer {
     online: bool,
     last_seen: Option<Instant>,
     fast_until: Instant,
+    /// When this punch window began: the relay is wanted `RELAY_AFTER` later without a path.
+    punch_started: Instant,
     next_probe: Instant,
+    /// While relayed: when to try a direct path again, and the wait after that.
+    next_direct_try: Instant,
+    direct_retry: Duration,
     next_keepalive: Instant,
     reported_no_path: bool,
     ping_seq: u64,
@@ -111,6 +140,8 @@ impl Peer {
             id,
             name,
             candidates,
+            relay: None,
+            relayed_from: None,
             path: None,
             path_heard: None,
             instance: None,
@@ -119,7 +150,10 @@ impl Peer {
             online: false,
             last_seen: None,
             fast_until: now + PUNCH_WINDOW,
+            punch_started: now,
             next_probe: now,
+            next_direct_try: now + DIRECT_RETRY_FIRST,
+            direct_retry: DIRECT_RETRY_FIRST,
             next_keepalive: now + KEEPALIVE_INTERVAL,
             reported_no_path: false,
             ping_seq: 0,
@@ -139,13 +173,17 @@ impl Peer {
     /// Starts a new punch window: probe every candidate quickly again.
     fn restart_punching(&mut self, now: Instant) {
         self.fast_until = now + PUNCH_WINDOW;
+        self.punch_started = now;
         self.next_probe = now;
         self.reported_no_path = false;
     }
 
-    /// What kind of path `addr` would be.
-    fn kind_of(&self, addr: SocketAddr) -> PathKind {
-        match self.candidates.iter().position(|c| *c == addr) {
+    /// What kind of path `route` would be.
+    fn kind_of(&self, route: Route) -> PathKind {
+        if route.relayed || Some(route.addr) == self.relay {
+            return PathKind::Relay;
+        }
+        match self.candidates.iter().position(|c| *c == route.addr) {
             Some(0) if self.configured => PathKind::Configured,
             Some(0) => PathKind::Public,
             Some(_) => PathKind::Lan,
@@ -153,15 +191,30 @@ impl Peer {
         }
     }
 
-    /// Where probes go: every candidate, plus the last path that worked.
-    fn probe_targets(&self) -> Vec<SocketAddr> {
-        let mut targets = self.candidates.clone();
-        if let Some(path) = self.path
-            && !targets.contains(&path)
+    /// True while its path goes through a relay (ours or its own).
+    fn relayed_now(&self) -> bool {
+        self.online && self.path.is_some_and(|path| self.kind_of(path) == PathKind::Relay)
+    }
+
+    /// The direct ways to it: every candidate, plus the last direct path that worked.
+    fn direct_routes(&self) -> Vec<Route> {
+        let mut routes: Vec<Route> = self.candidates.iter().copied().map(Route::direct).collect();
+        if let Some(path) = self.path.filter(|p| self.kind_of(*p) != PathKind::Relay)
+            && !routes.contains(&path)
         {
-            targets.push(path);
+            routes.push(path);
         }
-        targets
+        routes
+    }
+
+    /// The relayed ways to it: straight to its relayed address, and through our allocation
+    /// (`ours`) to where the TURN server last heard it from, else to its public endpoint.
+    fn relay_routes(&self, ours: bool) -> Vec<Route> {
+        let mut routes: Vec<Route> = self.relay.map(Route::direct).into_iter().collect();
+        if ours && let Some(addr) = self.relayed_from.or_else(|| self.candidates.first().copied()) {
+            routes.push(Route::relayed(addr));
+        }
+        routes
     }
 }
 
@@ -233,6 +286,12 @@ pub struct Session {
     closed: bool,
     /// `frame_bytes` for our name.
     frame_bytes: usize,
+    /// Our TURN client, once the rendezvous server offered a relay.
+    turn: Option<TurnClient>,
+    /// After a relay failure: no new allocation before this.
+    turn_retry_at: Option<Instant>,
+    /// When whether to allocate may next change (a peer's relay delay ends, a retry is due).
+    relay_check_at: Option<Instant>,
 }
 
 impl Session {
@@ -289,6 +348,9 @@ impl Session {
             rekey: None,
             closed: false,
             frame_bytes,
+            turn: None,
+            turn_retry_at: None,
+            relay_check_at: None,
         };
         session.rekey = session.config.rekey.take().map(|r| RekeyState::new(r, now));
         if let Mode::Direct { peer } = session.config.mode {
@@ -319,10 +381,22 @@ impl Session {
             self.drops.oversized += 1;
             return;
         }
+        if let Some(turn) = self.turn.as_mut().filter(|t| t.server() == from) {
+            // From our TURN server: its answers, and what peers sent through the relay.
+            let relayed = turn.handle_datagram(now, bytes);
+            if let Some((peer, payload)) = relayed {
+                match wire::classify(&payload) {
+                    Class::Token(token) => self.on_token(now, Route::relayed(peer), token),
+                    _ => self.drops.malformed += 1,
+                }
+            }
+            self.flush_turn(now);
+            return;
+        }
         match wire::classify(bytes) {
             Class::Stun => self.on_stun(from, bytes),
             Class::Control => self.on_control(now, from, bytes),
-            Class::Token(token) => self.on_token(now, from, token),
+            Class::Token(token) => self.on_token(now, Route::direct(from), token),
             Class::Unknown => self.drops.malformed += 1,
         }
     }
@@ -355,10 +429,15 @@ impl Session {
         self.stun_timers(now);
         self.rendezvous_timers(now);
         self.rekey_timers(now);
+        if let Some(turn) = &mut self.turn {
+            turn.handle_timeout(now);
+        }
+        self.relay_timers(now);
         for index in 0..self.peers.len() {
             self.peer_timers(now, index);
         }
         self.pump(now);
+        self.flush_turn(now);
         if now >= self.next_drops_report {
             if self.drops != self.drops_reported {
                 self.drops_reported = self.drops;
@@ -401,7 +480,16 @@ impl Session {
                 consider(since + SERVER_SILENT_NOTICE_AFTER);
             }
         }
+        if let Some(due) = self.turn.as_ref().and_then(TurnClient::poll_timeout) {
+            consider(due);
+        }
+        if let Some(due) = self.relay_check_at {
+            consider(due);
+        }
         for peer in &self.peers {
+            if peer.relayed_now() {
+                consider(peer.next_direct_try);
+            }
             if peer.online {
                 consider(peer.next_keepalive);
                 if let Some(due) = peer.send.next_due() {
@@ -443,13 +531,113 @@ impl Session {
         Some(self.cipher.seal(&json, self.unix_secs(now)).into_bytes())
     }
 
-    fn send_envelope(&mut self, now: Instant, to: SocketAddr, envelope: &Envelope) {
-        if let Some(payload) = self.seal(now, envelope) {
-            self.transmits.push_back(Transmit { to, payload });
+    fn send_envelope(&mut self, now: Instant, to: Route, envelope: &Envelope) {
+        let Some(payload) = self.seal(now, envelope) else { return };
+        if !to.relayed {
+            self.transmits.push_back(Transmit { to: to.addr, payload });
+        } else if let Some(turn) = &mut self.turn {
+            turn.send(now, to.addr, &payload);
+            self.flush_turn(now);
         }
     }
 
-    fn send_ping(&mut self, now: Instant, index: usize, targets: &[SocketAddr]) {
+    /// Moves what the TURN client queued onto our transmits, in order, and acts on its events.
+    fn flush_turn(&mut self, now: Instant) {
+        let Some(turn) = self.turn.as_mut() else { return };
+        while let Some(transmit) = turn.poll_transmit() {
+            self.transmits.push_back(transmit);
+        }
+        let mut events = Vec::new();
+        while let Some(event) = turn.poll_event() {
+            events.push(event);
+        }
+        for event in events {
+            match event {
+                TurnEvent::Allocated { relayed } => {
+                    self.turn_retry_at = None;
+                    self.permit_relayed_peers(now);
+                    self.events.push_back(NetEvent::RelayReady { relayed });
+                }
+                TurnEvent::Failed { reason } => {
+                    self.turn_retry_at = Some(now + RELAY_RETRY);
+                    self.events.push_back(NetEvent::RelayFailed { reason });
+                }
+                TurnEvent::PeerRefused { peer } => {
+                    let reason = format!(
+                        "the relay refuses to reach {peer} (its policy denies that address)"
+                    );
+                    self.events.push_back(NetEvent::RelayFailed { reason });
+                }
+            }
+            // Tell the server (and through it the peers) where our relay is, or that it is gone.
+            if let Some(rv) = &mut self.rendezvous {
+                rv.next_register = now;
+            }
+        }
+        if let Some(turn) = self.turn.as_mut() {
+            while let Some(transmit) = turn.poll_transmit() {
+                self.transmits.push_back(transmit);
+            }
+        }
+    }
+
+    /// Lets every known peer reach us through our allocation (permissions are per IP; a room
+    /// has few members and `MAX_RELAYED_PEERS` bounds the rest).
+    fn permit_relayed_peers(&mut self, now: Instant) {
+        let Some(turn) = self.turn.as_mut().filter(|t| t.relayed().is_some()) else { return };
+        for peer in &self.peers {
+            if let Some(addr) = peer.relayed_from.or_else(|| peer.candidates.first().copied()) {
+                turn.permit(now, addr);
+            }
+        }
+    }
+
+    /// Whether to allocate a relay now: some peer has had no path for `RELAY_AFTER` (or its
+    /// NAT type and ours say punching cannot work), and we are the side that allocates for it
+    /// — the one whose name sorts first, or the other one too when the first announced no
+    /// relay within `RELAY_FALLBACK_AFTER`. One allocation serves every peer.
+    fn relay_timers(&mut self, now: Instant) {
+        self.relay_check_at = None;
+        let Some(turn) = self.turn.as_ref() else { return };
+        if turn.is_active() {
+            return;
+        }
+        if let Some(retry) = self.turn_retry_at.filter(|at| now < *at) {
+            self.relay_check_at = Some(retry);
+            return;
+        }
+        let ours = self.nat.as_deref();
+        let mut wanted = false;
+        let mut next: Option<Instant> = None;
+        for peer in self.peers.iter().filter(|p| !p.online && p.name.is_some()) {
+            let doomed = ours
+                .zip(peer.nat.as_deref())
+                .and_then(|(a, b)| super::nat::NatType::can_punch(a, b))
+                == Some(false);
+            let first = peer.name.as_deref().is_some_and(|name| self.config.name.as_str() < name);
+            let due = peer.punch_started
+                + match (first, doomed) {
+                    (true, true) => Duration::ZERO,
+                    (true, false) => RELAY_AFTER,
+                    (false, _) => RELAY_FALLBACK_AFTER,
+                };
+            let mine = first || peer.relay.is_none();
+            if mine && now >= due {
+                wanted = true;
+            } else if mine {
+                next = Some(next.map_or(due, |n| n.min(due)));
+            }
+        }
+        if wanted {
+            if let Some(turn) = self.turn.as_mut() {
+                turn.allocate(now);
+            }
+        } else {
+            self.relay_check_at = next;
+        }
+    }
+
+    fn send_ping(&mut self, now: Instant, index: usize, targets: &[Route]) {
         let peer = &mut self.peers[index];
         peer.ping_seq += 1;
         peer.ping_sent = Some((peer.ping_seq, now));
@@ -496,7 +684,7 @@ impl Session {
             return;
         };
         match message {
-            FromServer::Registered { .. } => {
+            FromServer::Registered { turn, .. } => {
                 let announce = !rv.registered_once || rv.silent_reported;
                 rv.registered_once = true;
                 rv.awaiting_since = None;
@@ -507,9 +695,12 @@ impl Session {
                     let server = rv.server;
                     self.events.push_back(NetEvent::Registered { server });
                 }
+                if let Some(offer) = turn {
+                    self.take_turn_offer(offer);
+                }
             }
-            FromServer::Peer { name, public, private, nat } => {
-                self.on_introduction(now, name, public, private, nat);
+            FromServer::Peer { name, public, private, nat, relay } => {
+                self.on_introduction(now, Introduction { name, public, private, nat, relay });
             }
             FromServer::Refused { reason } => {
                 rv.awaiting_since = None;
@@ -523,14 +714,28 @@ impl Session {
         }
     }
 
-    fn on_introduction(
-        &mut self,
-        now: Instant,
-        name: String,
-        public: SocketAddr,
-        private: Vec<SocketAddr>,
-        nat: Option<String>,
-    ) {
+    /// TURN credentials from the server: the first ones make our TURN client; later ones
+    /// replace them for the next allocation, and new ones after a credential failure earn one
+    /// more attempt (at most one per issue: the server reissues after half their life).
+    fn take_turn_offer(&mut self, offer: wire::TurnOffer) {
+        let credentials = Credentials {
+            server: offer.server,
+            username: offer.username,
+            password: offer.credential,
+        };
+        match self.turn.as_mut() {
+            Some(turn) => {
+                if !turn.is_active() && turn.credentials() != &credentials {
+                    turn.update_credentials(credentials);
+                    self.turn_retry_at = None;
+                }
+            }
+            None => self.turn = Some(TurnClient::new(credentials, self.rng.next_u64())),
+        }
+    }
+
+    fn on_introduction(&mut self, now: Instant, intro: Introduction) {
+        let Introduction { name, public, private, nat, relay } = intro;
         if name == self.config.name {
             return;
         }
@@ -543,6 +748,14 @@ impl Session {
         match self.peers.iter().position(|p| p.name.as_deref() == Some(name.as_str())) {
             Some(index) => {
                 let peer = &mut self.peers[index];
+                if peer.relay != relay {
+                    peer.relay = relay;
+                    // A relayed address to try: probe it now, whatever the state of the path.
+                    if let Some(relay) = relay.filter(|_| !peer.online || peer.relayed_now()) {
+                        self.send_ping(now, index, &[Route::direct(relay)]);
+                    }
+                }
+                let peer = &mut self.peers[index];
                 if peer.candidates != candidates {
                     peer.candidates = candidates.clone();
                     // Somewhere new: it may have restarted, with keys to agree again.
@@ -551,7 +764,9 @@ impl Session {
                     if peer.online {
                         // Still on the old path for now; one probe to the new endpoints opens
                         // our NAT towards them, so the restarted peer's probes can get in.
-                        self.send_ping(now, index, &candidates);
+                        let routes: Vec<Route> =
+                            candidates.iter().copied().map(Route::direct).collect();
+                        self.send_ping(now, index, &routes);
                     } else {
                         peer.restart_punching(now);
                         self.peer_timers(now, index);
@@ -561,6 +776,9 @@ impl Session {
             }
             None => {
                 let index = self.add_peer(Some(name.clone()), candidates, now);
+                self.peers[index].relay = relay;
+                self.permit_relayed_peers(now);
+                self.flush_turn(now);
                 let peer = self.peers[index].id;
                 self.events.push_back(NetEvent::PeerIntroduced { peer, name, public });
                 self.learn_nat(index, nat.as_deref());
@@ -572,17 +790,17 @@ impl Session {
         }
     }
 
-    fn on_token(&mut self, now: Instant, from: SocketAddr, token: &str) {
+    fn on_token(&mut self, now: Instant, from: Route, token: &str) {
         let plain = match self.cipher.open(token, self.unix_secs(now)) {
             Ok(plain) => plain,
             Err(OpenError::Unauthentic) => {
                 self.drops.unauthentic += 1;
-                self.reject_once(from, Rejection::WrongKey);
+                self.reject_once(from.addr, Rejection::WrongKey);
                 return;
             }
             Err(OpenError::Stale { skew_secs }) => {
                 self.drops.stale += 1;
-                self.reject_once(from, Rejection::Clock { skew_secs });
+                self.reject_once(from.addr, Rejection::Clock { skew_secs });
                 return;
             }
         };
@@ -613,12 +831,15 @@ impl Session {
         self.add_peer(Some(name.to_owned()), vec![from], now)
     }
 
-    fn on_envelope(&mut self, now: Instant, from: SocketAddr, envelope: Envelope) {
+    fn on_envelope(&mut self, now: Instant, from: Route, envelope: Envelope) {
         if envelope.instance() == Some(self.instance) {
             self.drops.reflected += 1;
             return;
         }
-        let index = self.peer_for(envelope.name(), from, now);
+        let index = self.peer_for(envelope.name(), from.addr, now);
+        if from.relayed {
+            self.peers[index].relayed_from = Some(from.addr);
+        }
         self.learn_nat(index, envelope.nat());
         if let Envelope::Bye { .. } = envelope {
             self.peers[index].last_seen = Some(now);
@@ -698,7 +919,7 @@ impl Session {
     /// unless the current path is still live (see `PATH_STALE_AFTER`) and at least as good
     /// (a LAN path beats a public one) — or the peer restarted (a new run id), whose old path
     /// is dead whatever we last heard on it.
-    fn mark_alive(&mut self, now: Instant, index: usize, from: SocketAddr, instance: Option<u64>) {
+    fn mark_alive(&mut self, now: Instant, index: usize, from: Route, instance: Option<u64>) {
         let peer = &mut self.peers[index];
         peer.last_seen = Some(now);
         let restarted = instance.is_some() && peer.instance.is_some() && instance != peer.instance;
@@ -720,14 +941,20 @@ impl Session {
         peer.path = Some(from);
         peer.path_heard = Some(now);
         let (id, name, kind) = (peer.id, peer.display_name(), peer.kind_of(from));
+        if kind == PathKind::Relay && (moved || !peer.online) {
+            // Relayed: try the direct way again soon, then less and less often.
+            peer.direct_retry = DIRECT_RETRY_FIRST;
+            peer.next_direct_try = now + DIRECT_RETRY_FIRST;
+        }
+        let addr = from.addr;
         if !peer.online {
             peer.online = true;
             peer.next_keepalive = now + KEEPALIVE_INTERVAL;
-            let event = NetEvent::PeerOnline { peer: id, name, addr: from, kind };
+            let event = NetEvent::PeerOnline { peer: id, name, addr, kind };
             self.events.push_back(event);
             self.pump(now);
         } else if moved {
-            let event = NetEvent::PathChanged { peer: id, name, addr: from, kind };
+            let event = NetEvent::PathChanged { peer: id, name, addr, kind };
             self.events.push_back(event);
         }
     }
@@ -742,7 +969,15 @@ impl Session {
         peer.send.pause();
         peer.restart_punching(now);
         let (id, name) = (peer.id, peer.display_name());
+        let via_our_relay = peer.path.is_some_and(|p| p.relayed);
         self.events.push_back(NetEvent::PeerOffline { peer: id, name, reason });
+        if via_our_relay && reason == OfflineReason::Silent {
+            // The relay may have lost our allocation (a restart): ask it now.
+            if let Some(turn) = &mut self.turn {
+                turn.check(now);
+            }
+            self.flush_turn(now);
+        }
         // Ask the server again: a restarted peer has a new endpoint only the server knows.
         if let Some(rv) = &mut self.rendezvous {
             rv.next_register = now;
@@ -791,6 +1026,7 @@ impl Session {
             name: self.config.name.clone(),
             private: self.config.private_endpoints.clone(),
             nat: self.nat.clone(),
+            relay: self.turn.as_ref().and_then(TurnClient::relayed),
         };
         if let Ok(payload) = serde_json::to_vec(&register) {
             self.transmits.push_back(Transmit { to: rv.server, payload });
@@ -799,20 +1035,41 @@ impl Session {
 
     fn peer_timers(&mut self, now: Instant, index: usize) {
         let offline_after = self.config.offline_after;
-        let peer = &self.peers[index];
+        let ours = self.turn.as_ref().is_some_and(|t| t.relayed().is_some());
+        let peer = &mut self.peers[index];
         if peer.online {
             if peer.last_seen.is_some_and(|seen| now >= seen + offline_after) {
                 self.go_offline(now, index, OfflineReason::Silent);
-            } else if now >= peer.next_keepalive {
-                self.peers[index].next_keepalive = now + KEEPALIVE_INTERVAL;
-                if let Some(path) = self.peers[index].path {
-                    self.send_ping(now, index, &[path]);
-                }
-                return;
             } else {
+                let mut targets: Vec<Route> = Vec::new();
+                if now >= peer.next_keepalive {
+                    peer.next_keepalive = now + KEEPALIVE_INTERVAL;
+                    targets.extend(peer.path);
+                    // The last keepalive went unanswered: the path may have died. Ask the
+                    // relay's way too, so a dead direct path falls back to it in seconds.
+                    let unanswered =
+                        peer.last_seen.is_some_and(|seen| now >= seen + KEEPALIVE_INTERVAL);
+                    if unanswered && !peer.relayed_now() {
+                        for route in peer.relay_routes(ours) {
+                            if !targets.contains(&route) {
+                                targets.push(route);
+                            }
+                        }
+                    }
+                }
+                if peer.relayed_now() && now >= peer.next_direct_try {
+                    // Relayed: keep trying the direct way, often at first, then once a minute.
+                    peer.next_direct_try = now + peer.direct_retry;
+                    peer.direct_retry = (peer.direct_retry * 2).min(DIRECT_RETRY_MAX);
+                    targets.extend(peer.direct_routes());
+                }
+                if !targets.is_empty() {
+                    self.send_ping(now, index, &targets);
+                }
                 return;
             }
         }
+        let relay_offered = self.turn.is_some();
         let peer = &mut self.peers[index];
         if now < peer.next_probe {
             return;
@@ -826,10 +1083,12 @@ impl Session {
                 name: peer.display_name(),
                 ours: self.nat.clone(),
                 theirs: peer.nat.clone(),
+                relay_offered,
             };
             self.events.push_back(event);
         }
-        let targets = peer.probe_targets();
+        let mut targets = peer.direct_routes();
+        targets.extend(peer.relay_routes(ours));
         self.send_ping(now, index, &targets);
     }
 
@@ -951,7 +1210,7 @@ impl Session {
     fn on_segment(
         &mut self,
         now: Instant,
-        from: SocketAddr,
+        from: Route,
         name: String,
         fields: StreamFields,
         segment: Segment,
@@ -1004,7 +1263,7 @@ impl Session {
         }
     }
 
-    fn send_ack(&mut self, now: Instant, to: SocketAddr, from: &str, epoch: u64) {
+    fn send_ack(&mut self, now: Instant, to: Route, from: &str, epoch: u64) {
         let Some(stream) = self.streams.get(&(from.to_owned(), epoch)) else { return };
         let (cum, sack) = stream.ack();
         let ack = Envelope::Ack { name: self.config.name.clone(), epoch, cum, sack };
@@ -1025,7 +1284,7 @@ impl Session {
 
     /// Sends `envelope` on the path of every online peer.
     fn send_to_online(&mut self, now: Instant, envelope: &Envelope) {
-        let paths: Vec<SocketAddr> =
+        let paths: Vec<Route> =
             self.peers.iter().filter(|p| p.online).filter_map(|p| p.path).collect();
         for to in paths {
             self.send_envelope(now, to, envelope);
@@ -1035,6 +1294,11 @@ impl Session {
     fn shutdown(&mut self, now: Instant) {
         let bye = Envelope::Bye { name: self.config.name.clone() };
         self.send_to_online(now, &bye);
+        // After the goodbyes (some may go through the relay): delete the allocation.
+        if let Some(turn) = &mut self.turn {
+            turn.close();
+        }
+        self.flush_turn(now);
         self.closed = true;
         self.events.push_back(NetEvent::Closed);
     }
@@ -1049,6 +1313,15 @@ fn stream_persisted(
     if let Some(stream) = streams.get_mut(&(from.to_owned(), epoch)) {
         stream.persisted(last_seq);
     }
+}
+
+/// A member of the room, as the rendezvous server introduced it.
+struct Introduction {
+    name: String,
+    public: SocketAddr,
+    private: Vec<SocketAddr>,
+    nat: Option<String>,
+    relay: Option<SocketAddr>,
 }
 
 /// A message segment with the widest numbers its stream fields can carry: the largest envelope

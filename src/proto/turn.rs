@@ -214,6 +214,11 @@ impl TurnClient {
         }
     }
 
+    /// The credentials in use (or for the next allocation).
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
     /// The TURN server's address: datagrams from it are fed to `handle_datagram`.
     pub fn server(&self) -> SocketAddr {
         self.credentials.server

@@ -53,6 +53,10 @@ pub enum ToServer {
         /// Our NAT type, once detected (told to peers, to explain a failed punch).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         nat: Option<String>,
+        /// Our relayed transport address on the TURN server, once allocated: peers send there
+        /// when no direct path forms.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        relay: Option<SocketAddr>,
     },
     /// Asks for a fresh nameplate (the number in a pairing code) and joins it.
     Allocate {
@@ -95,6 +99,9 @@ pub enum FromServer {
         public: SocketAddr,
         /// Seconds until the registration expires without a refresh.
         ttl_secs: u64,
+        /// TURN credentials, when the server has a relay to offer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        turn: Option<TurnOffer>,
     },
     /// Another member of the room.
     Peer {
@@ -107,6 +114,9 @@ pub enum FromServer {
         /// Its NAT type, when it told us.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         nat: Option<String>,
+        /// Its relayed transport address on the TURN server, when it has one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        relay: Option<SocketAddr>,
     },
     /// The registration was refused.
     Refused {
@@ -143,6 +153,32 @@ pub enum FromServer {
         /// The message.
         body: String,
     },
+}
+
+/// Short-lived TURN credentials in coturn's REST form (`use-auth-secret`, after
+/// draft-uberti-behave-turn-rest): good for starting an allocation until the expiry in the
+/// username. Handed only to registered peers.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TurnOffer {
+    /// The TURN server's UDP address.
+    pub server: SocketAddr,
+    /// `EXPIRY:USER`: Unix seconds after which coturn refuses a new allocation, and who.
+    pub username: String,
+    /// Base64 of HMAC-SHA1(username) under the secret the server shares with coturn.
+    pub credential: String,
+    /// Seconds the credentials stay good from now.
+    pub ttl_secs: u64,
+}
+
+impl std::fmt::Debug for TurnOffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TurnOffer")
+            .field("server", &self.server)
+            .field("username", &self.username)
+            .field("credential", &"(hidden)")
+            .field("ttl_secs", &self.ttl_secs)
+            .finish()
+    }
 }
 
 /// What a peer says inside a Fernet token. `message` carries the seed's four fields; a client
