@@ -241,6 +241,11 @@ pub const TURN_CREDENTIAL_TTL: Duration = Duration::from_secs(1800);
 /// punching cannot work).
 pub const RELAY_AFTER: Duration = Duration::from_secs(3);
 
+/// An online peer silent this long (a keepalive or two unanswered) counts as without a path
+/// from then on for `RELAY_AFTER`: its direct path may have died, and the relay is readied before
+/// it would be shown offline.
+pub const RELAY_SILENCE: Duration = Duration::from_secs(7);
+
 /// The peer that does not allocate (see `Session`) allocates too when, this long after it
 /// wanted the relay, it still has no path and the peer announced no relayed address.
 pub const RELAY_FALLBACK_AFTER: Duration = Duration::from_secs(6);

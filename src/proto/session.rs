@@ -26,7 +26,7 @@ use crate::consts::{
     KEEPALIVE_INTERVAL, MAX_DATAGRAM_BYTES, MAX_MESSAGE_BYTES, MAX_PLAINTEXT_BYTES,
     NOTICE_SOURCES_CAPACITY, OFFLINE_AFTER, PATH_STALE_AFTER, PROBE_INTERVAL, PUNCH_INTERVAL,
     PUNCH_WINDOW, REGISTER_REFRESH, REGISTER_REFRESH_ALONE, REGISTER_RETRY, REGISTER_RETRY_MAX,
-    RELAY_AFTER, RELAY_FALLBACK_AFTER, RELAY_RETRY, SEND_BUFFER_SEGMENTS,
+    RELAY_AFTER, RELAY_FALLBACK_AFTER, RELAY_RETRY, RELAY_SILENCE, SEND_BUFFER_SEGMENTS,
     SERVER_SILENT_NOTICE_AFTER, STUN_MAX_TRANSMITS, STUN_RTO,
 };
 pub use rekey::Rekey;
@@ -562,6 +562,13 @@ impl Session {
                     self.turn_retry_at = Some(now + RELAY_RETRY);
                     self.events.push_back(NetEvent::RelayFailed { reason });
                 }
+                TurnEvent::Lost => {
+                    self.turn_retry_at = None;
+                    let reason = "the relay lost our allocation (it restarted?); asking for a new \
+                                  one"
+                    .to_owned();
+                    self.events.push_back(NetEvent::RelayFailed { reason });
+                }
                 TurnEvent::PeerRefused { peer } => {
                     let reason = format!(
                         "the relay refuses to reach {peer} (its policy denies that address)"
@@ -609,13 +616,22 @@ impl Session {
         let ours = self.nat.as_deref();
         let mut wanted = false;
         let mut next: Option<Instant> = None;
-        for peer in self.peers.iter().filter(|p| !p.online && p.name.is_some()) {
+        for peer in self.peers.iter().filter(|p| p.name.is_some()) {
+            // Pathless since: the start of punching, or (online) a silence of `RELAY_SILENCE`.
+            let since = if peer.online {
+                match peer.last_seen {
+                    Some(seen) if !peer.relayed_now() => seen + RELAY_SILENCE,
+                    _ => continue,
+                }
+            } else {
+                peer.punch_started
+            };
             let doomed = ours
                 .zip(peer.nat.as_deref())
                 .and_then(|(a, b)| super::nat::NatType::can_punch(a, b))
                 == Some(false);
             let first = peer.name.as_deref().is_some_and(|name| self.config.name.as_str() < name);
-            let due = peer.punch_started
+            let due = since
                 + match (first, doomed) {
                     (true, true) => Duration::ZERO,
                     (true, false) => RELAY_AFTER,
@@ -969,15 +985,7 @@ impl Session {
         peer.send.pause();
         peer.restart_punching(now);
         let (id, name) = (peer.id, peer.display_name());
-        let via_our_relay = peer.path.is_some_and(|p| p.relayed);
         self.events.push_back(NetEvent::PeerOffline { peer: id, name, reason });
-        if via_our_relay && reason == OfflineReason::Silent {
-            // The relay may have lost our allocation (a restart): ask it now.
-            if let Some(turn) = &mut self.turn {
-                turn.check(now);
-            }
-            self.flush_turn(now);
-        }
         // Ask the server again: a restarted peer has a new endpoint only the server knows.
         if let Some(rv) = &mut self.rendezvous {
             rv.next_register = now;
@@ -1054,6 +1062,12 @@ impl Session {
                             if !targets.contains(&route) {
                                 targets.push(route);
                             }
+                        }
+                    }
+                    if unanswered && peer.path.is_some_and(|p| p.relayed) {
+                        // Through our relay and unanswered: is the allocation still there?
+                        if let Some(turn) = &mut self.turn {
+                            turn.check(now);
                         }
                     }
                 }

@@ -107,6 +107,9 @@ pub enum TurnEvent {
         /// One sentence for the user: what happened and what to do.
         reason: String,
     },
+    /// The allocation is gone (the server restarted, or stopped answering refreshes): a new
+    /// one may be asked for at once.
+    Lost,
     /// The server refused a permission for this peer (403: its policy denies the address).
     PeerRefused {
         /// The peer's IP.
@@ -718,9 +721,7 @@ impl TurnClient {
         self.auth = None;
         self.cleared_mismatch = false;
         self.phase = Phase::Failed;
-        self.events.push_back(TurnEvent::Failed {
-            reason: "the relay lost our allocation (it restarted or stopped answering)".to_owned(),
-        });
+        self.events.push_back(TurnEvent::Lost);
     }
 
     fn fail(&mut self, reason: &str) {

@@ -94,6 +94,8 @@ pub struct Host {
     pub ip: Ipv4Addr,
     /// Its router's namespace, if it has one.
     pub router: Option<String>,
+    /// Its public address: its router's WAN side, or its own.
+    pub public: Ipv4Addr,
 }
 
 impl Lab {
@@ -231,7 +233,8 @@ impl Lab {
             run(&["ip", "-n", &router, "link", "set", &format!("vh{j}"), "master", "lan"]);
             run(&["ip", "-n", &host, "addr", "add", &format!("{ip}/26"), "dev", "eth0"]);
             run(&["ip", "-n", &host, "route", "add", "default", "via", &gateway.to_string()]);
-            out.push(Host { ns: host, ip, router: Some(router.clone()) });
+            let public = wan_ip.parse().expect("ip");
+            out.push(Host { ns: host, ip, router: Some(router.clone()), public });
         }
         let masquerade = match kind {
             Kind::Cone | Kind::FullCone => "masquerade persistent",
@@ -269,7 +272,8 @@ impl Lab {
         self.wire(&host, "eth0", &inet, "vpub");
         run(&["ip", "-n", &inet, "link", "set", "vpub", "master", "br0"]);
         run(&["ip", "-n", &host, "addr", "add", &format!("{PUBLIC_HOST_IP}/24"), "dev", "eth0"]);
-        Host { ns: host, ip: PUBLIC_HOST_IP.parse().expect("ip"), router: None }
+        let ip: Ipv4Addr = PUBLIC_HOST_IP.parse().expect("ip");
+        Host { ns: host, ip, router: None, public: ip }
     }
 
     /// Loads an nftables ruleset into a namespace.
@@ -305,6 +309,27 @@ impl Lab {
             );
         } else {
             run(&["ip", "netns", "exec", router, "nft", "delete", "table", "inet", "outage"]);
+        }
+    }
+
+    /// Cuts (or, with `false`, restores) UDP between two hosts' public addresses, in both
+    /// routers: their direct path dies, while each still reaches the servers and the relay.
+    pub fn cut_direct(&self, a: &Host, b: &Host, cut: bool) {
+        for (host, other) in [(a, b), (b, a)] {
+            let router = host.router.as_ref().expect("a host behind a router");
+            if cut {
+                self.nft(
+                    router,
+                    &format!(
+                        "table inet direct {{\n chain drops {{\n  type filter hook forward \
+                         priority -10;\n  ip daddr {} meta l4proto udp drop\n  ip saddr {} \
+                         meta l4proto udp drop\n }}\n}}\n",
+                        other.public, other.public
+                    ),
+                );
+            } else {
+                run(&["ip", "netns", "exec", router, "nft", "delete", "table", "inet", "direct"]);
+            }
         }
     }
 
@@ -484,7 +509,11 @@ fn lab_connectivity_matrix() {
     let mut peers = Vec::new();
     for (i, (label, ha, hb, _)) in pairs.iter().enumerate() {
         let room = format!("m{i}");
-        peers.push((lab.peer(ha, "a", &room, &key, &data), lab.peer(hb, "b", &room, &key, &data), *label));
+        peers.push((
+            lab.peer(ha, "a", &room, &key, &data),
+            lab.peer(hb, "b", &room, &key, &data),
+            *label,
+        ));
     }
     let started = Instant::now();
     for ((a, b, label), (_, _, _, path)) in peers.iter_mut().zip(pairs.iter()) {
@@ -685,8 +714,17 @@ fn lab_a_30_second_outage_loses_nothing() {
 
 #[test]
 fn lab_pairing_by_code_across_two_nats_then_a_restart_by_name() {
+    pairing_then_restart(Kind::Cone, "direct public");
+}
+
+#[test]
+fn lab_pairing_by_code_across_two_symmetric_nats_through_the_relay_then_a_restart_by_name() {
+    pairing_then_restart(Kind::Symmetric, "relay");
+}
+
+fn pairing_then_restart(kind: Kind, path: &str) {
     let Some(mut lab) = Lab::new() else { return };
-    let (ha, hb) = (lab.router(Kind::Cone, 1).remove(0), lab.router(Kind::Cone, 1).remove(0));
+    let (ha, hb) = (lab.router(kind, 1).remove(0), lab.router(kind, 1).remove(0));
     let (home_a, home_b) = (TempDir::new("lab-pair-a"), TempDir::new("lab-pair-b"));
     let within = Duration::from_secs(20);
     let mut a = lab.person(&ha, "a", None, home_a.path());
@@ -696,7 +734,8 @@ fn lab_pairing_by_code_across_two_nats_then_a_restart_by_name() {
     let mut b = lab.person(&hb, "b", Some(&code), home_b.path());
     for (p, peer) in [(&mut a, "b"), (&mut b, "a")] {
         p.expect(within, "keys", |v| v["event"] == "keys_agreed" && v["peer"] == peer);
-        connect(p, peer, within);
+        let online = connect(p, peer, within);
+        assert_eq!(online["path"], path, "{online}");
     }
     eprintln!(
         "paired and online across two NATs {:.2} s after the code was typed",
@@ -708,10 +747,130 @@ fn lab_pairing_by_code_across_two_nats_then_a_restart_by_name() {
     let restarted = Instant::now();
     b.expect(within, "keys", |v| v["event"] == "keys_agreed");
     a.expect(within, "renewed", |v| v["event"] == "keys_renewed");
-    connect(&mut b, "a", within);
+    let online = connect(&mut b, "a", within);
+    assert_eq!(online["path"], path, "{online}");
     eprintln!(
         "keyed again and online {:.2} s after the restart",
         restarted.elapsed().as_secs_f64()
     );
     exchange(&mut a, &mut b, ("a", "b"), "after the restart");
+}
+
+/// What a peer printed while being read: its messages' texts and the paths it moved to.
+#[derive(Default)]
+struct Seen {
+    texts: Vec<String>,
+    paths: Vec<String>,
+    /// When the last path was seen.
+    moved_at: Option<Instant>,
+}
+
+/// Reads `p`'s lines for `span`, recording messages and paths.
+fn watch(p: &mut Proc, seen: &mut Seen, span: Duration) {
+    let until = Instant::now() + span;
+    while let Some(left) = until.checked_duration_since(Instant::now()) {
+        let Some(line) = p.line(left.min(Duration::from_millis(50))) else { continue };
+        let Ok(v) = serde_json::from_str::<Value>(&line) else { continue };
+        match v["event"].as_str() {
+            Some("message") => seen.texts.push(v["text"].as_str().unwrap_or_default().to_owned()),
+            Some("peer_online" | "path_changed") => {
+                seen.paths.push(v["path"].as_str().unwrap_or_default().to_owned());
+                seen.moved_at = Some(Instant::now());
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Two cone hosts whose direct path is cut before they start: they meet through the relay,
+/// move to the direct path when it is restored, and back to the relay when it is cut again —
+/// while both type all along, and every message arrives exactly once, in order.
+#[test]
+fn lab_relay_to_direct_and_back_loses_and_repeats_nothing() {
+    let Some(mut lab) = Lab::new() else { return };
+    let (ha, hb) = (lab.router(Kind::Cone, 1).remove(0), lab.router(Kind::Cone, 1).remove(0));
+    lab.cut_direct(&ha, &hb, true);
+    let data = TempDir::new("lab-switch");
+    let (mut a, mut b, _) = connected_pair(&lab, (&ha, &hb), &data);
+    let (mut at_a, mut at_b) = (Seen::default(), Seen::default());
+    let online = a.seen.iter().rev().find(|l| l.contains("peer_online")).unwrap();
+    let online: Value = serde_json::from_str(online).unwrap();
+    assert_eq!(online["path"], "relay", "met through the relay: {online}");
+    at_a.paths.push("relay".to_owned());
+    let mut sent = 0;
+    let mut talk = |a: &mut Proc, b: &mut Proc, at_a: &mut Seen, at_b: &mut Seen, secs: u64| {
+        for _ in 0..secs * 5 {
+            a.say(&format!("a {sent}"));
+            b.say(&format!("b {sent}"));
+            sent += 1;
+            watch(a, at_a, Duration::from_millis(100));
+            watch(b, at_b, Duration::from_millis(100));
+        }
+    };
+    talk(&mut a, &mut b, &mut at_a, &mut at_b, 2);
+    lab.cut_direct(&ha, &hb, false);
+    let restored = Instant::now();
+    talk(&mut a, &mut b, &mut at_a, &mut at_b, 8);
+    let direct = |seen: &Seen| seen.paths.last().is_some_and(|p| p == "direct public");
+    assert!(direct(&at_a) && direct(&at_b), "direct again: {:?} / {:?}", at_a.paths, at_b.paths);
+    let took = |seen: &Seen, since: Instant| {
+        seen.moved_at.map_or(f64::NAN, |at| at.duration_since(since).as_secs_f64())
+    };
+    eprintln!(
+        "relay → direct {:.1} s (a) / {:.1} s (b) after the direct path's return",
+        took(&at_a, restored),
+        took(&at_b, restored)
+    );
+    lab.cut_direct(&ha, &hb, true);
+    let cut = Instant::now();
+    talk(&mut a, &mut b, &mut at_a, &mut at_b, 16);
+    let relayed = |seen: &Seen| seen.paths.last().is_some_and(|p| p == "relay");
+    assert!(relayed(&at_a) && relayed(&at_b), "relayed again: {:?} / {:?}", at_a.paths, at_b.paths);
+    eprintln!(
+        "direct → relay {:.1} s (a) / {:.1} s (b) after the cut",
+        took(&at_a, cut),
+        took(&at_b, cut)
+    );
+    watch(&mut a, &mut at_a, Duration::from_secs(5));
+    watch(&mut b, &mut at_b, Duration::from_secs(5));
+    let want = |who: &str| (0..sent).map(|i| format!("{who} {i}")).collect::<Vec<_>>();
+    assert_eq!(at_b.texts, want("a"), "exactly once, in order");
+    assert_eq!(at_a.texts, want("b"), "exactly once, in order");
+    assert!(
+        !a.seen.iter().chain(&b.seen).any(|l| l.contains("\"peer_offline\"")),
+        "the switches never showed the peer offline"
+    );
+    eprintln!("{sent} messages each way across two path switches; paths {:?}", at_a.paths);
+}
+
+/// coturn restarts under a relayed chat: the chat notices, allocates again and goes on.
+#[test]
+fn lab_a_relayed_chat_recovers_when_coturn_restarts() {
+    let Some(mut lab) = Lab::new() else { return };
+    let ha = lab.router(Kind::Symmetric, 1).remove(0);
+    let hb = lab.router(Kind::Symmetric, 1).remove(0);
+    let data = TempDir::new("lab-coturn-restart");
+    let (mut a, mut b, _) = connected_pair(&lab, (&ha, &hb), &data);
+    exchange(&mut a, &mut b, ("a", "b"), "before");
+    lab.stop_coturn();
+    lab.start_coturn();
+    let restarted = Instant::now();
+    let mut round = 0;
+    loop {
+        assert!(restarted.elapsed() < Duration::from_secs(60), "no recovery within 60 s");
+        round += 1;
+        let (ta, tb) = (format!("after {round} a"), format!("after {round} b"));
+        a.say(&ta);
+        b.say(&tb);
+        let (mut at_a, mut at_b) = (Seen::default(), Seen::default());
+        watch(&mut b, &mut at_b, Duration::from_millis(1500));
+        watch(&mut a, &mut at_a, Duration::from_millis(1500));
+        if at_b.texts.contains(&ta) && at_a.texts.contains(&tb) {
+            eprintln!(
+                "recovered {:.1} s after coturn restarted",
+                restarted.elapsed().as_secs_f64()
+            );
+            return;
+        }
+    }
 }
