@@ -971,4 +971,102 @@ mod tests {
         assert!(out.iter().any(|t| matches!(decode(t), FromServer::Refused { .. })));
         assert_eq!(s.registrations(), MAX_ROOM_MEMBERS);
     }
+
+    fn offer(answers: &[FromServer]) -> Option<TurnOffer> {
+        answers.iter().find_map(|a| match a {
+            FromServer::Registered { turn, .. } => Some(turn.clone()),
+            _ => None,
+        })?
+    }
+
+    #[test]
+    fn registered_peers_get_short_lived_rest_credentials_for_the_relay() {
+        use base64::Engine as _;
+        use hmac::{Hmac, Mac};
+        let secret = b"coturn static-auth-secret".to_vec();
+        let turn = addr("198.51.100.3:3478");
+        let t0 = Instant::now();
+        let unix0 = 1_900_000_000;
+        let mut s = server().with_turn(TurnRelay::new(turn, secret.clone()), t0, unix0);
+        let (a, b) = (addr("198.51.100.11:1"), addr("198.51.100.12:2"));
+        let reg = |relay: Option<SocketAddr>| ToServer::Register {
+            room: "r".into(),
+            name: "ann".into(),
+            private: Vec::new(),
+            nat: None,
+            relay,
+        };
+        let first = offer(&ask(&mut s, t0, a, reg(None))).expect("credentials with the relay");
+        assert_eq!(first.server, turn);
+        let (expiry, user) = first.username.split_once(':').unwrap();
+        assert_eq!(expiry.parse::<u64>().unwrap(), unix0 + TURN_CREDENTIAL_TTL.as_secs());
+        assert!(user.len() == 16 && user.chars().all(|c| c.is_ascii_hexdigit()), "{user}");
+        assert!(!first.username.contains("ann"), "the user id does not give the name away");
+        let mut mac = <Hmac<sha1::Sha1> as Mac>::new_from_slice(&secret).unwrap();
+        mac.update(first.username.as_bytes());
+        let want = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+        assert_eq!(first.credential, want, "coturn's REST password");
+        assert_eq!(first.credential.len(), 28);
+        assert_eq!(first.ttl_secs, TURN_CREDENTIAL_TTL.as_secs());
+        // Registering again (every 20 s) reuses them until half their life has passed.
+        let half = TURN_CREDENTIAL_TTL.as_secs() / 2;
+        let mut at = 0;
+        while at + 20 < half {
+            at += 20;
+            let again = offer(&ask(&mut s, t0 + Duration::from_secs(at), a, reg(None))).unwrap();
+            assert_eq!(again.username, first.username, "at {at} s");
+            assert_eq!(again.ttl_secs, TURN_CREDENTIAL_TTL.as_secs() - at);
+        }
+        let much_later = t0 + Duration::from_secs(at + 20);
+        let fresh = offer(&ask(&mut s, much_later, a, reg(None))).unwrap();
+        assert_ne!(fresh.username, first.username);
+        assert_eq!(fresh.username.split_once(':').unwrap().1, user, "the same user id");
+        // A relayed address a member announces reaches the others, and a change is news.
+        let relayed = addr("198.51.100.3:49153");
+        ask(
+            &mut s,
+            much_later,
+            b,
+            ToServer::Register {
+                room: "r".into(),
+                name: "bob".into(),
+                private: Vec::new(),
+                nat: None,
+                relay: None,
+            },
+        );
+        let out = handle(&mut s, much_later, a, &serde_json::to_vec(&reg(Some(relayed))).unwrap());
+        assert!(out.iter().any(|t| t.to == b
+            && matches!(decode(t), FromServer::Peer { relay: Some(r), .. } if r == relayed)));
+        // Pairing by code never hands out relay credentials: only registered members get them.
+        let np = ask(
+            &mut s,
+            much_later,
+            addr("198.51.100.13:3"),
+            ToServer::Allocate { name: "carol".into() },
+        );
+        assert!(np.iter().all(|a| !matches!(a, FromServer::Registered { .. })), "{np:?}");
+        // The secret never shows in debug output (logs).
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("static-auth-secret"), "{shown}");
+        assert!(!format!("{first:?}").contains(&first.credential));
+    }
+
+    #[test]
+    fn without_a_relay_registrations_carry_no_credentials() {
+        let mut s = server();
+        let out = ask(
+            &mut s,
+            Instant::now(),
+            addr("198.51.100.11:1"),
+            ToServer::Register {
+                room: "r".into(),
+                name: "ann".into(),
+                private: Vec::new(),
+                nat: None,
+                relay: None,
+            },
+        );
+        assert_eq!(offer(&out), None);
+    }
 }

@@ -757,4 +757,6 @@ pub fn parse_channel_data(bytes: &[u8]) -> Option<(u16, &[u8])> {
 }
 
 #[cfg(test)]
+pub(crate) mod sim;
+#[cfg(test)]
 mod tests;

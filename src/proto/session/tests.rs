@@ -13,9 +13,12 @@ use rand::{Rng, SeedableRng};
 use super::*;
 use crate::consts::{MAX_MESSAGE_BYTES, MAX_PLAINTEXT_BYTES, OFFLINE_AFTER, PUNCH_WINDOW};
 use crate::proto::crypto::{Cipher, generate_key};
-use crate::server::{Addresses, Server};
+use crate::proto::turn::sim::FakeTurn;
+use crate::server::{Addresses, Server, TurnRelay};
 
 const SERVER: &str = "198.51.100.1:7777";
+const TURN_SERVER: &str = "198.51.100.3:3478";
+const TURN_SECRET: &[u8] = b"shared by the rendezvous server and the relay";
 const LATENCY: Duration = Duration::from_millis(20);
 
 fn addr(s: &str) -> SocketAddr {
@@ -53,6 +56,11 @@ struct Sim {
     jitter: Duration,
     rng: StdRng,
     sent: Vec<(Instant, SocketAddr, SocketAddr)>,
+    /// A TURN server, when the rendezvous server offers one.
+    turn: Option<FakeTurn>,
+    /// Pairs of node addresses that cannot reach each other directly (as behind symmetric
+    /// NATs); the servers and the relay still reach both.
+    blocked: HashSet<(SocketAddr, SocketAddr)>,
 }
 
 impl Sim {
@@ -69,6 +77,31 @@ impl Sim {
             jitter: Duration::ZERO,
             rng: StdRng::seed_from_u64(seed),
             sent: Vec::new(),
+            turn: None,
+            blocked: HashSet::new(),
+        }
+    }
+
+    /// A rendezvous server that offers a TURN relay, and the relay.
+    fn with_relay(seed: u64) -> Self {
+        let mut sim = Self::new(seed);
+        let relay = TurnRelay::new(addr(TURN_SERVER), TURN_SECRET.to_vec());
+        let unix = u64::try_from(wall().timestamp()).unwrap();
+        let server = Server::new(Addresses { primary: addr(SERVER), alt: None });
+        sim.server = Some(server.with_turn(relay, sim.now, unix));
+        sim.turn = Some(FakeTurn::new(addr(TURN_SERVER), TURN_SECRET));
+        sim
+    }
+
+    /// Cuts (or restores) the direct path between two nodes.
+    fn block(&mut self, a: usize, b: usize, cut: bool) {
+        let (x, y) = (self.nodes[a].addr, self.nodes[b].addr);
+        for pair in [(x, y), (y, x)] {
+            if cut {
+                self.blocked.insert(pair);
+            } else {
+                self.blocked.remove(&pair);
+            }
         }
     }
 
@@ -183,7 +216,29 @@ impl Sim {
                 std::mem::take(&mut self.in_flight).into_iter().partition(|p| p.at <= now);
             self.in_flight = later;
             for p in due {
-                if p.to == addr(SERVER) {
+                if let Some(turn) = self.turn.as_mut().filter(|t| t.addr == p.to) {
+                    for out in turn.handle(p.from, &p.bytes) {
+                        let at = now + LATENCY;
+                        self.in_flight.push(Packet {
+                            at,
+                            from: out.from,
+                            to: out.to,
+                            bytes: out.bytes,
+                        });
+                    }
+                } else if let Some(turn) = self.turn.as_ref().filter(|t| t.is_relayed(p.to)) {
+                    if let Some(out) = turn.relay_to_client(p.to, p.from, &p.bytes) {
+                        let at = now + LATENCY;
+                        self.in_flight.push(Packet {
+                            at,
+                            from: out.from,
+                            to: out.to,
+                            bytes: out.bytes,
+                        });
+                    }
+                } else if self.blocked.contains(&(p.from, p.to)) {
+                    continue;
+                } else if p.to == addr(SERVER) {
                     if let Some(server) = self.server.as_mut() {
                         for t in server.handle(now, p.to, p.from, &p.bytes) {
                             let t = t.transmit;
@@ -797,5 +852,137 @@ proptest! {
         sim.inject(addr("203.0.113.5:5"), b, &datagram);
         sim.inject(addr(SERVER), b, &datagram);
         prop_assert!(sim.texts(b).is_empty());
+    }
+}
+
+fn paths(sim: &Sim, i: usize) -> Vec<PathKind> {
+    sim.events(i)
+        .iter()
+        .filter_map(|e| match e {
+            NetEvent::PeerOnline { kind, .. } | NetEvent::PathChanged { kind, .. } => Some(*kind),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Two room members that cannot reach each other directly, with a relay offered.
+fn blocked_pair(seed: u64) -> (Sim, usize, usize) {
+    let key = generate_key();
+    let mut sim = Sim::with_relay(seed);
+    let a = sim.room("alice", "198.51.100.10:4000", &key);
+    let b = sim.room("bob", "198.51.100.20:5000", &key);
+    sim.block(a, b, true);
+    (sim, a, b)
+}
+
+#[test]
+fn peers_without_a_direct_path_meet_through_one_allocation() {
+    let (mut sim, a, b) = blocked_pair(31);
+    sim.run_for(Duration::from_secs(6));
+    assert_eq!(paths(&sim, a), vec![PathKind::Relay], "{:?}", sim.events(a));
+    assert_eq!(paths(&sim, b), vec![PathKind::Relay], "{:?}", sim.events(b));
+    let turn = sim.turn.as_ref().unwrap();
+    assert_eq!(turn.allocations_made, 1, "one allocation serves the pair");
+    let ready: Vec<&NetEvent> =
+        sim.events(a).iter().filter(|e| matches!(e, NetEvent::RelayReady { .. })).collect();
+    assert_eq!(ready.len(), 1, "alice (first by name) allocated: {:?}", sim.events(a));
+    assert!(!sim.events(b).iter().any(|e| matches!(e, NetEvent::RelayReady { .. })));
+    sim.command(a, send("through the relay"));
+    sim.command(b, send("and back"));
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(sim.texts(b), vec!["through the relay"]);
+    assert_eq!(sim.texts(a), vec!["and back"]);
+    // Nothing crossed the blocked path, and the relay saw only tokens: every datagram to the
+    // TURN server from a node is TURN (STUN-framed or ChannelData), never a bare token.
+    let quit_at = sim.now;
+    sim.command(a, NetCommand::Shutdown);
+    sim.run_for(Duration::from_secs(1));
+    assert!(sim.turn.as_ref().unwrap().refreshes.contains(&0), "quit deletes the allocation");
+    assert!(sim.sent.iter().all(|(at, from, to)| *at < quit_at
+        || !(*from == addr("198.51.100.10:4000") && *to == addr("198.51.100.20:5000"))));
+}
+
+#[test]
+fn a_relayed_pair_moves_to_the_direct_path_and_back_without_losing_a_message() {
+    let (mut sim, a, b) = blocked_pair(32);
+    sim.run_for(Duration::from_secs(6));
+    let mut sent = 0;
+    let mut talk = |sim: &mut Sim, secs: u64| {
+        for _ in 0..secs * 4 {
+            sim.command(a, send(&format!("a {sent}")));
+            sim.command(b, send(&format!("b {sent}")));
+            sent += 1;
+            sim.run_for(Duration::from_millis(250));
+        }
+    };
+    talk(&mut sim, 2);
+    sim.block(a, b, false);
+    talk(&mut sim, 5);
+    assert_eq!(paths(&sim, a).last(), Some(&PathKind::Public), "{:?}", paths(&sim, a));
+    assert_eq!(paths(&sim, b).last(), Some(&PathKind::Public), "{:?}", paths(&sim, b));
+    sim.block(a, b, true);
+    talk(&mut sim, 15);
+    assert_eq!(paths(&sim, a).last(), Some(&PathKind::Relay), "{:?}", paths(&sim, a));
+    assert_eq!(paths(&sim, b).last(), Some(&PathKind::Relay), "{:?}", paths(&sim, b));
+    assert!(sim.offline(a).is_empty() && sim.offline(b).is_empty(), "never shown offline");
+    sim.run_for(Duration::from_secs(5));
+    let want = |who: &str| (0..sent).map(|i| format!("{who} {i}")).collect::<Vec<_>>();
+    assert_eq!(sim.texts(b), want("a"));
+    assert_eq!(sim.texts(a), want("b"));
+}
+
+#[test]
+fn without_a_relay_the_missing_path_says_the_server_offers_none() {
+    let key = generate_key();
+    let mut sim = Sim::with_server(33);
+    let a = sim.room("alice", "198.51.100.10:4000", &key);
+    let b = sim.room("bob", "198.51.100.20:5000", &key);
+    sim.block(a, b, true);
+    sim.run_for(PUNCH_WINDOW + Duration::from_secs(1));
+    let no_path: Vec<bool> = sim
+        .events(a)
+        .iter()
+        .filter_map(|e| match e {
+            NetEvent::NoPathYet { relay_offered, .. } => Some(*relay_offered),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(no_path, vec![false]);
+    assert_eq!(sim.online(a), 0);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Through the relay, with loss, duplication and jitter on every hop, and the direct path
+    /// opening halfway: every message exactly once, in order.
+    #[test]
+    fn relayed_and_direct_datagrams_mixed_with_loss_deliver_exactly_once(
+        seed in any::<u64>(),
+        loss in 0u32..=20,
+        dup in 0u32..=10,
+        jitter_ms in 0u64..=40,
+        count in 1usize..=40,
+        open_direct in any::<bool>(),
+    ) {
+        let (mut sim, a, b) = blocked_pair(seed);
+        sim.loss_percent = loss;
+        sim.dup_percent = dup;
+        sim.jitter = Duration::from_millis(jitter_ms);
+        sim.run_for(Duration::from_secs(20));
+        prop_assert!(sim.online(a) >= 1 && sim.online(b) >= 1, "{:?}", sim.events(a));
+        for i in 0..count {
+            sim.command(a, send(&format!("a {i}")));
+            sim.command(b, send(&format!("b {i}")));
+            sim.run_for(Duration::from_millis(30));
+            if open_direct && i == count / 2 {
+                sim.block(a, b, false);
+            }
+        }
+        sim.loss_percent = 0;
+        sim.run_for(Duration::from_secs(60));
+        let want = |who: &str| (0..count).map(|i| format!("{who} {i}")).collect::<Vec<_>>();
+        prop_assert_eq!(sim.texts(b), want("a"));
+        prop_assert_eq!(sim.texts(a), want("b"));
     }
 }

@@ -1,15 +1,11 @@
-//! The TURN client against a simulated TURN server that behaves as coturn 4.6.1 was seen to
-//! (401 with REALM and NONCE first, MESSAGE-INTEGRITY on every answer after, 438 with a new
-//! nonce, 437 on a second Allocate or a vanished allocation, 403 for denied peers, 486 and 508),
-//! with loss and simulated time.
+//! The TURN client against the simulated TURN server (`sim`), which behaves as coturn 4.6.1
+//! was seen to, with loss and simulated time.
 
-use std::collections::{HashMap, HashSet};
-
+use super::sim::{FakeTurn, Out};
 use super::*;
 
-const PASSWORD: &str = "c2VjcmV0IHBhc3N3b3JkIGhlcmUh";
+const SECRET: &[u8] = b"the secret shared with coturn";
 const USERNAME: &str = "1900000000:alice";
-const REALM: &str = "chat.example.org";
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -19,8 +15,18 @@ fn server_addr() -> SocketAddr {
     addr("198.51.100.3:3478")
 }
 
+/// Our socket's address as the server sees it.
+fn client_addr() -> SocketAddr {
+    addr("198.51.100.10:40000")
+}
+
+/// The first relayed address the simulated server hands out.
 fn relayed_addr() -> SocketAddr {
-    addr("198.51.100.3:49200")
+    addr("198.51.100.3:49153")
+}
+
+fn right_password() -> String {
+    FakeTurn::new(server_addr(), SECRET).password(USERNAME)
 }
 
 fn credentials(password: &str) -> Credentials {
@@ -28,182 +34,6 @@ fn credentials(password: &str) -> Credentials {
         server: server_addr(),
         username: USERNAME.to_owned(),
         password: password.to_owned(),
-    }
-}
-
-/// A TURN server in memory.
-struct FakeTurn {
-    nonce: String,
-    allocated: bool,
-    lifetime: u32,
-    permissions: HashSet<IpAddr>,
-    channels: HashMap<u16, SocketAddr>,
-    denied: HashSet<IpAddr>,
-    /// Answer the next authenticated request with 438 and a new nonce.
-    stale_next: bool,
-    /// Answer Allocate with this error (after authentication).
-    allocate_error: Option<u16>,
-    /// What reached peers: (peer, payload, as ChannelData).
-    delivered: Vec<(SocketAddr, Vec<u8>, bool)>,
-    /// Every request's method and whether it was authenticated, in order.
-    requests: Vec<(u16, bool)>,
-    /// Refresh lifetimes asked for.
-    refreshes: Vec<u32>,
-}
-
-impl FakeTurn {
-    fn new() -> Self {
-        Self {
-            nonce: "0123456789abcdef".to_owned(),
-            allocated: false,
-            lifetime: 600,
-            permissions: HashSet::new(),
-            channels: HashMap::new(),
-            denied: HashSet::new(),
-            stale_next: false,
-            allocate_error: None,
-            delivered: Vec::new(),
-            requests: Vec::new(),
-            refreshes: Vec::new(),
-        }
-    }
-
-    fn respond(
-        &self,
-        class: MessageClass,
-        method: stun_codec::Method,
-        txid: TransactionId,
-        attributes: Vec<Attribute>,
-        sign: bool,
-    ) -> Vec<u8> {
-        let mut message = Message::<Attribute>::new(class, method, txid);
-        for attribute in attributes {
-            message.add_attribute(attribute);
-        }
-        if sign {
-            let username = Username::new(USERNAME.to_owned()).unwrap();
-            let realm = Realm::new(REALM.to_owned()).unwrap();
-            let mi =
-                MessageIntegrity::new_long_term_credential(&message, &username, &realm, PASSWORD)
-                    .unwrap();
-            message.add_attribute(mi);
-        }
-        MessageEncoder::new().encode_into_bytes(message).unwrap()
-    }
-
-    fn error(&self, method: stun_codec::Method, txid: TransactionId, code: u16) -> Vec<u8> {
-        let mut attributes = vec![Attribute::from(ErrorCode::new(code, "test".into()).unwrap())];
-        let sign = code != 401 && code != 438;
-        if !sign {
-            attributes.push(Realm::new(REALM.to_owned()).unwrap().into());
-            attributes.push(Nonce::new(self.nonce.clone()).unwrap().into());
-        }
-        self.respond(MessageClass::ErrorResponse, method, txid, attributes, sign)
-    }
-
-    /// Handles a datagram from the client; returns the answers.
-    fn handle(&mut self, bytes: &[u8]) -> Vec<Vec<u8>> {
-        if let Some((number, payload)) = parse_channel_data(bytes) {
-            if let Some(peer) = self.channels.get(&number).filter(|_| self.allocated) {
-                self.delivered.push((*peer, payload.to_vec(), true));
-            }
-            return Vec::new();
-        }
-        let message = MessageDecoder::<Attribute>::new().decode_from_bytes(bytes).unwrap().unwrap();
-        let (method, txid) = (message.method(), message.transaction_id());
-        if message.class() == MessageClass::Indication {
-            assert_eq!(method, SEND);
-            let peer = message.get_attribute::<XorPeerAddress>().unwrap().address();
-            let data = message.get_attribute::<Data>().unwrap().data().to_vec();
-            if self.allocated && self.permissions.contains(&peer.ip()) {
-                self.delivered.push((peer, data, false));
-            }
-            return Vec::new();
-        }
-        let integrity = message.get_attribute::<MessageIntegrity>();
-        self.requests.push((method.as_u16(), integrity.is_some()));
-        let Some(integrity) = integrity else {
-            return vec![self.error(method, txid, 401)];
-        };
-        let username = message.get_attribute::<Username>().unwrap();
-        let realm = message.get_attribute::<Realm>().unwrap();
-        if integrity.check_long_term_credential(username, realm, PASSWORD).is_err() {
-            return vec![self.error(method, txid, 401)];
-        }
-        if message.get_attribute::<Nonce>().unwrap().value() != self.nonce {
-            return vec![self.error(method, txid, 438)];
-        }
-        if self.stale_next {
-            self.stale_next = false;
-            self.nonce = format!("{}x", self.nonce);
-            return vec![self.error(method, txid, 438)];
-        }
-        let ok = |s: &Self, attributes: Vec<Attribute>| {
-            vec![s.respond(MessageClass::SuccessResponse, method, txid, attributes, true)]
-        };
-        match method {
-            ALLOCATE => {
-                if let Some(code) = self.allocate_error {
-                    return vec![self.error(method, txid, code)];
-                }
-                if self.allocated {
-                    return vec![self.error(method, txid, 437)];
-                }
-                self.allocated = true;
-                let attributes = vec![
-                    XorRelayAddress::new(relayed_addr()).into(),
-                    Lifetime::from_u32(self.lifetime).into(),
-                    XorMappedAddress::new(addr("198.51.100.10:40000")).into(),
-                ];
-                ok(self, attributes)
-            }
-            REFRESH => {
-                let lifetime = message.get_attribute::<Lifetime>().unwrap().lifetime().as_secs();
-                self.refreshes.push(u32::try_from(lifetime).unwrap());
-                if !self.allocated {
-                    return vec![self.error(method, txid, 437)];
-                }
-                if lifetime == 0 {
-                    self.allocated = false;
-                }
-                ok(self, vec![Lifetime::from_u32(self.lifetime).into()])
-            }
-            CREATE_PERMISSION | CHANNEL_BIND => {
-                if !self.allocated {
-                    return vec![self.error(method, txid, 437)];
-                }
-                let peer = message.get_attribute::<XorPeerAddress>().unwrap().address();
-                if self.denied.contains(&peer.ip()) {
-                    return vec![self.error(method, txid, 403)];
-                }
-                self.permissions.insert(peer.ip());
-                if method == CHANNEL_BIND {
-                    let number = message.get_attribute::<ChannelNumber>().unwrap().value();
-                    if self.channels.iter().any(|(n, p)| *p == peer && *n != number) {
-                        return vec![self.error(method, txid, 400)];
-                    }
-                    self.channels.insert(number, peer);
-                }
-                ok(self, Vec::new())
-            }
-            other => panic!("unexpected method {other:?}"),
-        }
-    }
-
-    /// A peer sends `payload` to the relayed address: what reaches the client, if anything.
-    fn relay_from(&self, peer: SocketAddr, payload: &[u8]) -> Option<Vec<u8>> {
-        if !self.allocated || !self.permissions.contains(&peer.ip()) {
-            return None;
-        }
-        if let Some((number, _)) = self.channels.iter().find(|(_, p)| **p == peer) {
-            return Some(channel_data(*number, payload));
-        }
-        let txid = TransactionId::new([9; 12]);
-        let attributes = vec![
-            XorPeerAddress::new(peer).into(),
-            Attribute::from(Data::new(payload.to_vec()).unwrap()),
-        ];
-        Some(self.respond(MessageClass::Indication, DATA, txid, attributes, false))
     }
 }
 
@@ -216,18 +46,21 @@ struct Link {
     drop: Box<dyn FnMut(u32) -> bool>,
     events: Vec<TurnEvent>,
     inbound: Vec<(SocketAddr, Vec<u8>)>,
+    /// What the server relayed to peers: (peer, payload, as ChannelData).
+    delivered: Vec<(SocketAddr, Vec<u8>, bool)>,
 }
 
 impl Link {
     fn new(password: &str) -> Self {
         Self {
             client: TurnClient::new(credentials(password), 42),
-            server: FakeTurn::new(),
+            server: FakeTurn::new(server_addr(), SECRET),
             now: Instant::now(),
             sent: 0,
             drop: Box::new(|_| false),
             events: Vec::new(),
             inbound: Vec::new(),
+            delivered: Vec::new(),
         }
     }
 
@@ -243,8 +76,12 @@ impl Link {
                 if (self.drop)(self.sent) {
                     continue;
                 }
-                for answer in self.server.handle(&transmit.payload) {
-                    if let Some(data) = self.client.handle_datagram(self.now, &answer) {
+                for Out { from, to, bytes, channel } in
+                    self.server.handle(client_addr(), &transmit.payload)
+                {
+                    if from != server_addr() {
+                        self.delivered.push((to, bytes, channel));
+                    } else if let Some(data) = self.client.handle_datagram(self.now, &bytes) {
                         self.inbound.push(data);
                     }
                 }
@@ -278,6 +115,16 @@ impl Link {
         relayed_addr()
     }
 
+    /// A peer sends `payload` to our relayed address: what reaches us, if anything.
+    fn peer_sends(&self, peer: SocketAddr, payload: &[u8]) -> Option<Vec<u8>> {
+        let relayed = self.client.relayed()?;
+        self.server.relay_to_client(relayed, peer, payload).map(|out| out.bytes)
+    }
+
+    fn permitted(&self, ip: IpAddr) -> bool {
+        self.server.allocations.get(&client_addr()).is_some_and(|a| a.permissions.contains(&ip))
+    }
+
     fn failures(&self) -> Vec<&str> {
         self.events
             .iter()
@@ -294,7 +141,7 @@ const CHANNEL_BIND_U16: u16 = 0x009;
 
 #[test]
 fn allocates_after_the_401_dance_then_relays_both_ways_switching_to_a_channel() {
-    let mut link = Link::new(PASSWORD);
+    let mut link = Link::new(&right_password());
     assert_eq!(link.allocated(), relayed_addr());
     assert_eq!(link.client.relayed(), Some(relayed_addr()));
     assert_eq!(
@@ -308,12 +155,12 @@ fn allocates_after_the_401_dance_then_relays_both_ways_switching_to_a_channel() 
     link.client.send(link.now, peer, b"second");
     link.settle();
     assert_eq!(
-        link.server.delivered,
+        link.delivered,
         vec![(peer, b"first".to_vec(), false), (peer, b"second".to_vec(), true)],
         "a Send indication until the channel is bound, ChannelData after"
     );
     // Inbound: ChannelData once bound; a Data indication from a peer without a channel.
-    let inbound = link.server.relay_from(peer, b"hello back").unwrap();
+    let inbound = link.peer_sends(peer, b"hello back").unwrap();
     assert_eq!(inbound.len(), 4 + 10, "ChannelData: a 4-byte header");
     assert_eq!(
         link.client.handle_datagram(link.now, &inbound),
@@ -322,18 +169,18 @@ fn allocates_after_the_401_dance_then_relays_both_ways_switching_to_a_channel() 
     let other = addr("203.0.113.77:6000");
     link.client.permit(link.now, other);
     link.settle();
-    let indication = link.server.relay_from(other, b"via data").unwrap();
+    let indication = link.peer_sends(other, b"via data").unwrap();
     assert_eq!(
         link.client.handle_datagram(link.now, &indication),
         Some((other, b"via data".to_vec()))
     );
     // Nobody else gets through the server at all.
-    assert!(link.server.relay_from(addr("192.0.2.200:1"), b"x").is_none());
+    assert!(link.peer_sends(addr("192.0.2.200:1"), b"x").is_none());
 }
 
 #[test]
 fn refreshes_at_half_the_lifetime_and_keeps_permissions_and_channels_alive() {
-    let mut link = Link::new(PASSWORD);
+    let mut link = Link::new(&right_password());
     link.allocated();
     let start = link.now;
     let peer = addr("203.0.113.9:5000");
@@ -355,18 +202,18 @@ fn refreshes_at_half_the_lifetime_and_keeps_permissions_and_channels_alive() {
     assert_eq!(link.server.refreshes.len(), 12, "every 300 s for an hour");
     link.client.send(link.now, peer, b"still");
     link.settle();
-    assert_eq!(link.server.delivered.last(), Some(&(peer, b"still".to_vec(), true)));
+    assert_eq!(link.delivered.last(), Some(&(peer, b"still".to_vec(), true)));
 }
 
 #[test]
 fn a_stale_nonce_is_renewed_without_a_word() {
-    let mut link = Link::new(PASSWORD);
+    let mut link = Link::new(&right_password());
     link.allocated();
     link.server.stale_next = true;
     let peer = addr("203.0.113.9:5000");
     link.client.permit(link.now, peer);
     link.settle();
-    assert!(link.server.permissions.contains(&peer.ip()));
+    assert!(link.permitted(peer.ip()));
     assert!(link.events.is_empty(), "{:?}", link.events);
     // A nonce that goes stale again and again is not chased for ever.
     link.server.nonce = "changes".into();
@@ -396,7 +243,7 @@ fn wrong_credentials_fail_once_with_one_sentence_and_no_retry_storm() {
 #[test]
 fn each_refusal_of_the_allocation_is_one_clear_sentence() {
     for (code, words) in [(486, "quota"), (508, "full"), (403, "refuses"), (441, "credentials")] {
-        let mut link = Link::new(PASSWORD);
+        let mut link = Link::new(&right_password());
         link.server.allocate_error = Some(code);
         link.client.allocate(link.now);
         link.settle();
@@ -410,14 +257,14 @@ fn each_refusal_of_the_allocation_is_one_clear_sentence() {
 
 #[test]
 fn a_peer_refused_by_policy_is_told_and_never_sent_to() {
-    let mut link = Link::new(PASSWORD);
+    let mut link = Link::new(&right_password());
     link.allocated();
     let denied = addr("10.1.2.3:5000");
     link.server.denied.insert(denied.ip());
     link.client.send(link.now, denied, b"to a private network");
     link.settle();
     assert_eq!(link.events, vec![TurnEvent::PeerRefused { peer: denied.ip() }]);
-    assert!(link.server.delivered.is_empty());
+    assert!(link.delivered.is_empty());
     let before = link.sent;
     for _ in 0..10 {
         link.client.send(link.now, denied, b"again");
@@ -429,8 +276,11 @@ fn a_peer_refused_by_policy_is_told_and_never_sent_to() {
 
 #[test]
 fn an_old_allocation_on_our_address_is_deleted_and_made_again() {
-    let mut link = Link::new(PASSWORD);
-    link.server.allocated = true; // left by an earlier run on this address
+    let mut link = Link::new(&right_password());
+    // Left by an earlier run on this address.
+    let old =
+        super::sim::Allocation { relayed: Some(addr("198.51.100.3:49999")), ..Default::default() };
+    link.server.allocations.insert(client_addr(), old);
     link.client.allocate(link.now);
     link.settle();
     assert_eq!(link.events, vec![TurnEvent::Allocated { relayed: relayed_addr() }]);
@@ -440,7 +290,7 @@ fn an_old_allocation_on_our_address_is_deleted_and_made_again() {
 #[test]
 fn lost_requests_are_retransmitted_with_the_same_bytes_then_given_up() {
     // Everything after the first 401 is lost.
-    let mut link = Link::new(PASSWORD);
+    let mut link = Link::new(&right_password());
     link.drop = Box::new(|n| n >= 2);
     let start = link.now;
     link.client.allocate(link.now);
@@ -466,7 +316,7 @@ fn lost_requests_are_retransmitted_with_the_same_bytes_then_given_up() {
 
 #[test]
 fn one_lost_answer_costs_one_retransmission() {
-    let mut link = Link::new(PASSWORD);
+    let mut link = Link::new(&right_password());
     link.drop = Box::new(|n| n == 2); // the authenticated Allocate's first copy
     link.client.allocate(link.now);
     link.settle();
@@ -477,26 +327,28 @@ fn one_lost_answer_costs_one_retransmission() {
 
 #[test]
 fn a_server_that_forgot_us_is_noticed_and_reported() {
-    let mut link = Link::new(PASSWORD);
+    let mut link = Link::new(&right_password());
     link.allocated();
-    link.server.allocated = false; // restarted
+    link.server.allocations.clear(); // restarted
     link.client.check(link.now);
     link.settle();
     assert_eq!(link.events, vec![TurnEvent::Lost]);
     assert_eq!(link.client.relayed(), None);
     // Asked again, it allocates afresh.
     link.events.clear();
-    link.allocated();
+    link.client.allocate(link.now);
+    link.settle();
+    assert!(matches!(link.events[..], [TurnEvent::Allocated { .. }]), "{:?}", link.events);
 }
 
 #[test]
 fn close_deletes_the_allocation_and_stops() {
-    let mut link = Link::new(PASSWORD);
+    let mut link = Link::new(&right_password());
     link.allocated();
     link.client.close();
     link.settle();
     assert_eq!(link.server.refreshes, vec![0]);
-    assert!(!link.server.allocated);
+    assert!(!link.server.allocations.contains_key(&client_addr()));
     assert!(link.client.poll_timeout().is_none());
     link.client.allocate(link.now);
     link.client.send(link.now, addr("203.0.113.9:5000"), b"x");
@@ -505,7 +357,7 @@ fn close_deletes_the_allocation_and_stops() {
 
 #[test]
 fn forged_answers_are_ignored() {
-    let mut link = Link::new(PASSWORD);
+    let mut link = Link::new(&right_password());
     link.client.allocate(link.now);
     // The unauthenticated Allocate: answer it with a success nobody signed.
     let request = link.client.poll_transmit().unwrap();
@@ -515,7 +367,7 @@ fn forged_answers_are_ignored() {
         ALLOCATE,
         txid,
         vec![XorRelayAddress::new(addr("6.6.6.6:6666")).into()],
-        false,
+        None,
     );
     assert_eq!(link.client.handle_datagram(link.now, &forged), None);
     assert!(link.client.poll_event().is_none());
@@ -526,7 +378,7 @@ fn forged_answers_are_ignored() {
         ALLOCATE,
         txid,
         vec![ErrorCode::new(486, "no".into()).unwrap().into()],
-        false,
+        None,
     );
     link.client.handle_datagram(link.now, &forged_error);
     assert!(link.client.poll_event().is_none());
@@ -548,7 +400,7 @@ fn channel_data_frames_are_read_strictly() {
 
 #[test]
 fn garbage_from_the_server_never_panics() {
-    let mut link = Link::new(PASSWORD);
+    let mut link = Link::new(&right_password());
     link.allocated();
     let mut seed = 7u64;
     for len in 0..2000usize {
