@@ -171,3 +171,50 @@ fn history_prints_the_log_and_skips_torn_lines() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--grep needs some text"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_relay_without_its_secret_is_one_sentence_and_exit_2() {
+    let dir = TempDir::new("cli-turn");
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, "\n  \n").unwrap();
+    let missing = dir.path().join("missing");
+    let (empty, missing) = (empty.to_str().unwrap(), missing.to_str().unwrap());
+    let listen = ["server", "--listen", "127.0.0.1:0"];
+    // (arguments, what the sentence says, whether it is ours rather than clap's usage block)
+    let cases: &[(&[&str], &str, bool)] = &[
+        (&["--turn", "127.0.0.1:3478"], "P2PCHAT_TURN_SECRET", true),
+        (&["--turn", "127.0.0.1:3478", "--turn-secret-file", empty], "is empty", true),
+        (&["--turn", "127.0.0.1:3478", "--turn-secret-file", missing], "cannot read the", true),
+        (&["--turn", "nowhere", "--turn-secret-file", empty], "HOST:PORT", false),
+        (&["--turn-secret-file", empty], "--turn", false),
+    ];
+    for (args, needle, ours) in cases {
+        let out =
+            bin().args(listen).args(*args).env_remove("P2PCHAT_TURN_SECRET").output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(needle), "{args:?}: {}", stderr(&out));
+        if *ours {
+            assert_eq!(stderr(&out).trim().lines().count(), 1, "{args:?}: one sentence");
+        }
+    }
+}
+
+#[test]
+fn the_relay_secret_is_never_printed() {
+    use std::io::{BufRead, BufReader};
+    let secret = "do-not-print-this-3d1f";
+    let mut child = bin()
+        .args(["server", "--listen", "127.0.0.1:0", "--turn", "127.0.0.1:3478"])
+        .env("P2PCHAT_TURN_SECRET", secret)
+        .env("RUST_LOG", "trace")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert!(line.contains("relay offered: TURN at 127.0.0.1:3478"), "{line}");
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!line.contains(secret) && !stderr(&out).contains(secret));
+}
