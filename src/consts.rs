@@ -237,6 +237,17 @@ pub const MAX_RELAYED_PEERS: usize = 256;
 /// allocation (coturn checks the expiry only then: a live allocation outlasts it).
 pub const TURN_CREDENTIAL_TTL: Duration = Duration::from_secs(1800);
 
+/// IP time-to-live of a hole-opening probe: it crosses our own NAT (which makes the mapping
+/// toward the peer) and expires at the router after it, before it can reach the peer's NAT. A
+/// peer's router that answers unexpected probes itself (no WAN firewall) would otherwise keep
+/// conntrack state that makes it give the peer's own probe to us a new port.
+pub const OPENER_TTL: u32 = 2;
+
+/// Full probes to a peer's public endpoint wait for the peer's word (through the server) that
+/// its opening probes are out — ours are sent every punch round meanwhile — or this long from
+/// the start of punching, for a peer that does not send it.
+pub const OPENER_WAIT: Duration = Duration::from_secs(2);
+
 /// Punching this long without a direct path starts the relay (at once when the NAT types say
 /// punching cannot work).
 pub const RELAY_AFTER: Duration = Duration::from_secs(3);

@@ -40,6 +40,9 @@ pub struct Transmit {
     pub to: SocketAddr,
     /// Bytes to send, at most `MAX_DATAGRAM_BYTES`.
     pub payload: Vec<u8>,
+    /// An IP time-to-live for this datagram only (a hole-opening probe meant to expire before
+    /// it reaches the peer's NAT); `None` for the socket's own.
+    pub ttl: Option<u32>,
 }
 
 /// What the app asks of the network.

@@ -269,6 +269,7 @@ impl Server {
                                 self.post(from, room, phase, body)
                             }
                             ToServer::Fetch { room, phase } => self.fetch(from, room, phase),
+                            ToServer::Opened { room, to } => self.opened(from, &room, &to),
                         };
                         out.into_iter().map(|transmit| Reply { via, transmit }).collect()
                     }
@@ -300,11 +301,11 @@ impl Server {
         let Some(via) = via else {
             self.drops.refused += 1;
             let payload = stun::binding_error(txid)?;
-            return Some(Reply { via: local, transmit: Transmit { to: from, payload } });
+            return Some(Reply { via: local, transmit: Transmit { to: from, payload, ttl: None } });
         };
         self.stun_answered += 1;
         let payload = stun::binding_success(txid, from, via, self.addresses.other(local))?;
-        Some(Reply { via, transmit: Transmit { to: from, payload } })
+        Some(Reply { via, transmit: Transmit { to: from, payload, ttl: None } })
     }
 
     /// Removes expired registrations.
@@ -550,6 +551,22 @@ impl Server {
         encode(from, &FromServer::Posted { room, phase }).into_iter().collect()
     }
 
+    /// Passes "my NAT is open toward you" from one member of a room to another (and nothing
+    /// from anyone else: the sender must be the member registered at its address).
+    fn opened(&mut self, from: SocketAddr, room: &str, to: &str) -> Vec<Transmit> {
+        let Some(name) = self.member_at(room, from) else {
+            self.drops.refused += 1;
+            return Vec::new();
+        };
+        let target = self.rooms.get(room).and_then(|ms| ms.iter().find(|m| m.name == to));
+        match target {
+            Some(member) if member.name != name => {
+                encode(member.public, &FromServer::Opened { from: name }).into_iter().collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
     fn fetch(&mut self, from: SocketAddr, room: String, phase: String) -> Vec<Transmit> {
         let Some(name) = self.member_at(&room, from) else {
             return self.refuse(from, format!("not a member of {room}: register first"));
@@ -590,7 +607,7 @@ fn turn_user(room: &str, name: &str) -> String {
 }
 
 fn encode(to: SocketAddr, message: &FromServer) -> Option<Transmit> {
-    serde_json::to_vec(message).ok().map(|payload| Transmit { to, payload })
+    serde_json::to_vec(message).ok().map(|payload| Transmit { to, payload, ttl: None })
 }
 
 /// The bound sockets of a server.

@@ -77,9 +77,19 @@ async fn run(
 /// (its goodbyes are then already sent) or nobody listens for events any more.
 async fn drain(socket: &UdpSocket, session: &mut Session, events: &mpsc::Sender<NetEvent>) -> bool {
     while let Some(transmit) = session.poll_transmit() {
+        // A hole-opening probe leaves with its own TTL; the socket's is restored after it.
+        let restore = match transmit.ttl {
+            Some(ttl) => socket.ttl().ok().filter(|old| socket.set_ttl(ttl).is_ok() && *old != ttl),
+            None => None,
+        };
         // A candidate on an unreachable network fails here; that is an expected outcome.
         if let Err(error) = socket.send_to(&transmit.payload, transmit.to).await {
             tracing::debug!(%error, to = %transmit.to, "send_to failed");
+        }
+        if let Some(old) = restore
+            && let Err(error) = socket.set_ttl(old)
+        {
+            tracing::warn!(%error, "could not restore the socket's TTL");
         }
     }
     let mut closed = false;

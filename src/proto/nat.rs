@@ -238,7 +238,8 @@ impl Probe {
                 test.outcome = Outcome::TimedOut;
             } else if now >= test.next {
                 if let Some(payload) = stun::binding_request(test.txid, test.change) {
-                    self.transmits.push_back((test.socket, Transmit { to: test.to, payload }));
+                    self.transmits
+                        .push_back((test.socket, Transmit { to: test.to, payload, ttl: None }));
                 }
                 test.next = now + NAT_TEST_RTO * 2u32.pow(test.transmits);
                 test.transmits += 1;

@@ -24,10 +24,10 @@ use super::{
 use crate::consts::{
     DEDUP_CAPACITY, DIRECT_RETRY_FIRST, DIRECT_RETRY_MAX, DROPS_REPORT_INTERVAL,
     KEEPALIVE_INTERVAL, MAX_DATAGRAM_BYTES, MAX_MESSAGE_BYTES, MAX_PLAINTEXT_BYTES,
-    NOTICE_SOURCES_CAPACITY, OFFLINE_AFTER, PATH_STALE_AFTER, PROBE_INTERVAL, PUNCH_INTERVAL,
-    PUNCH_WINDOW, REGISTER_REFRESH, REGISTER_REFRESH_ALONE, REGISTER_RETRY, REGISTER_RETRY_MAX,
-    RELAY_AFTER, RELAY_FALLBACK_AFTER, RELAY_RETRY, RELAY_SILENCE, SEND_BUFFER_SEGMENTS,
-    SERVER_SILENT_NOTICE_AFTER, STUN_MAX_TRANSMITS, STUN_RTO,
+    NOTICE_SOURCES_CAPACITY, OFFLINE_AFTER, OPENER_TTL, OPENER_WAIT, PATH_STALE_AFTER,
+    PROBE_INTERVAL, PUNCH_INTERVAL, PUNCH_WINDOW, REGISTER_REFRESH, REGISTER_REFRESH_ALONE,
+    REGISTER_RETRY, REGISTER_RETRY_MAX, RELAY_AFTER, RELAY_FALLBACK_AFTER, RELAY_RETRY,
+    RELAY_SILENCE, SEND_BUFFER_SEGMENTS, SERVER_SILENT_NOTICE_AFTER, STUN_MAX_TRANSMITS, STUN_RTO,
 };
 pub use rekey::Rekey;
 use rekey::RekeyState;
@@ -127,6 +127,12 @@ struct Peer {
     /// While relayed: when to try a direct path again, and the wait after that.
     next_direct_try: Instant,
     direct_retry: Duration,
+    /// While relayed: this direct try's opening probes are out; full probes follow.
+    opened: bool,
+    /// This punch window: the peer said its NAT holds a mapping toward us (`on_opened`).
+    heard_opened: bool,
+    /// When opening probes last went out (and the peer was told).
+    opened_at: Option<Instant>,
     next_keepalive: Instant,
     reported_no_path: bool,
     ping_seq: u64,
@@ -154,6 +160,9 @@ impl Peer {
             next_probe: now,
             next_direct_try: now + DIRECT_RETRY_FIRST,
             direct_retry: DIRECT_RETRY_FIRST,
+            opened: false,
+            heard_opened: false,
+            opened_at: None,
             next_keepalive: now + KEEPALIVE_INTERVAL,
             reported_no_path: false,
             ping_seq: 0,
@@ -176,6 +185,17 @@ impl Peer {
         self.punch_started = now;
         self.next_probe = now;
         self.reported_no_path = false;
+        self.heard_opened = false;
+    }
+
+    /// Direct routes through NATs (the public endpoint, a peer-reflexive path): they get
+    /// opening probes first. A LAN route crosses no NAT.
+    fn nat_routes(&self) -> Vec<Route> {
+        if self.configured {
+            return Vec::new();
+        }
+        let lan = |r: &Route| self.kind_of(*r) == PathKind::Lan;
+        self.direct_routes().into_iter().filter(|r| !lan(r)).collect()
     }
 
     /// What kind of path `route` would be.
@@ -534,7 +554,7 @@ impl Session {
     fn send_envelope(&mut self, now: Instant, to: Route, envelope: &Envelope) {
         let Some(payload) = self.seal(now, envelope) else { return };
         if !to.relayed {
-            self.transmits.push_back(Transmit { to: to.addr, payload });
+            self.transmits.push_back(Transmit { to: to.addr, payload, ttl: None });
         } else if let Some(turn) = &mut self.turn {
             turn.send(now, to.addr, &payload);
             self.flush_turn(now);
@@ -723,6 +743,7 @@ impl Session {
                 rv.next_register = now + REGISTER_REFRESH;
                 self.events.push_back(NetEvent::ServerRefused { reason });
             }
+            FromServer::Opened { from } => self.on_opened(now, &from),
             FromServer::Posted { phase, .. } => self.rekey_posted(&phase),
             FromServer::Mail { phase, body, .. } => self.rekey_mail(now, &phase, &body),
             // Late answers to the key handshake that ran before this session on the socket.
@@ -961,6 +982,7 @@ impl Session {
             // Relayed: try the direct way again soon, then less and less often.
             peer.direct_retry = DIRECT_RETRY_FIRST;
             peer.next_direct_try = now + DIRECT_RETRY_FIRST;
+            peer.opened = false;
         }
         let addr = from.addr;
         if !peer.online {
@@ -1005,7 +1027,7 @@ impl Session {
         probe.next = now + STUN_RTO * 2u32.pow(probe.transmits);
         probe.transmits += 1;
         if let Some(payload) = stun::binding_request(probe.txid, stun::Change::default()) {
-            self.transmits.push_back(Transmit { to: probe.server, payload });
+            self.transmits.push_back(Transmit { to: probe.server, payload, ttl: None });
         }
     }
 
@@ -1037,7 +1059,7 @@ impl Session {
             relay: self.turn.as_ref().and_then(TurnClient::relayed),
         };
         if let Ok(payload) = serde_json::to_vec(&register) {
-            self.transmits.push_back(Transmit { to: rv.server, payload });
+            self.transmits.push_back(Transmit { to: rv.server, payload, ttl: None });
         }
     }
 
@@ -1071,12 +1093,22 @@ impl Session {
                         }
                     }
                 }
+                let mut openers = Vec::new();
                 if peer.relayed_now() && now >= peer.next_direct_try {
-                    // Relayed: keep trying the direct way, often at first, then once a minute.
-                    peer.next_direct_try = now + peer.direct_retry;
-                    peer.direct_retry = (peer.direct_retry * 2).min(DIRECT_RETRY_MAX);
-                    targets.extend(peer.direct_routes());
+                    // Relayed: keep trying the direct way, often at first, then once a minute;
+                    // each try opens our NAT first, then probes.
+                    if peer.opened {
+                        peer.opened = false;
+                        peer.next_direct_try = now + peer.direct_retry;
+                        peer.direct_retry = (peer.direct_retry * 2).min(DIRECT_RETRY_MAX);
+                        targets.extend(peer.direct_routes());
+                    } else {
+                        peer.opened = true;
+                        peer.next_direct_try = now + OPENER_WAIT;
+                        openers = peer.nat_routes();
+                    }
                 }
+                self.send_openers(now, index, &openers);
                 if !targets.is_empty() {
                     self.send_ping(now, index, &targets);
                 }
@@ -1103,7 +1135,78 @@ impl Session {
         }
         let mut targets = peer.direct_routes();
         targets.extend(peer.relay_routes(ours));
-        self.send_ping(now, index, &targets);
+        let opening = fast && !peer.heard_opened && now < peer.punch_started + OPENER_WAIT;
+        if opening && !peer.nat_routes().is_empty() {
+            // Until the peer says its NAT is open too (`on_opened`; or `OPENER_WAIT` without a
+            // word, from a peer that does not say it): open our NAT toward its public side
+            // with probes that expire before its NAT, and probe in full only where no NAT is
+            // crossed (LAN) or through the relay.
+            let openers = peer.nat_routes();
+            targets.retain(|r| !openers.contains(r));
+            self.send_openers(now, index, &openers);
+        }
+        if !targets.is_empty() {
+            self.send_ping(now, index, &targets);
+        }
+    }
+
+    /// The peer's NAT holds a mapping toward us now: open ours too if this window has not
+    /// yet, then probe its public side in full — neither probe can reach a router whose NAT
+    /// has no mapping for it, so neither router keeps state that would remap the other's.
+    fn on_opened(&mut self, now: Instant, name: &str) {
+        let Some(index) = self.peers.iter().position(|p| p.name.as_deref() == Some(name)) else {
+            return;
+        };
+        let peer = &self.peers[index];
+        if peer.online && !peer.relayed_now() {
+            return;
+        }
+        let routes = peer.nat_routes();
+        // Open ours unless we just did: the peer's word may be its answer to ours.
+        if peer.opened_at.is_none_or(|at| now >= at + OPENER_WAIT) {
+            self.send_openers(now, index, &routes);
+        }
+        let peer = &mut self.peers[index];
+        if peer.relayed_now() {
+            // This direct try is done; the next one opens again.
+            peer.opened = false;
+            peer.next_direct_try = now + peer.direct_retry;
+            peer.direct_retry = (peer.direct_retry * 2).min(DIRECT_RETRY_MAX);
+        } else {
+            // Both NATs are open: this window's later rounds probe in full.
+            peer.heard_opened = true;
+            peer.next_probe = now + PUNCH_INTERVAL;
+        }
+        self.send_ping(now, index, &routes);
+    }
+
+    /// Opening probes: pings whose IP TTL (`OPENER_TTL`) lets them through our NAT and no
+    /// further, so that our mapping toward the peer exists before its probes arrive; then word
+    /// to the peer, through the server, that they are out.
+    fn send_openers(&mut self, now: Instant, index: usize, routes: &[Route]) {
+        if routes.is_empty() {
+            return;
+        }
+        let ping = Envelope::Ping {
+            name: self.config.name.clone(),
+            seq: self.peers[index].ping_seq,
+            instance: Some(self.instance),
+            nat: self.nat.clone(),
+        };
+        let Some(payload) = self.seal(now, &ping) else { return };
+        self.peers[index].opened_at = Some(now);
+        for route in routes.iter().filter(|r| !r.relayed) {
+            let transmit =
+                Transmit { to: route.addr, payload: payload.clone(), ttl: Some(OPENER_TTL) };
+            self.transmits.push_back(transmit);
+        }
+        let (Some(rv), Some(to)) = (&self.rendezvous, self.peers[index].name.clone()) else {
+            return;
+        };
+        let opened = ToServer::Opened { room: rv.room.clone(), to };
+        if let Ok(payload) = serde_json::to_vec(&opened) {
+            self.transmits.push_back(Transmit { to: rv.server, payload, ttl: None });
+        }
     }
 
     fn send_message(&mut self, now: Instant, text: String) {

@@ -422,7 +422,7 @@ impl TurnClient {
     }
 
     fn queue(&mut self, payload: Vec<u8>) {
-        self.transmits.push_back(Transmit { to: self.credentials.server, payload });
+        self.transmits.push_back(Transmit { to: self.credentials.server, payload, ttl: None });
     }
 
     fn txid(&mut self) -> TxId {

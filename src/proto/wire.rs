@@ -87,6 +87,14 @@ pub enum ToServer {
         /// Which step.
         phase: String,
     },
+    /// Tells member `to` that our NAT now holds a mapping toward it (opening probes went
+    /// out): its full probes can no longer reach our router before our own probes leave.
+    Opened {
+        /// The room we share.
+        room: String,
+        /// The member's name.
+        to: String,
+    },
 }
 
 /// The rendezvous server's answers.
@@ -141,6 +149,11 @@ pub enum FromServer {
         room: String,
         /// Its phase.
         phase: String,
+    },
+    /// A member's NAT now holds a mapping toward us (see `ToServer::Opened`).
+    Opened {
+        /// The member's name.
+        from: String,
     },
     /// What another member left under a phase (absent until it posts).
     Mail {

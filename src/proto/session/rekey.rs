@@ -107,7 +107,7 @@ impl Session {
         }
         for request in requests {
             if let Ok(payload) = serde_json::to_vec(&request) {
-                self.transmits.push_back(Transmit { to: server, payload });
+                self.transmits.push_back(Transmit { to: server, payload, ttl: None });
             }
         }
     }

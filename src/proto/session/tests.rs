@@ -892,6 +892,11 @@ fn peers_without_a_direct_path_meet_through_one_allocation() {
     sim.run_for(Duration::from_secs(1));
     assert_eq!(sim.texts(b), vec!["through the relay"]);
     assert_eq!(sim.texts(a), vec!["and back"]);
+    // Idle and relayed for two minutes: keepalives, refreshes and direct tries, no storm.
+    let before = sim.sent.len();
+    sim.run_for(Duration::from_secs(120));
+    let idle = sim.sent.len() - before;
+    assert!(idle < 200, "{idle} datagrams in two idle minutes");
     // Nothing crossed the blocked path, and the relay saw only tokens: every datagram to the
     // TURN server from a node is TURN (STUN-framed or ChannelData), never a bare token.
     let quit_at = sim.now;
