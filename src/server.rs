@@ -1086,4 +1086,26 @@ mod tests {
         );
         assert_eq!(offer(&out), None);
     }
+
+    #[test]
+    fn word_that_a_nat_is_open_goes_only_between_members_of_a_room() {
+        let mut s = server();
+        let now = Instant::now();
+        let (a, b, stranger) =
+            (addr("198.51.100.11:1"), addr("198.51.100.12:2"), addr("203.0.113.9:9"));
+        handle(&mut s, now, a, &register("r", "ann"));
+        handle(&mut s, now, b, &register("r", "bob"));
+        let opened = |room: &str, to: &str| {
+            serde_json::to_vec(&ToServer::Opened { room: room.into(), to: to.into() }).unwrap()
+        };
+        let out = handle(&mut s, now, a, &opened("r", "bob"));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].to, b);
+        assert_eq!(decode(&out[0]), FromServer::Opened { from: "ann".into() });
+        // Not from outside the room, not to oneself, not to nobody, and no answer to the sender.
+        assert!(handle(&mut s, now, stranger, &opened("r", "bob")).is_empty());
+        assert!(handle(&mut s, now, a, &opened("r", "ann")).is_empty());
+        assert!(handle(&mut s, now, a, &opened("r", "carol")).is_empty());
+        assert!(handle(&mut s, now, a, &opened("elsewhere", "bob")).is_empty());
+    }
 }
