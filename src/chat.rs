@@ -18,7 +18,7 @@ use crate::app::model::{Entry, Me, Public, ServerState, ServerView, Verify};
 use crate::app::{Effect, Message, Model, texts, update};
 use crate::consts::{HISTORY_PAGE_RECORDS, HISTORY_PRELOAD_RECORDS, PENDING_SCAN_RECORDS};
 use crate::history::{self, History, HistoryError, Page};
-use crate::identity::{self, Contact, Contacts, Identity, IdentityError};
+use crate::identity::{self, Contact, Contacts, Identity, IdentityError, Remembered};
 use crate::net::keying::{self, KeyingError, Plan, Progress};
 use crate::net::{self, NetHandle};
 use crate::proto::crypto::Cipher;
@@ -94,6 +94,8 @@ pub struct Chat {
     /// Logged messages whose confirmation did not fit the command channel yet, newest per
     /// sender stream (confirmations are cumulative, so the newest covers the rest).
     unconfirmed: HashMap<(String, u64), Receipt>,
+    /// What starting found worth telling (also in the model's history), for headless mode.
+    pub notices: Vec<String>,
 }
 
 /// The result of one step.
@@ -180,8 +182,14 @@ pub async fn start(options: ChatOptions) -> Result<Chat, StartError> {
                     room: agreement.room.clone(),
                     first_seen: Local::now().to_rfc3339(),
                 };
-                if contacts.remember(contact)?.is_some() {
-                    notices.push(texts::contact_key_replaced(&peer.name));
+                match contacts.remember(contact)? {
+                    Remembered::New | Remembered::Known => {}
+                    Remembered::Renamed { previous } => {
+                        notices.push(texts::contact_renamed(&previous, &peer.name));
+                    }
+                    Remembered::KeyChanged { .. } => {
+                        notices.push(texts::contact_key_replaced(&peer.name));
+                    }
                 }
             }
             let verify = Verify {
@@ -218,7 +226,7 @@ pub async fn start(options: ChatOptions) -> Result<Chat, StartError> {
     let Opened { log, mut model, pending, seen } =
         open_conversation(&data_dir, &conversation, me, title, Local::now())?;
     let now = Local::now();
-    model.entries.extend(notices.into_iter().map(|n| Entry::system(now, n)));
+    model.entries.extend(notices.iter().map(|n| Entry::system(now, n.clone())));
     if let Some(verify) = &verify {
         model.entries.push(Entry::system(now, texts::keys_agreed(verify)));
     }
@@ -239,7 +247,7 @@ pub async fn start(options: ChatOptions) -> Result<Chat, StartError> {
     if let Some(stun) = stun {
         tokio::spawn(detect_nat(stun, bind.ip(), net.commands.clone()));
     }
-    Ok(Chat { model, log, net, unconfirmed: HashMap::new() })
+    Ok(Chat { model, log, net, unconfirmed: HashMap::new(), notices })
 }
 
 /// Classifies our NAT off the chat socket and hands the result to the session, which tells

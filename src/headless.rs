@@ -189,6 +189,9 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
         "event": "ready", "name": chat.model.me.name, "local": chat.model.me.local,
         "conversation": chat.model.conversation, "log": chat.log.path(),
     }));
+    for notice in &chat.notices {
+        emit(&json!({"event": "notice", "message": notice}));
+    }
     if chat.model.verify.is_some() {
         let mut agreed = verify_json(&chat);
         agreed["event"] = json!("keys_agreed");

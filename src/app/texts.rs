@@ -38,6 +38,11 @@ pub fn contact_key_replaced(name: &str) -> String {
     )
 }
 
+/// A re-pairing found a contact we knew by their key under a new name.
+pub fn contact_renamed(previous: &str, name: &str) -> String {
+    format!("{name} is the contact you knew as {previous} (same identity key); renamed to {name}")
+}
+
 /// Keys were agreed with a proven peer.
 pub fn keys_agreed(verify: &Verify) -> String {
     format!(
