@@ -9,7 +9,7 @@ use std::path::Path;
 
 use chrono::Local;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::BufReader;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::time::{Instant, sleep_until};
 
@@ -20,6 +20,20 @@ use crate::chat::{Chat, off_worker};
 use crate::consts::DRAIN_ON_EOF;
 use crate::history;
 use crate::proto::{NetEvent, Rejection};
+
+mod input;
+
+use input::{Flaw, Input, Lines};
+
+/// The `error` event for an input line that was skipped.
+fn skipped_json(line: u64, flaw: &Flaw) -> Value {
+    let message = match *flaw {
+        Flaw::NotUtf8 { byte, column } => texts::input_not_utf8(line, byte, column),
+        Flaw::Nul { column } => texts::input_nul(line, column),
+        Flaw::TooLong => texts::input_too_long(line),
+    };
+    json!({"event": "error", "message": message, "line": line})
+}
 
 /// The JSON line for a network event, if it has one.
 pub fn event_json(event: &NetEvent) -> Option<Value> {
@@ -197,7 +211,7 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
         agreed["event"] = json!("keys_agreed");
         emit(&agreed);
     }
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut lines = Lines::new(BufReader::new(tokio::io::stdin()));
     let mut sigterm = signal(SignalKind::terminate())?;
     tokio::pin!(shutdown);
     // Messages handed to the network that are not yet sent (or refused).
@@ -208,8 +222,8 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
     loop {
         let message = tokio::select! {
             // Input waits while the network is busy, so a fast script never overruns it.
-            line = lines.next_line(), if stdin_open && chat.net.commands.capacity() > 8 => match line {
-                Ok(Some(line)) => match commands::parse(&line) {
+            input = lines.next(), if stdin_open && chat.net.commands.capacity() > 8 => match input {
+                Input::Line(line) => match commands::parse(&line) {
                     Command::Who => {
                         emit(&who(&chat));
                         None
@@ -243,8 +257,16 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
                     }
                     Command::Empty | Command::Quit => Some(Message::Submit(line)),
                 },
+                Input::Skipped { line, flaw } => {
+                    emit(&skipped_json(line, &flaw));
+                    None
+                }
                 // End of input: leave once what is queued went out, or the wait ran out.
-                Ok(None) | Err(_) => {
+                Input::End(error) => {
+                    if let Some(error) = error {
+                        let message = texts::input_failed(&error.to_string());
+                        emit(&json!({"event": "error", "message": message}));
+                    }
                     stdin_open = false;
                     drain_until = Some(Instant::now() + DRAIN_ON_EOF);
                     None

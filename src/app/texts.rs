@@ -210,6 +210,36 @@ pub fn unknown_command(word: &str) -> String {
     format!("unknown command /{word} — /help lists commands (start with // to send a slash)")
 }
 
+/// Headless input line `line` is not UTF-8 (skipped).
+pub fn input_not_utf8(line: u64, byte: u8, column: usize) -> String {
+    format!(
+        "input line {line} is not valid UTF-8 (byte 0x{byte:02X} at column {column}); skipped, \
+         the lines after it are read as usual"
+    )
+}
+
+/// Headless input line `line` holds a NUL byte (skipped).
+pub fn input_nul(line: u64, column: usize) -> String {
+    format!(
+        "input line {line} holds a NUL byte (column {column}), which is not text; skipped, the \
+         lines after it are read as usual"
+    )
+}
+
+/// Headless input line `line` is longer than a message may be (skipped, not quoted).
+pub fn input_too_long(line: u64) -> String {
+    format!(
+        "input line {line} is longer than {} KiB, the most one message holds; skipped, the lines \
+         after it are read as usual",
+        crate::consts::MAX_MESSAGE_BYTES / 1024
+    )
+}
+
+/// Headless input could not be read any more.
+pub fn input_failed(error: &str) -> String {
+    format!("cannot read input any more: {error}; leaving as at the end of input")
+}
+
 /// The log could not be written.
 pub fn log_failed(error: &str) -> String {
     format!("could not write the conversation log: {error}")

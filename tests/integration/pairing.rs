@@ -287,7 +287,7 @@ fn pairing_again_with_the_same_identities_warns_nobody_and_keeps_first_seen() {
     // A really different key (bob's identity made anew), accepted by pairing with a code: that
     // is news, on the side that saved the old key, and bob is a contact met anew.
     std::fs::remove_file(bob_home.path().join("identity.key")).unwrap();
-    let (mut ann, mut bob) = pair(addr, ann_home.path(), bob_home.path());
+    let (mut ann, bob) = pair(addr, ann_home.path(), bob_home.path());
     let noticed =
         ann.seen.iter().any(|l| l.contains("\"notice\"") && l.contains("identity key changed"));
     assert!(noticed, "{:#?}", ann.seen);

@@ -93,6 +93,49 @@ fn direct_peers_chat_without_a_server() {
 }
 
 #[test]
+fn headless_input_that_is_not_clean_text_is_reported_and_reading_goes_on() {
+    let key = keygen();
+    let (pa, pb) = (free_port(), free_port());
+    let (da, db) = (TempDir::new("ua"), TempDir::new("ub"));
+    let mut a = direct_peer("ann", pa, pb, &key, da.path());
+    let mut b = direct_peer("ben", pb, pa, &key, db.path());
+    a.expect(CONNECT, "ben online", |v| v["event"] == "peer_online" && v["peer"] == "ben");
+    b.expect(CONNECT, "ann online", |v| v["event"] == "peer_online" && v["peer"] == "ann");
+    // The example, then its family: a NUL byte, a CRLF ending, a line longer than a
+    // message may be, and a last line without a newline.
+    a.write_raw(b"one\ncaf\xe9\nthree\nnul\0here\ncrlf\r\n");
+    a.write_raw(&vec![b'x'; 70 * 1024]);
+    a.write_raw(b"\nlast");
+    a.close_stdin();
+    for text in ["one", "three", "crlf", "last"] {
+        b.expect(CONNECT, text, |v| {
+            v["event"] == "message" && v["from"] == "ann" && v["text"] == text
+        });
+    }
+    a.expect_event(CONNECT, "closed");
+    assert_eq!(a.wait(CONNECT), Some(0));
+    let errors: Vec<Value> = a
+        .seen
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["event"] == "error")
+        .collect();
+    let lines: Vec<u64> = errors.iter().map(|e| e["line"].as_u64().unwrap()).collect();
+    assert_eq!(lines, [2, 4, 6], "{errors:?}");
+    let says = |i: usize, what: &str| errors[i]["message"].as_str().unwrap().contains(what);
+    assert!(says(0, "not valid UTF-8") && says(1, "NUL") && says(2, "longer than 64 KiB"));
+    assert!(errors[2].to_string().len() < 300, "an over-long line is not quoted back");
+    let texts: Vec<Value> =
+        b.seen.iter().filter_map(|l| serde_json::from_str::<Value>(l).ok()).collect();
+    let received: Vec<&str> = texts
+        .iter()
+        .filter(|v| v["event"] == "message")
+        .filter_map(|v| v["text"].as_str())
+        .collect();
+    assert_eq!(received, ["one", "three", "crlf", "last"]);
+}
+
+#[test]
 fn demo_runs_with_nothing_configured_not_even_a_login_name() {
     let data = TempDir::new("demo-bare");
     let mut c = bin();
