@@ -129,6 +129,13 @@ fn main() {
             assert_eq!(found.offsets.len(), 1);
         })
     });
+    // A needle outside ASCII: the prefilter may skip only lines that cannot match.
+    group.bench_function(format!("{largest}_messages_non_ascii"), |b| {
+        b.iter(|| {
+            let found = history::search(&path, "ZEBRA-STRİPED").unwrap();
+            assert_eq!(found.offsets.len(), 0);
+        })
+    });
     group.finish();
 
     let mut group = c.benchmark_group("frame");
