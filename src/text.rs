@@ -9,9 +9,23 @@ use std::ops::Range;
 
 use caseless::Caseless;
 
-/// Returns `s` with every character that could act on a terminal replaced by a visible stand-in.
+/// Returns `s` with every character that could act on a terminal replaced by a visible
+/// stand-in, and every character that draws nothing shown as a visible escape (`invisible`).
 pub fn sanitize(s: &str) -> String {
-    s.chars().map(neutralise).collect()
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    let mut prev = None;
+    while let Some(c) = chars.next() {
+        match neutralise(c) {
+            Some(shown) => out.push(shown),
+            None if hidden(c, prev, chars.peek().copied()) => {
+                out.push_str(&escape(c));
+            }
+            None => out.push(c),
+        }
+        prev = Some(c);
+    }
+    out
 }
 
 /// Like `sanitize`, but keeps line breaks: for multi-line messages shown as several lines.
@@ -19,16 +33,109 @@ pub fn sanitize_lines(s: &str) -> String {
     s.split('\n').map(sanitize).collect::<Vec<_>>().join("\n")
 }
 
-fn neutralise(c: char) -> char {
-    match c {
+/// The visible stand-in for a control character, if `c` is one.
+fn neutralise(c: char) -> Option<char> {
+    Some(match c {
         '\t' => ' ',
         // C0 controls map onto the Unicode "control pictures" block (ESC shows as ␛).
         '\0'..='\x1f' => char::from_u32(0x2400 + c as u32).unwrap_or('\u{fffd}'),
         '\x7f' => '\u{2421}',
-        // C1 controls (CSI, OSC, …) and bidi embeddings/overrides/isolates.
-        '\u{80}'..='\u{9f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => '\u{fffd}',
-        _ => c,
+        // C1 controls (CSI, OSC, …).
+        '\u{80}'..='\u{9f}' => '\u{fffd}',
+        _ => return None,
+    })
+}
+
+/// How an invisible character is shown: its code point, between angle brackets ("⟨U+200B⟩").
+pub fn escape(c: char) -> String {
+    format!("{ESCAPE_OPEN}U+{:04X}{ESCAPE_CLOSE}", u32::from(c))
+}
+
+const ESCAPE_OPEN: char = '⟨';
+const ESCAPE_CLOSE: char = '⟩';
+
+/// Byte ranges of the escapes (`escape`) in sanitised text, to be drawn dimly.
+pub fn escapes(text: &str) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(open) = text[from..].find(ESCAPE_OPEN).map(|i| from + i) {
+        let body = open + ESCAPE_OPEN.len_utf8();
+        let hex = text[body..]
+            .strip_prefix("U+")
+            .map(|rest| rest.bytes().take_while(u8::is_ascii_hexdigit).count());
+        match hex {
+            Some(digits @ 4..=6) if text[body + 2 + digits..].starts_with(ESCAPE_CLOSE) => {
+                let end = body + 2 + digits + ESCAPE_CLOSE.len_utf8();
+                out.push(open..end);
+                from = end;
+            }
+            _ => from = body,
+        }
     }
+    out
+}
+
+/// Characters that draw nothing, or only steer how others are drawn: zero-width spaces and
+/// joiners, the word joiner and invisible operators, bidi marks, embeddings, overrides and
+/// isolates, the BOM, line and paragraph separators, the soft hyphen, fillers, variation
+/// selectors and tags (Unicode's Default_Ignorable_Code_Point set, with the invisible format
+/// characters and the two separators). Hidden in a text they change nothing you see; in a name
+/// they make two names look alike.
+pub fn invisible(c: char) -> bool {
+    matches!(c,
+        '\u{ad}' | '\u{34f}' | '\u{61c}' | '\u{115f}' | '\u{1160}' | '\u{17b4}' | '\u{17b5}'
+        | '\u{180b}'..='\u{180f}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}'
+        | '\u{2060}'..='\u{206f}' | '\u{3164}' | '\u{fe00}'..='\u{fe0f}' | '\u{feff}'
+        | '\u{ffa0}' | '\u{fff0}'..='\u{fffb}' | '\u{1bca0}'..='\u{1bca3}'
+        | '\u{1d173}'..='\u{1d17a}' | '\u{e0000}'..='\u{e0fff}')
+}
+
+/// Whether the invisible `c` (between `prev` and `next`) is one to show as an escape. A few
+/// are part of how some writing works, and are left alone there: a zero-width (non-)joiner
+/// between two visible letters outside ASCII (Persian, the Indic scripts, emoji sequences
+/// such as 👩‍💻), a variation selector right after a visible character outside ASCII or a
+/// keycap's digit, # or * (❤️, 1️⃣), and the tags that spell a subdivision flag (🏴 and
+/// tags). Anywhere else they show.
+fn hidden(c: char, prev: Option<char>, next: Option<char>) -> bool {
+    if !invisible(c) {
+        return false;
+    }
+    let visible_beyond_ascii =
+        |c: Option<char>| c.is_some_and(|c| !c.is_ascii() && !invisible(c) && !c.is_control());
+    let selector = |c: char| matches!(c, '\u{fe00}'..='\u{fe0f}' | '\u{e0100}'..='\u{e01ef}');
+    let kept = match c {
+        '\u{200c}' | '\u{200d}' => {
+            (visible_beyond_ascii(prev) || prev.is_some_and(selector)) && visible_beyond_ascii(next)
+        }
+        c if selector(c) => {
+            visible_beyond_ascii(prev)
+                || prev.is_some_and(|p| p.is_ascii_digit() || p == '#' || p == '*')
+        }
+        '\u{e0020}'..='\u{e007f}' => {
+            prev.is_some_and(|p| p == '\u{1f3f4}' || ('\u{e0020}'..='\u{e007e}').contains(&p))
+        }
+        _ => false,
+    };
+    !kept
+}
+
+/// Why `name` cannot be a name, in one sentence, if it cannot: it holds a control character
+/// or one that draws nothing (see `invisible`), so it could pass for another name.
+pub fn name_problem(name: &str) -> Option<String> {
+    let mut chars = name.chars().peekable();
+    let mut prev = None;
+    while let Some(c) = chars.next() {
+        if neutralise(c).is_some() || hidden(c, prev, chars.peek().copied()) {
+            return Some(format!(
+                "the name \"{}\" holds an invisible or control character ({}) that would let \
+                 it pass for another name; choose a name without it",
+                sanitize(name),
+                format_args!("U+{:04X}", u32::from(c)),
+            ));
+        }
+        prev = Some(c);
+    }
+    None
 }
 
 /// A span of whole seconds in words: "10 minutes", "1 minute", "90 seconds".
@@ -295,8 +402,87 @@ mod tests {
         assert_eq!(sanitize("a\x1b[2Jb"), "a\u{241b}[2Jb");
         assert_eq!(sanitize("x\ry\nz"), "x\u{240d}y\u{240a}z");
         assert_eq!(sanitize("\u{9b}31m"), "\u{fffd}31m");
-        assert_eq!(sanitize("abc\u{202e}def"), "abc\u{fffd}def");
+        assert_eq!(sanitize("abc\u{202e}def"), "abc⟨U+202E⟩def");
         assert_eq!(sanitize("\x7f"), "\u{2421}");
+    }
+
+    #[test]
+    fn invisible_characters_are_drawn_as_escapes() {
+        assert_eq!(
+            sanitize("zero\u{200b}\u{200c}\u{200d}\u{feff}width"),
+            "zero⟨U+200B⟩⟨U+200C⟩⟨U+200D⟩⟨U+FEFF⟩width"
+        );
+        // Every kind: the word joiner, bidi marks, embeddings, overrides, isolates, the Arabic
+        // letter mark, line and paragraph separators, the soft hyphen, fillers, a stray
+        // variation selector, tags, an invisible operator.
+        for c in [
+            '\u{2060}',
+            '\u{200e}',
+            '\u{200f}',
+            '\u{202a}',
+            '\u{202b}',
+            '\u{202c}',
+            '\u{202d}',
+            '\u{202e}',
+            '\u{2066}',
+            '\u{2067}',
+            '\u{2068}',
+            '\u{2069}',
+            '\u{61c}',
+            '\u{2028}',
+            '\u{2029}',
+            '\u{ad}',
+            '\u{3164}',
+            '\u{115f}',
+            '\u{fe0f}',
+            '\u{e0041}',
+            '\u{2062}',
+            '\u{180e}',
+            '\u{34f}',
+            '\u{1d173}',
+            '\u{fffb}',
+        ] {
+            let shown = sanitize(&format!("b{c}ob"));
+            assert_eq!(shown, format!("b{}ob", escape(c)), "{c:?}");
+            assert_eq!(escapes(&shown), vec![1..1 + escape(c).len()], "{c:?}");
+        }
+        assert_eq!(escape('\u{e0041}'), "⟨U+E0041⟩");
+        assert!(escapes("⟨U+20⟩ ⟨U+200B ⟨x⟩").is_empty(), "only whole escapes");
+    }
+
+    #[test]
+    fn invisible_characters_that_writing_needs_are_left_alone() {
+        for text in [
+            "می\u{200c}خواهم", // Persian: a zero-width non-joiner between letters
+            "क्\u{200d}ष",      // Devanagari: a joiner after a virama
+            "👩\u{200d}💻 👨\u{200d}👩\u{200d}👧", // emoji sequences
+            "❤\u{fe0f}\u{200d}🔥", // a selector, then a joiner
+            "❤\u{fe0f} 1\u{fe0f}\u{20e3}", // emoji presentation, a keycap
+            "🏴\u{e0067}\u{e0062}\u{e0065}\u{e006e}\u{e0067}\u{e007f}", // England's flag
+        ] {
+            assert_eq!(sanitize(text), text);
+            assert_eq!(name_problem(text), None, "{text}");
+        }
+        // The same characters where they do nothing are shown.
+        assert_eq!(sanitize("b\u{200d}ob"), "b⟨U+200D⟩ob");
+        assert_eq!(sanitize("b\u{fe0f}ob"), "b⟨U+FE0F⟩ob");
+        assert_eq!(sanitize("\u{200c}می"), "⟨U+200C⟩می");
+        assert_eq!(sanitize("a\u{e0041}"), "a⟨U+E0041⟩");
+    }
+
+    #[test]
+    fn names_with_invisible_or_control_characters_are_refused_in_one_sentence() {
+        for name in
+            ["b\u{200b}ob", "bob\u{200f}", "\u{feff}bob", "bo\u{ad}b", "b\u{2028}ob", "b\x1bob"]
+        {
+            let problem = name_problem(name).unwrap_or_default();
+            assert!(problem.contains("choose a name without it"), "{name:?}: {problem}");
+            assert_eq!(problem.matches(". ").count(), 0, "one sentence: {problem}");
+        }
+        assert!(name_problem("b\u{200b}ob").unwrap_or_default().contains("U+200B"));
+        for name in ["bob", "Zoë", "李小龍", "ann 👋"] {
+            assert_eq!(name_problem(name), None);
+        }
     }
 
     #[test]

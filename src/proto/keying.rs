@@ -209,6 +209,9 @@ pub enum Failure {
          The code is used up; ask for a new one"
     )]
     CodeMismatch,
+    /// The other side's name holds an invisible or control character (the sentence says which).
+    #[error("your friend's p2pchat gave a name that cannot be saved as a contact: {0}")]
+    BadName(String),
     /// The contact's handshake was signed by a key other than the one saved for them.
     #[error(
         "WARNING: {name} answered with a different identity key than the one you saved. Either \
@@ -369,7 +372,11 @@ impl Pairing {
             identity::verify(&key, &signed, &sig).then_some(Peer { name: post.name, key })
         });
         self.outcome = Some(match peer {
-            Some(peer) => Ok(Agreed { send: derived.send, recv: derived.recv, peer }),
+            // A name that could pass for another is not taken into our contacts.
+            Some(peer) => match crate::text::name_problem(&peer.name) {
+                Some(problem) => Err(Failure::BadName(problem)),
+                None => Ok(Agreed { send: derived.send, recv: derived.recv, peer }),
+            },
             None => Err(Failure::CodeMismatch),
         });
     }

@@ -128,6 +128,22 @@ fn a_server_substituting_its_own_spake2_messages_gets_no_key() {
     assert_eq!(b.outcome(), Some(&Err(Failure::CodeMismatch)));
 }
 
+#[test]
+fn a_name_with_invisible_characters_is_not_taken_as_a_contact() {
+    // A client that lets a name like "b\u{200b}ob" through would pass for "bob".
+    for name in ["b\u{200b}ob", "bob\u{202e}", "\u{feff}bob", "b\u{1b}ob"] {
+        let c = code(["apple", "banjo"]);
+        let mut a = Pairing::new(&c, identity(1), "ann".into());
+        let mut b = Pairing::new(&c, identity(2), name.into());
+        relay(&mut a, &mut b);
+        let Some(Err(Failure::BadName(problem))) = a.outcome() else {
+            panic!("{name:?} accepted: {:?}", a.outcome());
+        };
+        assert!(problem.contains("choose a name without it"), "{problem}");
+        assert!(matches!(b.outcome(), Some(Ok(_))), "ann's own name is fine");
+    }
+}
+
 fn contact(name: &str, seed: u8) -> Peer {
     Peer { name: name.into(), key: identity(seed).public() }
 }
