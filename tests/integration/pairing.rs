@@ -216,7 +216,29 @@ fn a_contact_whose_identity_key_changed_is_refused() {
     let mut ann = person("ann", addr, Some("bob"), ann_home.path());
     failed(&mut ann, "different identity key");
     assert!(!ann.seen.iter().any(|l| l.contains("keys_agreed")));
+    // Bob is told too, in one sentence, instead of waiting forever.
+    failed(&mut bob, "refused to connect");
+    assert!(!bob.seen.iter().any(|l| l.contains("keys_agreed")));
+}
+
+#[test]
+fn a_running_chat_refuses_a_contact_back_with_another_key_and_both_learn_it() {
+    let (_server, addr) = server();
+    let (ann_home, bob_home) = (TempDir::new("k1"), TempDir::new("k2"));
+    let mut ann = person("ann", addr, None, ann_home.path());
+    let code = code_of(&mut ann);
+    let mut bob = person("bob", addr, Some(&code), bob_home.path());
+    agreed(&mut ann, "bob");
+    agreed(&mut bob, "ann");
+    online(&mut ann, &mut bob);
     bob.kill();
+    // Bob comes back by name with a new identity; ann's running chat refuses it, says so,
+    // and bob learns why.
+    std::fs::remove_file(bob_home.path().join("identity.key")).unwrap();
+    let mut bob = person("bob", addr, Some("ann"), bob_home.path());
+    failed(&mut bob, "refused to connect");
+    let event = ann.expect(WITHIN, "the refusal", |v| v["event"] == "error");
+    assert!(event["message"].as_str().unwrap().contains("different identity key"), "{event}");
 }
 
 #[test]
