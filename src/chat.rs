@@ -105,6 +105,8 @@ pub struct Step {
     pub exit: bool,
     /// Effects that failed, in words (already shown in the model too).
     pub errors: Vec<String>,
+    /// The user asked to suspend (Ctrl-Z): the terminal's owner stops the program.
+    pub suspend: bool,
 }
 
 /// The conversation a mode logs to: one file per room or per direct peer address.
@@ -274,6 +276,31 @@ pub fn spawn_session(
     net::spawn(socket, session)
 }
 
+/// The signals that end a program, SIGHUP (the terminal closed, an SSH connection dropped),
+/// SIGTERM, SIGINT and SIGQUIT, caught so that each is answered like /quit: goodbyes to the
+/// peers, the log and the terminal left in order.
+pub struct EndingSignals(Vec<tokio::signal::unix::Signal>);
+
+impl EndingSignals {
+    /// Catches them from now on (needs a tokio runtime).
+    pub fn new() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let kinds = [
+            SignalKind::hangup(),
+            SignalKind::terminate(),
+            SignalKind::interrupt(),
+            SignalKind::quit(),
+        ];
+        kinds.into_iter().map(signal).collect::<Result<_, _>>().map(Self)
+    }
+
+    /// The next one to arrive. Cancel-safe (for `select!`).
+    pub async fn recv(&mut self) {
+        let waits = self.0.iter_mut().map(|s| Box::pin(s.recv()));
+        futures::future::select_all(waits).await;
+    }
+}
+
 /// Runs file work that can take a while (a page of the log, a search of all of it) where it does
 /// not hold up the network actor: on a runtime worker, tokio first moves the worker's other tasks
 /// to another thread; outside a multi-thread runtime it simply runs.
@@ -351,6 +378,7 @@ impl Chat {
                         pending.push(off_worker(|| answer_search(self.log.path(), term)));
                     }
                     Effect::Exit => step.exit = true,
+                    Effect::Suspend => step.suspend = true,
                 }
             }
         }

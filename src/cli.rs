@@ -405,16 +405,14 @@ fn block_on<T: Send + 'static>(
     }
 }
 
-/// Waits for Ctrl-C or SIGTERM (for the modes that do not read the keyboard themselves).
+/// Waits for Ctrl-C or another signal that ends a program (for the modes that do not read the
+/// keyboard themselves).
 async fn interrupted() {
-    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-    else {
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    match crate::chat::EndingSignals::new() {
+        Ok(mut ending) => ending.recv().await,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

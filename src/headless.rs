@@ -10,13 +10,12 @@ use std::path::Path;
 use chrono::Local;
 use serde_json::{Value, json};
 use tokio::io::BufReader;
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::time::{Instant, sleep_until};
 
 use crate::app::Message;
 use crate::app::commands::{self, Command};
 use crate::app::texts;
-use crate::chat::{Chat, off_worker};
+use crate::chat::{Chat, EndingSignals, off_worker};
 use crate::consts::DRAIN_ON_EOF;
 use crate::history;
 use crate::proto::{NetEvent, Rejection};
@@ -196,8 +195,8 @@ impl Awaiting {
     }
 }
 
-/// Runs until end of input (after queued messages went out, bounded), `/quit`, SIGTERM,
-/// Ctrl-C or `shutdown`.
+/// Runs until end of input (after queued messages went out, bounded), `/quit`, an ending
+/// signal (SIGHUP, SIGTERM, SIGINT, SIGQUIT: each says goodbye like `/quit`) or `shutdown`.
 pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     emit(&json!({
         "event": "ready", "name": chat.model.me.name, "local": chat.model.me.local,
@@ -212,7 +211,7 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
         emit(&agreed);
     }
     let mut lines = Lines::new(BufReader::new(tokio::io::stdin()));
-    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut ending = EndingSignals::new()?;
     tokio::pin!(shutdown);
     // Messages handed to the network that are not yet sent (or refused).
     let mut awaiting = Awaiting::default();
@@ -285,8 +284,7 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
                 drain_until = None;
                 Some(Message::Quit)
             }
-            _ = sigterm.recv() => Some(Message::Quit),
-            _ = tokio::signal::ctrl_c() => Some(Message::Quit),
+            () = ending.recv() => Some(Message::Quit),
             () = &mut shutdown => Some(Message::Quit),
         };
         if let Some(message) = message {

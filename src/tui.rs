@@ -1,6 +1,9 @@
 //! The only owner of the terminal: raw mode, alternate screen, mouse and bracketed paste on
-//! entry; restored on every way out (normal return, error, Ctrl-C, SIGTERM, panic). Turns
-//! terminal events into `Message`s and draws only when the model changed.
+//! entry; restored on every way out (normal return, error, Ctrl-C, panic, and every signal that
+//! ends a program: SIGHUP when the terminal closes, SIGTERM, SIGINT, SIGQUIT, each of which says
+//! goodbye to the peers like /quit). Ctrl-Z (or SIGTSTP) hands the terminal back before the
+//! program stops and takes it again, redrawn, when the shell resumes it. Turns terminal events
+//! into `Message`s and draws only when the model changed.
 
 use std::future::Future;
 use std::io::{self, stdout};
@@ -13,13 +16,14 @@ use crossterm::event::{
     PushKeyboardEnhancementFlags,
 };
 use crossterm::execute;
+use crossterm::terminal::{EnterAlternateScreen, enable_raw_mode};
 use futures::StreamExt;
 use ratatui::DefaultTerminal;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::time::{Instant, interval, sleep_until};
 
 use crate::app::{Message, keymap};
-use crate::chat::Chat;
+use crate::chat::{Chat, EndingSignals};
 use crate::consts::UI_TICK;
 use crate::ui;
 
@@ -44,6 +48,16 @@ fn leave_modes(enhanced: bool) {
     let _ = execute!(stdout(), DisableMouseCapture, DisableBracketedPaste);
 }
 
+/// Turns on what `leave_modes` turns off.
+fn enter_modes(enhanced: bool) -> io::Result<()> {
+    execute!(stdout(), EnableMouseCapture, EnableBracketedPaste)?;
+    if enhanced {
+        let flags = KeyboardEnhancementFlags::DISAMBIGUATE_ESCAPE_CODES;
+        execute!(stdout(), PushKeyboardEnhancementFlags(flags))?;
+    }
+    Ok(())
+}
+
 impl TerminalGuard {
     fn enter() -> io::Result<Self> {
         let terminal = ratatui::try_init()?;
@@ -56,12 +70,26 @@ impl TerminalGuard {
             hook(info);
         }));
         let guard = Self { terminal, enhanced };
-        execute!(stdout(), EnableMouseCapture, EnableBracketedPaste)?;
-        if enhanced {
-            let flags = KeyboardEnhancementFlags::DISAMBIGUATE_ESCAPE_CODES;
-            execute!(stdout(), PushKeyboardEnhancementFlags(flags))?;
-        }
+        enter_modes(enhanced)?;
         Ok(guard)
+    }
+
+    /// Job control: gives the terminal back as it was, stops the whole program (as SIGTSTP
+    /// would have, had we not caught it), and once the shell resumes it (SIGCONT) takes the
+    /// terminal again and clears it for a full redraw.
+    fn suspend(&mut self) -> io::Result<()> {
+        leave_modes(self.enhanced);
+        ratatui::restore();
+        signal_hook::low_level::raise(signal_hook::consts::SIGSTOP)?;
+        // Resumed.
+        enable_raw_mode()?;
+        execute!(stdout(), EnterAlternateScreen)?;
+        enter_modes(self.enhanced)?;
+        // Cleared through `resize` (all of the screen, and a full redraw next), not `clear`:
+        // that one asks the terminal where the cursor is, and the answer goes to our event
+        // reader instead.
+        let size = self.terminal.size()?;
+        self.terminal.resize(ratatui::layout::Rect::new(0, 0, size.width, size.height))
     }
 }
 
@@ -86,25 +114,37 @@ fn translate(event: Event) -> Option<Message> {
     }
 }
 
-/// Runs the full-screen chat until /quit, Ctrl-C, SIGTERM or `shutdown`.
+/// Runs the full-screen chat until /quit, Ctrl-C, an ending signal or `shutdown`.
 pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let mut guard = TerminalGuard::enter()?;
     let size = guard.terminal.size()?;
     chat.apply(Message::Resize(size.width, size.height));
     let mut events = EventStream::new();
     let mut tick = interval(UI_TICK);
-    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut ending = EndingSignals::new()?;
+    let mut stop = signal(SignalKind::from_raw(signal_hook::consts::SIGTSTP))?;
     tokio::pin!(shutdown);
     let mut give_up_at: Option<Instant> = None;
+    // The terminal went away (a hang-up): no more drawing or reading, only the goodbyes.
+    let mut terminal_gone = false;
     loop {
-        if chat.model.dirty {
-            guard.terminal.draw(|frame| ui::render(&chat.model, frame))?;
+        if chat.model.dirty && !terminal_gone {
+            if let Err(error) = guard.terminal.draw(|frame| ui::render(&chat.model, frame)) {
+                tracing::warn!(%error, "the terminal cannot be drawn on any more; leaving");
+                terminal_gone = true;
+                chat.apply(Message::Quit);
+            }
             chat.model.dirty = false;
         }
+        let mut suspend = false;
         let message = tokio::select! {
-            event = events.next() => match event {
+            event = events.next(), if !terminal_gone => match event {
                 Some(Ok(event)) => translate(event),
-                Some(Err(error)) => return Err(error.into()),
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "the terminal cannot be read any more; leaving");
+                    terminal_gone = true;
+                    Some(Message::Quit)
+                }
                 None => Some(Message::Quit),
             },
             event = chat.net.events.recv() => match event {
@@ -112,14 +152,26 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
                 None => break,
             },
             _ = tick.tick() => Some(Message::Tick(Local::now())),
-            _ = sigterm.recv() => Some(Message::Quit),
+            () = ending.recv() => Some(Message::Quit),
+            _ = stop.recv(), if !terminal_gone => {
+                suspend = true;
+                None
+            }
             () = &mut shutdown => Some(Message::Quit),
             () = sleep_until(give_up_at.unwrap_or_else(Instant::now)), if give_up_at.is_some() => break,
         };
-        if let Some(message) = message
-            && chat.apply(message).exit
-        {
-            break;
+        if let Some(message) = message {
+            let step = chat.apply(message);
+            if step.exit {
+                break;
+            }
+            suspend |= step.suspend;
+        }
+        if suspend {
+            guard.suspend()?;
+            let size = guard.terminal.size()?;
+            chat.apply(Message::Resize(size.width, size.height));
+            chat.model.dirty = true;
         }
         if chat.model.quitting && give_up_at.is_none() {
             give_up_at = Some(Instant::now() + QUIT_GRACE);

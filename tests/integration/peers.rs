@@ -136,6 +136,26 @@ fn headless_input_that_is_not_clean_text_is_reported_and_reading_goes_on() {
 }
 
 #[test]
+fn headless_answers_every_ending_signal_with_a_goodbye() {
+    let key = keygen();
+    let (pa, pb) = (free_port(), free_port());
+    let (da, db) = (TempDir::new("ha"), TempDir::new("hb"));
+    let mut b = direct_peer("ben", pb, pa, &key, db.path());
+    for signal in ["HUP", "TERM", "INT", "QUIT"] {
+        let mut a = direct_peer("ann", pa, pb, &key, da.path());
+        a.expect(CONNECT, "ben online", |v| v["event"] == "peer_online");
+        b.expect(CONNECT, "ann online", |v| v["event"] == "peer_online" && v["peer"] == "ann");
+        let pid = a.child.id().to_string();
+        let sent = std::process::Command::new("kill").args([&format!("-{signal}"), &pid]).status();
+        assert!(sent.unwrap().success());
+        b.expect(CONNECT, "ann's goodbye", |v| {
+            v["event"] == "peer_offline" && v["peer"] == "ann" && v["reason"] == "left"
+        });
+        assert_eq!(a.wait(CONNECT), Some(0), "SIG{signal}");
+    }
+}
+
+#[test]
 fn demo_runs_with_nothing_configured_not_even_a_login_name() {
     let data = TempDir::new("demo-bare");
     let mut c = bin();

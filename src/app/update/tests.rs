@@ -283,3 +283,15 @@ fn log_failure_is_told_once() {
     let n = system_lines(&m).iter().filter(|l| l.contains("disk full")).count();
     assert_eq!(n, 1);
 }
+
+#[test]
+fn ctrl_z_asks_the_terminal_owner_to_suspend_and_changes_nothing_else() {
+    let mut m = model();
+    for c in "half a line".chars() {
+        update(&mut m, Message::Key(Action::Insert(c)));
+    }
+    let effects = update(&mut m, Message::Key(Action::Suspend));
+    assert!(matches!(effects.as_slice(), [Effect::Suspend]), "{effects:?}");
+    assert!(!m.quitting);
+    assert_eq!(m.input.text(), "half a line");
+}
