@@ -24,12 +24,16 @@ mod input;
 
 use input::{Flaw, Input, Lines};
 
-/// The `error` event for an input line that was skipped.
+/// The event for an input line that was skipped: `not_sent` for a message too long to send
+/// (as before, with its start instead of all of it), `error` for input that is not text.
 fn skipped_json(line: u64, flaw: &Flaw) -> Value {
-    let message = match *flaw {
-        Flaw::NotUtf8 { byte, column } => texts::input_not_utf8(line, byte, column),
-        Flaw::Nul { column } => texts::input_nul(line, column),
-        Flaw::TooLong => texts::input_too_long(line),
+    let message = match flaw {
+        Flaw::NotUtf8 { byte, column } => texts::input_not_utf8(line, *byte, *column),
+        Flaw::Nul { column } => texts::input_nul(line, *column),
+        Flaw::TooLong { start } => {
+            let reason = texts::input_too_long(line);
+            return json!({"event": "not_sent", "text": start, "reason": reason, "line": line});
+        }
     };
     json!({"event": "error", "message": message, "line": line})
 }

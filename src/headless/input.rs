@@ -25,8 +25,21 @@ pub enum Flaw {
         /// Where.
         column: usize,
     },
-    /// Longer than a message may be.
-    TooLong,
+    /// Longer than a message may be; how it starts (for a notice that does not quote it all).
+    TooLong {
+        /// Its first characters, with "…".
+        start: String,
+    },
+}
+
+/// Characters of an over-long line kept to name it.
+const START_CHARS: usize = 40;
+
+/// How `bytes` start, for naming a line without quoting it.
+fn start_of(bytes: &[u8]) -> String {
+    let head = &bytes[..bytes.len().min(START_CHARS * 4)];
+    let text = String::from_utf8_lossy(head);
+    format!("{}…", text.chars().take(START_CHARS).collect::<String>())
 }
 
 /// One step of reading.
@@ -49,8 +62,8 @@ pub enum Input {
 #[derive(Debug, Default)]
 pub struct Splitter {
     line: Vec<u8>,
-    /// The line being read outgrew the limit: the rest of it is dropped.
-    overflow: bool,
+    /// The line being read outgrew the limit: the rest of it is dropped, its start kept.
+    overflow: Option<String>,
     number: u64,
     ready: VecDeque<Input>,
 }
@@ -64,11 +77,11 @@ impl Splitter {
                 None => (bytes, false),
             };
             bytes = &bytes[part.len() + usize::from(newline)..];
-            if !self.overflow {
+            if self.overflow.is_none() {
                 self.line.extend_from_slice(part);
                 // One more byte than a message: room for the '\r' of a CRLF ending.
                 if self.line.len() > MAX_MESSAGE_BYTES + 1 {
-                    self.overflow = true;
+                    self.overflow = Some(start_of(&self.line));
                     self.line = Vec::new();
                 }
             }
@@ -80,7 +93,7 @@ impl Splitter {
 
     /// End of input: a last line without a newline is still a line.
     pub fn finish(&mut self) {
-        if !self.line.is_empty() || self.overflow {
+        if !self.line.is_empty() || self.overflow.is_some() {
             self.end_line();
         }
     }
@@ -93,14 +106,16 @@ impl Splitter {
     fn end_line(&mut self) {
         self.number += 1;
         let mut bytes = std::mem::take(&mut self.line);
-        let overflow = std::mem::take(&mut self.overflow);
+        let overflow = self.overflow.take();
         if bytes.last() == Some(&b'\r') {
             bytes.pop();
         }
-        let checked = if overflow || bytes.len() > MAX_MESSAGE_BYTES {
-            Err(Flaw::TooLong)
-        } else {
-            check(bytes)
+        let checked = match overflow {
+            Some(start) => Err(Flaw::TooLong { start }),
+            None if bytes.len() > MAX_MESSAGE_BYTES => {
+                Err(Flaw::TooLong { start: start_of(&bytes) })
+            }
+            None => check(bytes),
         };
         self.ready.push_back(match checked {
             Ok(text) => Input::Line(text),
@@ -231,9 +246,15 @@ mod tests {
         splitter.push(&vec![b'y'; MAX_MESSAGE_BYTES + 1]);
         splitter.finish();
         assert!(matches!(splitter.pop(), Some(Input::Line(l)) if l == longest));
-        assert!(matches!(splitter.pop(), Some(Input::Skipped { line: 2, flaw: Flaw::TooLong })));
+        let Some(Input::Skipped { line: 2, flaw: Flaw::TooLong { start } }) = splitter.pop() else {
+            panic!("line 2 is too long");
+        };
+        assert_eq!(start, format!("{}…", "x".repeat(START_CHARS)));
         assert!(matches!(splitter.pop(), Some(Input::Line(l)) if l == "after"));
-        assert!(matches!(splitter.pop(), Some(Input::Skipped { line: 4, flaw: Flaw::TooLong })));
+        assert!(matches!(
+            splitter.pop(),
+            Some(Input::Skipped { line: 4, flaw: Flaw::TooLong { .. } })
+        ));
         assert!(splitter.pop().is_none());
     }
 
