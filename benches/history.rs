@@ -149,6 +149,26 @@ fn main() {
     }
     group.finish();
 
+    // A keystroke with 64 KiB in the input box (typing must stay instant, ≤ 16 ms a key): one
+    // character typed and deleted again, and the frame drawn after each.
+    let mut group = c.benchmark_group("keystroke");
+    let mut model = open_and_draw(big, (80, 24));
+    let unit = "p2p 世界 👋🏽 text ";
+    let text = unit.repeat(64 * 1024 / unit.len());
+    for c in text.chars() {
+        update(&mut model, Message::Key(Action::Insert(c)));
+    }
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    group.bench_function("64KiB_input_80x24", |b| {
+        b.iter(|| {
+            update(&mut model, Message::Key(Action::Insert('x')));
+            terminal.draw(|f| p2pchat::ui::render(&model, f)).unwrap();
+            update(&mut model, Message::Key(Action::Backspace));
+            terminal.draw(|f| p2pchat::ui::render(&model, f)).unwrap().area
+        })
+    });
+    group.finish();
+
     let mut group = c.benchmark_group("page_up");
     let mut model = open_and_draw(big, (200, 50));
     group.bench_function(format!("200x50_{largest}_messages"), |b| {

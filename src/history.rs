@@ -138,6 +138,12 @@ impl Record {
             NetEvent::Queued { id, text, timestamp } => {
                 ours(text, Some(id.0.clone()), Some(timestamp), Delivery::Queued, None)
             }
+            // A text refused for its length is not written out whole: its start names it (the
+            // whole stays in the input box).
+            NetEvent::NotSent { text, reason } if text.len() > crate::consts::MAX_MESSAGE_BYTES => {
+                let start = crate::text::start_of(text, UNSENT_QUOTED_CHARS);
+                ours(&start, None, None, Delivery::Unsent, Some(reason.clone()))
+            }
             NetEvent::NotSent { text, reason } => {
                 ours(text, None, None, Delivery::Unsent, Some(reason.clone()))
             }
@@ -474,6 +480,9 @@ pub fn read_after(path: &Path, start: u64, n: usize) -> Result<Page, HistoryErro
     page.len = len;
     Ok(page)
 }
+/// Characters of a text refused for its length that its log record keeps.
+const UNSENT_QUOTED_CHARS: usize = 80;
+
 /// What a search of the whole log found.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Found {

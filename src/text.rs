@@ -138,6 +138,15 @@ pub fn name_problem(name: &str) -> Option<String> {
     None
 }
 
+/// The start of `s`, at most `chars` characters, with "…" when there was more: for naming a
+/// text in a notice without quoting all of it.
+pub fn start_of(s: &str, chars: usize) -> std::borrow::Cow<'_, str> {
+    match s.char_indices().nth(chars) {
+        Some((at, _)) => format!("{}…", &s[..at]).into(),
+        None => s.into(),
+    }
+}
+
 /// A span of whole seconds in words: "10 minutes", "1 minute", "90 seconds".
 pub fn duration_words(secs: u64) -> String {
     let plural = |n: u64, unit: &str| format!("{n} {unit}{}", if n == 1 { "" } else { "s" });

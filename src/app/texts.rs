@@ -115,10 +115,13 @@ pub fn log_unreadable(error: &str) -> String {
 /// Marks where the log's history ends and this session begins.
 pub const HISTORY_ABOVE: &str = "── earlier messages from the log above: PgUp scrolls, Home goes to the first, Ctrl-F searches ──";
 
-/// A message that was not sent, with its text so nothing typed is lost.
+/// A message that was not sent, named by its start (the text is back in the input box).
 pub fn not_sent(text: &str, reason: &str) -> String {
-    format!("not sent: \"{text}\" — {reason}")
+    format!("not sent: \"{}\" — {reason}", crate::text::start_of(text, NOT_SENT_QUOTED_CHARS))
 }
+
+/// Characters of an unsent text quoted in its notice (the text itself stays in the input).
+const NOT_SENT_QUOTED_CHARS: usize = 80;
 
 /// Messages from an earlier run go out again.
 pub fn resending(n: usize) -> String {
