@@ -10,17 +10,21 @@ use std::io::{self, stdout};
 use std::time::Duration;
 
 use chrono::Local;
+use crossterm::cursor::MoveTo;
 use crossterm::event::{
     DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture, Event,
     EventStream, KeyboardEnhancementFlags, MouseEventKind, PopKeyboardEnhancementFlags,
     PushKeyboardEnhancementFlags,
 };
 use crossterm::execute;
-use crossterm::terminal::{EnterAlternateScreen, enable_raw_mode};
+use crossterm::terminal::{Clear, ClearType, EnterAlternateScreen, enable_raw_mode};
 use futures::StreamExt;
 use ratatui::DefaultTerminal;
+use ratatui::backend::Backend;
+use ratatui::buffer::Buffer;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::time::{Instant, interval, sleep_until};
+use unicode_width::UnicodeWidthStr;
 
 use crate::app::{Message, keymap};
 use crate::chat::{Chat, EndingSignals};
@@ -100,6 +104,58 @@ impl Drop for TerminalGuard {
     }
 }
 
+/// Whether the terminal may give `symbol` another width than we do: a grapheme of several
+/// code points (skin tones, ZWJ sequences, flags, keycaps, combining marks). Terminals differ
+/// on these (tmux draws a flag as two letters), and then a cell we think blank still shows a
+/// piece of one.
+fn width_uncertain(symbol: &str) -> bool {
+    symbol.chars().nth(1).is_some()
+}
+
+/// The cells of row `y`.
+fn row(buffer: &Buffer, y: u16) -> impl Iterator<Item = &ratatui::buffer::Cell> + '_ {
+    let area = buffer.area;
+    (area.left()..area.right()).map(move |x| &buffer[(x, y)])
+}
+
+/// Rows of `current` that differ from `previous` and hold, in either, a symbol whose width the
+/// terminal may see differently: drawing only their changed cells could leave pieces behind.
+fn rows_to_repaint(previous: &Buffer, current: &Buffer) -> Vec<u16> {
+    if previous.area != current.area {
+        return Vec::new(); // a resize redraws everything anyway
+    }
+    (current.area.top()..current.area.bottom())
+        .filter(|&y| {
+            let risky =
+                row(previous, y).chain(row(current, y)).any(|c| width_uncertain(c.symbol()));
+            risky && row(previous, y).ne(row(current, y))
+        })
+        .collect()
+}
+
+/// Clears `rows` on the terminal and draws every cell of them again from `buffer`, each at
+/// its own position, so the screen ends up as we meant it whatever width the terminal gave a
+/// symbol.
+fn repaint(terminal: &mut DefaultTerminal, buffer: &Buffer, rows: &[u16]) -> io::Result<()> {
+    let area = buffer.area;
+    for &y in rows {
+        execute!(stdout(), MoveTo(area.left(), y), Clear(ClearType::UntilNewLine))?;
+        let mut covered = 0;
+        let mut cells = Vec::new();
+        for x in area.left()..area.right() {
+            let cell = &buffer[(x, y)];
+            if covered > 0 {
+                covered -= 1; // the rest of a wide symbol
+                continue;
+            }
+            covered = cell.symbol().width().saturating_sub(1);
+            cells.push((x, y, cell));
+        }
+        terminal.backend_mut().draw(cells.into_iter())?;
+    }
+    ratatui::backend::Backend::flush(terminal.backend_mut())
+}
+
 fn translate(event: Event) -> Option<Message> {
     match event {
         Event::Key(key) => keymap::map_key(key).map(Message::Key),
@@ -112,6 +168,21 @@ fn translate(event: Event) -> Option<Message> {
         Event::Resize(cols, rows) => Some(Message::Resize(cols, rows)),
         _ => None,
     }
+}
+
+/// Draws the model; rows the terminal may have drawn differently from us are drawn again
+/// whole (then the frame once more, which changes nothing but puts the cursor back).
+fn draw(terminal: &mut DefaultTerminal, chat: &Chat, shown: &mut Option<Buffer>) -> io::Result<()> {
+    let frame = terminal.draw(|frame| ui::render(&chat.model, frame))?;
+    let current = frame.buffer.clone();
+    let rows =
+        shown.as_ref().map(|previous| rows_to_repaint(previous, &current)).unwrap_or_default();
+    if !rows.is_empty() {
+        repaint(terminal, &current, &rows)?;
+        terminal.draw(|frame| ui::render(&chat.model, frame))?;
+    }
+    *shown = Some(current);
+    Ok(())
 }
 
 /// Runs the full-screen chat until /quit, Ctrl-C, an ending signal or `shutdown`.
@@ -127,9 +198,11 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
     let mut give_up_at: Option<Instant> = None;
     // The terminal went away (a hang-up): no more drawing or reading, only the goodbyes.
     let mut terminal_gone = false;
+    // What the screen shows, as we meant it.
+    let mut shown: Option<Buffer> = None;
     loop {
         if chat.model.dirty && !terminal_gone {
-            if let Err(error) = guard.terminal.draw(|frame| ui::render(&chat.model, frame)) {
+            if let Err(error) = draw(&mut guard.terminal, &chat, &mut shown) {
                 tracing::warn!(%error, "the terminal cannot be drawn on any more; leaving");
                 terminal_gone = true;
                 chat.apply(Message::Quit);
@@ -169,6 +242,7 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
         }
         if suspend {
             guard.suspend()?;
+            shown = None;
             let size = guard.terminal.size()?;
             chat.apply(Message::Resize(size.width, size.height));
             chat.model.dirty = true;
@@ -179,4 +253,31 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
     }
     drop(guard);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use ratatui::layout::Rect;
+
+    use super::*;
+
+    fn buffer(lines: &[&str]) -> Buffer {
+        let mut b = Buffer::empty(Rect::new(0, 0, 12, u16::try_from(lines.len()).unwrap()));
+        for (y, line) in lines.iter().enumerate() {
+            b.set_string(0, u16::try_from(y).unwrap(), line, ratatui::style::Style::new());
+        }
+        b
+    }
+
+    #[test]
+    fn rows_that_held_or_hold_a_grapheme_of_uncertain_width_are_repainted_when_they_change() {
+        let before = buffer(&["x🇳🇱y", "plain", "a👍🏽", "é"]);
+        let after = buffer(&["", "plain!", "a👍🏽", "e\u{301}"]);
+        // Row 0 lost a flag; row 1 changed but holds none; row 2 is unchanged; row 3 gained
+        // a combining sequence.
+        assert_eq!(rows_to_repaint(&before, &after), vec![0, 3]);
+        assert!(rows_to_repaint(&before, &before).is_empty());
+        assert!(width_uncertain("👩\u{200d}💻") && width_uncertain("1\u{fe0f}\u{20e3}"));
+        assert!(!width_uncertain("世") && !width_uncertain("a"));
+    }
 }

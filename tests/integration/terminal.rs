@@ -324,3 +324,36 @@ fn ctrl_z_and_sigtstp_suspend_cleanly_and_fg_resumes() {
     tmux.wait_for("PROMPT>", Duration::from_secs(10));
     assert_eq!(tmux.modes(), "alternate=0 mouse=0 cursor=1");
 }
+
+#[test]
+fn emoji_the_terminal_measures_differently_leave_nothing_behind() {
+    if !Tmux::available() {
+        return skip_or_fail("tmux is not installed");
+    }
+    let data = TempDir::new("emoji");
+    let tmux = start_demo(&data, "emoji");
+    tmux.wait_for("● bot online", Duration::from_secs(10));
+    // A skin-tone modifier, a ZWJ sequence, a flag, a keycap: one grapheme each for us; tmux
+    // may draw some as two.
+    for emoji in ["👍🏽", "👩‍💻", "🇳🇱", "1️⃣"] {
+        tmux.keys(&["-l", &format!("x{emoji}{emoji}y")]);
+        tmux.wait_for("y", Duration::from_secs(5));
+        tmux.keys(&["C-u"]);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let screen = tmux.screen();
+            let input = screen.lines().find(|l| l.contains("message (Enter sends")).map(|_| ());
+            let typed_row =
+                screen.lines().skip_while(|l| !l.contains("message (Enter sends")).nth(1);
+            let clean =
+                typed_row.is_some_and(|row| row.trim_matches(|c| c == '│' || c == ' ').is_empty());
+            if input.is_some() && clean {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{emoji}: left behind after Ctrl-U:\n{screen}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    tmux.type_line("/quit");
+    tmux.wait_for("EXITED 0", Duration::from_secs(10));
+}
