@@ -129,6 +129,13 @@ fn main() {
             assert_eq!(found.offsets.len(), 1);
         })
     });
+    // A needle outside ASCII: the prefilter may skip only lines that cannot match.
+    group.bench_function(format!("{largest}_messages_non_ascii"), |b| {
+        b.iter(|| {
+            let found = history::search(&path, "ZEBRA-STRİPED").unwrap();
+            assert_eq!(found.offsets.len(), 0);
+        })
+    });
     group.finish();
 
     let mut group = c.benchmark_group("frame");
@@ -140,6 +147,26 @@ fn main() {
             b.iter(|| terminal.draw(|f| p2pchat::ui::render(&model, f)).unwrap().area)
         });
     }
+    group.finish();
+
+    // A keystroke with 64 KiB in the input box (typing must stay instant, ≤ 16 ms a key): one
+    // character typed and deleted again, and the frame drawn after each.
+    let mut group = c.benchmark_group("keystroke");
+    let mut model = open_and_draw(big, (80, 24));
+    let unit = "p2p 世界 👋🏽 text ";
+    let text = unit.repeat(64 * 1024 / unit.len());
+    for c in text.chars() {
+        update(&mut model, Message::Key(Action::Insert(c)));
+    }
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    group.bench_function("64KiB_input_80x24", |b| {
+        b.iter(|| {
+            update(&mut model, Message::Key(Action::Insert('x')));
+            terminal.draw(|f| p2pchat::ui::render(&model, f)).unwrap();
+            update(&mut model, Message::Key(Action::Backspace));
+            terminal.draw(|f| p2pchat::ui::render(&model, f)).unwrap().area
+        })
+    });
     group.finish();
 
     let mut group = c.benchmark_group("page_up");

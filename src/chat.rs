@@ -18,7 +18,7 @@ use crate::app::model::{Entry, Me, Public, ServerState, ServerView, Verify};
 use crate::app::{Effect, Message, Model, texts, update};
 use crate::consts::{HISTORY_PAGE_RECORDS, HISTORY_PRELOAD_RECORDS, PENDING_SCAN_RECORDS};
 use crate::history::{self, History, HistoryError, Page};
-use crate::identity::{self, Contact, Contacts, Identity, IdentityError};
+use crate::identity::{self, Contact, Contacts, Identity, IdentityError, Remembered};
 use crate::net::keying::{self, KeyingError, Plan, Progress};
 use crate::net::{self, NetHandle};
 use crate::proto::crypto::Cipher;
@@ -94,6 +94,8 @@ pub struct Chat {
     /// Logged messages whose confirmation did not fit the command channel yet, newest per
     /// sender stream (confirmations are cumulative, so the newest covers the rest).
     unconfirmed: HashMap<(String, u64), Receipt>,
+    /// What starting found worth telling (also in the model's history), for headless mode.
+    pub notices: Vec<String>,
 }
 
 /// The result of one step.
@@ -103,6 +105,8 @@ pub struct Step {
     pub exit: bool,
     /// Effects that failed, in words (already shown in the model too).
     pub errors: Vec<String>,
+    /// The user asked to suspend (Ctrl-Z): the terminal's owner stops the program.
+    pub suspend: bool,
 }
 
 /// The conversation a mode logs to: one file per room or per direct peer address.
@@ -180,8 +184,14 @@ pub async fn start(options: ChatOptions) -> Result<Chat, StartError> {
                     room: agreement.room.clone(),
                     first_seen: Local::now().to_rfc3339(),
                 };
-                if contacts.remember(contact)?.is_some() {
-                    notices.push(texts::contact_key_replaced(&peer.name));
+                match contacts.remember(contact)? {
+                    Remembered::New | Remembered::Known => {}
+                    Remembered::Renamed { previous } => {
+                        notices.push(texts::contact_renamed(&previous, &peer.name));
+                    }
+                    Remembered::KeyChanged { .. } => {
+                        notices.push(texts::contact_key_replaced(&peer.name));
+                    }
                 }
             }
             let verify = Verify {
@@ -218,7 +228,7 @@ pub async fn start(options: ChatOptions) -> Result<Chat, StartError> {
     let Opened { log, mut model, pending, seen } =
         open_conversation(&data_dir, &conversation, me, title, Local::now())?;
     let now = Local::now();
-    model.entries.extend(notices.into_iter().map(|n| Entry::system(now, n)));
+    model.entries.extend(notices.iter().map(|n| Entry::system(now, n.clone())));
     if let Some(verify) = &verify {
         model.entries.push(Entry::system(now, texts::keys_agreed(verify)));
     }
@@ -239,7 +249,7 @@ pub async fn start(options: ChatOptions) -> Result<Chat, StartError> {
     if let Some(stun) = stun {
         tokio::spawn(detect_nat(stun, bind.ip(), net.commands.clone()));
     }
-    Ok(Chat { model, log, net, unconfirmed: HashMap::new() })
+    Ok(Chat { model, log, net, unconfirmed: HashMap::new(), notices })
 }
 
 /// Classifies our NAT off the chat socket and hands the result to the session, which tells
@@ -264,6 +274,31 @@ pub fn spawn_session(
     config.private_endpoints = net::private_endpoints(socket.local_addr()?);
     let session = Session::new(config, cipher, Instant::now(), Utc::now(), rand::random());
     net::spawn(socket, session)
+}
+
+/// The signals that end a program, SIGHUP (the terminal closed, an SSH connection dropped),
+/// SIGTERM, SIGINT and SIGQUIT, caught so that each is answered like /quit: goodbyes to the
+/// peers, the log and the terminal left in order.
+pub struct EndingSignals(Vec<tokio::signal::unix::Signal>);
+
+impl EndingSignals {
+    /// Catches them from now on (needs a tokio runtime).
+    pub fn new() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let kinds = [
+            SignalKind::hangup(),
+            SignalKind::terminate(),
+            SignalKind::interrupt(),
+            SignalKind::quit(),
+        ];
+        kinds.into_iter().map(signal).collect::<Result<_, _>>().map(Self)
+    }
+
+    /// The next one to arrive. Cancel-safe (for `select!`).
+    pub async fn recv(&mut self) {
+        let waits = self.0.iter_mut().map(|s| Box::pin(s.recv()));
+        futures::future::select_all(waits).await;
+    }
 }
 
 /// Runs file work that can take a while (a page of the log, a search of all of it) where it does
@@ -364,6 +399,7 @@ impl Chat {
                         pending.push(off_worker(|| answer_search(self.log.path(), term)));
                     }
                     Effect::Exit => step.exit = true,
+                    Effect::Suspend => step.suspend = true,
                 }
             }
         }

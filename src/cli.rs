@@ -27,7 +27,7 @@ use crate::proto::Mode;
 use crate::proto::crypto::{Cipher, generate_key};
 use crate::proto::keying::{Code, Peer};
 use crate::proto::nat::{Behaviour, NatType, Report};
-use crate::text::{sanitize, sanitize_lines};
+use crate::text::{name_problem, sanitize, sanitize_lines};
 use crate::{headless, server, tui};
 
 /// Peer-to-peer chat in the terminal: one UDP socket, hole punching, Fernet encryption.
@@ -259,10 +259,10 @@ fn display_name(
         .or_else(|| fallback.map(str::to_owned))
         .ok_or_else(|| usage("no display name: pass --name NAME (or set name in config.toml)"))?;
     let name = name.trim().to_owned();
-    if name.is_empty()
-        || name.chars().count() > MAX_NAME_CHARS
-        || name.chars().any(char::is_control)
-    {
+    if let Some(problem) = name_problem(&name) {
+        return Err(usage(format!("--name: {problem}")));
+    }
+    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
         return Err(usage(format!(
             "--name must be 1 to {MAX_NAME_CHARS} printable characters, got \"{}\"",
             sanitize(&name)
@@ -307,10 +307,11 @@ fn chat_options(
                 let room = room.ok_or_else(|| {
                     usage("--key needs --room ROOM too: both peers join the same room")
                 })?;
-                if room.trim().is_empty() || room.chars().any(char::is_control) {
-                    return Err(usage(
-                        "--room must be a non-empty name without control characters",
-                    ));
+                if room.trim().is_empty() {
+                    return Err(usage("--room must be a non-empty name"));
+                }
+                if let Some(problem) = name_problem(&room) {
+                    return Err(usage(format!("--room: {problem}")));
                 }
                 (Mode::Room { server, room }, Keys::Shared(cipher(args.key.as_deref())?))
             } else {
@@ -443,16 +444,14 @@ fn block_on<T: Send + 'static>(
     }
 }
 
-/// Waits for Ctrl-C or SIGTERM (for the modes that do not read the keyboard themselves).
+/// Waits for Ctrl-C or another signal that ends a program (for the modes that do not read the
+/// keyboard themselves).
 async fn interrupted() {
-    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-    else {
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    match crate::chat::EndingSignals::new() {
+        Ok(mut ending) => ending.recv().await,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

@@ -9,17 +9,34 @@ use std::path::Path;
 
 use chrono::Local;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::io::BufReader;
 use tokio::time::{Instant, sleep_until};
 
 use crate::app::Message;
 use crate::app::commands::{self, Command};
 use crate::app::texts;
-use crate::chat::{Chat, off_worker};
+use crate::chat::{Chat, EndingSignals, off_worker};
 use crate::consts::DRAIN_ON_EOF;
 use crate::history;
 use crate::proto::{NetEvent, Rejection};
+
+mod input;
+
+use input::{Flaw, Input, Lines};
+
+/// The event for an input line that was skipped: `not_sent` for a message too long to send
+/// (as before, with its start instead of all of it), `error` for input that is not text.
+fn skipped_json(line: u64, flaw: &Flaw) -> Value {
+    let message = match flaw {
+        Flaw::NotUtf8 { byte, column } => texts::input_not_utf8(line, *byte, *column),
+        Flaw::Nul { column } => texts::input_nul(line, *column),
+        Flaw::TooLong { start } => {
+            let reason = texts::input_too_long(line);
+            return json!({"event": "not_sent", "text": start, "reason": reason, "line": line});
+        }
+    };
+    json!({"event": "error", "message": message, "line": line})
+}
 
 /// The JSON line for a network event, if it has one.
 pub fn event_json(event: &NetEvent) -> Option<Value> {
@@ -191,20 +208,23 @@ impl Awaiting {
     }
 }
 
-/// Runs until end of input (after queued messages went out, bounded), `/quit`, SIGTERM,
-/// Ctrl-C or `shutdown`.
+/// Runs until end of input (after queued messages went out, bounded), `/quit`, an ending
+/// signal (SIGHUP, SIGTERM, SIGINT, SIGQUIT: each says goodbye like `/quit`) or `shutdown`.
 pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     emit(&json!({
         "event": "ready", "name": chat.model.me.name, "local": chat.model.me.local,
         "conversation": chat.model.conversation, "log": chat.log.path(),
     }));
+    for notice in &chat.notices {
+        emit(&json!({"event": "notice", "message": notice}));
+    }
     if chat.model.verify.is_some() {
         let mut agreed = verify_json(&chat);
         agreed["event"] = json!("keys_agreed");
         emit(&agreed);
     }
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
-    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut lines = Lines::new(BufReader::new(tokio::io::stdin()));
+    let mut ending = EndingSignals::new()?;
     tokio::pin!(shutdown);
     // Messages handed to the network that are not yet sent (or refused).
     let mut awaiting = Awaiting::default();
@@ -214,8 +234,8 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
     loop {
         let message = tokio::select! {
             // Input waits while the network is busy, so a fast script never overruns it.
-            line = lines.next_line(), if stdin_open && chat.net.commands.capacity() > 8 => match line {
-                Ok(Some(line)) => match commands::parse(&line) {
+            input = lines.next(), if stdin_open && chat.net.commands.capacity() > 8 => match input {
+                Input::Line(line) => match commands::parse(&line) {
                     Command::Who => {
                         emit(&who(&chat));
                         None
@@ -249,8 +269,16 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
                     }
                     Command::Empty | Command::Quit => Some(Message::Submit(line)),
                 },
+                Input::Skipped { line, flaw } => {
+                    emit(&skipped_json(line, &flaw));
+                    None
+                }
                 // End of input: leave once what is queued went out, or the wait ran out.
-                Ok(None) | Err(_) => {
+                Input::End(error) => {
+                    if let Some(error) = error {
+                        let message = texts::input_failed(&error.to_string());
+                        emit(&json!({"event": "error", "message": message}));
+                    }
                     stdin_open = false;
                     drain_until = Some(Instant::now() + DRAIN_ON_EOF);
                     None
@@ -275,8 +303,7 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
                 drain_until = None;
                 Some(Message::Quit)
             }
-            _ = sigterm.recv() => Some(Message::Quit),
-            _ = tokio::signal::ctrl_c() => Some(Message::Quit),
+            () = ending.recv() => Some(Message::Quit),
             () = &mut shutdown => Some(Message::Quit),
         };
         if let Some(message) = message {

@@ -138,6 +138,12 @@ impl Record {
             NetEvent::Queued { id, text, timestamp } => {
                 ours(text, Some(id.0.clone()), Some(timestamp), Delivery::Queued, None)
             }
+            // A text refused for its length is not written out whole: its start names it (the
+            // whole stays in the input box).
+            NetEvent::NotSent { text, reason } if text.len() > crate::consts::MAX_MESSAGE_BYTES => {
+                let start = crate::text::start_of(text, UNSENT_QUOTED_CHARS);
+                ours(&start, None, None, Delivery::Unsent, Some(reason.clone()))
+            }
             NetEvent::NotSent { text, reason } => {
                 ours(text, None, None, Delivery::Unsent, Some(reason.clone()))
             }
@@ -474,6 +480,9 @@ pub fn read_after(path: &Path, start: u64, n: usize) -> Result<Page, HistoryErro
     page.len = len;
     Ok(page)
 }
+/// Characters of a text refused for its length that its log record keeps.
+const UNSENT_QUOTED_CHARS: usize = 80;
+
 /// What a search of the whole log found.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Found {
@@ -499,7 +508,7 @@ pub fn search(path: &Path, needle: &str) -> Result<Found, HistoryError> {
 }
 
 /// Calls `each(offset, record)` for every chat message in the log whose text contains
-/// `needle`, ignoring case (Unicode lowercase), oldest first. Reads the file once, front to
+/// `needle`, ignoring case (Unicode case folding), oldest first. Reads the file once, front to
 /// back, in bounded memory: a line is parsed only when its raw bytes could hold the match.
 pub fn search_each(
     path: &Path,
@@ -510,9 +519,9 @@ pub fn search_each(
         return Ok(());
     }
     let prefilter = Prefilter::new(needle);
-    let mut lowered = Vec::new();
+    let mut folded = Vec::new();
     scan_lines(path, 0, |offset, line| {
-        if prefilter.may_match(line, &mut lowered)
+        if prefilter.may_match(line, &mut folded)
             && let Ok(Some(record)) = parse_line(line)
             && let Entry::Message { text, .. } = &record.entry
             && crate::text::find_ignoring_case(text, needle).is_some()
@@ -524,35 +533,47 @@ pub fn search_each(
     Ok(())
 }
 
-/// A cheap test on a raw log line that never rejects a line whose text matches.
-enum Prefilter {
-    /// An ASCII needle: its JSON-escaped, ASCII-lowercased form must occur in the
-    /// ASCII-lowercased line.
-    Ascii(Box<memchr::memmem::Finder<'static>>),
-    /// Any other needle: only lines with non-ASCII bytes can hold it.
-    NonAscii,
+/// A cheap test on a raw log line that never rejects a line whose text matches: the line,
+/// case-folded as a whole, must contain the needle as it would stand in the line (JSON-escaped)
+/// case-folded. Sound because folding and JSON escaping leave each other alone (no character
+/// folds to a quote, a backslash or a control character; folding is idempotent), so a match
+/// in the text is a match in the folded line. Folding a whole line is the slow way; most lines
+/// are settled before it:
+/// - an ASCII line folds by ASCII lowercasing, and cannot hold a needle whose folding is not
+///   ASCII;
+/// - a needle whose folding is ASCII matches where the ASCII-lowercased line holds it, and
+///   nowhere else unless the line has one of the few characters that fold into ASCII ("ß").
+struct Prefilter {
+    finder: memchr::memmem::Finder<'static>,
+    ascii: bool,
 }
 
 impl Prefilter {
     fn new(needle: &str) -> Self {
-        if !needle.is_ascii() {
-            return Self::NonAscii;
-        }
         let quoted = serde_json::to_string(needle).unwrap_or_default();
         let escaped = quoted.get(1..quoted.len().saturating_sub(1)).unwrap_or_default();
-        let lowered = escaped.to_ascii_lowercase();
-        Self::Ascii(Box::new(memchr::memmem::Finder::new(lowered.as_bytes()).into_owned()))
+        let folded = crate::text::fold_str(escaped);
+        let ascii = folded.is_ascii();
+        Self { finder: memchr::memmem::Finder::new(folded.as_bytes()).into_owned(), ascii }
     }
 
-    fn may_match(&self, line: &[u8], lowered: &mut Vec<u8>) -> bool {
-        match self {
-            Self::Ascii(finder) => {
-                lowered.clear();
-                lowered.extend(line.iter().map(u8::to_ascii_lowercase));
-                finder.find(lowered).is_some()
+    fn may_match(&self, line: &[u8], folded: &mut Vec<u8>) -> bool {
+        folded.clear();
+        if self.ascii {
+            folded.extend(line.iter().map(u8::to_ascii_lowercase));
+            if self.finder.find(folded).is_some() {
+                return true;
             }
-            Self::NonAscii => !line.is_ascii(),
+            if !crate::text::has_folds_to_ascii(line) {
+                return false;
+            }
+        } else if line.is_ascii() {
+            return false;
         }
+        let Ok(line) = std::str::from_utf8(line) else { return true };
+        folded.clear();
+        crate::text::fold_into(line, folded);
+        self.finder.find(folded).is_some()
     }
 }
 
@@ -667,6 +688,103 @@ mod tests {
         assert!(search(h.path(), "kind").unwrap().offsets.is_empty());
         assert!(search(h.path(), "").unwrap().offsets.is_empty());
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn search_folds_case_in_every_script_both_ways() {
+        let texts = ["η οδος", "Η ΟΔΟΣ", "Straße", "STRASSE", "ﬀ", "ᏣᎳᎩ", "𐐷", "hay"];
+        let (dir, h) = log_of("fold", texts.map(String::from));
+        let hits = |needle: &str| -> Vec<String> {
+            let found = search(h.path(), needle).unwrap();
+            found.offsets.iter().map(|&o| texts_at(h.path(), o)).collect()
+        };
+        assert_eq!(hits("ΟΔΟΣ"), ["η οδος", "Η ΟΔΟΣ"]);
+        assert_eq!(hits("οδος"), ["η οδος", "Η ΟΔΟΣ"]);
+        assert_eq!(hits("strasse"), ["Straße", "STRASSE"]);
+        assert_eq!(hits("STRAẞE"), ["Straße", "STRASSE"]);
+        // ASCII needles that match only non-ASCII text: a prefilter on raw bytes misses these.
+        assert_eq!(hits("FF"), ["ﬀ"]);
+        assert_eq!(hits("ꮳꮃꭹ"), ["ᏣᎳᎩ"]);
+        assert_eq!(hits("𐐏"), ["𐐷"]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Texts made of pieces, each of which has several spellings that fold alike.
+    const SPELLINGS: &[&[&str]] = &[
+        &["s", "S", "ſ"],
+        &["k", "K", "\u{212a}"],
+        &["ss", "SS", "ß", "ẞ", "sS"],
+        &["ff", "FF", "ﬀ"],
+        &["st", "ST", "ﬆ", "ſt"],
+        &["σ", "Σ", "ς"],
+        &["i\u{307}", "İ", "I\u{307}"],
+        &["å", "Å", "\u{212b}"],
+        &["αι", "ΑΙ", "ᾳ", "ᾼ"],
+        &["ꭰ", "Ꭰ"],
+        &["𐐷", "𐐏"],
+        &["a", "A"],
+        &["é", "É"],
+        &["ǆ", "ǅ", "Ǆ"],
+        &["\"", "\""],
+        &["\\", "\\"],
+        &["\n", "\n"],
+        &["\u{1b}", "\u{1b}"],
+        &["/", "/"],
+        &[" ", " "],
+        &["😀", "😀"],
+    ];
+
+    proptest::proptest! {
+        /// The prefilter never skips a line whose text matches: a needle spelt differently
+        /// (any piece of the text, each part in any of its spellings) still finds it.
+        #[test]
+        fn the_prefilter_never_skips_a_match(
+            pieces in proptest::collection::vec((0..SPELLINGS.len(), 0usize..5), 1..12),
+            from in 0usize..12,
+            len in 1usize..12,
+        ) {
+            let spell = |(piece, choice): (usize, usize), shift: usize| {
+                let forms = SPELLINGS[piece];
+                forms[(choice + shift) % forms.len()]
+            };
+            let text: String = pieces.iter().map(|&p| spell(p, 0)).collect();
+            let from = from % pieces.len();
+            let to = (from + len).min(pieces.len());
+            let needle: String = pieces[from..to].iter().map(|&p| spell(p, 1)).collect();
+            proptest::prop_assert!(crate::text::find_ignoring_case(&text, &needle).is_some());
+            let event = NetEvent::Message {
+                from: "bob".into(),
+                text,
+                timestamp: "2026-01-01T00:00:00Z".into(),
+                id: Some(MsgId("1".into())),
+                receipt: None,
+            };
+            let record = Record::from_event(&event, Local::now(), "me").unwrap();
+            let line = serde_json::to_vec(&record).unwrap();
+            proptest::prop_assert!(Prefilter::new(&needle).may_match(&line, &mut Vec::new()));
+        }
+    }
+
+    #[test]
+    fn the_prefilter_still_skips_lines_that_cannot_match() {
+        let line = |text: &str| {
+            let event = NetEvent::Message {
+                from: "bob".into(),
+                text: text.into(),
+                timestamp: "2026-01-01T00:00:00Z".into(),
+                id: None,
+                receipt: None,
+            };
+            serde_json::to_vec(&Record::from_event(&event, Local::now(), "me").unwrap()).unwrap()
+        };
+        let skips = |needle: &str, text: &str| {
+            !Prefilter::new(needle).may_match(&line(text), &mut Vec::new())
+        };
+        assert!(skips("zebra", "hay and more hay"));
+        assert!(skips("ΟΔΟΣ", "plain ascii words"), "a non-ASCII folding cannot be in ASCII");
+        assert!(skips("zebra", "Grüße aus Köln"));
+        assert!(!skips("GRÜSSE", "Grüße aus Köln"));
+        assert!(!skips("straSSe", "Straße"));
     }
 
     fn texts_at(path: &Path, offset: u64) -> String {

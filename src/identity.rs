@@ -181,6 +181,26 @@ pub fn encode_key(public: &[u8; 32]) -> String {
     STANDARD.encode(public)
 }
 
+/// What pairing with a code changed in our contacts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Remembered {
+    /// Someone new.
+    New,
+    /// Someone we knew, with the key we saved: nothing changed (first seen stays).
+    Known,
+    /// Someone we knew by this key, who now gives another name (first seen stays).
+    Renamed {
+        /// The name they had.
+        previous: String,
+    },
+    /// A name we knew, with a different identity key than the one saved: the new key replaces
+    /// it (pairing by code is how a changed key is accepted).
+    KeyChanged {
+        /// The key saved before, base64.
+        previous: String,
+    },
+}
+
 /// Our contacts, as saved.
 #[derive(Debug, Default)]
 pub struct Contacts {
@@ -210,19 +230,42 @@ impl Contacts {
         self.list.iter().find(|c| c.name == name)
     }
 
-    /// Adds or updates (pairing again with a code replaces a changed key) a contact and saves
-    /// the list; returns the key it had before, if it changed.
-    pub fn remember(&mut self, contact: Contact) -> Result<Option<String>, IdentityError> {
-        let previous = match self.list.iter_mut().find(|c| c.name == contact.name) {
-            Some(known) if *known == contact => return Ok(None),
-            Some(known) => Some(std::mem::replace(known, contact).key),
-            None => {
+    /// Saves a contact we just paired with (by code) and says what that changed. Only a
+    /// different identity key is news: pairing again with the same person keeps the record as
+    /// it was (when we first met them), even under a new name.
+    pub fn remember(&mut self, contact: Contact) -> Result<Remembered, IdentityError> {
+        let same_key = self.list.iter().position(|c| c.key == contact.key);
+        let same_name = self.list.iter().position(|c| c.name == contact.name);
+        let outcome = match (same_key, same_name) {
+            (Some(known), _) if self.list[known].name == contact.name => {
+                if self.list[known].room == contact.room {
+                    return Ok(Remembered::Known);
+                }
+                self.list[known].room = contact.room;
+                Remembered::Known
+            }
+            // The same person under a new name: one record, renamed, its first meeting kept.
+            // A record that held the new name (with another key) gives way to it.
+            (Some(known), other) => {
+                let record = &mut self.list[known];
+                let previous = std::mem::replace(&mut record.name, contact.name);
+                record.room = contact.room;
+                if let Some(other) = other {
+                    self.list.remove(other); // not `known`: that one had another name
+                }
+                Remembered::Renamed { previous }
+            }
+            (None, Some(known)) => {
+                let previous = std::mem::replace(&mut self.list[known], contact).key;
+                Remembered::KeyChanged { previous }
+            }
+            (None, None) => {
                 self.list.push(contact);
-                None
+                Remembered::New
             }
         };
         self.save()?;
-        Ok(previous)
+        Ok(outcome)
     }
 
     /// Writes the list: to a new file first, then renamed over the old, so a crash leaves one
@@ -300,15 +343,57 @@ mod tests {
             room: "rv-1".into(),
             first_seen: "t".into(),
         };
-        assert_eq!(contacts.remember(alice.clone()).unwrap(), None);
-        assert_eq!(contacts.remember(alice.clone()).unwrap(), None);
+        assert_eq!(contacts.remember(alice.clone()).unwrap(), Remembered::New);
+        assert_eq!(contacts.remember(alice.clone()).unwrap(), Remembered::Known);
         let changed = Contact { key: encode_key(&[8; 32]), ..alice.clone() };
-        assert_eq!(contacts.remember(changed).unwrap(), Some(alice.key.clone()));
+        assert_eq!(
+            contacts.remember(changed).unwrap(),
+            Remembered::KeyChanged { previous: alice.key.clone() }
+        );
         let reloaded = Contacts::load(&dir).unwrap();
         assert_eq!(reloaded.list.len(), 1);
         assert_eq!(reloaded.find("alice").unwrap().public(), Some([8; 32]));
         let mode = fs::metadata(dir.join(CONTACTS_FILE)).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn pairing_again_with_the_same_key_is_no_news_and_keeps_first_seen() {
+        let dir = temp_dir("repair");
+        let mut contacts = Contacts::load(&dir).unwrap();
+        let bob = Contact {
+            name: "bob".into(),
+            key: encode_key(&[5; 32]),
+            room: "rv-5".into(),
+            first_seen: "2026-01-01T10:00:00+00:00".into(),
+        };
+        assert_eq!(contacts.remember(bob.clone()).unwrap(), Remembered::New);
+        // Every pairing stamps its own time: a later one is still the same person.
+        let later = Contact { first_seen: "2026-06-01T10:00:00+00:00".into(), ..bob.clone() };
+        assert_eq!(contacts.remember(later.clone()).unwrap(), Remembered::Known);
+        // The same key under a new name: renamed, not a second contact, not a key change.
+        let renamed = Contact { name: "robert".into(), ..later };
+        assert_eq!(
+            contacts.remember(renamed).unwrap(),
+            Remembered::Renamed { previous: "bob".into() }
+        );
+        let reloaded = Contacts::load(&dir).unwrap();
+        assert_eq!(reloaded.list.len(), 1);
+        let robert = reloaded.find("robert").unwrap();
+        assert_eq!(robert.first_seen, bob.first_seen, "first seen never resets");
+        assert_eq!(robert.key, bob.key);
+        // A name someone else held moves to the key that now proves it; theirs is dropped.
+        let mut contacts = reloaded;
+        let carol = Contact { name: "carol".into(), key: encode_key(&[6; 32]), ..bob.clone() };
+        assert_eq!(contacts.remember(carol).unwrap(), Remembered::New);
+        let robert_as_carol = Contact { name: "carol".into(), ..bob.clone() };
+        assert_eq!(
+            contacts.remember(robert_as_carol).unwrap(),
+            Remembered::Renamed { previous: "robert".into() }
+        );
+        assert_eq!(contacts.list.len(), 1);
+        assert_eq!(contacts.find("carol").unwrap().key, bob.key);
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,25 +1,33 @@
 //! The only owner of the terminal: raw mode, alternate screen, mouse and bracketed paste on
-//! entry; restored on every way out (normal return, error, Ctrl-C, SIGTERM, panic). Turns
-//! terminal events into `Message`s and draws only when the model changed.
+//! entry; restored on every way out (normal return, error, Ctrl-C, panic, and every signal that
+//! ends a program: SIGHUP when the terminal closes, SIGTERM, SIGINT, SIGQUIT, each of which says
+//! goodbye to the peers like /quit). Ctrl-Z (or SIGTSTP) hands the terminal back before the
+//! program stops and takes it again, redrawn, when the shell resumes it. Turns terminal events
+//! into `Message`s and draws only when the model changed.
 
 use std::future::Future;
 use std::io::{self, stdout};
 use std::time::Duration;
 
 use chrono::Local;
+use crossterm::cursor::MoveTo;
 use crossterm::event::{
     DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture, Event,
     EventStream, KeyboardEnhancementFlags, MouseEventKind, PopKeyboardEnhancementFlags,
     PushKeyboardEnhancementFlags,
 };
 use crossterm::execute;
+use crossterm::terminal::{Clear, ClearType, EnterAlternateScreen, enable_raw_mode};
 use futures::StreamExt;
 use ratatui::DefaultTerminal;
+use ratatui::backend::Backend;
+use ratatui::buffer::Buffer;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::time::{Instant, interval, sleep_until};
+use unicode_width::UnicodeWidthStr;
 
 use crate::app::{Message, keymap};
-use crate::chat::Chat;
+use crate::chat::{Chat, EndingSignals};
 use crate::consts::UI_TICK;
 use crate::ui;
 
@@ -44,6 +52,16 @@ fn leave_modes(enhanced: bool) {
     let _ = execute!(stdout(), DisableMouseCapture, DisableBracketedPaste);
 }
 
+/// Turns on what `leave_modes` turns off.
+fn enter_modes(enhanced: bool) -> io::Result<()> {
+    execute!(stdout(), EnableMouseCapture, EnableBracketedPaste)?;
+    if enhanced {
+        let flags = KeyboardEnhancementFlags::DISAMBIGUATE_ESCAPE_CODES;
+        execute!(stdout(), PushKeyboardEnhancementFlags(flags))?;
+    }
+    Ok(())
+}
+
 impl TerminalGuard {
     fn enter() -> io::Result<Self> {
         let terminal = ratatui::try_init()?;
@@ -56,12 +74,26 @@ impl TerminalGuard {
             hook(info);
         }));
         let guard = Self { terminal, enhanced };
-        execute!(stdout(), EnableMouseCapture, EnableBracketedPaste)?;
-        if enhanced {
-            let flags = KeyboardEnhancementFlags::DISAMBIGUATE_ESCAPE_CODES;
-            execute!(stdout(), PushKeyboardEnhancementFlags(flags))?;
-        }
+        enter_modes(enhanced)?;
         Ok(guard)
+    }
+
+    /// Job control: gives the terminal back as it was, stops the whole program (as SIGTSTP
+    /// would have, had we not caught it), and once the shell resumes it (SIGCONT) takes the
+    /// terminal again and clears it for a full redraw.
+    fn suspend(&mut self) -> io::Result<()> {
+        leave_modes(self.enhanced);
+        ratatui::restore();
+        signal_hook::low_level::raise(signal_hook::consts::SIGSTOP)?;
+        // Resumed.
+        enable_raw_mode()?;
+        execute!(stdout(), EnterAlternateScreen)?;
+        enter_modes(self.enhanced)?;
+        // Cleared through `resize` (all of the screen, and a full redraw next), not `clear`:
+        // that one asks the terminal where the cursor is, and the answer goes to our event
+        // reader instead.
+        let size = self.terminal.size()?;
+        self.terminal.resize(ratatui::layout::Rect::new(0, 0, size.width, size.height))
     }
 }
 
@@ -70,6 +102,58 @@ impl Drop for TerminalGuard {
         leave_modes(self.enhanced);
         ratatui::restore();
     }
+}
+
+/// Whether the terminal may give `symbol` another width than we do: a grapheme of several
+/// code points (skin tones, ZWJ sequences, flags, keycaps, combining marks). Terminals differ
+/// on these (tmux draws a flag as two letters), and then a cell we think blank still shows a
+/// piece of one.
+fn width_uncertain(symbol: &str) -> bool {
+    symbol.chars().nth(1).is_some()
+}
+
+/// The cells of row `y`.
+fn row(buffer: &Buffer, y: u16) -> impl Iterator<Item = &ratatui::buffer::Cell> + '_ {
+    let area = buffer.area;
+    (area.left()..area.right()).map(move |x| &buffer[(x, y)])
+}
+
+/// Rows of `current` that differ from `previous` and hold, in either, a symbol whose width the
+/// terminal may see differently: drawing only their changed cells could leave pieces behind.
+fn rows_to_repaint(previous: &Buffer, current: &Buffer) -> Vec<u16> {
+    if previous.area != current.area {
+        return Vec::new(); // a resize redraws everything anyway
+    }
+    (current.area.top()..current.area.bottom())
+        .filter(|&y| {
+            let risky =
+                row(previous, y).chain(row(current, y)).any(|c| width_uncertain(c.symbol()));
+            risky && row(previous, y).ne(row(current, y))
+        })
+        .collect()
+}
+
+/// Clears `rows` on the terminal and draws every cell of them again from `buffer`, each at
+/// its own position, so the screen ends up as we meant it whatever width the terminal gave a
+/// symbol.
+fn repaint(terminal: &mut DefaultTerminal, buffer: &Buffer, rows: &[u16]) -> io::Result<()> {
+    let area = buffer.area;
+    for &y in rows {
+        execute!(stdout(), MoveTo(area.left(), y), Clear(ClearType::UntilNewLine))?;
+        let mut covered = 0;
+        let mut cells = Vec::new();
+        for x in area.left()..area.right() {
+            let cell = &buffer[(x, y)];
+            if covered > 0 {
+                covered -= 1; // the rest of a wide symbol
+                continue;
+            }
+            covered = cell.symbol().width().saturating_sub(1);
+            cells.push((x, y, cell));
+        }
+        terminal.backend_mut().draw(cells.into_iter())?;
+    }
+    ratatui::backend::Backend::flush(terminal.backend_mut())
 }
 
 fn translate(event: Event) -> Option<Message> {
@@ -86,25 +170,54 @@ fn translate(event: Event) -> Option<Message> {
     }
 }
 
-/// Runs the full-screen chat until /quit, Ctrl-C, SIGTERM or `shutdown`.
+/// Draws the model; rows the terminal may have drawn differently from us are drawn again
+/// whole (then the frame once more, which changes nothing but puts the cursor back).
+fn draw(terminal: &mut DefaultTerminal, chat: &Chat, shown: &mut Option<Buffer>) -> io::Result<()> {
+    let frame = terminal.draw(|frame| ui::render(&chat.model, frame))?;
+    let current = frame.buffer.clone();
+    let rows =
+        shown.as_ref().map(|previous| rows_to_repaint(previous, &current)).unwrap_or_default();
+    if !rows.is_empty() {
+        repaint(terminal, &current, &rows)?;
+        terminal.draw(|frame| ui::render(&chat.model, frame))?;
+    }
+    *shown = Some(current);
+    Ok(())
+}
+
+/// Runs the full-screen chat until /quit, Ctrl-C, an ending signal or `shutdown`.
 pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let mut guard = TerminalGuard::enter()?;
     let size = guard.terminal.size()?;
     chat.apply(Message::Resize(size.width, size.height));
     let mut events = EventStream::new();
     let mut tick = interval(UI_TICK);
-    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut ending = EndingSignals::new()?;
+    let mut stop = signal(SignalKind::from_raw(signal_hook::consts::SIGTSTP))?;
     tokio::pin!(shutdown);
     let mut give_up_at: Option<Instant> = None;
+    // The terminal went away (a hang-up): no more drawing or reading, only the goodbyes.
+    let mut terminal_gone = false;
+    // What the screen shows, as we meant it.
+    let mut shown: Option<Buffer> = None;
     loop {
-        if chat.model.dirty {
-            guard.terminal.draw(|frame| ui::render(&chat.model, frame))?;
+        if chat.model.dirty && !terminal_gone {
+            if let Err(error) = draw(&mut guard.terminal, &chat, &mut shown) {
+                tracing::warn!(%error, "the terminal cannot be drawn on any more; leaving");
+                terminal_gone = true;
+                chat.apply(Message::Quit);
+            }
             chat.model.dirty = false;
         }
+        let mut suspend = false;
         let message = tokio::select! {
-            event = events.next() => match event {
+            event = events.next(), if !terminal_gone => match event {
                 Some(Ok(event)) => translate(event),
-                Some(Err(error)) => return Err(error.into()),
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "the terminal cannot be read any more; leaving");
+                    terminal_gone = true;
+                    Some(Message::Quit)
+                }
                 None => Some(Message::Quit),
             },
             event = chat.net.events.recv() => match event {
@@ -115,14 +228,27 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
                 }
             },
             _ = tick.tick() => Some(Message::Tick(Local::now())),
-            _ = sigterm.recv() => Some(Message::Quit),
+            () = ending.recv() => Some(Message::Quit),
+            _ = stop.recv(), if !terminal_gone => {
+                suspend = true;
+                None
+            }
             () = &mut shutdown => Some(Message::Quit),
             () = sleep_until(give_up_at.unwrap_or_else(Instant::now)), if give_up_at.is_some() => break,
         };
-        if let Some(message) = message
-            && chat.apply(message).exit
-        {
-            break;
+        if let Some(message) = message {
+            let step = chat.apply(message);
+            if step.exit {
+                break;
+            }
+            suspend |= step.suspend;
+        }
+        if suspend {
+            guard.suspend()?;
+            shown = None;
+            let size = guard.terminal.size()?;
+            chat.apply(Message::Resize(size.width, size.height));
+            chat.model.dirty = true;
         }
         if chat.model.quitting && give_up_at.is_none() {
             give_up_at = Some(Instant::now() + QUIT_GRACE);
@@ -130,4 +256,31 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
     }
     drop(guard);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use ratatui::layout::Rect;
+
+    use super::*;
+
+    fn buffer(lines: &[&str]) -> Buffer {
+        let mut b = Buffer::empty(Rect::new(0, 0, 12, u16::try_from(lines.len()).unwrap()));
+        for (y, line) in lines.iter().enumerate() {
+            b.set_string(0, u16::try_from(y).unwrap(), line, ratatui::style::Style::new());
+        }
+        b
+    }
+
+    #[test]
+    fn rows_that_held_or_hold_a_grapheme_of_uncertain_width_are_repainted_when_they_change() {
+        let before = buffer(&["x🇳🇱y", "plain", "a👍🏽", "é"]);
+        let after = buffer(&["", "plain!", "a👍🏽", "e\u{301}"]);
+        // Row 0 lost a flag; row 1 changed but holds none; row 2 is unchanged; row 3 gained
+        // a combining sequence.
+        assert_eq!(rows_to_repaint(&before, &after), vec![0, 3]);
+        assert!(rows_to_repaint(&before, &before).is_empty());
+        assert!(width_uncertain("👩\u{200d}💻") && width_uncertain("1\u{fe0f}\u{20e3}"));
+        assert!(!width_uncertain("世") && !width_uncertain("a"));
+    }
 }

@@ -43,6 +43,8 @@ pub enum Action {
     Cancel,
     /// Leave.
     Quit,
+    /// Stop until the shell resumes us (job control).
+    Suspend,
 }
 
 struct Binding {
@@ -95,6 +97,7 @@ const BINDINGS: &[Binding] = &[
     bind(KeyCode::Char('w'), CTRL, Action::DeleteWord, "Ctrl-W", "delete the previous word"),
     bind(KeyCode::Char('u'), CTRL, Action::ClearLine, "Ctrl-U", "clear the line"),
     bind(KeyCode::Char('c'), CTRL, Action::Quit, "Ctrl-C", "quit"),
+    bind(KeyCode::Char('z'), CTRL, Action::Suspend, "Ctrl-Z", "suspend (the shell's fg resumes)"),
 ];
 
 /// The action for a key press, if any. Releases are ignored (terminals that report them would
@@ -136,7 +139,8 @@ mod tests {
             map_key(key(KeyCode::Char('X'), KeyModifiers::SHIFT)),
             Some(Action::Insert('X'))
         );
-        assert_eq!(map_key(key(KeyCode::Char('z'), CTRL)), None);
+        assert_eq!(map_key(key(KeyCode::Char('z'), CTRL)), Some(Action::Suspend));
+        assert_eq!(map_key(key(KeyCode::Char('q'), CTRL)), None);
         assert_eq!(map_key(key(KeyCode::Enter, SHIFT)), Some(Action::Insert('\n')));
         assert_eq!(map_key(key(KeyCode::Char('f'), CTRL)), Some(Action::Find));
         assert_eq!(map_key(key(KeyCode::Esc, NONE)), Some(Action::Cancel));

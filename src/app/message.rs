@@ -53,6 +53,8 @@ pub enum Effect {
     Search(String),
     /// Stop the runner (after the network said it closed).
     Exit,
+    /// Stop the program until the shell resumes it (Ctrl-Z); the terminal's owner does it.
+    Suspend,
 }
 
 /// Which page of the log to read.

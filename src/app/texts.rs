@@ -38,6 +38,11 @@ pub fn contact_key_replaced(name: &str) -> String {
     )
 }
 
+/// A re-pairing found a contact we knew by their key under a new name.
+pub fn contact_renamed(previous: &str, name: &str) -> String {
+    format!("{name} is the contact you knew as {previous} (same identity key); renamed to {name}")
+}
+
 /// Keys were agreed with a proven peer.
 pub fn keys_agreed(verify: &Verify) -> String {
     format!(
@@ -110,10 +115,13 @@ pub fn log_unreadable(error: &str) -> String {
 /// Marks where the log's history ends and this session begins.
 pub const HISTORY_ABOVE: &str = "── earlier messages from the log above: PgUp scrolls, Home goes to the first, Ctrl-F searches ──";
 
-/// A message that was not sent, with its text so nothing typed is lost.
+/// A message that was not sent, named by its start (the text is back in the input box).
 pub fn not_sent(text: &str, reason: &str) -> String {
-    format!("not sent: \"{text}\" — {reason}")
+    format!("not sent: \"{}\" — {reason}", crate::text::start_of(text, NOT_SENT_QUOTED_CHARS))
 }
+
+/// Characters of an unsent text quoted in its notice (the text itself stays in the input).
+const NOT_SENT_QUOTED_CHARS: usize = 80;
 
 /// Messages from an earlier run go out again.
 pub fn resending(n: usize) -> String {
@@ -224,6 +232,36 @@ pub fn path_changed(name: &str, addr: SocketAddr, kind: PathKind) -> String {
 /// An unknown slash command.
 pub fn unknown_command(word: &str) -> String {
     format!("unknown command /{word} — /help lists commands (start with // to send a slash)")
+}
+
+/// Headless input line `line` is not UTF-8 (skipped).
+pub fn input_not_utf8(line: u64, byte: u8, column: usize) -> String {
+    format!(
+        "input line {line} is not valid UTF-8 (byte 0x{byte:02X} at column {column}); skipped, \
+         the lines after it are read as usual"
+    )
+}
+
+/// Headless input line `line` holds a NUL byte (skipped).
+pub fn input_nul(line: u64, column: usize) -> String {
+    format!(
+        "input line {line} holds a NUL byte (column {column}), which is not text; skipped, the \
+         lines after it are read as usual"
+    )
+}
+
+/// Headless input line `line` is longer than a message may be (skipped, not quoted).
+pub fn input_too_long(line: u64) -> String {
+    format!(
+        "input line {line} is longer than {} KiB, the most one message holds; skipped, the lines \
+         after it are read as usual",
+        crate::consts::MAX_MESSAGE_BYTES / 1024
+    )
+}
+
+/// Headless input could not be read any more.
+pub fn input_failed(error: &str) -> String {
+    format!("cannot read input any more: {error}; leaving as at the end of input")
 }
 
 /// The log could not be written.

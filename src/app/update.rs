@@ -91,6 +91,7 @@ fn on_action(model: &mut Model, action: Action, effects: &mut Vec<Effect>) {
         }
         Action::Cancel => model.search = None,
         Action::Quit => quit(model, effects),
+        Action::Suspend => effects.push(Effect::Suspend),
     }
     model.dirty = true;
 }

@@ -159,8 +159,9 @@ pub async fn agree(
         {
             let ended_at = *ended_at.get_or_insert_with(Instant::now);
             let all_held = outbox.holds(&m.posts());
-            // Our last post must be at the server for the other side to finish too (bounded).
-            if all_held || outcome.is_err() || ended_at.elapsed() > KEYING_LINGER {
+            // Our last post must be at the server for the other side to finish too, or to learn
+            // why we refused (bounded).
+            if all_held || ended_at.elapsed() > KEYING_LINGER {
                 let agreed = outcome.clone()?;
                 if paired {
                     room = rendezvous_room(&our_key, &agreed.peer.key);

@@ -38,6 +38,9 @@ pub mod phase {
     pub const HELLO: &str = "hello";
     /// A signature over the handshake, sealed (contact handshake).
     pub const AUTH: &str = "auth";
+    /// A signed refusal, sealed: the other side's identity key is not the one we saved for it
+    /// (contact handshake), so it learns why nothing happens.
+    pub const REFUSED: &str = "refused";
 }
 
 /// The words codes are made of: 256 of them, so each word carries 8 bits.
@@ -209,13 +212,28 @@ pub enum Failure {
          The code is used up; ask for a new one"
     )]
     CodeMismatch,
+    /// The other side's name holds an invisible or control character (the sentence says which).
+    #[error("your friend's p2pchat gave a name that cannot be saved as a contact: {0}")]
+    BadName(String),
     /// The contact's handshake was signed by a key other than the one saved for them.
     #[error(
-        "WARNING: {name} answered with a different identity key than the one you saved. Either \
-         {name} reinstalled p2pchat, or someone is impersonating {name}. Nothing was sent. If \
-         you are sure it is {name}, pair again with a code (p2pchat chat --server ADDR)"
+        "WARNING: {name} answered with a different identity key than the one you saved, so \
+         nothing was sent: either {name} reinstalled p2pchat or someone is impersonating \
+         {name}; if you are sure it is {name}, pair again with a code (p2pchat chat --server \
+         ADDR)"
     )]
     IdentityChanged {
+        /// The contact.
+        name: String,
+    },
+    /// The contact refused us (signed with the key we saved for them): the key they saved for
+    /// us is not ours.
+    #[error(
+        "WARNING: {name} refused to connect because {name}'s p2pchat saved a different identity \
+         key for you (did you reinstall p2pchat or lose identity.key?), so nothing was sent; \
+         to go on, pair with {name} again with a code (p2pchat chat --server ADDR)"
+    )]
+    RefusedByContact {
         /// The contact.
         name: String,
     },
@@ -229,11 +247,15 @@ struct IdentityPost {
     sig: String,
 }
 
-/// The sealed signature a contact handshake side posts.
+/// The sealed signature a contact handshake side posts (over the transcript, to prove itself;
+/// or over the refusal label and the transcript, to refuse).
 #[derive(Serialize, Deserialize)]
 struct AuthPost {
     sig: String,
 }
+
+/// What a refusal signs, before the transcript.
+const REFUSAL_LABEL: &[u8] = b"p2pchat refused v1";
 
 /// Hash of a labelled sequence of parts, each length-prefixed so parts cannot run together.
 fn transcript(label: &[u8], parts: &[&[u8]]) -> [u8; 32] {
@@ -369,7 +391,11 @@ impl Pairing {
             identity::verify(&key, &signed, &sig).then_some(Peer { name: post.name, key })
         });
         self.outcome = Some(match peer {
-            Some(peer) => Ok(Agreed { send: derived.send, recv: derived.recv, peer }),
+            // A name that could pass for another is not taken into our contacts.
+            Some(peer) => match crate::text::name_problem(&peer.name) {
+                Some(problem) => Err(Failure::BadName(problem)),
+                None => Ok(Agreed { send: derived.send, recv: derived.recv, peer }),
+            },
             None => Err(Failure::CodeMismatch),
         });
     }
@@ -384,6 +410,8 @@ pub struct Handshake {
     /// Their ephemeral key and the identity key they announced with it.
     theirs: Option<([u8; 32], [u8; 32])>,
     derived: Option<Derived>,
+    /// Our post refuses them (their identity key is not the one we saved).
+    refusing: bool,
     outcome: Option<Result<Agreed, Failure>>,
 }
 
@@ -392,27 +420,37 @@ impl Handshake {
     /// (random bytes).
     pub fn new(identity: Identity, contact: Peer, secret: [u8; 32]) -> Self {
         let ours = x25519_dalek::x25519(secret, x25519_dalek::X25519_BASEPOINT_BYTES);
-        Self { identity, contact, secret, ours, theirs: None, derived: None, outcome: None }
+        Self {
+            identity,
+            contact,
+            secret,
+            ours,
+            theirs: None,
+            derived: None,
+            refusing: false,
+            outcome: None,
+        }
     }
 
     /// What we must have posted by now: (phase, body). The hello is our ephemeral key and
-    /// our identity key.
+    /// our identity key; then our signature, or our refusal.
     pub fn posts(&self) -> Vec<(&'static str, String)> {
         let hello = [self.ours, self.identity.public()].concat();
         let mut out = vec![(phase::HELLO, STANDARD.encode(hello))];
         if let Some(derived) = &self.derived {
-            out.push((phase::AUTH, derived.post.clone()));
+            let phase = if self.refusing { phase::REFUSED } else { phase::AUTH };
+            out.push((phase, derived.post.clone()));
         }
         out
     }
 
     /// The phases to fetch, until there is an outcome: their hello always (a restart changes
-    /// it), their signature once we have keys.
+    /// it), their signature or refusal once we have keys.
     pub fn wants(&self) -> Vec<&'static str> {
         match (&self.outcome, &self.derived) {
             (Some(_), _) => Vec::new(),
             (None, None) => vec![phase::HELLO],
-            (None, Some(_)) => vec![phase::HELLO, phase::AUTH],
+            (None, Some(_)) => vec![phase::HELLO, phase::AUTH, phase::REFUSED],
         }
     }
 
@@ -434,6 +472,7 @@ impl Handshake {
         match phase {
             phase::HELLO => self.on_hello(body, unix_secs),
             phase::AUTH => self.on_auth(body),
+            phase::REFUSED => self.on_refused(body),
             _ => {}
         }
     }
@@ -459,10 +498,32 @@ impl Handshake {
         let transcript = transcript(b"p2pchat contact transcript v1", &[&e1, &e2, &k1, &k2]);
         let (send, recv) = direction_keys(&shared, &transcript, we_are_first);
         let cipher = Cipher::from_secrets(&send, &recv);
-        let signed = [b"p2pchat auth v1".as_slice(), &transcript].concat();
+        // Not the key we saved: no signature that would let them in, but a signed refusal, so
+        // that they learn why (they may be our contact after a reinstall).
+        self.refusing = id != self.contact.key;
+        let label = if self.refusing { REFUSAL_LABEL } else { b"p2pchat auth v1".as_slice() };
+        let signed = [label, &transcript].concat();
         let post = AuthPost { sig: STANDARD.encode(self.identity.sign(&signed)) };
         let sealed = cipher.seal(&serde_json::to_vec(&post).unwrap_or_default(), unix_secs);
         self.derived = Some(Derived { cipher, send, recv, transcript, post: sealed });
+        if self.refusing {
+            self.outcome = Some(Err(Failure::IdentityChanged { name: self.contact.name.clone() }));
+        }
+    }
+
+    /// Their refusal: they hold a different key for us. Believed only when signed by the key
+    /// we saved for them, under this handshake's keys (so nobody else can end it this way).
+    fn on_refused(&mut self, body: &str) {
+        let Some(derived) = &self.derived else { return };
+        let Ok(plain) = derived.cipher.open_whenever(body) else { return };
+        let Ok(post) = serde_json::from_slice::<AuthPost>(&plain) else { return };
+        let signed = [REFUSAL_LABEL, &derived.transcript].concat();
+        if STANDARD
+            .decode(&post.sig)
+            .is_ok_and(|sig| identity::verify(&self.contact.key, &signed, &sig))
+        {
+            self.outcome = Some(Err(Failure::RefusedByContact { name: self.contact.name.clone() }));
+        }
     }
 
     fn on_auth(&mut self, body: &str) {

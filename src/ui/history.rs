@@ -15,7 +15,7 @@ use super::theme;
 use crate::app::Model;
 use crate::app::model::{Entry, EntryKind};
 use crate::history::Delivery;
-use crate::text::{matches_ignoring_case, sanitize, sanitize_lines};
+use crate::text::{escapes, matches_ignoring_case, sanitize, sanitize_lines};
 
 /// The styled pieces of one entry, before wrapping. Untrusted text is neutralised here; places
 /// that contain `term` are highlighted (`current`: this entry is the match in view).
@@ -24,7 +24,7 @@ fn pieces(entry: &Entry, term: Option<&str>, current: bool) -> Vec<(String, Styl
     match &entry.kind {
         EntryKind::Chat { from, text, own, delivery, .. } => {
             let name_style = if *own { theme::own() } else { theme::peer(from) };
-            out.push((sanitize(from), name_style));
+            push_dimming_escapes(&mut out, &sanitize(from), name_style);
             out.push((": ".to_owned(), Style::new()));
             let text = sanitize_lines(text);
             let found =
@@ -32,11 +32,11 @@ fn pieces(entry: &Entry, term: Option<&str>, current: bool) -> Vec<(String, Styl
             let mark = if current { theme::current_match() } else { theme::found() };
             let mut done = 0;
             for range in found {
-                out.push((text[done..range.start].to_owned(), Style::new()));
+                push_dimming_escapes(&mut out, &text[done..range.start], Style::new());
                 out.push((text[range.clone()].to_owned(), mark));
                 done = range.end;
             }
-            out.push((text[done..].to_owned(), Style::new()));
+            push_dimming_escapes(&mut out, &text[done..], Style::new());
             match delivery {
                 Some(Delivery::Queued) => {
                     out.push((" ⧗ waiting for a peer".to_owned(), theme::delivery()));
@@ -50,6 +50,18 @@ fn pieces(entry: &Entry, term: Option<&str>, current: bool) -> Vec<(String, Styl
         EntryKind::System(text) => out.push((format!("— {}", sanitize(text)), theme::system())),
     }
     out
+}
+
+/// Pushes `text` in `style`, its escapes of invisible characters ("⟨U+200B⟩") dimmed, so they
+/// read as marks, not as text someone typed.
+fn push_dimming_escapes(out: &mut Vec<(String, Style)>, text: &str, style: Style) {
+    let mut done = 0;
+    for range in escapes(text) {
+        out.push((text[done..range.start].to_owned(), style));
+        out.push((text[range.clone()].to_owned(), style.patch(theme::invisible())));
+        done = range.end;
+    }
+    out.push((text[done..].to_owned(), style));
 }
 
 /// The grapheme clusters of `text`. Sanitised ASCII (no CR, no controls) has one per byte, so

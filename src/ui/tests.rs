@@ -184,3 +184,35 @@ fn long_input_scrolls_sideways_to_keep_the_cursor_visible() {
     let cursor = terminal.get_cursor_position().unwrap();
     assert_eq!((cursor.x, cursor.y), (78, 22));
 }
+
+#[test]
+fn invisible_characters_show_dimmed_in_texts_and_names() {
+    let mut m = model((80, 24));
+    m.entries.push(chat(
+        "b\u{200b}ob",
+        "zero\u{200b}\u{200c}\u{200d}\u{feff}width",
+        false,
+        at(12, 0, 4),
+    ));
+    m.peers[1].name = "b\u{202e}ob".into();
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    terminal.draw(|f| render(&m, f)).unwrap();
+    let lines = screen(&m);
+    assert!(contains(&lines, "b⟨U+200B⟩ob:"), "{lines:#?}");
+    assert!(contains(&lines, "zero⟨U+200B⟩⟨U+200C⟩⟨U+200D⟩⟨U+FEFF⟩width"), "{lines:#?}");
+    assert!(contains(&lines, "b⟨U+202E⟩ob"), "a peer's name in the status pane: {lines:#?}");
+    // The escape is drawn dim; the letters around it are not.
+    let buffer = terminal.backend().buffer().clone();
+    let row = (0..24u16).find(|&y| {
+        (0..80u16).map(|x| buffer[(x, y)].symbol().to_owned()).collect::<String>().contains("zero⟨")
+    });
+    let y = row.expect("the message row");
+    let cells: Vec<_> = (0..80u16).map(|x| buffer[(x, y)].clone()).collect();
+    let start = cells.iter().position(|c| c.symbol() == "z").unwrap();
+    let dim = |i: usize| cells[i].modifier.contains(ratatui::style::Modifier::DIM);
+    assert!(!dim(start), "z");
+    assert!(dim(start + 4), "⟨ of the first escape");
+    let after = start + 4 + 4 * "⟨U+200B⟩".chars().count();
+    assert_eq!(cells[after].symbol(), "w");
+    assert!(!dim(after), "w");
+}

@@ -65,6 +65,11 @@ pub fn marker() -> Style {
     Style::new().fg(Color::Black).bg(Color::Yellow)
 }
 
+/// Escapes standing for invisible characters ("⟨U+200B⟩"): dim, so they read as marks.
+pub fn invisible() -> Style {
+    Style::new().fg(Color::DarkGray).add_modifier(Modifier::DIM)
+}
+
 /// Search matches in the history.
 pub fn found() -> Style {
     Style::new().fg(Color::Black).bg(Color::Yellow)

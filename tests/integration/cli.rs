@@ -3,7 +3,7 @@
 
 use std::process::Output;
 
-use crate::harness::{TempDir, bin};
+use crate::harness::{TempDir, bin, keygen};
 
 fn run(args: &[&str]) -> Output {
     bin().args(args).output().unwrap()
@@ -217,4 +217,44 @@ fn the_relay_secret_is_never_printed() {
     child.kill().unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(!line.contains(secret) && !stderr(&out).contains(secret));
+}
+
+#[test]
+fn names_and_rooms_with_invisible_characters_are_refused_in_one_sentence() {
+    let key = keygen();
+    let dir = TempDir::new("invisible");
+    let d = dir.path().to_str().unwrap();
+    for name in ["b\u{200b}ob", "bob\u{200f}", "\u{2066}bob", "bo\u{ad}b", "b\u{2028}ob"] {
+        let out =
+            run(&["chat", "--name", name, "--peer", "127.0.0.1:9", "--key", &key, "--data-dir", d]);
+        assert_eq!(out.status.code(), Some(2), "{name:?}");
+        let said = stderr(&out);
+        assert!(said.contains("invisible") && said.contains("U+"), "{name:?}: {said}");
+        assert_eq!(said.trim().lines().count(), 1, "one sentence: {said}");
+    }
+    let out = run(&[
+        "chat",
+        "--name",
+        "ann",
+        "--room",
+        "friends\u{200b}",
+        "--key",
+        &key,
+        "--server",
+        "127.0.0.1:9",
+        "--data-dir",
+        d,
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("U+200B"), "{}", stderr(&out));
+    // The config file's name is held to the same rule.
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "name = \"b\\u200bob\"\n").unwrap(); // TOML's escape
+    let out = bin()
+        .args(["chat", "--peer", "127.0.0.1:9", "--key", &key, "--data-dir", d])
+        .env("P2PCHAT_CONFIG", &config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("U+200B"), "{}", stderr(&out));
 }

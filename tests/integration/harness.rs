@@ -106,6 +106,13 @@ impl Proc {
         stdin.flush().unwrap();
     }
 
+    /// Writes raw bytes to stdin (input that need not be text).
+    pub fn write_raw(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(bytes).unwrap();
+        stdin.flush().unwrap();
+    }
+
     /// Closes stdin (end of input).
     pub fn close_stdin(&mut self) {
         self.stdin = None;

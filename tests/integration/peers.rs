@@ -93,6 +93,74 @@ fn direct_peers_chat_without_a_server() {
 }
 
 #[test]
+fn headless_input_that_is_not_clean_text_is_reported_and_reading_goes_on() {
+    let key = keygen();
+    let (pa, pb) = (free_port(), free_port());
+    let (da, db) = (TempDir::new("ua"), TempDir::new("ub"));
+    let mut a = direct_peer("ann", pa, pb, &key, da.path());
+    let mut b = direct_peer("ben", pb, pa, &key, db.path());
+    a.expect(CONNECT, "ben online", |v| v["event"] == "peer_online" && v["peer"] == "ben");
+    b.expect(CONNECT, "ann online", |v| v["event"] == "peer_online" && v["peer"] == "ann");
+    // The example, then its family: a NUL byte, a CRLF ending, a line longer than a
+    // message may be, and a last line without a newline.
+    a.write_raw(b"one\ncaf\xe9\nthree\nnul\0here\ncrlf\r\n");
+    a.write_raw(&vec![b'x'; 70 * 1024]);
+    a.write_raw(b"\nlast");
+    a.close_stdin();
+    for text in ["one", "three", "crlf", "last"] {
+        b.expect(CONNECT, text, |v| {
+            v["event"] == "message" && v["from"] == "ann" && v["text"] == text
+        });
+    }
+    a.expect_event(CONNECT, "closed");
+    assert_eq!(a.wait(CONNECT), Some(0));
+    let errors: Vec<Value> = a
+        .seen
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["event"] == "error")
+        .collect();
+    let lines: Vec<u64> = errors.iter().map(|e| e["line"].as_u64().unwrap()).collect();
+    assert_eq!(lines, [2, 4], "{errors:?}");
+    let says = |i: usize, what: &str| errors[i]["message"].as_str().unwrap().contains(what);
+    assert!(says(0, "not valid UTF-8") && says(1, "NUL"));
+    // A message too long to send is `not_sent`, as it always was, and not quoted back whole.
+    let refused = a.seen.iter().find(|l| l.contains("\"not_sent\"")).expect("not_sent");
+    let refused: Value = serde_json::from_str(refused).unwrap();
+    assert_eq!(refused["line"], 6);
+    assert!(refused["reason"].as_str().unwrap().contains("64 KiB"), "{refused}");
+    assert!(refused.to_string().len() < 400, "an over-long line is not quoted back: {refused}");
+    let texts: Vec<Value> =
+        b.seen.iter().filter_map(|l| serde_json::from_str::<Value>(l).ok()).collect();
+    let received: Vec<&str> = texts
+        .iter()
+        .filter(|v| v["event"] == "message")
+        .filter_map(|v| v["text"].as_str())
+        .collect();
+    assert_eq!(received, ["one", "three", "crlf", "last"]);
+}
+
+#[test]
+fn headless_answers_every_ending_signal_with_a_goodbye() {
+    let key = keygen();
+    let (pa, pb) = (free_port(), free_port());
+    let (da, db) = (TempDir::new("ha"), TempDir::new("hb"));
+    let mut b = direct_peer("ben", pb, pa, &key, db.path());
+    for signal in ["HUP", "TERM", "INT", "QUIT"] {
+        let mut a = direct_peer("ann", pa, pb, &key, da.path());
+        a.expect(CONNECT, "ben online", |v| v["event"] == "peer_online");
+        b.expect(CONNECT, "ann online", |v| v["event"] == "peer_online" && v["peer"] == "ann");
+        let pid = a.child.id().to_string();
+        let sent = std::process::Command::new("kill").args([&format!("-{signal}"), &pid]).status();
+        assert!(sent.unwrap().success());
+        b.expect(CONNECT, "ann's goodbye", |v| {
+            v["event"] == "peer_offline" && v["peer"] == "ann" && v["reason"] == "left"
+        });
+        assert_eq!(a.wait(CONNECT), Some(0), "SIG{signal}");
+    }
+}
+
+#[test]
 fn demo_runs_with_nothing_configured_not_even_a_login_name() {
     let data = TempDir::new("demo-bare");
     let mut c = bin();

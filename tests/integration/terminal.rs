@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::harness::{TempDir, skip_or_fail};
+use crate::harness::{Proc, TempDir, direct_peer, free_port, keygen, skip_or_fail};
 
 /// A tmux server of the test's own, with one session "t" running `command`; killed on drop.
 pub struct Tmux {
@@ -58,6 +58,18 @@ impl Tmux {
             assert!(Instant::now() < deadline, "no {needle:?} on screen:\n{screen}");
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Terminal state the program left behind: alternate screen, any mouse reporting, cursor
+    /// shown (tmux's own flags for the pane).
+    fn modes(&self) -> String {
+        let format = "alternate=#{alternate_on} mouse=#{mouse_any_flag} cursor=#{cursor_flag}";
+        self.run(&["display-message", "-p", "-t", "t", format]).trim().to_owned()
+    }
+
+    /// The pid of the pane's shell.
+    fn shell_pid(&self) -> String {
+        self.run(&["display-message", "-p", "-t", "t", "#{pane_pid}"]).trim().to_owned()
     }
 
     fn alive(&self) -> bool {
@@ -206,6 +218,142 @@ fn a_code_typed_at_the_prompt_with_tab_completion_pairs() {
     let number = agreed["safety_number"].as_str().unwrap();
     tmux.type_line("/verify");
     tmux.wait_for(number, Duration::from_secs(5));
+    tmux.type_line("/quit");
+    tmux.wait_for("EXITED 0", Duration::from_secs(10));
+}
+
+/// A headless "ann" on one port and the full-screen chat line for "bob" on another, direct.
+struct DirectPair {
+    ann: Proc,
+    bob_line: String,
+    _dirs: (TempDir, TempDir),
+}
+
+impl DirectPair {
+    fn new() -> Self {
+        let key = keygen();
+        let (pa, pb) = (free_port(), free_port());
+        let dirs = (TempDir::new("sig-a"), TempDir::new("sig-b"));
+        let ann = direct_peer("ann", pa, pb, &key, dirs.0.path());
+        let bob_line = format!(
+            "P2PCHAT_KEY={key} P2PCHAT_CONFIG=/nonexistent {} chat --name bob --bind {pb} --peer {pa} --data-dir {}",
+            env!("CARGO_BIN_EXE_p2pchat"),
+            dirs.1.path().display()
+        );
+        Self { ann, bob_line, _dirs: dirs }
+    }
+
+    /// Ann sees bob come online (again).
+    fn bob_online(&mut self) {
+        self.ann.expect(Duration::from_secs(15), "bob online", |v| {
+            v["event"] == "peer_online" && v["peer"] == "bob"
+        });
+    }
+
+    /// Ann sees bob say goodbye (not just fall silent).
+    fn bob_left(&mut self, why: &str) {
+        self.ann.expect(Duration::from_secs(10), why, |v| {
+            v["event"] == "peer_offline" && v["peer"] == "bob" && v["reason"] == "left"
+        });
+    }
+}
+
+#[test]
+fn every_ending_signal_restores_the_terminal_and_says_goodbye() {
+    if !Tmux::available() {
+        return skip_or_fail("tmux is not installed");
+    }
+    let mut pair = DirectPair::new();
+    for signal in ["HUP", "TERM", "INT", "QUIT"] {
+        let tmux = Tmux::start(
+            &format!("sig-{signal}"),
+            &format!("{}; echo EXITED $?; sleep 30", pair.bob_line),
+        );
+        tmux.wait_for("● ann online", Duration::from_secs(15));
+        pair.bob_online();
+        assert!(tmux.modes().starts_with("alternate=1 mouse=1"), "SIG{signal}: the chat is up");
+        let out = Command::new("pkill")
+            .args([&format!("-{signal}"), "-P", &tmux.shell_pid(), "p2pchat"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "pkill found no p2pchat");
+        let screen = tmux.wait_for("EXITED 0", Duration::from_secs(10));
+        assert!(!screen.contains("┌ status"), "SIG{signal}: {screen}");
+        assert_eq!(tmux.modes(), "alternate=0 mouse=0 cursor=1", "SIG{signal}: restored");
+        pair.bob_left(&format!("bob's goodbye on SIG{signal}"));
+    }
+}
+
+#[test]
+fn ctrl_z_and_sigtstp_suspend_cleanly_and_fg_resumes() {
+    if !Tmux::available() {
+        return skip_or_fail("tmux is not installed");
+    }
+    let mut pair = DirectPair::new();
+    // An interactive shell with job control, as a user has.
+    let tmux = Tmux::start("suspend", "env PS1='PROMPT> ' bash --norc --noprofile -i");
+    tmux.wait_for("PROMPT>", Duration::from_secs(10));
+    tmux.type_line(&pair.bob_line);
+    tmux.wait_for("● ann online", Duration::from_secs(15));
+    pair.bob_online();
+    for (how, stop) in [("Ctrl-Z", None), ("SIGTSTP", Some("-TSTP"))] {
+        match stop {
+            None => tmux.keys(&["C-z"]),
+            Some(signal) => {
+                let out = Command::new("pkill")
+                    .args([signal, "-P", &tmux.shell_pid(), "p2pchat"])
+                    .output()
+                    .unwrap();
+                assert!(out.status.success(), "pkill found no p2pchat");
+            }
+        }
+        let screen = tmux.wait_for("Stopped", Duration::from_secs(10));
+        assert!(!screen.contains("┌ status"), "{how}: {screen}");
+        assert_eq!(tmux.modes(), "alternate=0 mouse=0 cursor=1", "{how}: the shell's terminal");
+        tmux.type_line("fg");
+        // Resumed: the whole screen is drawn again and keys work.
+        tmux.wait_for("┌ status", Duration::from_secs(10));
+        assert!(tmux.modes().starts_with("alternate=1 mouse=1"), "{how}: the chat's again");
+        tmux.type_line(&format!("back after {how}"));
+        pair.ann.expect(Duration::from_secs(15), "the message", |v| {
+            v["event"] == "message" && v["text"] == format!("back after {how}")
+        });
+    }
+    tmux.type_line("/quit");
+    pair.bob_left("bob's goodbye");
+    tmux.wait_for("PROMPT>", Duration::from_secs(10));
+    assert_eq!(tmux.modes(), "alternate=0 mouse=0 cursor=1");
+}
+
+#[test]
+fn emoji_the_terminal_measures_differently_leave_nothing_behind() {
+    if !Tmux::available() {
+        return skip_or_fail("tmux is not installed");
+    }
+    let data = TempDir::new("emoji");
+    let tmux = start_demo(&data, "emoji");
+    tmux.wait_for("● bot online", Duration::from_secs(10));
+    // A skin-tone modifier, a ZWJ sequence, a flag, a keycap: one grapheme each for us; tmux
+    // may draw some as two.
+    for emoji in ["👍🏽", "👩‍💻", "🇳🇱", "1️⃣"] {
+        tmux.keys(&["-l", &format!("x{emoji}{emoji}y")]);
+        tmux.wait_for("y", Duration::from_secs(5));
+        tmux.keys(&["C-u"]);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let screen = tmux.screen();
+            let input = screen.lines().find(|l| l.contains("message (Enter sends")).map(|_| ());
+            let typed_row =
+                screen.lines().skip_while(|l| !l.contains("message (Enter sends")).nth(1);
+            let clean =
+                typed_row.is_some_and(|row| row.trim_matches(|c| c == '│' || c == ' ').is_empty());
+            if input.is_some() && clean {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{emoji}: left behind after Ctrl-U:\n{screen}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
     tmux.type_line("/quit");
     tmux.wait_for("EXITED 0", Duration::from_secs(10));
 }

@@ -91,7 +91,7 @@ impl Runner {
                     Effect::Log { record, .. } => self.log.append(&record).unwrap(),
                     Effect::Load(load) => pending.push(answer_load(self.log.path(), load)),
                     Effect::Search(term) => pending.push(answer_search(self.log.path(), term)),
-                    Effect::Net(_) | Effect::Exit => {}
+                    Effect::Net(_) | Effect::Exit | Effect::Suspend => {}
                 }
             }
         }

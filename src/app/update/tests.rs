@@ -283,3 +283,35 @@ fn log_failure_is_told_once() {
     let n = system_lines(&m).iter().filter(|l| l.contains("disk full")).count();
     assert_eq!(n, 1);
 }
+
+#[test]
+fn ctrl_z_asks_the_terminal_owner_to_suspend_and_changes_nothing_else() {
+    let mut m = model();
+    for c in "half a line".chars() {
+        update(&mut m, Message::Key(Action::Insert(c)));
+    }
+    let effects = update(&mut m, Message::Key(Action::Suspend));
+    assert!(matches!(effects.as_slice(), [Effect::Suspend]), "{effects:?}");
+    assert!(!m.quitting);
+    assert_eq!(m.input.text(), "half a line");
+}
+
+#[test]
+fn an_over_long_refusal_does_not_quote_the_whole_text_and_keeps_it_in_the_input() {
+    let mut m = model();
+    let long = "x".repeat(70_000);
+    let reason = "longer than 64 KiB".to_owned();
+    let effects = net(&mut m, NetEvent::NotSent { text: long.clone(), reason }, 1);
+    assert_eq!(m.input.text(), long, "nothing typed is lost");
+    let logged: Vec<String> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Log { record, .. } => serde_json::to_string(record).ok(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(logged.len(), 1);
+    assert!(logged[0].len() < 1000, "the log gets its start: {} bytes", logged[0].len());
+    let shown = system_lines(&m).into_iter().find(|l| l.starts_with("not sent")).unwrap();
+    assert!(shown.len() < 300 && shown.contains("64 KiB") && shown.contains('…'), "{shown}");
+}

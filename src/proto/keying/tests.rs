@@ -128,6 +128,22 @@ fn a_server_substituting_its_own_spake2_messages_gets_no_key() {
     assert_eq!(b.outcome(), Some(&Err(Failure::CodeMismatch)));
 }
 
+#[test]
+fn a_name_with_invisible_characters_is_not_taken_as_a_contact() {
+    // A client that lets a name like "b\u{200b}ob" through would pass for "bob".
+    for name in ["b\u{200b}ob", "bob\u{202e}", "\u{feff}bob", "b\u{1b}ob"] {
+        let c = code(["apple", "banjo"]);
+        let mut a = Pairing::new(&c, identity(1), "ann".into());
+        let mut b = Pairing::new(&c, identity(2), name.into());
+        relay(&mut a, &mut b);
+        let Some(Err(Failure::BadName(problem))) = a.outcome() else {
+            panic!("{name:?} accepted: {:?}", a.outcome());
+        };
+        assert!(problem.contains("choose a name without it"), "{problem}");
+        assert!(matches!(b.outcome(), Some(Ok(_))), "ann's own name is fine");
+    }
+}
+
 fn contact(name: &str, seed: u8) -> Peer {
     Peer { name: name.into(), key: identity(seed).public() }
 }
@@ -156,6 +172,35 @@ fn a_changed_identity_key_is_refused() {
     let mut b = Handshake::new(identity(3), contact("ann", 1), [12; 32]);
     relay(&mut a, &mut b);
     assert_eq!(a.outcome(), Some(&Err(Failure::IdentityChanged { name: "bob".into() })));
+    // Bob learns it too, from Ann's signed refusal, instead of waiting for her forever.
+    assert_eq!(b.outcome(), Some(&Err(Failure::RefusedByContact { name: "ann".into() })));
+    assert!(!a.posts().iter().any(|(phase, _)| *phase == phase::AUTH), "no signature for bob");
+    for failure in [a.outcome(), b.outcome()].into_iter().flatten() {
+        let said = failure.clone().err().unwrap().to_string();
+        assert!(said.contains("pair") && said.contains("again with a code"), "{said}");
+        assert_eq!(said.matches(". ").count(), 0, "one sentence: {said}");
+    }
+}
+
+#[test]
+fn a_refusal_counts_only_in_its_own_handshake() {
+    // Ann saved another key for bob (3) and refuses his run; a replay of that refusal to a
+    // later run of bob, made under other keys, proves nothing: that run waits on.
+    let mut ann = Handshake::new(identity(1), contact("bob", 3), [11; 32]);
+    let mut bob = Handshake::new(identity(2), contact("ann", 1), [12; 32]);
+    relay(&mut ann, &mut bob);
+    let refusal = ann.posts().into_iter().find(|(phase, _)| *phase == phase::REFUSED).unwrap();
+    let mut later = Handshake::new(identity(2), contact("ann", 1), [13; 32]);
+    let hello = ann.posts().into_iter().find(|(phase, _)| *phase == phase::HELLO).unwrap();
+    later.on_mail(hello.0, &hello.1, NOW);
+    later.on_mail(refusal.0, &refusal.1, NOW);
+    assert_eq!(later.outcome(), None);
+    // Both sides with a changed key: each refuses the other, neither hangs.
+    let mut a = Handshake::new(identity(5), contact("bob", 2), [14; 32]);
+    let mut b = Handshake::new(identity(6), contact("ann", 1), [15; 32]);
+    relay(&mut a, &mut b);
+    assert_eq!(a.outcome(), Some(&Err(Failure::IdentityChanged { name: "bob".into() })));
+    assert_eq!(b.outcome(), Some(&Err(Failure::IdentityChanged { name: "ann".into() })));
 }
 
 #[test]

@@ -100,8 +100,8 @@ impl Session {
             for (phase, body) in rekey.outbox.due(handshake.posts()) {
                 requests.push(ToServer::Post { room: room.clone(), phase: phase.into(), body });
             }
-            if handshake.outcome().is_none() {
-                requests.push(ToServer::Fetch { room: room.clone(), phase: phase::AUTH.into() });
+            for phase in handshake.wants().into_iter().filter(|p| *p != phase::HELLO) {
+                requests.push(ToServer::Fetch { room: room.clone(), phase: phase.into() });
             }
             rekey.next_poll = now + KEYING_RETRY;
         }
@@ -134,6 +134,11 @@ impl Session {
             let mut handshake =
                 Handshake::new(rekey.config.identity.clone(), rekey.config.contact.clone(), secret);
             handshake.on_mail(phase, body, unix);
+            // A hello under another identity key is refused at once; the handshake stays until
+            // the server holds our refusal, so that the other side learns why.
+            if let Some(Err(failure)) = handshake.outcome() {
+                self.events.push_back(NetEvent::KeysRefused { reason: failure.to_string() });
+            }
             rekey.handshake = Some(handshake);
             rekey.answering = Some(body.to_owned());
             rekey.next_poll = now;
