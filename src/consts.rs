@@ -194,8 +194,15 @@ pub const SEND_WINDOW_SEGMENTS: usize = 256;
 /// log keeps them across restarts). Past this, new messages are refused with a notice.
 pub const SEND_BUFFER_SEGMENTS: usize = 16_384;
 
-/// How far ahead of the next expected segment a receiver buffers out-of-order segments.
-pub const RECV_WINDOW_SEGMENTS: u64 = 4096;
+/// How far ahead of the next expected segment a receiver buffers out-of-order segments: the
+/// send window, since no well-behaved sender has more in flight (what we refuse to send we
+/// refuse to receive); about 210 KB of text per sender at most.
+pub const RECV_WINDOW_SEGMENTS: u64 = SEND_WINDOW_SEGMENTS as u64;
+
+/// Peers a session keeps, at most. The server lists at most `MAX_ROOM_MEMBERS` per room; the
+/// rest is room for key holders it does not list, who are answered but never probed, and make
+/// room for a newcomer once silent.
+pub const MAX_PEERS: usize = 4 * MAX_ROOM_MEMBERS;
 
 /// Retransmission timeout before any RTT sample (RFC 9002's initial RTT is 333 ms; a chat peer
 /// that just answered a punch is nearer).

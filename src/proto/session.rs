@@ -23,7 +23,7 @@ use super::{
 };
 use crate::consts::{
     DEDUP_CAPACITY, DIRECT_RETRY_FIRST, DIRECT_RETRY_MAX, DROPS_REPORT_INTERVAL,
-    KEEPALIVE_INTERVAL, MAX_DATAGRAM_BYTES, MAX_MESSAGE_BYTES, MAX_PLAINTEXT_BYTES,
+    KEEPALIVE_INTERVAL, MAX_DATAGRAM_BYTES, MAX_MESSAGE_BYTES, MAX_PEERS, MAX_PLAINTEXT_BYTES,
     NOTICE_SOURCES_CAPACITY, OFFLINE_AFTER, OPENER_TTL, OPENER_WAIT, PATH_STALE_AFTER,
     PROBE_INTERVAL, PUNCH_INTERVAL, PUNCH_WINDOW, REGISTER_REFRESH, REGISTER_REFRESH_ALONE,
     REGISTER_RETRY, REGISTER_RETRY_MAX, RELAY_AFTER, RELAY_FALLBACK_AFTER, RELAY_RETRY,
@@ -118,6 +118,10 @@ struct Peer {
     instance: Option<u64>,
     nat: Option<String>,
     configured: bool,
+    /// The rendezvous server introduced it (or `--peer` named it): we look for it. A peer known
+    /// only from its own packets is answered while it talks, never probed, and forgotten once
+    /// silent.
+    listed: bool,
     online: bool,
     last_seen: Option<Instant>,
     fast_until: Instant,
@@ -153,6 +157,7 @@ impl Peer {
             instance: None,
             nat: None,
             configured: false,
+            listed: false,
             online: false,
             last_seen: None,
             fast_until: now + PUNCH_WINDOW,
@@ -373,9 +378,11 @@ impl Session {
             relay_check_at: None,
         };
         session.rekey = session.config.rekey.take().map(|r| RekeyState::new(r, now));
-        if let Mode::Direct { peer } = session.config.mode {
-            let index = session.add_peer(None, vec![peer], now);
+        if let Mode::Direct { peer } = session.config.mode
+            && let Some(index) = session.add_peer(None, vec![peer], now)
+        {
             session.peers[index].configured = true;
+            session.peers[index].listed = true;
         }
         for (from, id) in std::mem::take(&mut session.config.seen) {
             session.seen.insert((from, id));
@@ -456,6 +463,10 @@ impl Session {
         for index in 0..self.peers.len() {
             self.peer_timers(now, index);
         }
+        // Peers known only from their own packets are forgotten once they fall silent.
+        while let Some(index) = self.peers.iter().position(|p| !p.online && !p.listed) {
+            self.forget_peer(index);
+        }
         self.pump(now);
         self.flush_turn(now);
         if now >= self.next_drops_report {
@@ -534,16 +545,36 @@ impl Session {
         u64::try_from(self.wall(now).timestamp()).unwrap_or(0)
     }
 
+    /// A new peer; with `MAX_PEERS` known already, the one heard from least recently among
+    /// those that are offline and not listed makes room, else there is none (`None`).
     fn add_peer(
         &mut self,
         name: Option<String>,
         candidates: Vec<SocketAddr>,
         now: Instant,
-    ) -> usize {
+    ) -> Option<usize> {
+        if self.peers.len() >= MAX_PEERS {
+            let evictable = self
+                .peers
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| !p.online && !p.listed)
+                .min_by_key(|(_, p)| p.last_seen)
+                .map(|(i, _)| i)?;
+            self.forget_peer(evictable);
+        }
         let id = PeerId(self.next_peer_id);
-        self.next_peer_id += 1;
+        self.next_peer_id = self.next_peer_id.wrapping_add(1);
         self.peers.push(Peer::new(id, name, candidates, now));
-        self.peers.len() - 1
+        Some(self.peers.len() - 1)
+    }
+
+    /// Forgets a peer and its streams.
+    fn forget_peer(&mut self, index: usize) {
+        let peer = self.peers.remove(index);
+        if let Some(name) = peer.name {
+            self.streams.retain(|(n, _), _| *n != name);
+        }
     }
 
     fn seal(&self, now: Instant, envelope: &Envelope) -> Option<Vec<u8>> {
@@ -785,6 +816,7 @@ impl Session {
         match self.peers.iter().position(|p| p.name.as_deref() == Some(name.as_str())) {
             Some(index) => {
                 let peer = &mut self.peers[index];
+                peer.listed = true;
                 if peer.relay != relay {
                     peer.relay = relay;
                     // A relayed address to try: probe it now, whatever the state of the path.
@@ -812,8 +844,11 @@ impl Session {
                 self.learn_nat(index, nat.as_deref());
             }
             None => {
-                let index = self.add_peer(Some(name.clone()), candidates, now);
+                let Some(index) = self.add_peer(Some(name.clone()), candidates, now) else {
+                    return;
+                };
                 self.peers[index].relay = relay;
+                self.peers[index].listed = true;
                 self.permit_relayed_peers(now);
                 self.flush_turn(now);
                 let peer = self.peers[index].id;
@@ -857,13 +892,13 @@ impl Session {
 
     /// The peer an authenticated envelope belongs to: by name; else the direct-mode peer whose
     /// name we have not learnt yet; else a new peer (anyone holding the key is a participant).
-    fn peer_for(&mut self, name: &str, from: SocketAddr, now: Instant) -> usize {
+    fn peer_for(&mut self, name: &str, from: SocketAddr, now: Instant) -> Option<usize> {
         if let Some(index) = self.peers.iter().position(|p| p.name.as_deref() == Some(name)) {
-            return index;
+            return Some(index);
         }
         if let Some(index) = self.peers.iter().position(|p| p.name.is_none()) {
             self.peers[index].name = Some(name.to_owned());
-            return index;
+            return Some(index);
         }
         self.add_peer(Some(name.to_owned()), vec![from], now)
     }
@@ -873,7 +908,11 @@ impl Session {
             self.drops.reflected += 1;
             return;
         }
-        let index = self.peer_for(envelope.name(), from.addr, now);
+        let Some(index) = self.peer_for(envelope.name(), from.addr, now) else {
+            // As many peers as we keep, all listed or online: a flood of names, not a peer.
+            self.drops.invalid += 1;
+            return;
+        };
         if from.relayed {
             self.peers[index].relayed_from = Some(from.addr);
         }
@@ -1074,11 +1113,12 @@ impl Session {
                 let mut targets: Vec<Route> = Vec::new();
                 if now >= peer.next_keepalive {
                     peer.next_keepalive = now + KEEPALIVE_INTERVAL;
-                    targets.extend(peer.path);
+                    // A peer the server does not list is answered, never kept alive by us.
+                    targets.extend(peer.path.filter(|_| peer.listed));
                     // The last keepalive went unanswered: the path may have died. Ask the
                     // relay's way too, so a dead direct path falls back to it in seconds.
-                    let unanswered =
-                        peer.last_seen.is_some_and(|seen| now >= seen + KEEPALIVE_INTERVAL);
+                    let unanswered = peer.listed
+                        && peer.last_seen.is_some_and(|seen| now >= seen + KEEPALIVE_INTERVAL);
                     if unanswered && !peer.relayed_now() {
                         for route in peer.relay_routes(ours) {
                             if !targets.contains(&route) {
@@ -1117,7 +1157,7 @@ impl Session {
         }
         let relay_offered = self.turn.is_some();
         let peer = &mut self.peers[index];
-        if now < peer.next_probe {
+        if now < peer.next_probe || !peer.listed {
             return;
         }
         let fast = now < peer.fast_until;

@@ -11,7 +11,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::*;
-use crate::consts::{MAX_MESSAGE_BYTES, MAX_PLAINTEXT_BYTES, OFFLINE_AFTER, PUNCH_WINDOW};
+use crate::consts::{
+    MAX_MESSAGE_BYTES, MAX_PEERS, MAX_PLAINTEXT_BYTES, OFFLINE_AFTER, PUNCH_WINDOW,
+};
 use crate::proto::crypto::{Cipher, generate_key};
 use crate::proto::turn::sim::FakeTurn;
 use crate::server::{Addresses, Server, TurnRelay};
@@ -990,4 +992,43 @@ proptest! {
         prop_assert_eq!(sim.texts(b), want("a"));
         prop_assert_eq!(sim.texts(a), want("b"));
     }
+}
+
+/// Seals `envelope` as a holder of `key` would, at the simulation's wall-clock time.
+fn forge(sim: &Sim, key: &str, envelope: &serde_json::Value) -> Vec<u8> {
+    let unix = u64::try_from((wall() + sim.elapsed()).timestamp()).unwrap();
+    Cipher::from_key(key).unwrap().seal(envelope.to_string().as_bytes(), unix).into_bytes()
+}
+
+#[test]
+fn a_flood_of_fresh_names_is_bounded_answered_once_and_never_probed() {
+    let key = generate_key();
+    let mut sim = Sim::with_server(41);
+    let a = sim.room("alice", "198.51.100.10:4000", &key);
+    let b = sim.room("bob", "198.51.100.20:5000", &key);
+    sim.run_for(Duration::from_secs(2));
+    assert_eq!(sim.online(a), 1);
+    let attacker = addr("203.0.113.66:6666");
+    let before = sim.sent.len();
+    for i in 0..2000u64 {
+        let ping = serde_json::json!({"type": "ping", "name": format!("fake{i}"), "seq": 1,
+                                      "instance": 1000 + i});
+        let bytes = forge(&sim, &key, &ping);
+        sim.inject(attacker, a, &bytes);
+        assert!(sim.nodes[a].session.peers.len() <= MAX_PEERS, "bounded at {i}");
+    }
+    let to_attacker = |sim: &Sim, from: usize| {
+        sim.sent[from..].iter().filter(|(_, _, to)| *to == attacker).count()
+    };
+    let answered = to_attacker(&sim, before);
+    assert!(answered <= 2000, "at most one answer per ping: {answered}");
+    // Afterwards: the fake peers are never probed (no amplification), and are forgotten.
+    let after = sim.sent.len();
+    sim.run_for(Duration::from_secs(60));
+    assert_eq!(to_attacker(&sim, after), 0, "nothing more to the attacker");
+    assert!(sim.nodes[a].session.peers.len() <= 2, "only bob is left (and alice's view of him)");
+    // The real peer never noticed.
+    sim.command(b, send("still here"));
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(sim.texts(a), vec!["still here"]);
 }
