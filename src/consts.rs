@@ -199,6 +199,17 @@ pub const SEND_BUFFER_SEGMENTS: usize = 16_384;
 /// refuse to receive); about 210 KB of text per sender at most.
 pub const RECV_WINDOW_SEGMENTS: u64 = SEND_WINDOW_SEGMENTS as u64;
 
+/// Pings a session remembers per peer (sequence number and route): a pong counts only as the
+/// answer to one of these.
+pub const PINGS_REMEMBERED: usize = 32;
+
+/// How far a peer's ping sequence number may run ahead of what it could have counted since its
+/// last ping (one per punch interval): probes to several addresses, rounding.
+pub const PING_JUMP_SLACK: u64 = 16;
+
+/// Earlier run ids remembered per peer: packets of those runs are replays.
+pub const PAST_INSTANCES_REMEMBERED: usize = 8;
+
 /// Peers a session keeps, at most. The server lists at most `MAX_ROOM_MEMBERS` per room; the
 /// rest is room for key holders it does not list, who are answered but never probed, and make
 /// room for a newcomer once silent.

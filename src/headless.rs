@@ -107,7 +107,7 @@ pub fn event_json(event: &NetEvent) -> Option<Value> {
             "event": "drops", "total": d.total(), "oversized": d.oversized,
             "malformed": d.malformed, "unauthentic": d.unauthentic, "stale": d.stale,
             "unexpected_source": d.unexpected_source, "duplicate": d.duplicate,
-            "invalid": d.invalid,
+            "invalid": d.invalid, "replayed": d.replayed,
         }),
         NetEvent::Closed => json!({"event": "closed"}),
         NetEvent::Rtt { .. } => return None,

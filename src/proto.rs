@@ -167,6 +167,9 @@ pub struct DropCounts {
     /// Authentic datagrams whose numbers no well-behaved peer sends: acknowledgements of what
     /// was never sent, impossible part numbers, messages past `MAX_MESSAGE_BYTES`.
     pub invalid: u64,
+    /// Authentic copies of envelopes already taken (a ping, pong or goodbye sent again, a
+    /// packet of a peer's earlier run): they change nothing.
+    pub replayed: u64,
 }
 
 impl DropCounts {
@@ -180,6 +183,7 @@ impl DropCounts {
             + self.duplicate
             + self.reflected
             + self.invalid
+            + self.replayed
     }
 }
 

@@ -24,10 +24,11 @@ use super::{
 use crate::consts::{
     DEDUP_CAPACITY, DIRECT_RETRY_FIRST, DIRECT_RETRY_MAX, DROPS_REPORT_INTERVAL,
     KEEPALIVE_INTERVAL, MAX_DATAGRAM_BYTES, MAX_MESSAGE_BYTES, MAX_PEERS, MAX_PLAINTEXT_BYTES,
-    NOTICE_SOURCES_CAPACITY, OFFLINE_AFTER, OPENER_TTL, OPENER_WAIT, PATH_STALE_AFTER,
-    PROBE_INTERVAL, PUNCH_INTERVAL, PUNCH_WINDOW, REGISTER_REFRESH, REGISTER_REFRESH_ALONE,
-    REGISTER_RETRY, REGISTER_RETRY_MAX, RELAY_AFTER, RELAY_FALLBACK_AFTER, RELAY_RETRY,
-    RELAY_SILENCE, SEND_BUFFER_SEGMENTS, SERVER_SILENT_NOTICE_AFTER, STUN_MAX_TRANSMITS, STUN_RTO,
+    MAX_PRIVATE_ENDPOINTS, NOTICE_SOURCES_CAPACITY, OFFLINE_AFTER, OPENER_TTL, OPENER_WAIT,
+    PAST_INSTANCES_REMEMBERED, PATH_STALE_AFTER, PING_JUMP_SLACK, PINGS_REMEMBERED, PROBE_INTERVAL,
+    PUNCH_INTERVAL, PUNCH_WINDOW, REGISTER_REFRESH, REGISTER_REFRESH_ALONE, REGISTER_RETRY,
+    REGISTER_RETRY_MAX, RELAY_AFTER, RELAY_FALLBACK_AFTER, RELAY_RETRY, RELAY_SILENCE,
+    SEND_BUFFER_SEGMENTS, SERVER_SILENT_NOTICE_AFTER, STUN_MAX_TRANSMITS, STUN_RTO,
 };
 pub use rekey::Rekey;
 use rekey::RekeyState;
@@ -141,6 +142,14 @@ struct Peer {
     reported_no_path: bool,
     ping_seq: u64,
     ping_sent: Option<(u64, Instant)>,
+    /// Our recent pings, by sequence number and route: a pong counts only as the answer to one
+    /// of them, from where it went, once (the route is then proven to reach the peer).
+    pings_out: VecDeque<(u64, Route, Instant)>,
+    /// The highest ping sequence number heard from the peer's current run, when it came, and
+    /// the addresses it came from (a probe round reaches several of ours): older are replays.
+    pings_in: (u64, Instant, Vec<SocketAddr>),
+    /// The peer's earlier run ids: their packets are replays.
+    past_instances: VecDeque<u64>,
     send: PeerSend,
 }
 
@@ -172,6 +181,9 @@ impl Peer {
             reported_no_path: false,
             ping_seq: 0,
             ping_sent: None,
+            pings_out: VecDeque::new(),
+            pings_in: (0, now, Vec::new()),
+            past_instances: VecDeque::new(),
             send: PeerSend::default(),
         }
     }
@@ -667,7 +679,7 @@ impl Session {
         let ours = self.nat.as_deref();
         let mut wanted = false;
         let mut next: Option<Instant> = None;
-        for peer in self.peers.iter().filter(|p| p.name.is_some()) {
+        for peer in self.peers.iter().filter(|p| p.name.is_some() && p.listed) {
             // Pathless since: the start of punching, or (online) a silence of `RELAY_SILENCE`.
             let since = if peer.online {
                 match peer.last_seen {
@@ -714,6 +726,12 @@ impl Session {
             instance: Some(self.instance),
             nat: self.nat.clone(),
         };
+        for &to in targets {
+            if peer.pings_out.len() == PINGS_REMEMBERED {
+                peer.pings_out.pop_front();
+            }
+            peer.pings_out.push_back((peer.ping_seq, to, now));
+        }
         for &to in targets {
             self.send_envelope(now, to, &ping);
         }
@@ -877,7 +895,7 @@ impl Session {
             }
         };
         match serde_json::from_slice::<Envelope>(&plain) {
-            Ok(envelope) => self.on_envelope(now, from, envelope),
+            Ok(envelope) => self.on_envelope(now, from, token, envelope),
             Err(_) => self.drops.malformed += 1,
         }
     }
@@ -903,7 +921,7 @@ impl Session {
         self.add_peer(Some(name.to_owned()), vec![from], now)
     }
 
-    fn on_envelope(&mut self, now: Instant, from: Route, envelope: Envelope) {
+    fn on_envelope(&mut self, now: Instant, from: Route, token: &str, envelope: Envelope) {
         if envelope.instance() == Some(self.instance) {
             self.drops.reflected += 1;
             return;
@@ -917,14 +935,38 @@ impl Session {
             self.peers[index].relayed_from = Some(from.addr);
         }
         self.learn_nat(index, envelope.nat());
-        if let Envelope::Bye { .. } = envelope {
-            self.peers[index].last_seen = Some(now);
-            self.go_offline(now, index, OfflineReason::Left);
+        let instance = envelope.instance();
+        if instance.is_some_and(|i| self.peers[index].past_instances.contains(&i)) {
+            // A packet of the peer's earlier run, sent again: it changes nothing.
+            self.drops.replayed += 1;
             return;
         }
-        self.mark_alive(now, index, from, envelope.instance());
+        // Only a fresh envelope (never seen before) proves the peer alive at `from`; a copy
+        // of an old one, from anywhere, changes no state.
         match envelope {
+            Envelope::Bye { instance, .. } => {
+                let peer = &self.peers[index];
+                let known_run = instance.is_some() && instance == peer.instance;
+                if known_run || (peer.instance.is_none() && self.token_fresh(token)) {
+                    self.peers[index].last_seen = Some(now);
+                    self.go_offline(now, index, OfflineReason::Left);
+                } else {
+                    self.drops.replayed += 1;
+                }
+            }
             Envelope::Ping { seq, .. } => {
+                match self.ping_fresh(now, index, instance, seq, from.addr) {
+                    Freshness::Fresh => {}
+                    Freshness::Replayed => {
+                        self.drops.replayed += 1;
+                        return;
+                    }
+                    Freshness::Forged => {
+                        self.drops.invalid += 1;
+                        return;
+                    }
+                }
+                self.mark_alive(now, index, from, instance, false);
                 let pong = Envelope::Pong {
                     name: self.config.name.clone(),
                     seq,
@@ -934,6 +976,15 @@ impl Session {
                 self.send_envelope(now, from, &pong);
             }
             Envelope::Pong { seq, .. } => {
+                let peer = &mut self.peers[index];
+                let answered = |out: &(u64, Route, Instant)| (out.0, out.1) == (seq, from);
+                let Some(at) = peer.pings_out.iter().position(answered) else {
+                    // Not the answer to a ping we sent there: a replay, or a stranger's.
+                    self.drops.replayed += 1;
+                    return;
+                };
+                peer.pings_out.remove(at);
+                self.mark_alive(now, index, from, instance, true);
                 let peer = &mut self.peers[index];
                 if let Some((sent_seq, sent_at)) = peer.ping_sent
                     && sent_seq == seq
@@ -953,15 +1004,21 @@ impl Session {
                     text,
                     timestamp,
                 };
-                self.on_segment(now, from, name, stream, segment);
+                if self.on_segment(now, from, index, name, stream, segment) {
+                    self.mark_alive(now, index, from, instance, false);
+                }
             }
             Envelope::Message { name, timestamp, text, id, stream: None } => {
-                if let Some(id) = &id
-                    && !self.seen.insert((name.clone(), id.clone()))
-                {
+                let fresh = match &id {
+                    Some(id) => self.seen.insert((name.clone(), id.clone())),
+                    // A seed client's message has no id: its token (random IV) is its identity.
+                    None => self.token_fresh(token),
+                };
+                if !fresh {
                     self.drops.duplicate += 1;
                     return;
                 }
+                self.mark_alive(now, index, from, instance, false);
                 self.events.push_back(NetEvent::Message {
                     from: name,
                     text,
@@ -971,12 +1028,67 @@ impl Session {
                 });
             }
             Envelope::Ack { epoch, cum, sack, .. } => {
-                if epoch == self.instance {
-                    self.on_ack(now, index, cum, &sack);
+                if epoch != self.instance {
+                    return;
                 }
+                if cum > self.peers[index].send.cum() {
+                    self.mark_alive(now, index, from, instance, false);
+                }
+                self.on_ack(now, index, cum, &sack);
             }
-            Envelope::Bye { .. } => {}
         }
+    }
+
+    /// True the first time `token` is seen (within the last `DEDUP_CAPACITY` such tokens):
+    /// for envelopes that carry no counter of their own.
+    fn token_fresh(&mut self, token: &str) -> bool {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        token.hash(&mut hasher);
+        self.seen.insert(("\0token".to_owned(), format!("{:016x}", hasher.finish())))
+    }
+
+    /// Whether a ping is new: a higher sequence number than any heard from the peer's current
+    /// run (or the first of a new run), or the highest again from another of our addresses
+    /// within a punch interval (one probe round reaches several). A jump further than the
+    /// peer could have counted since its last ping (one per punch interval, and some) is
+    /// refused as forged.
+    fn ping_fresh(
+        &mut self,
+        now: Instant,
+        index: usize,
+        instance: Option<u64>,
+        seq: u64,
+        from: SocketAddr,
+    ) -> Freshness {
+        let peer = &mut self.peers[index];
+        let (highest, at, addrs) = &mut peer.pings_in;
+        // The first ping of a run has nothing to be compared with.
+        let new_run = instance != peer.instance || *highest == 0;
+        if new_run || seq > *highest {
+            let rounds =
+                now.saturating_duration_since(*at).as_millis() / PUNCH_INTERVAL.as_millis().max(1);
+            let plausible = highest
+                .saturating_add(PING_JUMP_SLACK)
+                .saturating_add(u64::try_from(rounds).unwrap_or(u64::MAX));
+            if !new_run && seq > plausible {
+                return Freshness::Forged;
+            }
+            (*highest, *at) = (seq, now);
+            addrs.clear();
+            addrs.push(from);
+            return Freshness::Fresh;
+        }
+        let same_round = now < *at + PUNCH_INTERVAL;
+        if seq == *highest
+            && same_round
+            && !addrs.contains(&from)
+            && addrs.len() < MAX_PRIVATE_ENDPOINTS + 2
+        {
+            addrs.push(from);
+            return Freshness::Fresh;
+        }
+        Freshness::Replayed
     }
 
     /// Records a peer's NAT type, telling the app when it is new.
@@ -995,16 +1107,35 @@ impl Session {
     /// unless the current path is still live (see `PATH_STALE_AFTER`) and at least as good
     /// (a LAN path beats a public one) — or the peer restarted (a new run id), whose old path
     /// is dead whatever we last heard on it.
-    fn mark_alive(&mut self, now: Instant, index: usize, from: Route, instance: Option<u64>) {
+    ///
+    /// Moving an online peer's path needs proof that the new address reaches the peer
+    /// (`validated`: the envelope is a pong answering a ping we sent there); any other fresh
+    /// envelope from a new address gets such a ping (a challenge) and moves nothing yet.
+    fn mark_alive(
+        &mut self,
+        now: Instant,
+        index: usize,
+        from: Route,
+        instance: Option<u64>,
+        validated: bool,
+    ) {
         let peer = &mut self.peers[index];
         peer.last_seen = Some(now);
         let restarted = instance.is_some() && peer.instance.is_some() && instance != peer.instance;
+        if restarted && let Some(old) = peer.instance {
+            if peer.past_instances.len() == PAST_INSTANCES_REMEMBERED {
+                peer.past_instances.pop_front();
+            }
+            peer.past_instances.push_back(old);
+        }
         if instance.is_some() {
             peer.instance = instance;
         }
         if restarted {
             // Its log may lack what its previous run had not written: send everything held.
             peer.send.reset();
+            // Its old path died with its old run, whatever we last heard on it.
+            peer.path_heard = None;
         }
         let current_live = peer.online
             && !restarted
@@ -1012,6 +1143,17 @@ impl Session {
         let moved = peer.path != Some(from);
         let better = peer.path.is_some_and(|path| peer.kind_of(from) > peer.kind_of(path));
         if moved && current_live && !better {
+            return;
+        }
+        if moved && peer.online && peer.instance.is_some() && !validated {
+            // One challenge per route per punch interval, however many packets come from it.
+            let asked = peer
+                .pings_out
+                .iter()
+                .any(|(_, route, at)| *route == from && now < *at + PUNCH_INTERVAL);
+            if !asked {
+                self.send_ping(now, index, &[from]);
+            }
             return;
         }
         peer.path = Some(from);
@@ -1364,14 +1506,16 @@ impl Session {
         self.pump(now);
     }
 
+    /// Takes a message segment from peer `index`; true when it was new (not a copy).
     fn on_segment(
         &mut self,
         now: Instant,
         from: Route,
+        index: usize,
         name: String,
         fields: StreamFields,
         segment: Segment,
-    ) {
+    ) -> bool {
         // A new run of the sender starts a new stream; the old one is finished.
         self.streams.retain(|(n, epoch), _| *n != name || *epoch == fields.epoch);
         let key = (name.clone(), fields.epoch);
@@ -1386,7 +1530,7 @@ impl Session {
             Err(refused) => {
                 tracing::debug!(%name, %refused, "segment refused");
                 self.drops.invalid += 1;
-                return;
+                return false;
             }
         };
         if !new {
@@ -1416,8 +1560,13 @@ impl Session {
         // duplicate, a gap, part of a long message) is acknowledged now, so the sender stops
         // retransmitting it; a slow log write costs at most one retransmission, answered here.
         if !handed_over {
-            self.send_ack(now, from, &name, fields.epoch);
+            // A copy is answered on the path in use: a replay from elsewhere gets nothing.
+            let to = if new { Some(from) } else { self.peers[index].path };
+            if let Some(to) = to {
+                self.send_ack(now, to, &name, fields.epoch);
+            }
         }
+        new
     }
 
     fn send_ack(&mut self, now: Instant, to: Route, from: &str, epoch: u64) {
@@ -1449,7 +1598,7 @@ impl Session {
     }
 
     fn shutdown(&mut self, now: Instant) {
-        let bye = Envelope::Bye { name: self.config.name.clone() };
+        let bye = Envelope::Bye { name: self.config.name.clone(), instance: Some(self.instance) };
         self.send_to_online(now, &bye);
         // After the goodbyes (some may go through the relay): delete the allocation.
         if let Some(turn) = &mut self.turn {
@@ -1470,6 +1619,16 @@ fn stream_persisted(
     if let Some(stream) = streams.get_mut(&(from.to_owned(), epoch)) {
         stream.persisted(last_seq);
     }
+}
+
+/// What a ping's sequence number says of it.
+enum Freshness {
+    /// Not seen before.
+    Fresh,
+    /// A copy of one already taken.
+    Replayed,
+    /// Further ahead than the peer could have counted: not from a well-behaved peer.
+    Forged,
 }
 
 /// A member of the room, as the rendezvous server introduced it.

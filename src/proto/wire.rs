@@ -258,6 +258,10 @@ pub enum Envelope {
     Bye {
         /// Sender's display name.
         name: String,
+        /// The sender's run id: only the run a peer knows may say goodbye (a captured goodbye
+        /// cannot end a later run).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        instance: Option<u64>,
     },
 }
 
@@ -349,7 +353,7 @@ impl TryFrom<Fields> for Envelope {
                 instance: f.instance,
                 nat: f.nat,
             },
-            Kind::Bye => Self::Bye { name },
+            Kind::Bye => Self::Bye { name, instance: f.instance },
         })
     }
 }
@@ -358,9 +362,11 @@ impl Envelope {
     /// The sender's run id, when the envelope carries one.
     pub fn instance(&self) -> Option<u64> {
         match self {
-            Self::Ping { instance, .. } | Self::Pong { instance, .. } => *instance,
+            Self::Ping { instance, .. }
+            | Self::Pong { instance, .. }
+            | Self::Bye { instance, .. } => *instance,
             Self::Message { stream, .. } => stream.map(|s| s.epoch),
-            Self::Bye { .. } | Self::Ack { .. } => None,
+            Self::Ack { .. } => None,
         }
     }
 
@@ -379,7 +385,7 @@ impl Envelope {
             | Self::Ping { name, .. }
             | Self::Pong { name, .. }
             | Self::Ack { name, .. }
-            | Self::Bye { name } => name,
+            | Self::Bye { name, .. } => name,
         }
     }
 }
@@ -463,7 +469,8 @@ mod tests {
                 nat: Some("cone".into()),
             },
             Envelope::Pong { name: "bo".into(), seq: 2, instance: None, nat: None },
-            Envelope::Bye { name: "bo".into() },
+            Envelope::Bye { name: "bo".into(), instance: Some(3) },
+            Envelope::Bye { name: "bo".into(), instance: None },
         ];
         for envelope in envelopes {
             let json = serde_json::to_vec(&envelope).unwrap();

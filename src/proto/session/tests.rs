@@ -1032,3 +1032,120 @@ fn a_flood_of_fresh_names_is_bounded_answered_once_and_never_probed() {
     sim.run_for(Duration::from_secs(1));
     assert_eq!(sim.texts(a), vec!["still here"]);
 }
+
+fn path_changes(sim: &Sim, i: usize) -> Vec<SocketAddr> {
+    sim.events(i)
+        .iter()
+        .filter_map(|e| match e {
+            NetEvent::PathChanged { addr, .. } => Some(*addr),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn replayed_pings_neither_move_the_path_nor_keep_a_dead_peer_online() {
+    let (mut sim, a, b, key) = direct_pair(42);
+    sim.run_for(Duration::from_secs(2));
+    let alice = sim.nodes[a].session.instance;
+    let attacker = addr("203.0.113.66:6666");
+    // Captured pings of alice's, sent again from elsewhere: old sequence numbers.
+    let replay = |sim: &mut Sim, seq: u64| {
+        let ping = serde_json::json!({"type": "ping", "name": "alice", "seq": seq,
+                                      "instance": alice});
+        let bytes = forge(sim, &key, &ping);
+        sim.inject(attacker, b, &bytes);
+    };
+    for seq in [0, 1] {
+        replay(&mut sim, seq);
+    }
+    assert!(path_changes(&sim, b).is_empty(), "{:?}", sim.events(b));
+    assert!(sim.nodes[b].session.drops().replayed >= 2);
+    // alice dies; her old pings keep coming from the attacker every second.
+    sim.nodes[a].alive = false;
+    let died = sim.now;
+    while sim.offline(b).is_empty() {
+        assert!(sim.now < died + Duration::from_secs(30), "a dead peer kept online by replays");
+        replay(&mut sim, 1);
+        sim.run_for(Duration::from_secs(1));
+    }
+    assert!(sim.now <= died + OFFLINE_AFTER + KEEPALIVE_INTERVAL);
+    // A ping numbered far beyond what alice could have counted is refused, not taken.
+    let far =
+        serde_json::json!({"type": "ping", "name": "alice", "seq": 1_000_000, "instance": alice});
+    let invalid = sim.nodes[b].session.drops().invalid;
+    let bytes = forge(&sim, &key, &far);
+    sim.inject(attacker, b, &bytes);
+    assert_eq!(sim.nodes[b].session.drops().invalid, invalid + 1);
+}
+
+#[test]
+fn a_fresh_packet_from_a_new_address_moves_the_path_only_once_that_address_answers() {
+    let (mut sim, a, b, key) = direct_pair(43);
+    sim.run_for(Duration::from_secs(2));
+    let alice = sim.nodes[a].session.instance;
+    // Someone holding the key sends a fresh ping in alice's name from an address that never
+    // answers: bob challenges it and stays where he is.
+    let attacker = addr("203.0.113.66:6666");
+    let next = sim.nodes[a].session.peers[0].ping_seq + 1;
+    let ping = serde_json::json!({"type": "ping", "name": "alice", "seq": next, "instance": alice});
+    let bytes = forge(&sim, &key, &ping);
+    sim.inject(attacker, b, &bytes);
+    sim.run_for(Duration::from_secs(3));
+    assert!(path_changes(&sim, b).is_empty(), "{:?}", path_changes(&sim, b));
+    let challenges = sim.sent.iter().filter(|(_, _, to)| *to == attacker).count();
+    assert!(challenges <= 2, "a pong and one challenge at most: {challenges}");
+    // alice really roams: her new address answers the challenge, and the path follows.
+    let roamed = addr("192.0.2.1:1111");
+    sim.nodes[a].addr = roamed;
+    sim.run_for(KEEPALIVE_INTERVAL + Duration::from_secs(1));
+    assert_eq!(path_changes(&sim, b), vec![roamed]);
+}
+
+#[test]
+fn copies_of_a_seed_message_and_of_an_old_goodbye_change_nothing() {
+    let (mut sim, a, b, key) = direct_pair(44);
+    sim.run_for(Duration::from_secs(2));
+    let from = sim.nodes[a].addr;
+    let seed = serde_json::json!({"type": "message", "name": "alice", "timestamp": "12:00",
+                                  "text": "said once"});
+    let bytes = forge(&sim, &key, &seed);
+    for _ in 0..100 {
+        sim.inject(from, b, &bytes);
+    }
+    assert_eq!(sim.texts(b), vec!["said once"], "a seed message is shown once");
+    // A goodbye of an earlier run, or one without a run id, does not end this one.
+    let alice = sim.nodes[a].session.instance;
+    for bye in [
+        serde_json::json!({"type": "bye", "name": "alice", "instance": alice ^ 1}),
+        serde_json::json!({"type": "bye", "name": "alice"}),
+    ] {
+        let bytes = forge(&sim, &key, &bye);
+        sim.inject(from, b, &bytes);
+    }
+    assert!(sim.offline(b).is_empty(), "{:?}", sim.events(b));
+    // alice's own goodbye does.
+    sim.command(a, NetCommand::Shutdown);
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(sim.offline(b), vec![OfflineReason::Left]);
+}
+
+#[test]
+fn a_relayed_peer_that_restarts_is_reached_at_its_new_address() {
+    let key = generate_key();
+    let mut sim = Sim::with_relay(45);
+    let a = sim.room("alice", "198.51.100.10:4000", &key);
+    let b = sim.room("bob", "198.51.100.20:5000", &key);
+    sim.block(a, b, true);
+    sim.run_for(Duration::from_secs(6));
+    assert_eq!(paths(&sim, a), vec![PathKind::Relay]);
+    // bob restarts at once on a new port (a new run): its old path is dead at once.
+    sim.nodes[b].alive = false;
+    let b2 = sim.room("bob", "198.51.100.20:5001", &key);
+    sim.block(a, b2, true);
+    sim.run_for(Duration::from_secs(3));
+    assert_eq!(path_changes(&sim, a), vec![addr("198.51.100.20:5001")]);
+    sim.command(a, send("after"));
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(sim.texts(b2), vec!["after"]);
+}
