@@ -216,3 +216,13 @@ fn invisible_characters_show_dimmed_in_texts_and_names() {
     assert_eq!(cells[after].symbol(), "w");
     assert!(!dim(after), "w");
 }
+
+#[test]
+fn a_relayed_peer_shows_its_path_as_relay() {
+    let mut m = model((80, 24));
+    m.peers[0].path = Some(PathKind::Relay);
+    m.peers[0].addr = Some(addr("198.51.100.3:49153"));
+    let lines = screen(&m);
+    assert!(contains(&lines, "relay"), "{lines:#?}");
+    assert!(!contains(&lines, "direct public"), "{lines:#?}");
+}
