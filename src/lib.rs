@@ -10,7 +10,8 @@
 //! - `app` — the Elm loop: `Model`, `Message`, pure `update`, keymap, commands, texts.
 //! - `ui` — `render` of the model: history, status and input panes, theme.
 //! - `net` — the network actor that owns the socket and the session; the key handshake's IO.
-//! - `proto` — the protocol as a sans-IO state machine (wire, crypto, keying, STUN, session).
+//! - `proto` — the protocol as a sans-IO state machine (wire, crypto, keying, STUN, the TURN
+//!   client for the relay, session).
 //! - `server` — the rendezvous + STUN server; `demo` — server, bot and chat in one process.
 //! - `history` — the conversation log; `identity` — our identity key, contacts, safety numbers.
 //! - `text` — neutralising untrusted text, matching; `consts` — tuning.

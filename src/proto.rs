@@ -1,8 +1,8 @@
 //! The protocol as a sans-IO state machine (in the style of quinn-proto and str0m): datagrams,
 //! commands and the current time go in; datagrams to send, events for the app and the next
 //! deadline come out. Nothing here reads a clock, touches a socket or spawns a task, so every
-//! behaviour — punching, keepalive, liveness, rendezvous, STUN, dedup — is tested with
-//! simulated peers and simulated time.
+//! behaviour — punching, keepalive, liveness, rendezvous, STUN, the TURN relay, dedup, replay
+//! protection — is tested with simulated peers, a simulated TURN server and simulated time.
 
 pub mod crypto;
 pub mod keying;
