@@ -232,6 +232,7 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
     let mut stdin_open = true;
     let mut pending_line: Option<Value> = None;
     loop {
+        let log_retry_at = chat.log_retry_at();
         let message = tokio::select! {
             // Input waits while the network is busy, so a fast script never overruns it.
             input = lines.next(), if stdin_open && chat.net.commands.capacity() > 8 => match input {
@@ -303,13 +304,20 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
                 drain_until = None;
                 Some(Message::Quit)
             }
+            // Records wait after a failed log write: any step writes them when it can.
+            () = sleep_until(log_retry_at.unwrap_or_else(Instant::now)), if log_retry_at.is_some() => {
+                Some(Message::Tick(Local::now()))
+            }
             () = ending.recv() => Some(Message::Quit),
             () = &mut shutdown => Some(Message::Quit),
         };
         if let Some(message) = message {
             let step = chat.apply(message);
             for error in &step.errors {
-                emit(&json!({"event": "error", "message": texts::log_failed(error)}));
+                emit(&json!({"event": "error", "message": error}));
+            }
+            for notice in &step.notices {
+                emit(&json!({"event": "notice", "message": notice}));
             }
             if let Some(line) = pending_line.take()
                 && !emit(&line)

@@ -156,21 +156,26 @@ impl Sim {
             }
             // The app: every message shown is logged at once, then confirmed (unless a test
             // plays an app that crashed before writing).
-            let mut receipts = Vec::new();
+            let mut logged = Vec::new();
             while let Some(e) = node.session.poll_event() {
-                if let NetEvent::Message { receipt: Some(r), .. } = &e
-                    && node.confirms
-                {
-                    receipts.push(r.clone());
+                match &e {
+                    NetEvent::Message { receipt: Some(r), .. } if node.confirms => {
+                        logged.push(NetCommand::Persisted(r.clone()));
+                    }
+                    // Our own messages leave once logged.
+                    NetEvent::Sent { id, .. } | NetEvent::Queued { id, .. } => {
+                        logged.push(NetCommand::Logged(id.clone()));
+                    }
+                    _ => {}
                 }
                 node.events.push(e);
             }
-            if receipts.is_empty() {
+            if logged.is_empty() {
                 return;
             }
             let now = self.now;
-            for r in receipts {
-                self.nodes[i].session.handle_command(now, NetCommand::Persisted(r));
+            for command in logged {
+                self.nodes[i].session.handle_command(now, command);
             }
         }
     }
