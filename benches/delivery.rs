@@ -105,8 +105,18 @@ fn chat(left: &Runtime, right: &Runtime) -> Chat {
 }
 
 impl Chat {
+    /// Waits for the next delivery; meanwhile our messages, which leave only once in our own
+    /// log, are confirmed logged the moment they are told (as the app does after its write).
     async fn until_delivered(&mut self) {
-        while !matches!(self.net.events.recv().await.expect("event"), NetEvent::Delivered { .. }) {}
+        loop {
+            match self.net.events.recv().await.expect("event") {
+                NetEvent::Delivered { .. } => return,
+                NetEvent::Sent { id, .. } | NetEvent::Queued { id, .. } => {
+                    self.net.commands.send(NetCommand::Logged(id)).await.expect("logged");
+                }
+                _ => {}
+            }
+        }
     }
 
     /// One message after another, each once the previous one is delivered: the time from
@@ -243,6 +253,11 @@ impl SansIo {
     fn message(&mut self) {
         let now = Instant::now();
         self.a.handle_command(now, NetCommand::Send { text: TEXT.into() });
+        while let Some(event) = self.a.poll_event() {
+            if let NetEvent::Sent { id, .. } = event {
+                self.a.handle_command(now, NetCommand::Logged(id));
+            }
+        }
         for event in self.exchange(now) {
             if let NetEvent::Message { receipt: Some(receipt), .. } = event {
                 self.b.handle_command(now, NetCommand::Persisted(receipt));
