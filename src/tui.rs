@@ -198,6 +198,9 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
     let mut give_up_at: Option<Instant> = None;
     // The terminal went away (a hang-up): no more drawing or reading, only the goodbyes.
     let mut terminal_gone = false;
+    // What the last step had to say (records that never reached the log): said after the
+    // terminal is back, where it stays readable.
+    let mut last_words = Vec::new();
     // What the screen shows, as we meant it.
     let mut shown: Option<Buffer> = None;
     loop {
@@ -239,6 +242,7 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
         if let Some(message) = message {
             let step = chat.apply(message);
             if step.exit {
+                last_words = step.errors;
                 break;
             }
             suspend |= step.suspend;
@@ -255,6 +259,9 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
         }
     }
     drop(guard);
+    for words in last_words {
+        eprintln!("p2pchat: {words}");
+    }
     Ok(())
 }
 
