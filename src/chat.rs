@@ -17,8 +17,8 @@ use crate::app::message::Load;
 use crate::app::model::{Entry, Me, Public, ServerState, ServerView, Verify};
 use crate::app::{Effect, Message, Model, texts, update};
 use crate::consts::{
-    HISTORY_PAGE_RECORDS, HISTORY_PRELOAD_RECORDS, LOG_RETRY_INTERVAL, MAX_UNWRITTEN_RECORDS,
-    PENDING_SCAN_RECORDS,
+    CONFIRM_RETRY_INTERVAL, HISTORY_PAGE_RECORDS, HISTORY_PRELOAD_RECORDS, LOG_RETRY_INTERVAL,
+    MAX_UNWRITTEN_RECORDS, PENDING_SCAN_RECORDS,
 };
 use crate::history::{self, History, HistoryError, Page, Record};
 use crate::identity::{self, Contact, Contacts, Identity, IdentityError, Remembered};
@@ -423,9 +423,13 @@ impl Chat {
         step
     }
 
-    /// When writing the log should be tried again (records wait after a failed write): the
-    /// runner steps the chat then (any message does, `Message::Tick` is enough).
-    pub fn log_retry_at(&self) -> Option<tokio::time::Instant> {
+    /// When the chat has work waiting on time rather than on a message — records to write
+    /// after a failed write, confirmations that found the command channel full — the runner
+    /// steps it then (any message does, `Message::Tick` is enough).
+    pub fn retry_at(&self) -> Option<tokio::time::Instant> {
+        if !self.unconfirmed.is_empty() {
+            return Some(tokio::time::Instant::now() + CONFIRM_RETRY_INTERVAL);
+        }
         self.retry_log_at.filter(|_| !self.unwritten.is_empty())
     }
 
@@ -433,6 +437,9 @@ impl Chat {
     /// confirmation is queued for the network, and never one whose write failed. The user is
     /// told once when writing starts failing (and once when it works again), not per record.
     fn write_log(&mut self, step: &mut Step, messages: &mut Vec<Message>) {
+        if self.retry_log_at.is_some_and(|at| tokio::time::Instant::now() < at) {
+            return;
+        }
         while let Some((record, _)) = self.unwritten.front() {
             match self.log.append(record) {
                 Ok(()) => {

@@ -198,6 +198,10 @@ pub const SEND_BUFFER_SEGMENTS: usize = 16_384;
 /// again: soon enough that a freed disk is used at once, rare enough to cost nothing.
 pub const LOG_RETRY_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How soon a confirmation that found the command channel full is offered again when nothing
+/// else steps the chat: the network drains the channel in microseconds.
+pub const CONFIRM_RETRY_INTERVAL: Duration = Duration::from_millis(10);
+
 /// Records that only inform (presence, deliveries) kept in memory while the log cannot be
 /// written; past this they are let go. Records a peer waits on are always kept: the peers'
 /// send windows bound them.

@@ -232,7 +232,7 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
     let mut stdin_open = true;
     let mut pending_line: Option<Value> = None;
     loop {
-        let log_retry_at = chat.log_retry_at();
+        let retry_at = chat.retry_at();
         let message = tokio::select! {
             // Input waits while the network is busy, so a fast script never overruns it.
             input = lines.next(), if stdin_open && chat.net.commands.capacity() > 8 => match input {
@@ -304,8 +304,8 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
                 drain_until = None;
                 Some(Message::Quit)
             }
-            // Records wait after a failed log write: any step writes them when it can.
-            () = sleep_until(log_retry_at.unwrap_or_else(Instant::now)), if log_retry_at.is_some() => {
+            // Work that waits on time (log records after a failed write): a step does it.
+            () = sleep_until(retry_at.unwrap_or_else(Instant::now)), if retry_at.is_some() => {
                 Some(Message::Tick(Local::now()))
             }
             () = ending.recv() => Some(Message::Quit),

@@ -213,6 +213,7 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
             chat.model.dirty = false;
         }
         let mut suspend = false;
+        let retry_at = chat.retry_at();
         let message = tokio::select! {
             event = events.next(), if !terminal_gone => match event {
                 Some(Ok(event)) => translate(event),
@@ -231,6 +232,10 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
                 }
             },
             _ = tick.tick() => Some(Message::Tick(Local::now())),
+            // Work that waits on time (a confirmation the command channel had no room for).
+            () = sleep_until(retry_at.unwrap_or_else(Instant::now)), if retry_at.is_some() => {
+                Some(Message::Tick(Local::now()))
+            }
             () = ending.recv() => Some(Message::Quit),
             _ = stop.recv(), if !terminal_gone => {
                 suspend = true;
