@@ -423,6 +423,11 @@ impl Chat {
         step
     }
 
+    /// True while records wait for the log (a write failed and has not succeeded since).
+    pub fn log_waiting(&self) -> bool {
+        !self.unwritten.is_empty()
+    }
+
     /// When the chat has work waiting on time rather than on a message — records to write
     /// after a failed write, confirmations that found the command channel full — the runner
     /// steps it then (any message does, `Message::Tick` is enough).
