@@ -425,8 +425,10 @@ impl RecvStream {
             self.assembly.clear();
             self.assembled_bytes = 0;
         }
+        // The window counts from what is in the log, not from what arrived: while the app
+        // cannot write (a full disk), what a sender can make us hold in memory stays bounded.
         if segment.seq < self.next
-            || segment.seq - self.next >= RECV_WINDOW_SEGMENTS
+            || segment.seq - self.cum() > RECV_WINDOW_SEGMENTS
             || self.buffer.contains_key(&segment.seq)
         {
             return Ok(Received::default());
@@ -557,6 +559,22 @@ mod tests {
         // The app wrote it after all: everything is confirmed.
         rs.persisted(3);
         assert_eq!(rs.ack(), (4, vec![]));
+    }
+
+    #[test]
+    fn the_receive_window_counts_from_what_is_logged() {
+        let mut rs = RecvStream::default();
+        let window = RECV_WINDOW_SEGMENTS;
+        for seq in 1..=window {
+            let received = rs.on_segment(segment(seq, 0, 1, "x"), 1).unwrap();
+            assert_eq!(received.complete.len(), 1, "seq {seq}");
+        }
+        // None of them could be written: nothing more is taken until some are.
+        let beyond = rs.on_segment(segment(window + 1, 0, 1, "x"), 1).unwrap();
+        assert!(!beyond.new && beyond.complete.is_empty());
+        rs.persisted(1);
+        let taken = rs.on_segment(segment(window + 1, 0, 1, "x"), 1).unwrap();
+        assert_eq!(taken.complete.len(), 1);
     }
 
     #[test]
