@@ -411,6 +411,11 @@ impl Chat {
                     }
                     Effect::Exit => {
                         step.exit = true;
+                        // A last try, whenever the previous one was.
+                        if let Some(at) = self.retry_log_at.as_mut() {
+                            *at = tokio::time::Instant::now();
+                        }
+                        self.write_log(&mut step, &mut pending);
                         if !self.unwritten.is_empty() {
                             step.errors.push(texts::log_lost(self.unwritten.len()));
                         }
