@@ -3,7 +3,7 @@
 //! message through `update` and carries out its effects. Shared by the TUI, headless mode and
 //! the demo, so they cannot drift apart.
 
-use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -16,14 +16,17 @@ use tokio::sync::mpsc::error::TrySendError;
 use crate::app::message::Load;
 use crate::app::model::{Entry, Me, Public, ServerState, ServerView, Verify};
 use crate::app::{Effect, Message, Model, texts, update};
-use crate::consts::{HISTORY_PAGE_RECORDS, HISTORY_PRELOAD_RECORDS, PENDING_SCAN_RECORDS};
-use crate::history::{self, History, HistoryError, Page};
+use crate::consts::{
+    CONFIRM_RETRY_INTERVAL, HISTORY_PAGE_RECORDS, HISTORY_PRELOAD_RECORDS, LOG_RETRY_INTERVAL,
+    MAX_UNWRITTEN_RECORDS, PENDING_SCAN_RECORDS,
+};
+use crate::history::{self, History, HistoryError, Page, Record};
 use crate::identity::{self, Contact, Contacts, Identity, IdentityError, Remembered};
 use crate::net::keying::{self, KeyingError, Plan, Progress};
 use crate::net::{self, NetHandle};
 use crate::proto::crypto::Cipher;
 use crate::proto::session::Rekey;
-use crate::proto::{Mode, NetCommand, NetEvent, Pending, Receipt, Session, SessionConfig};
+use crate::proto::{Mode, NetCommand, NetEvent, Pending, Session, SessionConfig};
 
 /// Everything needed to start a chat.
 pub struct ChatOptions {
@@ -91,9 +94,15 @@ pub struct Chat {
     pub log: History,
     /// The network actor.
     pub net: NetHandle,
-    /// Logged messages whose confirmation did not fit the command channel yet, newest per
-    /// sender stream (confirmations are cumulative, so the newest covers the rest).
-    unconfirmed: HashMap<(String, u64), Receipt>,
+    /// Records not written yet because a write failed (a full disk, a removed data dir), oldest
+    /// first, each with what to tell the network once it is written. New records queue behind
+    /// them, so the log keeps its order and nothing is confirmed before what came first.
+    unwritten: VecDeque<(Record, Option<NetCommand>)>,
+    /// When writing `unwritten` is tried again (besides every step).
+    retry_log_at: Option<tokio::time::Instant>,
+    /// What is written that the network must hear (`Persisted`, `Logged`) but did not fit the
+    /// command channel yet, in order; none may be lost (a peer would wait for it forever).
+    unconfirmed: VecDeque<NetCommand>,
     /// What starting found worth telling (also in the model's history), for headless mode.
     pub notices: Vec<String>,
 }
@@ -103,10 +112,12 @@ pub struct Chat {
 pub struct Step {
     /// The network has closed: stop.
     pub exit: bool,
-    /// Effects that failed, in words (already shown in the model too).
+    /// What went wrong, in sentences for the user (already shown in the model too).
     pub errors: Vec<String>,
     /// The user asked to suspend (Ctrl-Z): the terminal's owner stops the program.
     pub suspend: bool,
+    /// Worth telling that is not an error, in sentences (already shown in the model too).
+    pub notices: Vec<String>,
 }
 
 /// The conversation a mode logs to: one file per room or per direct peer address.
@@ -249,7 +260,8 @@ pub async fn start(options: ChatOptions) -> Result<Chat, StartError> {
     if let Some(stun) = stun {
         tokio::spawn(detect_nat(stun, bind.ip(), net.commands.clone()));
     }
-    Ok(Chat { model, log, net, unconfirmed: HashMap::new(), notices })
+    let (unwritten, unconfirmed) = (VecDeque::new(), VecDeque::new());
+    Ok(Chat { model, log, net, unwritten, retry_log_at: None, unconfirmed, notices })
 }
 
 /// Classifies our NAT off the chat socket and hands the result to the session, which tells
@@ -367,6 +379,8 @@ impl Chat {
     pub fn apply(&mut self, message: Message) -> Step {
         let mut step = Step::default();
         let mut pending = vec![message];
+        // Every step first tries again what a failed write left (the disk may have room again).
+        self.write_log(&mut step, &mut pending);
         while let Some(message) = pending.pop() {
             for effect in update(&mut self.model, message) {
                 match effect {
@@ -380,25 +394,32 @@ impl Chat {
                         // The actor is gone (or busy at shutdown): nothing left to wait for.
                         Err(_) => step.exit = true,
                     },
-                    Effect::Log { record, confirm } => match self.log.append(&record) {
-                        Ok(()) => {
-                            if let Some(receipt) = confirm {
-                                let key = (receipt.from.clone(), receipt.epoch);
-                                self.unconfirmed.insert(key, receipt);
-                            }
+                    Effect::Log { record, confirm } => {
+                        // While the log fails, what only informs (presence, a delivery) is not
+                        // kept without bound; what a peer waits on always is (the peers'
+                        // windows bound it).
+                        if confirm.is_some() || self.unwritten.len() < MAX_UNWRITTEN_RECORDS {
+                            self.unwritten.push_back((record, confirm));
                         }
-                        Err(error) => {
-                            step.errors.push(error.to_string());
-                            pending.push(Message::Failed(error.to_string()));
-                        }
-                    },
+                        self.write_log(&mut step, &mut pending);
+                    }
                     Effect::Load(load) => {
                         pending.push(off_worker(|| answer_load(self.log.path(), load)))
                     }
                     Effect::Search(term) => {
                         pending.push(off_worker(|| answer_search(self.log.path(), term)));
                     }
-                    Effect::Exit => step.exit = true,
+                    Effect::Exit => {
+                        step.exit = true;
+                        // A last try, whenever the previous one was.
+                        if let Some(at) = self.retry_log_at.as_mut() {
+                            *at = tokio::time::Instant::now();
+                        }
+                        self.write_log(&mut step, &mut pending);
+                        if !self.unwritten.is_empty() {
+                            step.errors.push(texts::log_lost(self.unwritten.len()));
+                        }
+                    }
                     Effect::Suspend => step.suspend = true,
                 }
             }
@@ -407,16 +428,65 @@ impl Chat {
         step
     }
 
-    /// Tells the network which messages are in the log. A confirmation must not be lost (the
-    /// peer would wait for it forever), so one that finds the channel full is kept and tried
-    /// again on the next step.
+    /// True while records wait for the log (a write failed and has not succeeded since).
+    pub fn log_waiting(&self) -> bool {
+        !self.unwritten.is_empty()
+    }
+
+    /// When the chat has work waiting on time rather than on a message — records to write
+    /// after a failed write, confirmations that found the command channel full — the runner
+    /// steps it then (any message does, `Message::Tick` is enough).
+    pub fn retry_at(&self) -> Option<tokio::time::Instant> {
+        if !self.unconfirmed.is_empty() {
+            return Some(tokio::time::Instant::now() + CONFIRM_RETRY_INTERVAL);
+        }
+        self.retry_log_at.filter(|_| !self.unwritten.is_empty())
+    }
+
+    /// Writes the waiting records, oldest first, until one fails; each written one's
+    /// confirmation is queued for the network, and never one whose write failed. The user is
+    /// told once when writing starts failing (and once when it works again), not per record.
+    fn write_log(&mut self, step: &mut Step, messages: &mut Vec<Message>) {
+        if self.retry_log_at.is_some_and(|at| tokio::time::Instant::now() < at) {
+            return;
+        }
+        while let Some((record, _)) = self.unwritten.front() {
+            match self.log.append(record) {
+                Ok(()) => {
+                    if let Some((_, Some(confirm))) = self.unwritten.pop_front() {
+                        self.unconfirmed.push_back(confirm);
+                    }
+                    if self.retry_log_at.take().is_some() {
+                        tracing::info!("the conversation log is written again");
+                        step.notices.push(texts::LOG_RECOVERED.to_owned());
+                        messages.push(Message::LogRecovered);
+                    }
+                }
+                Err(error) => {
+                    let again = tokio::time::Instant::now() + LOG_RETRY_INTERVAL;
+                    if self.retry_log_at.replace(again).is_none() {
+                        tracing::warn!(%error, "the conversation log cannot be written");
+                        step.errors.push(texts::log_failed(&error.to_string()));
+                        messages.push(Message::Failed(error.to_string()));
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Tells the network what is in the log, in order. A confirmation must not be lost (the
+    /// peer would wait for it forever, or our message would never leave), so those that find
+    /// the channel full are kept and tried again on the next step.
     fn confirm_logged(&mut self) {
-        let commands = &self.net.commands;
-        self.unconfirmed.retain(|_, receipt| {
-            !matches!(
-                commands.try_send(NetCommand::Persisted(receipt.clone())),
-                Ok(()) | Err(TrySendError::Closed(_))
-            )
-        });
+        while let Some(command) = self.unconfirmed.pop_front() {
+            match self.net.commands.try_send(command) {
+                Ok(()) | Err(TrySendError::Closed(_)) => {}
+                Err(TrySendError::Full(command)) => {
+                    self.unconfirmed.push_front(command);
+                    return;
+                }
+            }
+        }
     }
 }

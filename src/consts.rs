@@ -194,6 +194,19 @@ pub const SEND_WINDOW_SEGMENTS: usize = 256;
 /// log keeps them across restarts). Past this, new messages are refused with a notice.
 pub const SEND_BUFFER_SEGMENTS: usize = 16_384;
 
+/// After a failed write to the conversation log (a full disk), how long before it is tried
+/// again: soon enough that a freed disk is used at once, rare enough to cost nothing.
+pub const LOG_RETRY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How soon a confirmation that found the command channel full is offered again when nothing
+/// else steps the chat: the network drains the channel in microseconds.
+pub const CONFIRM_RETRY_INTERVAL: Duration = Duration::from_millis(10);
+
+/// Records that only inform (presence, deliveries) kept in memory while the log cannot be
+/// written; past this they are let go. Records a peer waits on are always kept: the peers'
+/// send windows bound them.
+pub const MAX_UNWRITTEN_RECORDS: usize = 10_000;
+
 /// How far ahead of the next expected segment a receiver buffers out-of-order segments: the
 /// send window, since no well-behaved sender has more in flight (what we refuse to send we
 /// refuse to receive); about 210 KB of text per sender at most.

@@ -72,6 +72,13 @@ async fn bot(mut net: NetHandle) {
                 }
                 reply(&from, &text)
             }
+            // Nor a log of its own messages: each may leave at once.
+            NetEvent::Sent { id, .. } | NetEvent::Queued { id, .. } => {
+                if net.commands.send(NetCommand::Logged(id)).await.is_err() {
+                    return;
+                }
+                continue;
+            }
             NetEvent::Closed => return,
             _ => continue,
         };

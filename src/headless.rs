@@ -2,7 +2,7 @@
 //! one JSON object per line. Event names and fields are a public interface (see the README):
 //! add new ones freely, never rename.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::io::Write;
 use std::path::Path;
@@ -231,7 +231,11 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
     let mut drain_until: Option<Instant> = None;
     let mut stdin_open = true;
     let mut pending_line: Option<Value> = None;
+    // Lines whose records wait for the log (it could not be written): printed, in order, once
+    // they are in it.
+    let mut held: VecDeque<Value> = VecDeque::new();
     loop {
+        let retry_at = chat.retry_at();
         let message = tokio::select! {
             // Input waits while the network is busy, so a fast script never overruns it.
             input = lines.next(), if stdin_open && chat.net.commands.capacity() > 8 => match input {
@@ -303,17 +307,24 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
                 drain_until = None;
                 Some(Message::Quit)
             }
+            // Work that waits on time (log records after a failed write): a step does it.
+            () = sleep_until(retry_at.unwrap_or_else(Instant::now)), if retry_at.is_some() => {
+                Some(Message::Tick(Local::now()))
+            }
             () = ending.recv() => Some(Message::Quit),
             () = &mut shutdown => Some(Message::Quit),
         };
         if let Some(message) = message {
             let step = chat.apply(message);
             for error in &step.errors {
-                emit(&json!({"event": "error", "message": texts::log_failed(error)}));
+                emit(&json!({"event": "error", "message": error}));
             }
-            if let Some(line) = pending_line.take()
-                && !emit(&line)
-            {
+            for notice in &step.notices {
+                emit(&json!({"event": "notice", "message": notice}));
+            }
+            held.extend(pending_line.take());
+            // At the end, what never reached the log is printed too, after the error saying so.
+            if (!chat.log_waiting() || step.exit) && !held.drain(..).all(|line| emit(&line)) {
                 // Nobody reads our output any more: leave as if input had ended.
                 stdin_open = false;
                 drain_until.get_or_insert_with(Instant::now);

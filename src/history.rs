@@ -1,6 +1,7 @@
 //! The conversation log: one append-only JSON-lines file per conversation under the data dir.
 //! Every record carries a format version; each append is one `write` of a whole line, flushed,
-//! so a crash leaves at most a torn last line, which reading skips. Reading starts from the end
+//! so a crash leaves at most a torn last line, which reading skips and the next append ends
+//! first. An append that returns `Ok` is in the file; one that fails is never reported kept. Reading starts from the end
 //! of the file, so opening a long conversation costs what the last screens cost.
 
 use std::borrow::Cow;
@@ -239,7 +240,9 @@ pub enum HistoryError {
 /// An open conversation log, appending.
 pub struct History {
     path: PathBuf,
-    file: File,
+    /// The open file; `None` after a failed write, so the next append opens the path afresh
+    /// (the file or its directory may have been removed, or the disk replaced meanwhile).
+    file: Option<File>,
 }
 
 /// The file holding a conversation. Names are escaped so any room or address is a safe file name.
@@ -258,28 +261,52 @@ pub fn conversation_path(data_dir: &Path, conversation: &str) -> PathBuf {
     data_dir.join("conversations").join(format!("{name}.jsonl"))
 }
 
+/// Opens (creating if needed) the log file at `path` for appending.
+fn open_log(path: &Path) -> Result<File, HistoryError> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir)
+            .map_err(|source| HistoryError::Io { path: dir.to_owned(), source })?;
+    }
+    OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(path)
+        .map_err(|source| HistoryError::Io { path: path.to_owned(), source })
+}
+
+/// Writes `line` (ending in a newline) at the end of `file` in one `write`, and makes sure it
+/// went to a file that is still in the directory (a write to a removed file succeeds and is
+/// lost with it). A torn last line — a crash, a full disk or a short write mid-record — is
+/// ended first, or a record appended to it would be glued to it and unreadable; and a write
+/// of ours that fails part-way is cut off again where possible, so a record that was never
+/// confirmed does not come back as a line of its own.
+fn append_line(file: &mut File, line: &mut Vec<u8>) -> io::Result<()> {
+    use std::os::unix::fs::{FileExt, MetadataExt};
+    let len = file.metadata()?.len();
+    if len > 0 {
+        let mut last = [0u8; 1];
+        file.read_exact_at(&mut last, len - 1)?;
+        if last[0] != b'\n' {
+            line.insert(0, b'\n');
+        }
+    }
+    if let Err(error) = file.write_all(line).and_then(|()| file.flush()) {
+        let _ = file.set_len(len);
+        return Err(error);
+    }
+    if file.metadata()?.nlink() == 0 {
+        return Err(io::Error::new(io::ErrorKind::NotFound, "the log file was removed"));
+    }
+    Ok(())
+}
+
 impl History {
     /// Opens (creating if needed) the log for `conversation` under `data_dir`.
     pub fn open(data_dir: &Path, conversation: &str) -> Result<Self, HistoryError> {
         let path = conversation_path(data_dir, conversation);
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir)
-                .map_err(|source| HistoryError::Io { path: dir.to_owned(), source })?;
-        }
-        let io_err = |source| HistoryError::Io { path: path.clone(), source };
-        let mut file =
-            OpenOptions::new().create(true).read(true).append(true).open(&path).map_err(io_err)?;
-        // A crash can leave a torn last line; end it, so the next record starts a line of its own.
-        let len = file.seek(SeekFrom::End(0)).map_err(io_err)?;
-        if len > 0 {
-            let mut last = [0u8; 1];
-            file.seek(SeekFrom::Start(len - 1)).map_err(io_err)?;
-            file.read_exact(&mut last).map_err(io_err)?;
-            if last[0] != b'\n' {
-                file.write_all(b"\n").map_err(io_err)?;
-            }
-        }
-        Ok(Self { path, file })
+        let file = open_log(&path)?;
+        Ok(Self { path, file: Some(file) })
     }
 
     /// The file's path.
@@ -287,15 +314,22 @@ impl History {
         &self.path
     }
 
-    /// Appends one record as one line, in one write, and flushes it.
+    /// Appends one record as one line, in one write, and flushes it (to the OS: no fsync).
+    /// A torn last line (a crash, a full disk) is ended first, so this record stays readable.
+    /// `Ok` means the line is in the file; after an error nothing about this record is
+    /// promised, and the next append opens the file afresh.
     pub fn append(&mut self, record: &Record) -> Result<(), HistoryError> {
         let mut line = serde_json::to_vec(record)
             .map_err(|e| HistoryError::Io { path: self.path.clone(), source: e.into() })?;
         line.push(b'\n');
-        self.file
-            .write_all(&line)
-            .and_then(|()| self.file.flush())
-            .map_err(|source| HistoryError::Io { path: self.path.clone(), source })
+        let mut file = match self.file.take() {
+            Some(file) => file,
+            None => open_log(&self.path)?,
+        };
+        append_line(&mut file, &mut line)
+            .map_err(|source| HistoryError::Io { path: self.path.clone(), source })?;
+        self.file = Some(file);
+        Ok(())
     }
 }
 
@@ -830,6 +864,48 @@ mod tests {
         let page = read_after(h.path(), 0, 100).unwrap();
         assert_eq!(texts(&page), vec!["message 1", "message 2", "message 3"]);
         assert_eq!((page.unreadable.len(), page.end), (2, page.len));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_torn_last_line_does_not_swallow_the_next_record() {
+        let dir = temp_dir("torn-open");
+        let mut h = History::open(&dir, "room-x").unwrap();
+        h.append(&Record::from_event(&message(1), Local::now(), "me").unwrap()).unwrap();
+        // A write that stopped mid-record while the log was open (a full disk, a short write).
+        let mut raw = OpenOptions::new().append(true).open(h.path()).unwrap();
+        raw.write_all(b"{\"v\":1,\"at\":\"2026-01-01T00:00:00Z\",\"kind\":\"mess").unwrap();
+        h.append(&Record::from_event(&message(2), Local::now(), "me").unwrap()).unwrap();
+        h.append(&Record::from_event(&message(3), Local::now(), "me").unwrap()).unwrap();
+        let page = read_after(h.path(), 0, 100).unwrap();
+        assert_eq!(texts(&page), vec!["message 1", "message 2", "message 3"]);
+        assert_eq!(page.unreadable.len(), 1, "only the torn line is lost");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_failed_write_is_an_error_and_the_next_append_opens_the_file_afresh() {
+        let dir = temp_dir("full");
+        let path = conversation_path(&dir, "room-x");
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        // Every write to /dev/full fails with ENOSPC: a full disk.
+        std::os::unix::fs::symlink("/dev/full", &path).unwrap();
+        let mut h = History::open(&dir, "room-x").unwrap();
+        let record = |i| Record::from_event(&message(i), Local::now(), "me").unwrap();
+        let error = h.append(&record(1)).unwrap_err();
+        let HistoryError::Io { source, .. } = &error;
+        assert_eq!(source.raw_os_error(), Some(28), "ENOSPC: {error}");
+        assert!(h.append(&record(2)).is_err());
+        // Space is back (here: a real file where the full one was).
+        fs::remove_file(&path).unwrap();
+        h.append(&record(3)).unwrap();
+        assert_eq!(texts(&read_after(&path, 0, 10).unwrap()), vec!["message 3"]);
+        // A removed log (or data dir) is not written into the void: the write is an error,
+        // and the next one starts a new file where the user will look.
+        fs::remove_dir_all(&dir).unwrap();
+        assert!(h.append(&record(4)).is_err(), "the record went to a removed file");
+        h.append(&record(5)).unwrap();
+        assert_eq!(texts(&read_after(&path, 0, 10).unwrap()), vec!["message 5"]);
         fs::remove_dir_all(&dir).unwrap();
     }
 

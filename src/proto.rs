@@ -55,6 +55,9 @@ pub enum NetCommand {
     },
     /// The app logged an incoming message: it may now be acknowledged as kept.
     Persisted(Receipt),
+    /// The app logged one of our messages (told by `Sent` or `Queued`): it may now leave.
+    /// Nothing is sent before it is in our own log.
+    Logged(MsgId),
     /// Our NAT type was detected: tell the server and peers.
     SetNat {
         /// The classic name ("Port-Restricted Cone", …).
@@ -73,6 +76,8 @@ pub struct Receipt {
     pub epoch: u64,
     /// The message's last segment.
     pub last_seq: u64,
+    /// The message's id.
+    pub id: MsgId,
 }
 
 /// A message of ours from an earlier run that no peer has confirmed yet (from the log).
@@ -305,7 +310,8 @@ pub enum NetEvent {
         /// The message's id.
         id: MsgId,
     },
-    /// One of our messages went out to the online peers (delivery is confirmed by `Delivered`).
+    /// One of our messages is for the online peers; it goes out once the app has logged it
+    /// (`NetCommand::Logged`), and delivery is confirmed by `Delivered`.
     Sent {
         /// Its id.
         id: MsgId,
@@ -314,7 +320,8 @@ pub enum NetEvent {
         /// Its timestamp (RFC 3339), as sent.
         timestamp: String,
     },
-    /// One of our messages is held until a peer comes online.
+    /// One of our messages is held until a peer comes online (and until the app has logged it,
+    /// `NetCommand::Logged`).
     Queued {
         /// Its id.
         id: MsgId,

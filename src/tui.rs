@@ -198,6 +198,9 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
     let mut give_up_at: Option<Instant> = None;
     // The terminal went away (a hang-up): no more drawing or reading, only the goodbyes.
     let mut terminal_gone = false;
+    // What the last step had to say (records that never reached the log): said after the
+    // terminal is back, where it stays readable.
+    let mut last_words = Vec::new();
     // What the screen shows, as we meant it.
     let mut shown: Option<Buffer> = None;
     loop {
@@ -210,6 +213,7 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
             chat.model.dirty = false;
         }
         let mut suspend = false;
+        let retry_at = chat.retry_at();
         let message = tokio::select! {
             event = events.next(), if !terminal_gone => match event {
                 Some(Ok(event)) => translate(event),
@@ -228,6 +232,10 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
                 }
             },
             _ = tick.tick() => Some(Message::Tick(Local::now())),
+            // Work that waits on time (a confirmation the command channel had no room for).
+            () = sleep_until(retry_at.unwrap_or_else(Instant::now)), if retry_at.is_some() => {
+                Some(Message::Tick(Local::now()))
+            }
             () = ending.recv() => Some(Message::Quit),
             _ = stop.recv(), if !terminal_gone => {
                 suspend = true;
@@ -239,6 +247,7 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
         if let Some(message) = message {
             let step = chat.apply(message);
             if step.exit {
+                last_words = step.errors;
                 break;
             }
             suspend |= step.suspend;
@@ -255,6 +264,9 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
         }
     }
     drop(guard);
+    for words in last_words {
+        eprintln!("p2pchat: {words}");
+    }
     Ok(())
 }
 

@@ -5,7 +5,7 @@ use chrono::{DateTime, Local};
 
 use super::keymap::Action;
 use crate::history::{Found, Page, Record};
-use crate::proto::{NetCommand, NetEvent, Receipt};
+use crate::proto::{NetCommand, NetEvent};
 
 /// Input to `update`.
 #[derive(Debug, Clone)]
@@ -26,6 +26,8 @@ pub enum Message {
     Net(NetEvent, DateTime<Local>),
     /// An effect could not be carried out; shown to the user.
     Failed(String),
+    /// The conversation log is written again after failing: what waited is in it now.
+    LogRecovered,
     /// A page of the log asked for with `Effect::Load` (or why it could not be read).
     Loaded(Load, Result<Page, String>),
     /// What `Effect::Search` found (or why the log could not be searched).
@@ -39,13 +41,13 @@ pub enum Message {
 pub enum Effect {
     /// Hand a command to the network actor.
     Net(NetCommand),
-    /// Append a record to the conversation log; then, if it succeeded, confirm the message to
-    /// the network so it is acknowledged.
+    /// Append a record to the conversation log; then, once it is written (and never before),
+    /// tell the network so: an incoming message is then acknowledged, one of ours may leave.
     Log {
         /// The record.
         record: Record,
-        /// The incoming message it holds, if any.
-        confirm: Option<Receipt>,
+        /// What to tell the network once it is written (`Persisted` or `Logged`), if anything.
+        confirm: Option<NetCommand>,
     },
     /// Read a page of the conversation log; answered with `Message::Loaded`.
     Load(Load),

@@ -266,7 +266,24 @@ pub fn input_failed(error: &str) -> String {
 
 /// The log could not be written.
 pub fn log_failed(error: &str) -> String {
-    format!("could not write the conversation log: {error}")
+    format!(
+        "cannot write the conversation log ({error}) — is the disk full? Until it can be \
+         (tried every second), messages stay on screen only: no peer is told we have theirs, \
+         and yours wait before they are sent"
+    )
+}
+
+/// The conversation log could be written again after failing.
+pub const LOG_RECOVERED: &str =
+    "the conversation log is written again; what waited is in it and goes on as usual";
+
+/// At exit, records that never reached the log.
+pub fn log_lost(records: usize) -> String {
+    format!(
+        "{records} records could not be written to the conversation log before leaving; \
+         messages among them were never confirmed to their senders or sent (peers send theirs \
+         again next time)"
+    )
 }
 
 /// `/help` output, from the command and key tables.

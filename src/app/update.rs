@@ -44,6 +44,12 @@ pub fn update(model: &mut Model, message: Message) -> Vec<Effect> {
                 push(model, Entry::system(model.now, texts::log_failed(&error)));
             }
         }
+        Message::LogRecovered => {
+            if model.log_failed {
+                model.log_failed = false;
+                push(model, Entry::system(model.now, texts::LOG_RECOVERED.to_owned()));
+            }
+        }
         Message::Quit => quit(model, &mut effects),
     }
     effects
@@ -190,9 +196,12 @@ fn log_and_show(
 ) {
     if let Some(record) = Record::from_event(event, at, &model.me.name) {
         let entry = Entry::from_record(&record);
-        // An incoming message is acknowledged only once it is in the log.
+        // An incoming message is acknowledged, and one of ours leaves, only once it is in the log.
         let confirm = match event {
-            NetEvent::Message { receipt, .. } => receipt.clone(),
+            NetEvent::Message { receipt, .. } => receipt.clone().map(NetCommand::Persisted),
+            NetEvent::Sent { id, .. } | NetEvent::Queued { id, .. } => {
+                Some(NetCommand::Logged(id.clone()))
+            }
             _ => None,
         };
         effects.push(Effect::Log { record, confirm });

@@ -6,8 +6,10 @@
 //! Acknowledgements have two levels: `sack` says "received, stop retransmitting"; `cum` says
 //! "everything up to here is in my log". The sender forgets a segment only when every known
 //! peer's `cum` covers it, so a receiver that crashes before writing a message gets it again.
+//! A receiver's `cum` never passes a message it handed to the app and the app has not
+//! reported logged: a write that failed (a full disk) is never confirmed by a later one.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use crate::consts::{
@@ -218,14 +220,19 @@ struct Held {
     last: u64,
     delivered: bool,
     announced: bool,
+    logged: bool,
 }
 
-/// The sender's segments not yet in every known peer's log.
+/// The sender's segments not yet in every known peer's log. A message leaves only once it is
+/// in our own log (`logged`), and none after it leaves before it: a sender killed mid-burst
+/// has in its log everything a peer received.
 #[derive(Debug, Default)]
 pub struct SendBuffer {
     next_seq: u64,
     segments: BTreeMap<u64, Segment>,
     messages: BTreeMap<String, Held>,
+    /// First seqs of the messages not yet in our own log: nothing from the first on is sent.
+    unlogged: BTreeSet<u64>,
 }
 
 impl SendBuffer {
@@ -245,8 +252,16 @@ impl SendBuffer {
     }
 
     /// Adds a message split into `parts` texts. `announced`: its "sent" was already told (a
-    /// message from an earlier run), so `announce` stays quiet about it.
-    pub fn push(&mut self, id: &str, parts: Vec<String>, timestamp: &str, announced: bool) {
+    /// message from an earlier run), so `announce` stays quiet about it. `logged`: it is in
+    /// our own log already; otherwise it waits for `logged` before it may be sent.
+    pub fn push(
+        &mut self,
+        id: &str,
+        parts: Vec<String>,
+        timestamp: &str,
+        announced: bool,
+        logged: bool,
+    ) {
         let first = self.next_seq;
         let count = u32::try_from(parts.len()).unwrap_or(u32::MAX);
         for (part, text) in (0u32..).zip(parts) {
@@ -262,8 +277,23 @@ impl SendBuffer {
             };
             self.segments.insert(seq, segment);
         }
-        let held = Held { first, last: self.next_seq - 1, delivered: false, announced };
+        let held = Held { first, last: self.next_seq - 1, delivered: false, announced, logged };
         self.messages.insert(id.to_owned(), held);
+        if !logged {
+            self.unlogged.insert(first);
+        }
+    }
+
+    /// The message `id` is in our own log: it may be sent. False when no such message waits.
+    pub fn logged(&mut self, id: &str) -> bool {
+        match self.messages.get_mut(id) {
+            Some(held) if !held.logged => {
+                held.logged = true;
+                self.unlogged.remove(&held.first);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// A held segment.
@@ -276,8 +306,10 @@ impl SendBuffer {
         self.segments.keys().next().copied().unwrap_or(self.next_seq)
     }
 
+    /// Held seqs from `from` that may be sent: up to the first message not in our log.
     fn seqs_from(&self, from: u64) -> impl Iterator<Item = u64> + '_ {
-        self.segments.range(from..).map(|(&s, _)| s)
+        let end = self.unlogged.first().copied().unwrap_or(u64::MAX);
+        self.segments.range(from..end.max(from)).map(|(&s, _)| s)
     }
 
     /// Ids of messages whose first segment is being sent for the first time: "sent" once.
@@ -348,7 +380,11 @@ pub struct Received {
 #[derive(Debug)]
 pub struct RecvStream {
     next: u64,
+    /// The highest segment reported logged (or skipped as below the sender's base).
     persisted: u64,
+    /// Messages handed to the app and not reported logged yet: last seq -> first seq. `cum`
+    /// stays below the first of them, whatever was logged after it.
+    unlogged: BTreeMap<u64, u64>,
     buffer: BTreeMap<u64, Segment>,
     assembly: Vec<Segment>,
     /// Bytes of text in `assembly`.
@@ -360,6 +396,7 @@ impl Default for RecvStream {
         Self {
             next: 1,
             persisted: 0,
+            unlogged: BTreeMap::new(),
             buffer: BTreeMap::new(),
             assembly: Vec::new(),
             assembled_bytes: 0,
@@ -388,8 +425,10 @@ impl RecvStream {
             self.assembly.clear();
             self.assembled_bytes = 0;
         }
+        // The window counts from what is in the log, not from what arrived: while the app
+        // cannot write (a full disk), what a sender can make us hold in memory stays bounded.
         if segment.seq < self.next
-            || segment.seq - self.next >= RECV_WINDOW_SEGMENTS
+            || segment.seq - self.cum() > RECV_WINDOW_SEGMENTS
             || self.buffer.contains_key(&segment.seq)
         {
             return Ok(Received::default());
@@ -430,6 +469,7 @@ impl RecvStream {
                 let text: String = parts.iter().map(|s| s.text.as_str()).collect();
                 let first = &parts[0];
                 let last_seq = parts[parts.len() - 1].seq;
+                self.unlogged.insert(last_seq, first.seq);
                 done.push(Complete {
                     id: first.id.clone(),
                     text,
@@ -441,15 +481,25 @@ impl RecvStream {
         Ok(Received { complete: done, new: true, too_long })
     }
 
-    /// The app logged the message ending at `last_seq`.
+    /// The app logged the message ending at `last_seq` (that one: a message before it that
+    /// is not logged still holds `cum` back).
     pub fn persisted(&mut self, last_seq: u64) {
+        self.unlogged.remove(&last_seq);
         self.persisted = self.persisted.max(last_seq);
+    }
+
+    /// Everything up to here is in the log: what was reported logged, up to the first
+    /// message handed to the app and not logged.
+    fn cum(&self) -> u64 {
+        let held = self.unlogged.values().next().map_or(u64::MAX, |first| first.saturating_sub(1));
+        self.persisted.min(held)
     }
 
     /// The acknowledgement to send now: (cum, sack).
     pub fn ack(&self) -> (u64, Vec<u64>) {
-        let received = (self.persisted + 1..self.next).chain(self.buffer.keys().copied());
-        (self.persisted, received.take(MAX_SACKS).collect())
+        let cum = self.cum();
+        let received = (cum + 1..self.next).chain(self.buffer.keys().copied());
+        (cum, received.take(MAX_SACKS).collect())
     }
 }
 
@@ -458,7 +508,7 @@ mod tests {
     use super::*;
 
     fn message(buffer: &mut SendBuffer, id: &str, parts: &[&str]) {
-        buffer.push(id, parts.iter().map(|s| (*s).to_owned()).collect(), "t", false);
+        buffer.push(id, parts.iter().map(|s| (*s).to_owned()).collect(), "t", false, true);
     }
 
     #[test]
@@ -487,6 +537,47 @@ mod tests {
     }
 
     #[test]
+    fn a_message_not_logged_is_never_confirmed_by_a_later_one() {
+        let mut sb = SendBuffer::new();
+        message(&mut sb, "a", &["one"]);
+        message(&mut sb, "b", &["tw", "o"]);
+        message(&mut sb, "c", &["three"]);
+        let seg = |s: u64| sb.get(s).cloned().unwrap();
+        let mut rs = RecvStream::default();
+        let mut done = Vec::new();
+        for seq in 1..=4 {
+            done.extend(rs.on_segment(seg(seq), 1).unwrap().complete);
+        }
+        assert_eq!(done.iter().map(|c| c.last_seq).collect::<Vec<_>>(), vec![1, 3, 4]);
+        // "a" is logged; writing "b" fails (a full disk); "c" is logged.
+        rs.persisted(1);
+        rs.persisted(4);
+        assert_eq!(rs.ack(), (1, vec![2, 3, 4]), "nothing past the unlogged message is confirmed");
+        // Its retransmission is a duplicate for the stream: still not confirmed.
+        assert!(!rs.on_segment(seg(2), 1).unwrap().new);
+        assert_eq!(rs.ack().0, 1);
+        // The app wrote it after all: everything is confirmed.
+        rs.persisted(3);
+        assert_eq!(rs.ack(), (4, vec![]));
+    }
+
+    #[test]
+    fn the_receive_window_counts_from_what_is_logged() {
+        let mut rs = RecvStream::default();
+        let window = RECV_WINDOW_SEGMENTS;
+        for seq in 1..=window {
+            let received = rs.on_segment(segment(seq, 0, 1, "x"), 1).unwrap();
+            assert_eq!(received.complete.len(), 1, "seq {seq}");
+        }
+        // None of them could be written: nothing more is taken until some are.
+        let beyond = rs.on_segment(segment(window + 1, 0, 1, "x"), 1).unwrap();
+        assert!(!beyond.new && beyond.complete.is_empty());
+        rs.persisted(1);
+        let taken = rs.on_segment(segment(window + 1, 0, 1, "x"), 1).unwrap();
+        assert_eq!(taken.complete.len(), 1);
+    }
+
+    #[test]
     fn sender_retransmits_until_acked_and_releases_when_persisted() {
         let t0 = Instant::now();
         let mut sb = SendBuffer::new();
@@ -508,6 +599,25 @@ mod tests {
         sb.release(Some(ps.cum()));
         assert!(sb.is_empty());
         assert_eq!(sb.base(), 3);
+    }
+
+    #[test]
+    fn nothing_leaves_before_it_is_in_our_own_log() {
+        let t0 = Instant::now();
+        let mut sb = SendBuffer::new();
+        let parts = |texts: &[&str]| texts.iter().map(|s| (*s).to_owned()).collect();
+        sb.push("a", parts(&["x"]), "t", false, false);
+        sb.push("b", parts(&["y1", "y2"]), "t", false, false);
+        let mut ps = PeerSend::default();
+        assert!(ps.due(t0, &sb).is_empty(), "a is not in our log yet");
+        assert!(!ps.has_unsent(&sb));
+        assert!(ps.send_once(&sb).is_empty(), "not to a seed client either");
+        // b is logged first: it still waits behind a, which keeps its place.
+        assert!(sb.logged("b"));
+        assert!(ps.due(t0, &sb).is_empty());
+        assert!(sb.logged("a"));
+        assert!(!sb.logged("a"), "once");
+        assert_eq!(ps.due(t0, &sb), vec![1, 2, 3]);
     }
 
     #[test]

@@ -311,6 +311,9 @@ pub struct Session {
     rendezvous: Option<Rendezvous>,
     stun: Option<StunProbe>,
     seen: SeenIds,
+    /// Messages handed to the app whose log write it has not confirmed, each with the other
+    /// copies (a restarted sender's new stream) that are confirmed once it is written.
+    unlogged: HashMap<(String, String), Vec<(u64, u64)>>,
     sendbuf: SendBuffer,
     streams: HashMap<(String, u64), RecvStream>,
     drops: DropCounts,
@@ -374,6 +377,7 @@ impl Session {
             rendezvous,
             stun,
             seen: SeenIds::default(),
+            unlogged: HashMap::new(),
             sendbuf: SendBuffer::new(),
             streams: HashMap::new(),
             drops: DropCounts::default(),
@@ -401,7 +405,7 @@ impl Session {
         }
         for pending in std::mem::take(&mut session.config.pending) {
             let parts = session.split(&pending.id, &pending.text, &pending.timestamp);
-            session.sendbuf.push(&pending.id.0, parts, &pending.timestamp, true);
+            session.sendbuf.push(&pending.id.0, parts, &pending.timestamp, true, true);
         }
         session
     }
@@ -448,6 +452,11 @@ impl Session {
         match command {
             NetCommand::Send { text } => self.send_message(now, text),
             NetCommand::Persisted(receipt) => self.on_persisted(now, receipt),
+            NetCommand::Logged(id) => {
+                if self.sendbuf.logged(&id.0) {
+                    self.pump(now);
+                }
+            }
             NetCommand::SetNat { nat } => {
                 self.nat = Some(nat.clone());
                 self.events.push_back(NetEvent::OwnNat { nat });
@@ -1414,11 +1423,16 @@ impl Session {
             self.events.push_back(NetEvent::NotSent { text, reason: reason.to_owned() });
             return;
         }
-        self.sendbuf.push(&id.0, parts, &timestamp, false);
-        if !self.peers.iter().any(|p| p.online) {
-            self.events.push_back(NetEvent::Queued { id, text, timestamp });
-        }
-        self.pump(now);
+        // It leaves once the app has it in our own log (`NetCommand::Logged`): a sender killed
+        // mid-burst must have in its log whatever a peer received. So it is told now, sent or
+        // queued, rather than when it first goes out.
+        let online = self.peers.iter().any(|p| p.online);
+        self.sendbuf.push(&id.0, parts, &timestamp, online, false);
+        self.events.push_back(if online {
+            NetEvent::Sent { id, text, timestamp }
+        } else {
+            NetEvent::Queued { id, text, timestamp }
+        });
     }
 
     /// Splits a text into parts whose segments each fit one datagram. Parts break between
@@ -1538,14 +1552,26 @@ impl Session {
         }
         let mut handed_over = false;
         for message in complete {
-            if !self.seen.insert((name.clone(), message.id.clone())) {
-                // Shown (and logged) in an earlier run or from an earlier copy: only confirm.
+            let key = (name.clone(), message.id.clone());
+            if !self.seen.insert(key.clone()) {
                 self.drops.duplicate += 1;
-                stream_persisted(&mut self.streams, &name, fields.epoch, message.last_seq);
+                match self.unlogged.get_mut(&key) {
+                    // Shown, but not in the log yet (a write failed): confirmed once it is.
+                    Some(copies) => copies.push((fields.epoch, message.last_seq)),
+                    // Shown and logged in an earlier run or from an earlier copy: only confirm.
+                    None => {
+                        stream_persisted(&mut self.streams, &name, fields.epoch, message.last_seq)
+                    }
+                }
                 continue;
             }
-            let receipt =
-                Receipt { from: name.clone(), epoch: fields.epoch, last_seq: message.last_seq };
+            self.unlogged.insert(key, Vec::new());
+            let receipt = Receipt {
+                from: name.clone(),
+                epoch: fields.epoch,
+                last_seq: message.last_seq,
+                id: MsgId(message.id.clone()),
+            };
             self.events.push_back(NetEvent::Message {
                 from: name.clone(),
                 text: message.text,
@@ -1578,13 +1604,22 @@ impl Session {
 
     fn on_persisted(&mut self, now: Instant, receipt: Receipt) {
         stream_persisted(&mut self.streams, &receipt.from, receipt.epoch, receipt.last_seq);
+        let key = (receipt.from.clone(), receipt.id.0.clone());
+        let mut epochs = vec![receipt.epoch];
+        for (epoch, last_seq) in self.unlogged.remove(&key).unwrap_or_default() {
+            stream_persisted(&mut self.streams, &receipt.from, epoch, last_seq);
+            epochs.push(epoch);
+        }
         let path = self
             .peers
             .iter()
             .find(|p| p.online && p.name.as_deref() == Some(receipt.from.as_str()))
             .and_then(|p| p.path);
         if let Some(path) = path {
-            self.send_ack(now, path, &receipt.from, receipt.epoch);
+            epochs.dedup();
+            for epoch in epochs {
+                self.send_ack(now, path, &receipt.from, epoch);
+            }
         }
     }
 

@@ -7,6 +7,7 @@
 
 mod cli;
 mod delivery;
+mod durability;
 mod harness;
 mod hostile;
 mod natlab;

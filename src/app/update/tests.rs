@@ -72,12 +72,14 @@ fn typing_and_enter_sends_and_clears() {
     let effects = type_text(&mut m, "hello");
     assert_eq!(effects, vec![Effect::Net(NetCommand::Send { text: "hello".into() })]);
     assert_eq!(m.input.text(), "");
-    // The line appears when the network reports it sent, and is logged then.
+    // The line appears when the network reports it taken, and is logged then; only once it
+    // is written may it leave (what leaves must be in our own log first).
     let sent =
         NetEvent::Sent { id: MsgId("01".into()), text: "hello".into(), timestamp: "t".into() };
     let effects = net(&mut m, sent, 1);
     assert!(
-        matches!(&effects[..], [Effect::Log { record: r, .. }] if matches!(&r.entry, LogEntry::Message { text, .. } if text == "hello"))
+        matches!(&effects[..], [Effect::Log { record: r, confirm: Some(NetCommand::Logged(id)) }]
+            if id.0 == "01" && matches!(&r.entry, LogEntry::Message { text, .. } if text == "hello"))
     );
     assert!(matches!(&m.entries.last().unwrap().kind,
         EntryKind::Chat { own: true, text, delivery: Some(Delivery::Sent), .. } if text == "hello"));

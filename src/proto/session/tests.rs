@@ -158,21 +158,26 @@ impl Sim {
             }
             // The app: every message shown is logged at once, then confirmed (unless a test
             // plays an app that crashed before writing).
-            let mut receipts = Vec::new();
+            let mut logged = Vec::new();
             while let Some(e) = node.session.poll_event() {
-                if let NetEvent::Message { receipt: Some(r), .. } = &e
-                    && node.confirms
-                {
-                    receipts.push(r.clone());
+                match &e {
+                    NetEvent::Message { receipt: Some(r), .. } if node.confirms => {
+                        logged.push(NetCommand::Persisted(r.clone()));
+                    }
+                    // Our own messages leave once logged.
+                    NetEvent::Sent { id, .. } | NetEvent::Queued { id, .. } => {
+                        logged.push(NetCommand::Logged(id.clone()));
+                    }
+                    _ => {}
                 }
                 node.events.push(e);
             }
-            if receipts.is_empty() {
+            if logged.is_empty() {
                 return;
             }
             let now = self.now;
-            for r in receipts {
-                self.nodes[i].session.handle_command(now, NetCommand::Persisted(r));
+            for command in logged {
+                self.nodes[i].session.handle_command(now, command);
             }
         }
     }
@@ -1148,4 +1153,50 @@ fn a_relayed_peer_that_restarts_is_reached_at_its_new_address() {
     sim.command(a, send("after"));
     sim.run_for(Duration::from_secs(1));
     assert_eq!(sim.texts(b2), vec!["after"]);
+}
+
+#[test]
+fn a_message_not_logged_is_confirmed_by_nothing_else_not_even_a_restarted_senders_copy() {
+    let (mut sim, a, b, key) = direct_pair(22);
+    sim.run_for(Duration::from_secs(1));
+    sim.nodes[b].confirms = false;
+    for i in 0..3 {
+        sim.command(a, send(&format!("m{i}")));
+    }
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(sim.texts(b), vec!["m0", "m1", "m2"]);
+    let receipts: Vec<Receipt> = sim
+        .events(b)
+        .iter()
+        .filter_map(|e| match e {
+            NetEvent::Message { receipt, .. } => receipt.clone(),
+            _ => None,
+        })
+        .collect();
+    // Bob logs m0 and m2; writing m1 fails (a full disk).
+    sim.command(b, NetCommand::Persisted(receipts[0].clone()));
+    sim.command(b, NetCommand::Persisted(receipts[2].clone()));
+    sim.run_for(Duration::from_secs(2));
+    let ids: Vec<String> = receipts.iter().map(|r| r.id.0.clone()).collect();
+    assert_eq!(delivered_ids(&sim, a), HashSet::from([ids[0].clone()]), "m2 waits behind m1");
+    // Alice restarts and sends again what her log does not show delivered.
+    let pending = |i: usize| Pending {
+        id: MsgId(ids[i].clone()),
+        text: format!("m{i}"),
+        timestamp: "t".into(),
+    };
+    let config = SessionConfig {
+        pending: vec![pending(1), pending(2)],
+        ..SessionConfig::new("alice", Mode::Direct { peer: sim.nodes[b].addr })
+    };
+    sim.nodes[a].session =
+        Session::new(config, Cipher::from_key(&key).unwrap(), sim.now, wall(), 9);
+    sim.nodes[a].events.clear();
+    sim.run_for(Duration::from_secs(KEEPALIVE_INTERVAL.as_secs() + 3));
+    assert_eq!(sim.texts(b), vec!["m0", "m1", "m2"], "nothing shown twice");
+    assert!(delivered_ids(&sim, a).is_empty(), "m1 is still not in bob's log");
+    // Bob's retry writes m1: its copy on the new stream is confirmed with it.
+    sim.command(b, NetCommand::Persisted(receipts[1].clone()));
+    sim.run_for(Duration::from_secs(2));
+    assert_eq!(delivered_ids(&sim, a), HashSet::from([ids[1].clone(), ids[2].clone()]));
 }
