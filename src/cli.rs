@@ -130,7 +130,7 @@ pub struct ChatArgs {
     #[arg(long, value_parser = parse_addr, value_name = "ADDR")]
     pub peer: Option<SocketAddr>,
     /// Shared Fernet key from `p2pchat keygen` (or set P2PCHAT_KEY, which `ps` cannot show)
-    #[arg(long, env = "P2PCHAT_KEY", hide_env_values = true)]
+    #[arg(long, env = "P2PCHAT_KEY", hide_env_values = true, allow_hyphen_values = true)]
     pub key: Option<String>,
     /// Local address for the chat socket [default: 0.0.0.0:0]
     #[arg(long, value_parser = parse_addr, value_name = "ADDR")]

@@ -726,23 +726,29 @@ impl Session {
     }
 
     fn send_ping(&mut self, now: Instant, index: usize, targets: &[Route]) {
+        let ping = self.next_ping(now, index, targets);
+        for &to in targets {
+            self.send_envelope(now, to, &ping);
+        }
+    }
+
+    /// A new ping to peer `index`, remembered as sent to each of `targets` (its pong counts
+    /// only from one of them).
+    fn next_ping(&mut self, now: Instant, index: usize, targets: &[Route]) -> Envelope {
         let peer = &mut self.peers[index];
         peer.ping_seq += 1;
         peer.ping_sent = Some((peer.ping_seq, now));
-        let ping = Envelope::Ping {
-            name: self.config.name.clone(),
-            seq: peer.ping_seq,
-            instance: Some(self.instance),
-            nat: self.nat.clone(),
-        };
         for &to in targets {
             if peer.pings_out.len() == PINGS_REMEMBERED {
                 peer.pings_out.pop_front();
             }
             peer.pings_out.push_back((peer.ping_seq, to, now));
         }
-        for &to in targets {
-            self.send_envelope(now, to, &ping);
+        Envelope::Ping {
+            name: self.config.name.clone(),
+            seq: peer.ping_seq,
+            instance: Some(self.instance),
+            nat: self.nat.clone(),
         }
     }
 
@@ -1378,12 +1384,8 @@ impl Session {
         if routes.is_empty() {
             return;
         }
-        let ping = Envelope::Ping {
-            name: self.config.name.clone(),
-            seq: self.peers[index].ping_seq,
-            instance: Some(self.instance),
-            nat: self.nat.clone(),
-        };
+        // Where no router lies between (a LAN, loopback) an opener arrives and is answered.
+        let ping = self.next_ping(now, index, routes);
         let Some(payload) = self.seal(now, &ping) else { return };
         self.peers[index].opened_at = Some(now);
         for route in routes.iter().filter(|r| !r.relayed) {

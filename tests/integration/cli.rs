@@ -258,3 +258,21 @@ fn names_and_rooms_with_invisible_characters_are_refused_in_one_sentence() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("U+200B"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_key_that_starts_with_a_dash_is_a_key_not_a_flag() {
+    use base64::Engine as _;
+    // About one key in 64 from `keygen` starts with '-' (URL-safe base64).
+    let key = base64::engine::general_purpose::URL_SAFE.encode([0xF8u8; 32]);
+    assert!(key.starts_with('-'), "{key}");
+    let dir = TempDir::new("dash-key");
+    let out = bin()
+        .args(["chat", "--headless", "--name", "a", "--peer", "127.0.0.1:9", "--key", &key])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"event\":\"ready\""));
+}
