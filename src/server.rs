@@ -243,7 +243,18 @@ impl Server {
         match wire::classify(bytes) {
             Class::Stun => match stun::parse(bytes) {
                 Some(Stun::BindingRequest { txid, change }) => {
-                    self.answer_binding(local, from, txid, change).into_iter().collect()
+                    let unknown = stun::unknown_required(bytes);
+                    if unknown.is_empty() {
+                        self.answer_binding(local, from, txid, change).into_iter().collect()
+                    } else {
+                        self.drops.refused += 1;
+                        let payload = stun::binding_error(txid, &unknown);
+                        let reply = |payload| Reply {
+                            via: local,
+                            transmit: Transmit { to: from, payload, ttl: None },
+                        };
+                        payload.map(reply).into_iter().collect()
+                    }
                 }
                 _ => {
                     self.drops.malformed += 1;
@@ -279,10 +290,37 @@ impl Server {
                     }
                 }
             }
-            Class::Control | Class::Token(_) | Class::Unknown => {
+            Class::Unknown => match stun::classic_binding_request(bytes) {
+                // An RFC 3489 client (RFC 5389 §12.2: a server SHOULD answer it).
+                Some((txid, change)) => {
+                    let Some(via) = self.via(local, change) else {
+                        self.drops.refused += 1;
+                        return Vec::new();
+                    };
+                    self.stun_answered += 1;
+                    let other = self.addresses.other(local);
+                    let payload = stun::classic_binding_success(txid, from, via, other);
+                    vec![Reply { via, transmit: Transmit { to: from, payload, ttl: None } }]
+                }
+                None => {
+                    self.drops.malformed += 1;
+                    Vec::new()
+                }
+            },
+            Class::Control | Class::Token(_) => {
                 self.drops.malformed += 1;
                 Vec::new()
             }
+        }
+    }
+
+    /// The address an answer asked for with `change` comes from: the one it arrived at, or the
+    /// alternate that differs as asked (none without one).
+    fn via(&self, local: SocketAddr, change: stun::Change) -> Option<SocketAddr> {
+        if change == stun::Change::default() {
+            Some(local)
+        } else {
+            self.addresses.changed(local, change.ip, change.port)
         }
     }
 
@@ -293,14 +331,9 @@ impl Server {
         txid: stun::TxId,
         change: stun::Change,
     ) -> Option<Reply> {
-        let via = if change == stun::Change::default() {
-            Some(local)
-        } else {
-            self.addresses.changed(local, change.ip, change.port)
-        };
-        let Some(via) = via else {
+        let Some(via) = self.via(local, change) else {
             self.drops.refused += 1;
-            let payload = stun::binding_error(txid)?;
+            let payload = stun::binding_error(txid, &[stun::CHANGE_REQUEST])?;
             return Some(Reply { via: local, transmit: Transmit { to: from, payload, ttl: None } });
         };
         self.stun_answered += 1;
@@ -1107,5 +1140,26 @@ mod tests {
         assert!(handle(&mut s, now, a, &opened("r", "ann")).is_empty());
         assert!(handle(&mut s, now, a, &opened("r", "carol")).is_empty());
         assert!(handle(&mut s, now, a, &opened("elsewhere", "bob")).is_empty());
+    }
+
+    #[test]
+    fn stun_answers_follow_the_rfcs_for_unknown_attributes_and_classic_clients() {
+        let mut s = server();
+        let now = Instant::now();
+        let from = addr("198.51.100.11:1");
+        let mut req = stun::binding_request([5; 12], Change::default()).unwrap();
+        req.extend_from_slice(&[0x00, 0x31, 0x00, 0x04, 1, 2, 3, 4]);
+        let len = u16::try_from(req.len() - 20).unwrap();
+        req[2..4].copy_from_slice(&len.to_be_bytes());
+        let out = handle(&mut s, now, from, &req);
+        assert_eq!(out.len(), 1);
+        assert_eq!(stun::parse(&out[0].payload), Some(Stun::BindingError { txid: [5; 12] }));
+        // An RFC 3489 request (no magic cookie) gets a classic answer with MAPPED-ADDRESS.
+        let classic = [&[0x00, 0x01, 0x00, 0x00][..], &[9; 16]].concat();
+        let out = handle(&mut s, now, from, &classic);
+        assert_eq!(out.len(), 1);
+        assert_eq!(&out[0].payload[..2], &[0x01, 0x01]);
+        assert_eq!(&out[0].payload[4..20], &[9; 16]);
+        assert_eq!(&out[0].payload[20..24], &[0, 1, 0, 8]);
     }
 }

@@ -49,3 +49,30 @@ fn python_seed_client_chats_with_p2pchat() {
     assert!(chrono::DateTime::parse_from_rfc3339(ts).is_ok(), "{ts}");
     assert_eq!(seed.wait(Duration::from_secs(10)), Some(0));
 }
+
+/// A classic RFC 3489 NAT detector, pystun3 (the Python library of the kind the seed's
+/// prototype used), against `p2pchat server --alt` on loopback: it gets its answers (RFC 5389
+/// §12.2) and, with no NAT in between, says so.
+#[test]
+fn pystun3_detects_no_nat_against_our_server() {
+    let candidates = [std::env::var("P2PCHAT_PYTHON").unwrap_or_default(), "python3".to_owned()];
+    let python = candidates.into_iter().filter(|p| !p.is_empty()).find(|p| {
+        Command::new(p).args(["-c", "import stun"]).output().is_ok_and(|o| o.status.success())
+    });
+    let Some(python) = python else {
+        return skip_or_fail("python3 with pystun3 is not installed (pip install pystun3)");
+    };
+    let port = free_port().port();
+    let listen = format!("127.0.0.1:{port}");
+    let (_server, addr) =
+        crate::harness::server_with(&listen, &["--alt", &format!("127.0.0.2:{}", port + 1)]);
+    let client = free_port().port();
+    let script = format!(
+        "import stun; print(stun.get_ip_info('127.0.0.1', {client}, '127.0.0.1', {}))",
+        addr.port()
+    );
+    let out = Command::new(python).args(["-c", &script]).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    let want = format!("('Open Internet', '127.0.0.1', {client})");
+    assert_eq!(said.trim(), want, "{}", String::from_utf8_lossy(&out.stderr));
+}
