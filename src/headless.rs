@@ -79,7 +79,9 @@ pub fn event_json(event: &NetEvent) -> Option<Value> {
         NetEvent::RelayFailed { reason } => json!({
             "event": "relay", "status": "failed", "message": texts::relay_failed(reason),
         }),
-        NetEvent::PeerNat { nat, .. } => json!({"event": "peer_nat", "nat": nat}),
+        NetEvent::PeerNat { name, nat, .. } => {
+            json!({"event": "peer_nat", "peer": name, "nat": nat})
+        }
         NetEvent::OwnNat { nat } => json!({"event": "nat", "nat_type": nat}),
         NetEvent::Delivered { id } => json!({"event": "delivered", "id": id.0}),
         NetEvent::Message { from, text, timestamp, id, .. } => json!({
@@ -132,7 +134,7 @@ fn who(chat: &Chat) -> Value {
                 "path": p.path.filter(|_| p.online).map(|k| k.as_str()), "nat": p.nat,
                 "last_seen": p.last_seen.map(|t| t.to_rfc3339()),
                 "last_seen_secs": p.last_seen.map(|t| (now - t).num_seconds().max(0)),
-                "rtt_ms": p.rtt.map(|r| r.as_secs_f64() * 1000.0),
+                "rtt_ms": p.rtt.map(|r| (r.as_secs_f64() * 1e6).round() / 1000.0),
             })
         })
         .collect();
@@ -338,4 +340,18 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::PeerId;
+
+    #[test]
+    fn a_peers_nat_type_says_whose_it_is() {
+        let event =
+            NetEvent::PeerNat { peer: PeerId(3), name: "bob".into(), nat: "Symmetric".into() };
+        let json = event_json(&event).expect("a line");
+        assert_eq!(json, json!({"event": "peer_nat", "peer": "bob", "nat": "Symmetric"}));
+    }
 }

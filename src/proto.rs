@@ -269,6 +269,8 @@ pub enum NetEvent {
     PeerNat {
         /// Session-local id.
         peer: PeerId,
+        /// Display name.
+        name: String,
         /// Its NAT type.
         nat: String,
     },

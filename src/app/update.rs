@@ -288,7 +288,7 @@ fn on_net(model: &mut Model, event: NetEvent, at: DateTime<Local>, effects: &mut
             view.last_seen = Some(at);
             push(model, Entry::system(at, texts::path_changed(name, *addr, *kind)));
         }
-        NetEvent::PeerNat { peer, nat } => {
+        NetEvent::PeerNat { peer, nat, .. } => {
             if let Some(view) = model.peer_mut(*peer) {
                 view.nat = Some(nat.clone());
             }

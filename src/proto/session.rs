@@ -1113,7 +1113,8 @@ impl Session {
             && peer.nat.as_deref() != Some(nat)
         {
             peer.nat = Some(nat.to_owned());
-            let event = NetEvent::PeerNat { peer: peer.id, nat: nat.to_owned() };
+            let (peer, name) = (peer.id, peer.display_name());
+            let event = NetEvent::PeerNat { peer, name, nat: nat.to_owned() };
             self.events.push_back(event);
         }
     }
