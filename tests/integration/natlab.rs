@@ -933,7 +933,7 @@ fn lab_cone_pairs_behind_routers_without_a_firewall_punch_directly_every_time() 
                     .output()
                     .unwrap();
                 eprintln!(
-                    "DEBUG {} ({}):\n{}",
+                    "conntrack of router {} (host {}) for a pair that relayed:\n{}",
                     h.public,
                     h.ip,
                     String::from_utf8_lossy(&out.stdout)
