@@ -95,6 +95,14 @@ impl Sim {
         sim
     }
 
+    /// From now on every hop loses `loss`% of datagrams, duplicates `dup`% and delays each by
+    /// up to `jitter_ms` more.
+    fn impair(&mut self, loss: u32, dup: u32, jitter_ms: u64) {
+        self.loss_percent = loss;
+        self.dup_percent = dup;
+        self.jitter = Duration::from_millis(jitter_ms);
+    }
+
     /// Cuts (or restores) the direct path between two nodes.
     fn block(&mut self, a: usize, b: usize, cut: bool) {
         let (x, y) = (self.nodes[a].addr, self.nodes[b].addr);
@@ -809,9 +817,7 @@ proptest! {
     ) {
         let (mut sim, a, b, _) = direct_pair(seed);
         sim.run_for(Duration::from_secs(1));
-        sim.loss_percent = loss;
-        sim.dup_percent = dup;
-        sim.jitter = Duration::from_millis(jitter_ms);
+        sim.impair(loss, dup, jitter_ms);
         let expected: Vec<String> = (0..count).map(|i| format!("message {i}")).collect();
         for (i, text) in expected.iter().enumerate() {
             sim.command(a, send(text));
@@ -978,9 +984,7 @@ proptest! {
         open_direct in any::<bool>(),
     ) {
         let (mut sim, a, b) = blocked_pair(seed);
-        sim.loss_percent = loss;
-        sim.dup_percent = dup;
-        sim.jitter = Duration::from_millis(jitter_ms);
+        sim.impair(loss, dup, jitter_ms);
         sim.run_for(Duration::from_secs(20));
         prop_assert!(sim.online(a) >= 1 && sim.online(b) >= 1, "{:?}", sim.events(a));
         for i in 0..count {
