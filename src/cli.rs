@@ -416,7 +416,11 @@ fn init_tracing(to_file: Option<&Path>, default_level: &str) {
     let _ = match file {
         Some(file) => builder.with_ansi(false).with_writer(std::sync::Mutex::new(file)).try_init(),
         None if to_file.is_some() => builder.with_writer(std::io::sink).try_init(),
-        None => builder.with_writer(std::io::stderr).try_init(),
+        // Colour only for a person watching: escape codes in a redirected log are noise.
+        None => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_writer(std::io::stderr)
+            .try_init(),
     };
 }
 

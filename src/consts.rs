@@ -156,8 +156,56 @@ pub const MAX_POSTS_PER_MEMBER: usize = 4;
 /// Members per room at the server.
 pub const MAX_ROOM_MEMBERS: usize = 16;
 
-/// Registrations the server holds in all, bounding its memory against a flood.
+/// Registrations in rooms the server holds in all, bounding its memory against a flood.
 pub const MAX_REGISTRATIONS: usize = 10_000;
+
+/// Nameplates (pairing codes waiting or being used) the server holds in all: a pool of their
+/// own, so a flood of codes cannot lock rooms out, nor rooms codes.
+pub const MAX_NAMEPLATES: usize = 10_000;
+
+/// Live registrations in rooms one source (an IPv4 address or an IPv6 /64) may hold: room
+/// for a household or an office behind one NAT, a small share of `MAX_REGISTRATIONS`.
+pub const SOURCE_MAX_REGISTRATIONS: usize = 256;
+
+/// Live nameplates one source may hold (codes asked for and not yet used or expired).
+pub const SOURCE_MAX_NAMEPLATES: usize = 16;
+
+/// Requests (control and STUN) a source may send a second, sustained; `SOURCE_BURST` at once.
+/// A live chat sends one every 2–20 s, a key handshake about ten a second.
+pub const SOURCE_RATE: f64 = 500.0;
+
+/// See `SOURCE_RATE`.
+pub const SOURCE_BURST: f64 = 1_000.0;
+
+/// Code claims a source may make at once (a friend's code takes one); they come back at
+/// `SOURCE_CLAIM_RATE` a second. With nameplates drawn at random from a range at least 100
+/// times the number live, a claim on a guessed number hits a live code with at most 1 %.
+pub const SOURCE_CLAIM_BURST: f64 = 6.0;
+
+/// See `SOURCE_CLAIM_BURST`: one every 10 s.
+pub const SOURCE_CLAIM_RATE: f64 = 0.1;
+
+/// A source over its rate is told so at most this often; other excess datagrams get no answer.
+pub const LIMIT_NOTICE_EVERY: Duration = Duration::from_secs(10);
+
+/// Above this many admissions a second (new registrations, nameplates, claims), or with a
+/// pool half full, the server is under load: a new entry needs a cookie that proves its
+/// sender receives at its address.
+pub const COOKIE_LOAD_PER_SEC: u32 = 1_000;
+
+/// How often the secret behind cookies changes; a cookie is good for one to two periods.
+pub const COOKIE_ROTATE: Duration = Duration::from_secs(120);
+
+/// Slots in the server's table of per-source rate buckets: a fixed table, hashed with a secret
+/// key, so a flood from many addresses costs no memory.
+pub const RATE_SLOTS: usize = 1 << 16;
+
+/// After someone claims our code, how long their side has to send its first step before we
+/// tell the user that the code was used by someone who did not finish the exchange.
+pub const CLAIM_EXCHANGE_WAIT: Duration = Duration::from_secs(20);
+
+/// The server reports what it dropped at most this often, in one line of words.
+pub const SERVER_DROPS_REPORT_EVERY: Duration = Duration::from_secs(1);
 
 /// How long headless mode waits, at end of input, for queued messages to reach a peer.
 pub const DRAIN_ON_EOF: Duration = Duration::from_secs(15);

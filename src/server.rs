@@ -5,6 +5,8 @@
 //! A sans-IO core (`Server::handle`) under a thin tokio loop (`run`). It never sees chat
 //! content or keys: peers speak to each other directly.
 
+mod limits;
+
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -12,18 +14,22 @@ use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::sleep_until;
 
 use crate::consts::{
     CODE_TTL, MAX_DATAGRAM_BYTES, MAX_MAIL_BODY_BYTES, MAX_NAME_CHARS, MAX_PHASE_CHARS,
-    MAX_POSTS_PER_MEMBER, MAX_PRIVATE_ENDPOINTS, MAX_REGISTRATIONS, MAX_ROOM_CHARS,
-    MAX_ROOM_MEMBERS, NAMEPLATE_PREFIX, RECV_BUFFER_BYTES, REGISTRATION_TTL, TURN_CREDENTIAL_TTL,
+    MAX_POSTS_PER_MEMBER, MAX_PRIVATE_ENDPOINTS, MAX_ROOM_CHARS, MAX_ROOM_MEMBERS,
+    NAMEPLATE_PREFIX, RECV_BUFFER_BYTES, REGISTRATION_TTL, SERVER_DROPS_REPORT_EVERY, SOURCE_RATE,
+    TURN_CREDENTIAL_TTL,
 };
 use crate::proto::Transmit;
 use crate::proto::stun::{self, Stun};
 use crate::proto::wire::{self, Class, FromServer, ToServer, TurnOffer};
+use limits::{Entry, Limits, NoRoom, Pool, source_of};
 
 /// Datagrams the server dropped, by reason.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -32,8 +38,32 @@ pub struct ServerDrops {
     pub oversized: u64,
     /// Not STUN and not a register request we could read.
     pub malformed: u64,
-    /// Readable, but refused (bad room or name, full room, full server).
+    /// Readable, but refused (bad room or name, full room, full server, a quota).
     pub refused: u64,
+    /// Over the sender's rate (`SOURCE_RATE`), dropped before parsing.
+    pub limited: u64,
+    /// New entries asked for without a valid cookie when one was needed (answered with one).
+    pub cookies: u64,
+    /// Entries removed early to make room for a source holding less (fair eviction).
+    pub evicted: u64,
+}
+
+impl ServerDrops {
+    /// The counts that grew since `before`, in words ("12,345 over their sender's rate, 3
+    /// malformed"); empty when none did.
+    pub fn since(&self, before: &Self) -> String {
+        let parts = [
+            (self.limited.saturating_sub(before.limited), "over their sender's rate"),
+            (self.malformed.saturating_sub(before.malformed), "malformed"),
+            (self.oversized.saturating_sub(before.oversized), "oversized"),
+            (self.refused.saturating_sub(before.refused), "refused"),
+            (self.cookies.saturating_sub(before.cookies), "answered with a cookie"),
+            (self.evicted.saturating_sub(before.evicted), "entries evicted for fairness"),
+        ];
+        let words: Vec<String> =
+            parts.iter().filter(|(n, _)| *n > 0).map(|(n, what)| format!("{n} {what}")).collect();
+        words.join(", ")
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -178,7 +208,10 @@ pub struct Server {
     claimed: HashSet<String>,
     /// How long a nameplate lives.
     code_ttl: Duration,
-    registrations: usize,
+    /// Rate limits, quotas and cookies.
+    limits: Limits,
+    /// Nameplate numbers and cookie secrets.
+    rng: StdRng,
     drops: ServerDrops,
     registered_total: u64,
     stun_answered: u64,
@@ -188,8 +221,10 @@ pub struct Server {
 }
 
 impl Server {
-    /// An empty server on `addresses`.
+    /// An empty server on `addresses`, its randomness (nameplate numbers, cookie secrets)
+    /// seeded with 0: tests replay; a served server takes `with_seed`.
     pub fn new(addresses: Addresses) -> Self {
+        let mut rng = StdRng::seed_from_u64(0);
         Self {
             addresses,
             rooms: HashMap::new(),
@@ -197,7 +232,8 @@ impl Server {
             mail: HashMap::new(),
             claimed: HashSet::new(),
             code_ttl: CODE_TTL,
-            registrations: 0,
+            limits: Limits::new(Instant::now(), &mut rng),
+            rng,
             drops: ServerDrops::default(),
             registered_total: 0,
             stun_answered: 0,
@@ -212,6 +248,13 @@ impl Server {
         self
     }
 
+    /// Draws nameplates and secrets from `seed` (a served server: a random one).
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.rng = StdRng::seed_from_u64(seed);
+        self.limits = Limits::new(Instant::now(), &mut self.rng);
+        self
+    }
+
     /// Nameplates live `ttl` instead of `CODE_TTL`.
     pub fn with_code_ttl(mut self, ttl: Duration) -> Self {
         self.code_ttl = ttl;
@@ -223,9 +266,14 @@ impl Server {
         self.drops
     }
 
-    /// Live registrations across all rooms.
+    /// Live registrations across all rooms and nameplates.
     pub fn registrations(&self) -> usize {
-        self.registrations
+        self.limits.live(Pool::Rooms) + self.limits.live(Pool::Nameplates)
+    }
+
+    /// Sources (addresses, IPv6 /64s) holding a registration or nameplate.
+    pub fn holders(&self) -> usize {
+        self.limits.holders()
     }
 
     /// Feeds one datagram that arrived at our address `local`; returns what to send.
@@ -238,6 +286,26 @@ impl Server {
     ) -> Vec<Reply> {
         if bytes.len() > MAX_DATAGRAM_BYTES {
             self.drops.oversized += 1;
+            return Vec::new();
+        }
+        self.limits.tick(now, &mut self.rng);
+        let source = source_of(from);
+        if !self.limits.allow(now, source) {
+            self.drops.limited += 1;
+            // Told, rarely, so a busy NAT's users learn why; every other excess datagram
+            // costs one hash and gets no answer.
+            let control =
+                wire::classify(bytes) == Class::Control && local == self.addresses.primary;
+            if control && self.limits.notice_due(now, source) {
+                let reason = format!(
+                    "too many requests from your address (more than {SOURCE_RATE} a second): the server ignores it for a while"
+                );
+                let transmit = encode(from, &FromServer::Refused { reason });
+                return transmit
+                    .map(|transmit| Reply { via: local, transmit })
+                    .into_iter()
+                    .collect();
+            }
             return Vec::new();
         }
         match wire::classify(bytes) {
@@ -268,13 +336,15 @@ impl Server {
                         self.expire(now);
                         let via = self.addresses.primary;
                         let out = match request {
-                            ToServer::Register { room, name, private, nat, relay } => {
+                            ToServer::Register { room, name, private, nat, relay, cookie } => {
                                 let about = Endpoints { private, nat, relay };
-                                self.register(now, from, room, name, about)
+                                self.register(now, from, room, name, about, cookie.as_deref())
                             }
-                            ToServer::Allocate { name } => self.allocate(now, from, name),
-                            ToServer::Claim { nameplate, name } => {
-                                self.claim(now, from, nameplate, name)
+                            ToServer::Allocate { name, cookie } => {
+                                self.allocate(now, from, name, cookie.as_deref())
+                            }
+                            ToServer::Claim { nameplate, name, cookie } => {
+                                self.claim(now, from, nameplate, name, cookie.as_deref())
                             }
                             ToServer::Post { room, phase, body } => {
                                 self.post(from, room, phase, body)
@@ -353,23 +423,45 @@ impl Server {
 
     fn expire(&mut self, now: Instant) {
         while self.expiries.first().is_some_and(|(at, _, _)| *at <= now) {
-            let Some((_, room, name)) = self.expiries.pop_first() else { break };
-            let Some(members) = self.rooms.get_mut(&room) else { continue };
-            members.retain(|m| m.name != name);
-            if members.is_empty() {
-                self.rooms.remove(&room);
-                self.mail.remove(&room);
-                self.claimed.remove(&room);
-            } else if let Some(posts) = self.mail.get_mut(&room) {
-                posts.retain(|p| p.from != name);
-            }
-            self.registrations -= 1;
+            let Some(entry) = self.expiries.pop_first() else { break };
+            self.forget(&entry);
+        }
+    }
+
+    /// Removes the member `entry` names (already taken out of `expiries`), its posts, and its
+    /// room when it was the last.
+    fn forget(&mut self, entry: &Entry) {
+        let (_, room, name) = entry;
+        let Some(members) = self.rooms.get_mut(room) else { return };
+        let Some(index) = members.iter().position(|m| &m.name == name) else { return };
+        let member = members.remove(index);
+        self.limits.release(pool_of(room), source_of(member.public), entry);
+        if members.is_empty() {
+            self.rooms.remove(room);
+            self.mail.remove(room);
+            self.claimed.remove(room);
+        } else if let Some(posts) = self.mail.get_mut(room) {
+            posts.retain(|p| &p.from != name);
         }
     }
 
     fn refuse(&mut self, to: SocketAddr, reason: String) -> Vec<Transmit> {
         self.drops.refused += 1;
         encode(to, &FromServer::Refused { reason }).into_iter().collect()
+    }
+
+    /// Asks `to` to repeat its request with a cookie (no state kept).
+    fn ask_cookie(&mut self, to: SocketAddr) -> Vec<Transmit> {
+        self.drops.cookies += 1;
+        let cookie = self.limits.cookie(to);
+        encode(to, &FromServer::Cookie { cookie }).into_iter().collect()
+    }
+
+    fn refusal(&mut self, to: SocketAddr, refusal: Refusal) -> Vec<Transmit> {
+        match refusal {
+            Refusal::Reason(reason) => self.refuse(to, reason),
+            Refusal::Cookie => self.ask_cookie(to),
+        }
     }
 
     fn register(
@@ -379,14 +471,16 @@ impl Server {
         room: String,
         name: String,
         about: Endpoints,
+        cookie: Option<&str>,
     ) -> Vec<Transmit> {
         if room.starts_with(NAMEPLATE_PREFIX) {
             return self
                 .refuse(from, "room names starting with np- are kept for pairing codes".into());
         }
-        let changed = match self.admit(now, from, &room, name.clone(), about, REGISTRATION_TTL) {
+        let admission = Admission { name: name.clone(), about, ttl: REGISTRATION_TTL, cookie };
+        let changed = match self.admit(now, from, &room, admission) {
             Ok(changed) => changed,
-            Err(reason) => return self.refuse(from, reason),
+            Err(refusal) => return self.refusal(from, refusal),
         };
         let turn = self.offer_turn(now, &room, &name);
         let members = self.rooms.get(&room).map(Vec::as_slice).unwrap_or_default();
@@ -430,43 +524,77 @@ impl Server {
         Some(offer)
     }
 
-    /// Puts `name` in `room` (or refreshes it) for `ttl`; true when it is new or its endpoints
-    /// changed (others should hear of it). A member back at a new address (a restart) loses
-    /// its old posts.
+    /// Puts a member in `room` (or refreshes it); true when it is new or its endpoints changed
+    /// (others should hear of it). A member back at a new address (a restart) loses its old
+    /// posts. A new entry, or one moving to another address, needs a cookie under load and
+    /// counts against its source's quota; with its pool full it evicts the soonest-expiring
+    /// entry of a source holding at least two more, or is refused.
     fn admit(
         &mut self,
         now: Instant,
         from: SocketAddr,
         room: &str,
-        name: String,
-        about: Endpoints,
-        ttl: Duration,
-    ) -> Result<bool, String> {
+        admission: Admission<'_>,
+    ) -> Result<bool, Refusal> {
+        let Admission { name, about, ttl, cookie } = admission;
         let Endpoints { mut private, nat, relay } = about;
         if room.is_empty() || room.chars().count() > MAX_ROOM_CHARS {
-            return Err(format!("room names are 1 to {MAX_ROOM_CHARS} characters"));
+            return Err(format!("room names are 1 to {MAX_ROOM_CHARS} characters").into());
         }
         if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
-            return Err(format!("names are 1 to {MAX_NAME_CHARS} characters"));
+            return Err(format!("names are 1 to {MAX_NAME_CHARS} characters").into());
         }
         private.truncate(MAX_PRIVATE_ENDPOINTS);
-        let expires = now + ttl;
-        let members = self.rooms.get(room).map_or(0, Vec::len);
-        let existing = self.rooms.get(room).and_then(|ms| ms.iter().position(|m| m.name == name));
-        if existing.is_none() {
-            if members >= MAX_ROOM_MEMBERS {
-                return Err(format!("room is full ({MAX_ROOM_MEMBERS} members)"));
-            }
-            if self.registrations >= MAX_REGISTRATIONS {
-                return Err("server is full; try again later".to_owned());
-            }
-            self.registrations += 1;
+        let pool = pool_of(room);
+        let source = source_of(from);
+        let find = |rooms: &HashMap<String, Vec<Member>>| {
+            rooms.get(room).and_then(|ms| ms.iter().find(|m| m.name == name)).map(|m| m.public)
+        };
+        let known_at = find(&self.rooms);
+        if known_at != Some(from)
+            && self.limits.under_load()
+            && !self.limits.cookie_ok(from, cookie)
+        {
+            return Err(Refusal::Cookie);
         }
+        if known_at.is_none() && self.rooms.get(room).map_or(0, Vec::len) >= MAX_ROOM_MEMBERS {
+            return Err(format!("room is full ({MAX_ROOM_MEMBERS} members)").into());
+        }
+        if known_at.map(source_of) != Some(source) {
+            match self.limits.room_for(pool, source) {
+                Ok(None) => {}
+                Ok(Some(victim)) => {
+                    self.expiries.remove(&victim);
+                    self.forget(&victim);
+                    self.drops.evicted += 1;
+                }
+                Err(NoRoom::SourceQuota(most)) => {
+                    return Err(format!(
+                        "your address already holds {most} {}, the most one address may; try again when one has expired",
+                        match pool {
+                            Pool::Rooms => "registrations",
+                            Pool::Nameplates => "pairing codes",
+                        }
+                    )
+                    .into());
+                }
+                Err(NoRoom::Full) => {
+                    return Err("server is full; try again later".to_owned().into());
+                }
+            }
+            self.limits.admitted();
+        }
+        let expires = now + ttl;
+        let existing = self.rooms.get(room).and_then(|ms| ms.iter().position(|m| m.name == name));
         self.registered_total += 1;
         if let Some(old) = existing.and_then(|i| self.rooms.get(room)?.get(i)) {
-            self.expiries.remove(&(old.expires, room.to_owned(), name.clone()));
+            let entry = (old.expires, room.to_owned(), name.clone());
+            self.limits.release(pool, source_of(old.public), &entry);
+            self.expiries.remove(&entry);
         }
-        self.expiries.insert((expires, room.to_owned(), name.clone()));
+        let entry = (expires, room.to_owned(), name.clone());
+        self.limits.hold(pool, source, entry.clone());
+        self.expiries.insert(entry);
         let members = self.rooms.entry(room.to_owned()).or_default();
         let nat = nat.map(|n| n.chars().take(MAX_NAME_CHARS).collect());
         let mut me = Member { name, public: from, private, nat, relay, expires, turn: None };
@@ -494,35 +622,59 @@ impl Server {
         Ok(changed)
     }
 
-    /// A fresh nameplate (the lowest number not in use) with the asker in it.
-    fn allocate(&mut self, now: Instant, from: SocketAddr, name: String) -> Vec<Transmit> {
-        let Some(number) = (1..=MAX_REGISTRATIONS)
-            .find(|n| !self.rooms.contains_key(&format!("{NAMEPLATE_PREFIX}{n}")))
-        else {
+    /// A fresh nameplate with the asker in it: a number drawn at random from a range at least
+    /// 100 times the number of nameplates live (three digits while fewer than ten are), so a
+    /// guessed number is a live code at most 1 % of the time.
+    fn allocate(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        name: String,
+        cookie: Option<&str>,
+    ) -> Vec<Transmit> {
+        let range = nameplate_range(self.limits.live(Pool::Nameplates));
+        // At most 1 % of the range is taken: 16 draws all missing is a 1-in-10^32 event.
+        let free = (0..16)
+            .map(|_| self.rng.random_range(1..=range))
+            .find(|n| !self.rooms.contains_key(&format!("{NAMEPLATE_PREFIX}{n}")));
+        let Some(number) = free else {
             return self.refuse(from, "server is full; try again later".to_owned());
         };
         let room = format!("{NAMEPLATE_PREFIX}{number}");
-        let about = Endpoints::default();
-        if let Err(reason) = self.admit(now, from, &room, name, about, self.code_ttl) {
-            return self.refuse(from, reason);
+        let admission = Admission { name, about: Endpoints::default(), ttl: self.code_ttl, cookie };
+        if let Err(refusal) = self.admit(now, from, &room, admission) {
+            return self.refusal(from, refusal);
         }
         let nameplate = number.to_string();
         let ttl_secs = self.code_ttl.as_secs();
         encode(from, &FromServer::Nameplate { nameplate, ttl_secs }).into_iter().collect()
     }
 
-    /// Joins a friend's nameplate: once, while it lives.
+    /// Joins a friend's nameplate: once, while it lives, from an address that proved with a
+    /// cookie that it receives there; every new claim spends one of the source's claims
+    /// (`SOURCE_CLAIM_BURST`). The nameplate's owner is told who claimed it.
     fn claim(
         &mut self,
         now: Instant,
         from: SocketAddr,
         nameplate: String,
         name: String,
+        cookie: Option<&str>,
     ) -> Vec<Transmit> {
+        if !self.limits.cookie_ok(from, cookie) {
+            return self.ask_cookie(from);
+        }
         let room = format!("{NAMEPLATE_PREFIX}{nameplate}");
         let members = self.rooms.get(&room).map(Vec::as_slice).unwrap_or_default();
         let again = members.iter().any(|m| m.name == name && m.public == from);
         if !again {
+            if !self.limits.claim(now, source_of(from)) {
+                return self.refuse(
+                    from,
+                    "too many codes tried from your address: wait a minute, then check the code and try again".to_owned(),
+                );
+            }
+            let members = self.rooms.get(&room).map(Vec::as_slice).unwrap_or_default();
             if members.is_empty() {
                 return self.refuse(
                     from,
@@ -545,16 +697,29 @@ impl Server {
                 );
             }
         }
+        let members = self.rooms.get(&room).map(Vec::as_slice).unwrap_or_default();
         let expires_in = members
             .iter()
             .map(|m| m.expires.saturating_duration_since(now))
             .min()
             .unwrap_or(self.code_ttl);
-        if let Err(reason) = self.admit(now, from, &room, name, Endpoints::default(), expires_in) {
-            return self.refuse(from, reason);
+        let owners: Vec<SocketAddr> =
+            members.iter().filter(|m| m.name != name).map(|m| m.public).collect();
+        let admission =
+            Admission { name: name.clone(), about: Endpoints::default(), ttl: expires_in, cookie };
+        if let Err(refusal) = self.admit(now, from, &room, admission) {
+            return self.refusal(from, refusal);
         }
         self.claimed.insert(room);
-        encode(from, &FromServer::Claimed { nameplate }).into_iter().collect()
+        let mut out: Vec<Transmit> =
+            encode(from, &FromServer::Claimed { nameplate: nameplate.clone() })
+                .into_iter()
+                .collect();
+        if !again {
+            let joined = FromServer::Joined { nameplate, name };
+            out.extend(owners.into_iter().filter_map(|owner| encode(owner, &joined)));
+        }
+        out
     }
 
     /// The member of `room` at `from`, by name.
@@ -616,6 +781,44 @@ impl Server {
             }
             None => Vec::new(),
         }
+    }
+}
+
+/// Which pool a room's entries count in.
+fn pool_of(room: &str) -> Pool {
+    if room.starts_with(NAMEPLATE_PREFIX) { Pool::Nameplates } else { Pool::Rooms }
+}
+
+/// The numbers nameplates are drawn from, 1 to this: the smallest power of ten, less one, of
+/// at least three digits and at least 100 times the nameplates live (with one more).
+fn nameplate_range(live: usize) -> u32 {
+    let wanted = u64::try_from(live).unwrap_or(u64::MAX).saturating_add(1).saturating_mul(100);
+    let mut range: u64 = 1_000;
+    while range < wanted && range < 1_000_000 {
+        range *= 10;
+    }
+    u32::try_from(range - 1).unwrap_or(999_999)
+}
+
+/// A request for an entry in a room.
+struct Admission<'a> {
+    name: String,
+    about: Endpoints,
+    ttl: Duration,
+    cookie: Option<&'a str>,
+}
+
+/// Why an entry was not admitted.
+enum Refusal {
+    /// In words, for the user.
+    Reason(String),
+    /// Under load and without a valid cookie: ask for one.
+    Cookie,
+}
+
+impl From<String> for Refusal {
+    fn from(reason: String) -> Self {
+        Self::Reason(reason)
     }
 }
 
@@ -689,7 +892,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let Sockets { addresses, sockets } = sockets;
-    let mut server = Server::new(addresses).with_code_ttl(code_ttl);
+    let mut server = Server::new(addresses).with_seed(rand::random()).with_code_ttl(code_ttl);
     if let Some(relay) = turn {
         let unix_now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -718,11 +921,21 @@ pub async fn run(
     }
     drop(tx);
     tokio::pin!(shutdown);
-    let mut last_drops = ServerDrops::default();
+    // What was dropped is said once a second at most, in one line, however many datagrams.
+    let mut report = tokio::time::interval(SERVER_DROPS_REPORT_EVERY);
+    report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut reported = ServerDrops::default();
     let result = loop {
         let deadline = server.poll_timeout().unwrap_or_else(|| Instant::now() + REGISTRATION_TTL);
         tokio::select! {
             () = &mut shutdown => break Ok(()),
+            _ = report.tick() => {
+                let words = server.drops.since(&reported);
+                if !words.is_empty() {
+                    tracing::info!("in the last second: {words}");
+                    reported = server.drops;
+                }
+            }
             () = sleep_until(deadline.into()) => server.handle_timeout(Instant::now()),
             received = rx.recv() => {
                 let Some((local, from, bytes)) = received else { break Ok(()) };
@@ -734,10 +947,6 @@ pub async fn run(
                         tracing::debug!(%error, to = %reply.transmit.to, "send_to failed");
                     }
                 }
-                if server.drops != last_drops {
-                    last_drops = server.drops;
-                    tracing::info!(drops = ?last_drops, "dropped datagrams");
-                }
             }
         }
     };
@@ -748,418 +957,4 @@ pub async fn run(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::proto::stun::Change;
-
-    const PRIMARY: &str = "198.51.100.1:7777";
-
-    fn addr(s: &str) -> SocketAddr {
-        s.parse().unwrap()
-    }
-
-    fn server() -> Server {
-        Server::new(Addresses { primary: addr(PRIMARY), alt: None })
-    }
-
-    /// Feeds a datagram to the primary address; returns what goes out (all via primary).
-    fn handle(s: &mut Server, now: Instant, from: SocketAddr, bytes: &[u8]) -> Vec<Transmit> {
-        let replies = s.handle(now, addr(PRIMARY), from, bytes);
-        assert!(replies.iter().all(|r| r.via == addr(PRIMARY)));
-        replies.into_iter().map(|r| r.transmit).collect()
-    }
-
-    fn register(room: &str, name: &str) -> Vec<u8> {
-        serde_json::to_vec(&ToServer::Register {
-            room: room.into(),
-            name: name.into(),
-            private: vec![addr("192.0.2.10:5000")],
-            nat: Some("Full Cone".into()),
-            relay: None,
-        })
-        .unwrap()
-    }
-
-    fn decode(t: &Transmit) -> FromServer {
-        serde_json::from_slice(&t.payload).unwrap()
-    }
-
-    fn ask(s: &mut Server, now: Instant, from: SocketAddr, request: ToServer) -> Vec<FromServer> {
-        handle(s, now, from, &serde_json::to_vec(&request).unwrap()).iter().map(decode).collect()
-    }
-
-    fn refused(answers: &[FromServer]) -> String {
-        match answers {
-            [FromServer::Refused { reason }] => reason.clone(),
-            other => panic!("not refused: {other:?}"),
-        }
-    }
-
-    #[test]
-    fn nameplates_are_claimed_once_carry_posts_and_expire() {
-        let mut s = server();
-        let now = Instant::now();
-        let (a, b, c) = (addr("198.51.100.11:1"), addr("198.51.100.12:2"), addr("198.51.100.13:3"));
-        let answer = ask(&mut s, now, a, ToServer::Allocate { name: "ann".into() });
-        assert_eq!(
-            answer,
-            vec![FromServer::Nameplate { nameplate: "1".into(), ttl_secs: CODE_TTL.as_secs() }]
-        );
-        // The next asker gets the next number.
-        let answer = ask(&mut s, now, c, ToServer::Allocate { name: "cat".into() });
-        assert!(
-            matches!(&answer[..], [FromServer::Nameplate { nameplate, .. }] if nameplate == "2")
-        );
-        let claim = |name: &str| ToServer::Claim { nameplate: "1".into(), name: name.into() };
-        assert_eq!(
-            ask(&mut s, now, b, claim("bob")),
-            vec![FromServer::Claimed { nameplate: "1".into() }]
-        );
-        // A lost answer is asked for again: the same claimant is let in again.
-        assert_eq!(
-            ask(&mut s, now, b, claim("bob")),
-            vec![FromServer::Claimed { nameplate: "1".into() }]
-        );
-        assert!(refused(&ask(&mut s, now, c, claim("eve"))).contains("already used"));
-        // Posts reach the other member only; outsiders can neither post nor read.
-        let post = |body: &str| ToServer::Post {
-            room: "np-1".into(),
-            phase: "pake".into(),
-            body: body.into(),
-        };
-        let fetch = ToServer::Fetch { room: "np-1".into(), phase: "pake".into() };
-        assert_eq!(ask(&mut s, now, b, fetch.clone()), vec![]);
-        assert_eq!(
-            ask(&mut s, now, a, post("from ann")),
-            vec![FromServer::Posted { room: "np-1".into(), phase: "pake".into() }]
-        );
-        ask(&mut s, now, a, post("from ann, again"));
-        assert_eq!(ask(&mut s, now, a, fetch.clone()), vec![]);
-        let mail = FromServer::Mail {
-            room: "np-1".into(),
-            phase: "pake".into(),
-            from: "ann".into(),
-            body: "from ann, again".into(),
-        };
-        assert_eq!(ask(&mut s, now, b, fetch.clone()), vec![mail]);
-        assert!(refused(&ask(&mut s, now, c, fetch.clone())).contains("not a member"));
-        assert!(refused(&ask(&mut s, now, c, post("x"))).contains("not a member"));
-        let long = "x".repeat(MAX_MAIL_BODY_BYTES + 1);
-        assert!(refused(&ask(&mut s, now, a, post(&long))).contains("too long"));
-        // Nobody registers into a nameplate's room.
-        let answer = handle(&mut s, now, c, &register("np-1", "eve"));
-        assert!(refused(&answer.iter().map(decode).collect::<Vec<_>>()).contains("pairing codes"));
-        // After the code's lifetime the nameplate is gone, with its posts, and can be reissued.
-        let later = now + CODE_TTL;
-        assert!(refused(&ask(&mut s, later, b, claim("bob"))).contains("expired"));
-        let answer = ask(&mut s, later, c, ToServer::Allocate { name: "cat".into() });
-        assert!(
-            matches!(&answer[..], [FromServer::Nameplate { nameplate, .. }] if nameplate == "1")
-        );
-        assert_eq!(s.registrations(), 1);
-    }
-
-    #[test]
-    fn posts_outlive_refreshes_but_not_a_restart() {
-        let mut s = server();
-        let now = Instant::now();
-        let (a, b, a2) =
-            (addr("198.51.100.11:1"), addr("198.51.100.12:2"), addr("198.51.100.11:9"));
-        let reg = |private: Vec<SocketAddr>| ToServer::Register {
-            room: "rv-x".into(),
-            name: "ann".into(),
-            private,
-            nat: None,
-            relay: None,
-        };
-        ask(&mut s, now, a, reg(Vec::new()));
-        handle(&mut s, now, b, &register("rv-x", "bob"));
-        let post = ToServer::Post { room: "rv-x".into(), phase: "hello".into(), body: "hi".into() };
-        let fetch = ToServer::Fetch { room: "rv-x".into(), phase: "hello".into() };
-        ask(&mut s, now, a, post);
-        // The chat that follows a handshake registers again with its LAN endpoints: kept.
-        ask(&mut s, now, a, reg(vec![addr("192.0.2.10:1")]));
-        assert_eq!(ask(&mut s, now, b, fetch.clone()).len(), 1);
-        // Back from another address: a restart, and its old post is stale.
-        ask(&mut s, now, a2, reg(Vec::new()));
-        assert_eq!(ask(&mut s, now, b, fetch), vec![]);
-    }
-
-    #[test]
-    fn second_member_triggers_mutual_introduction() {
-        let mut s = server();
-        let now = Instant::now();
-        let (a, b) = (addr("198.51.100.11:1000"), addr("198.51.100.12:2000"));
-        let out = handle(&mut s, now, a, &register("r", "alice"));
-        assert_eq!(out.len(), 1);
-        assert_eq!(decode(&out[0]), FromServer::Registered { public: a, ttl_secs: 60, turn: None });
-        let out = handle(&mut s, now, b, &register("r", "bob"));
-        let to_b: Vec<_> = out.iter().filter(|t| t.to == b).map(decode).collect();
-        let to_a: Vec<_> = out.iter().filter(|t| t.to == a).map(decode).collect();
-        assert_eq!(to_b.len(), 2);
-        assert!(
-            matches!(&to_b[1], FromServer::Peer { name, public, .. } if name == "alice" && *public == a)
-        );
-        assert_eq!(to_a.len(), 1);
-        assert!(matches!(&to_a[0], FromServer::Peer { name, public, private, nat, relay: None }
-            if name == "bob" && *public == b && private == &vec![addr("192.0.2.10:5000")]
-               && nat.as_deref() == Some("Full Cone")));
-        // A refresh from the same endpoint tells the others nothing new.
-        let out = handle(&mut s, now, b, &register("r", "bob"));
-        assert!(out.iter().all(|t| t.to == b));
-        // A restart (new port) re-introduces bob to alice.
-        let b2 = addr("198.51.100.12:2001");
-        let out = handle(&mut s, now, b2, &register("r", "bob"));
-        assert!(
-            out.iter().any(|t| t.to == a
-                && matches!(decode(t), FromServer::Peer { public, .. } if public == b2))
-        );
-        assert_eq!(s.registrations(), 2);
-    }
-
-    #[test]
-    fn registrations_expire_without_refresh() {
-        let mut s = server();
-        let now = Instant::now();
-        handle(&mut s, now, addr("198.51.100.11:1"), &register("r", "a"));
-        assert_eq!(s.poll_timeout(), Some(now + REGISTRATION_TTL));
-        s.handle_timeout(now + REGISTRATION_TTL - std::time::Duration::from_secs(1));
-        assert_eq!(s.registrations(), 1);
-        s.handle_timeout(now + REGISTRATION_TTL);
-        assert_eq!(s.registrations(), 0);
-        assert_eq!(s.poll_timeout(), None);
-        // A refresh moves the expiry; the other member still expires on time.
-        let second = std::time::Duration::from_secs(1);
-        let later = now + REGISTRATION_TTL + second;
-        handle(&mut s, later, addr("198.51.100.11:1"), &register("r", "a"));
-        handle(&mut s, later, addr("198.51.100.12:1"), &register("r", "b"));
-        handle(&mut s, later + 10 * second, addr("198.51.100.11:1"), &register("r", "a"));
-        assert_eq!(s.poll_timeout(), Some(later + REGISTRATION_TTL));
-        s.handle_timeout(later + REGISTRATION_TTL);
-        assert_eq!(s.registrations(), 1);
-        assert_eq!(s.poll_timeout(), Some(later + 10 * second + REGISTRATION_TTL));
-        s.handle_timeout(later + 10 * second + REGISTRATION_TTL);
-        assert_eq!((s.registrations(), s.poll_timeout()), (0, None));
-    }
-
-    #[test]
-    fn answers_stun_binding_requests() {
-        let mut s = server();
-        let from = addr("198.51.100.9:4242");
-        let req = stun::binding_request([9; 12], Change::default()).unwrap();
-        let out = handle(&mut s, Instant::now(), from, &req);
-        assert_eq!(out.len(), 1);
-        assert_eq!(
-            stun::parse(&out[0].payload),
-            Some(Stun::BindingSuccess { txid: [9; 12], mapped: from, other: None })
-        );
-        // Without an alternate address a CHANGE-REQUEST gets an error, not a wrong answer.
-        let req = stun::binding_request([8; 12], Change { ip: true, port: false }).unwrap();
-        let out = handle(&mut s, Instant::now(), from, &req);
-        assert_eq!(stun::parse(&out[0].payload), Some(Stun::BindingError { txid: [8; 12] }));
-    }
-
-    #[test]
-    fn alternate_address_serves_rfc5780() {
-        let addresses = Addresses { primary: addr(PRIMARY), alt: Some(addr("198.51.100.2:7778")) };
-        assert_eq!(addresses.all().len(), 4);
-        let mut s = Server::new(addresses);
-        let from = addr("203.0.113.9:5000");
-        let now = Instant::now();
-        let ask = |s: &mut Server, local: &str, ip: bool, port: bool| {
-            let req = stun::binding_request([1; 12], Change { ip, port }).unwrap();
-            let replies = s.handle(now, addr(local), from, &req);
-            assert_eq!(replies.len(), 1);
-            let other = match stun::parse(&replies[0].transmit.payload) {
-                Some(Stun::BindingSuccess { other, .. }) => other,
-                other => panic!("{other:?}"),
-            };
-            (replies[0].via, other)
-        };
-        assert_eq!(
-            ask(&mut s, PRIMARY, false, false),
-            (addr(PRIMARY), Some(addr("198.51.100.2:7778")))
-        );
-        assert_eq!(ask(&mut s, PRIMARY, true, true).0, addr("198.51.100.2:7778"));
-        assert_eq!(ask(&mut s, PRIMARY, false, true).0, addr("198.51.100.1:7778"));
-        assert_eq!(ask(&mut s, PRIMARY, true, false).0, addr("198.51.100.2:7777"));
-        // Asked on the alternate IP, "change IP" means back to the primary one.
-        assert_eq!(ask(&mut s, "198.51.100.2:7777", true, false).0, addr("198.51.100.1:7777"));
-        assert_eq!(ask(&mut s, "198.51.100.2:7778", false, false).1, Some(addr(PRIMARY)));
-        // Rendezvous only on the primary address.
-        assert!(s.handle(now, addr("198.51.100.2:7778"), from, &register("r", "x")).is_empty());
-        assert_eq!(s.registrations(), 0);
-    }
-
-    #[test]
-    fn garbage_and_bad_registrations_are_counted_not_fatal() {
-        let mut s = server();
-        let now = Instant::now();
-        let from = addr("198.51.100.11:1");
-        assert!(handle(&mut s, now, from, &[0u8; 1300]).is_empty());
-        assert!(handle(&mut s, now, from, b"{not json").is_empty());
-        assert!(handle(&mut s, now, from, b"{\"op\":\"register\"}").is_empty());
-        assert!(handle(&mut s, now, from, b"gAAAAAxyz").is_empty());
-        assert!(handle(&mut s, now, from, &[]).is_empty());
-        let out = handle(&mut s, now, from, &register("", "a"));
-        assert!(matches!(decode(&out[0]), FromServer::Refused { .. }));
-        let out = handle(&mut s, now, from, &register("r", &"n".repeat(40)));
-        assert!(matches!(decode(&out[0]), FromServer::Refused { .. }));
-        assert_eq!(s.drops(), ServerDrops { oversized: 1, malformed: 4, refused: 2 });
-        assert_eq!(s.registrations(), 0);
-    }
-
-    #[test]
-    fn full_room_is_refused() {
-        let mut s = server();
-        let now = Instant::now();
-        for i in 0..MAX_ROOM_MEMBERS {
-            let from = addr(&format!("198.51.100.11:{}", 1000 + i));
-            handle(&mut s, now, from, &register("r", &format!("p{i}")));
-        }
-        let out = handle(&mut s, now, addr("198.51.100.12:1"), &register("r", "late"));
-        assert!(out.iter().any(|t| matches!(decode(t), FromServer::Refused { .. })));
-        assert_eq!(s.registrations(), MAX_ROOM_MEMBERS);
-    }
-
-    fn offer(answers: &[FromServer]) -> Option<TurnOffer> {
-        answers.iter().find_map(|a| match a {
-            FromServer::Registered { turn, .. } => Some(turn.clone()),
-            _ => None,
-        })?
-    }
-
-    #[test]
-    fn registered_peers_get_short_lived_rest_credentials_for_the_relay() {
-        use base64::Engine as _;
-        use hmac::{Hmac, Mac};
-        let secret = b"coturn static-auth-secret".to_vec();
-        let turn = addr("198.51.100.3:3478");
-        let t0 = Instant::now();
-        let unix0 = 1_900_000_000;
-        let mut s = server().with_turn(TurnRelay::new(turn, secret.clone()), t0, unix0);
-        let (a, b) = (addr("198.51.100.11:1"), addr("198.51.100.12:2"));
-        let reg = |relay: Option<SocketAddr>| ToServer::Register {
-            room: "r".into(),
-            name: "ann".into(),
-            private: Vec::new(),
-            nat: None,
-            relay,
-        };
-        let first = offer(&ask(&mut s, t0, a, reg(None))).expect("credentials with the relay");
-        assert_eq!(first.server, turn);
-        let (expiry, user) = first.username.split_once(':').unwrap();
-        assert_eq!(expiry.parse::<u64>().unwrap(), unix0 + TURN_CREDENTIAL_TTL.as_secs());
-        assert!(user.len() == 16 && user.chars().all(|c| c.is_ascii_hexdigit()), "{user}");
-        assert!(!first.username.contains("ann"), "the user id does not give the name away");
-        let mut mac = <Hmac<sha1::Sha1> as Mac>::new_from_slice(&secret).unwrap();
-        mac.update(first.username.as_bytes());
-        let want = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
-        assert_eq!(first.credential, want, "coturn's REST password");
-        assert_eq!(first.credential.len(), 28);
-        assert_eq!(first.ttl_secs, TURN_CREDENTIAL_TTL.as_secs());
-        // Registering again (every 20 s) reuses them until half their life has passed.
-        let half = TURN_CREDENTIAL_TTL.as_secs() / 2;
-        let mut at = 0;
-        while at + 20 < half {
-            at += 20;
-            let again = offer(&ask(&mut s, t0 + Duration::from_secs(at), a, reg(None))).unwrap();
-            assert_eq!(again.username, first.username, "at {at} s");
-            assert_eq!(again.ttl_secs, TURN_CREDENTIAL_TTL.as_secs() - at);
-        }
-        let much_later = t0 + Duration::from_secs(at + 20);
-        let fresh = offer(&ask(&mut s, much_later, a, reg(None))).unwrap();
-        assert_ne!(fresh.username, first.username);
-        assert_eq!(fresh.username.split_once(':').unwrap().1, user, "the same user id");
-        // A relayed address a member announces reaches the others, and a change is news.
-        let relayed = addr("198.51.100.3:49153");
-        ask(
-            &mut s,
-            much_later,
-            b,
-            ToServer::Register {
-                room: "r".into(),
-                name: "bob".into(),
-                private: Vec::new(),
-                nat: None,
-                relay: None,
-            },
-        );
-        let out = handle(&mut s, much_later, a, &serde_json::to_vec(&reg(Some(relayed))).unwrap());
-        assert!(out.iter().any(|t| t.to == b
-            && matches!(decode(t), FromServer::Peer { relay: Some(r), .. } if r == relayed)));
-        // Pairing by code never hands out relay credentials: only registered members get them.
-        let np = ask(
-            &mut s,
-            much_later,
-            addr("198.51.100.13:3"),
-            ToServer::Allocate { name: "carol".into() },
-        );
-        assert!(np.iter().all(|a| !matches!(a, FromServer::Registered { .. })), "{np:?}");
-        // The secret never shows in debug output (logs).
-        let shown = format!("{s:?}");
-        assert!(!shown.contains("static-auth-secret"), "{shown}");
-        assert!(!format!("{first:?}").contains(&first.credential));
-    }
-
-    #[test]
-    fn without_a_relay_registrations_carry_no_credentials() {
-        let mut s = server();
-        let out = ask(
-            &mut s,
-            Instant::now(),
-            addr("198.51.100.11:1"),
-            ToServer::Register {
-                room: "r".into(),
-                name: "ann".into(),
-                private: Vec::new(),
-                nat: None,
-                relay: None,
-            },
-        );
-        assert_eq!(offer(&out), None);
-    }
-
-    #[test]
-    fn word_that_a_nat_is_open_goes_only_between_members_of_a_room() {
-        let mut s = server();
-        let now = Instant::now();
-        let (a, b, stranger) =
-            (addr("198.51.100.11:1"), addr("198.51.100.12:2"), addr("203.0.113.9:9"));
-        handle(&mut s, now, a, &register("r", "ann"));
-        handle(&mut s, now, b, &register("r", "bob"));
-        let opened = |room: &str, to: &str| {
-            serde_json::to_vec(&ToServer::Opened { room: room.into(), to: to.into() }).unwrap()
-        };
-        let out = handle(&mut s, now, a, &opened("r", "bob"));
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0].to, b);
-        assert_eq!(decode(&out[0]), FromServer::Opened { from: "ann".into() });
-        // Not from outside the room, not to oneself, not to nobody, and no answer to the sender.
-        assert!(handle(&mut s, now, stranger, &opened("r", "bob")).is_empty());
-        assert!(handle(&mut s, now, a, &opened("r", "ann")).is_empty());
-        assert!(handle(&mut s, now, a, &opened("r", "carol")).is_empty());
-        assert!(handle(&mut s, now, a, &opened("elsewhere", "bob")).is_empty());
-    }
-
-    #[test]
-    fn stun_answers_follow_the_rfcs_for_unknown_attributes_and_classic_clients() {
-        let mut s = server();
-        let now = Instant::now();
-        let from = addr("198.51.100.11:1");
-        let mut req = stun::binding_request([5; 12], Change::default()).unwrap();
-        req.extend_from_slice(&[0x00, 0x31, 0x00, 0x04, 1, 2, 3, 4]);
-        let len = u16::try_from(req.len() - 20).unwrap();
-        req[2..4].copy_from_slice(&len.to_be_bytes());
-        let out = handle(&mut s, now, from, &req);
-        assert_eq!(out.len(), 1);
-        assert_eq!(stun::parse(&out[0].payload), Some(Stun::BindingError { txid: [5; 12] }));
-        // An RFC 3489 request (no magic cookie) gets a classic answer with MAPPED-ADDRESS.
-        let classic = [&[0x00, 0x01, 0x00, 0x00][..], &[9; 16]].concat();
-        let out = handle(&mut s, now, from, &classic);
-        assert_eq!(out.len(), 1);
-        assert_eq!(&out[0].payload[..2], &[0x01, 0x01]);
-        assert_eq!(&out[0].payload[4..20], &[9; 16]);
-        assert_eq!(&out[0].payload[20..24], &[0, 1, 0, 8]);
-    }
-}
+mod tests;

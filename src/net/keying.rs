@@ -11,8 +11,8 @@ use tokio::net::UdpSocket;
 use tokio::time::{Instant, interval};
 
 use crate::consts::{
-    CLAIM_ANSWER_WAIT, KEYING_LINGER, KEYING_RETRY, NAMEPLATE_PREFIX, RECV_BUFFER_BYTES,
-    REGISTER_REFRESH, SERVER_SILENT_NOTICE_AFTER,
+    CLAIM_ANSWER_WAIT, CLAIM_EXCHANGE_WAIT, KEYING_LINGER, KEYING_RETRY, NAMEPLATE_PREFIX,
+    RECV_BUFFER_BYTES, REGISTER_REFRESH, SERVER_SILENT_NOTICE_AFTER,
 };
 use crate::identity::{Identity, rendezvous_room};
 use crate::proto::keying::{Agreed, Code, Failure, Handshake, Outbox, Pairing, Peer};
@@ -70,6 +70,11 @@ pub enum KeyingError {
     /// The friend's side went quiet after we claimed their code.
     #[error("your friend's side stopped answering: is their p2pchat still showing the code?")]
     FriendGone,
+    /// Someone claimed our code and then did not go through with the exchange.
+    #[error(
+        "someone used your code, calling themselves \"{0}\", but did not finish the exchange (a mistyped or guessed code, or their connection broke): run the command again for a new code"
+    )]
+    ClaimAbandoned(String),
     /// The socket failed.
     #[error("network error: {0}")]
     Io(#[from] std::io::Error),
@@ -153,6 +158,10 @@ pub async fn agree(
         socket.send_to(&bytes, server).await.map(|_| ())
     };
     let mut ended_at: Option<Instant> = None;
+    // The server's cookie, once it asked for one (always for a claim, under load for others).
+    let mut cookie: Option<String> = None;
+    // Who claimed our code, once the server said so.
+    let mut claimed_by: Option<String> = None;
     loop {
         if let Some(m) = &machine
             && let Some(outcome) = m.outcome()
@@ -172,6 +181,9 @@ pub async fn agree(
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(match plan {
+                Plan::NewCode if claimed_by.is_some() => {
+                    KeyingError::ClaimAbandoned(claimed_by.unwrap_or_default())
+                }
                 Plan::NewCode => KeyingError::CodeExpired(code_secs),
                 Plan::Code(_) | Plan::Contact(..) => KeyingError::FriendGone,
             });
@@ -182,10 +194,10 @@ pub async fn agree(
         tokio::select! {
             _ = tick.tick() => {
                 match &machine {
-                    None => send(first_request(&plan, name, &room)).await?,
+                    None => send(first_request(&plan, name, &room, cookie.clone())).await?,
                     Some(m) => {
                         if matches!(plan, Plan::Contact(..)) && Instant::now() >= next_refresh {
-                            send(first_request(&plan, name, &room)).await?;
+                            send(first_request(&plan, name, &room, cookie.clone())).await?;
                             next_refresh = Instant::now() + REGISTER_REFRESH;
                         }
                         for (phase, body) in outbox.due(m.posts()) {
@@ -232,6 +244,17 @@ pub async fn agree(
                             progress(Progress::Waiting(peer.name.clone()));
                         }
                     }
+                    // Asked to prove we receive here: ask again with the cookie, at once (once
+                    // per new cookie, so a server repeating itself cannot spin us).
+                    FromServer::Cookie { cookie: c } if cookie.as_ref() != Some(&c) => {
+                        cookie = Some(c);
+                        tick.reset_immediately();
+                    }
+                    // Someone claimed our code: their first step should follow at once.
+                    FromServer::Joined { name: who, .. } if matches!(plan, Plan::NewCode) && machine.is_some() => {
+                        claimed_by = Some(crate::text::sanitize(&who));
+                        deadline = Some(Instant::now() + CLAIM_EXCHANGE_WAIT);
+                    }
                     FromServer::Posted { room: r, phase } if r == room => outbox.posted(&phase),
                     FromServer::Mail { room: r, phase, body, .. } if r == room => {
                         if let Some(m) = machine.as_mut() {
@@ -244,6 +267,10 @@ pub async fn agree(
                 // tick; one that changed nothing waits (so a repeated answer cannot spin).
                 if machine.as_ref().map(Machine::step) != before {
                     tick.reset_immediately();
+                    // A claimer still moving the exchange on gets the full wait again.
+                    if claimed_by.is_some() {
+                        deadline = Some(Instant::now() + CLAIM_EXCHANGE_WAIT);
+                    }
                 }
             }
         }
@@ -251,11 +278,11 @@ pub async fn agree(
 }
 
 /// The request that gets us into the right room.
-fn first_request(plan: &Plan, name: &str, room: &str) -> ToServer {
+fn first_request(plan: &Plan, name: &str, room: &str, cookie: Option<String>) -> ToServer {
     match plan {
-        Plan::NewCode => ToServer::Allocate { name: name.to_owned() },
+        Plan::NewCode => ToServer::Allocate { name: name.to_owned(), cookie },
         Plan::Code(code) => {
-            ToServer::Claim { nameplate: code.nameplate.clone(), name: name.to_owned() }
+            ToServer::Claim { nameplate: code.nameplate.clone(), name: name.to_owned(), cookie }
         }
         Plan::Contact(..) => ToServer::Register {
             room: room.to_owned(),
@@ -263,6 +290,7 @@ fn first_request(plan: &Plan, name: &str, room: &str) -> ToServer {
             private: Vec::new(),
             nat: None,
             relay: None,
+            cookie,
         },
     }
 }

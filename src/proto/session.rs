@@ -263,6 +263,8 @@ struct Rendezvous {
     awaiting_since: Option<Instant>,
     silent_reported: bool,
     registered_once: bool,
+    /// The server's last cookie (it asks for one under load), echoed in registrations.
+    cookie: Option<String>,
 }
 
 struct StunProbe {
@@ -359,6 +361,7 @@ impl Session {
                 awaiting_since: None,
                 silent_reported: false,
                 registered_once: false,
+                cookie: None,
             }),
             Mode::Direct { .. } => None,
         };
@@ -802,6 +805,14 @@ impl Session {
             FromServer::Peer { name, public, private, nat, relay } => {
                 self.on_introduction(now, Introduction { name, public, private, nat, relay });
             }
+            // Under load the server wants proof that we receive here: register again with it
+            // at once (once per new cookie, so a server repeating itself cannot spin us).
+            FromServer::Cookie { cookie } => {
+                if rv.cookie.as_ref() != Some(&cookie) {
+                    rv.cookie = Some(cookie);
+                    rv.next_register = now;
+                }
+            }
             FromServer::Refused { reason } => {
                 rv.awaiting_since = None;
                 rv.next_register = now + REGISTER_REFRESH;
@@ -811,7 +822,9 @@ impl Session {
             FromServer::Posted { phase, .. } => self.rekey_posted(&phase),
             FromServer::Mail { phase, body, .. } => self.rekey_mail(now, &phase, &body),
             // Late answers to the key handshake that ran before this session on the socket.
-            FromServer::Nameplate { .. } | FromServer::Claimed { .. } => {}
+            FromServer::Nameplate { .. }
+            | FromServer::Claimed { .. }
+            | FromServer::Joined { .. } => {}
         }
     }
 
@@ -1254,6 +1267,7 @@ impl Session {
             private: self.config.private_endpoints.clone(),
             nat: self.nat.clone(),
             relay: self.turn.as_ref().and_then(TurnClient::relayed),
+            cookie: rv.cookie.clone(),
         };
         if let Ok(payload) = serde_json::to_vec(&register) {
             self.transmits.push_back(Transmit { to: rv.server, payload, ttl: None });

@@ -57,18 +57,29 @@ pub enum ToServer {
         /// when no direct path forms.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         relay: Option<SocketAddr>,
+        /// The server's last `cookie` answer, echoed (see `FromServer::Cookie`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cookie: Option<String>,
     },
     /// Asks for a fresh nameplate (the number in a pairing code) and joins it.
     Allocate {
         /// Display name.
         name: String,
+        /// See `Register::cookie`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cookie: Option<String>,
     },
     /// Joins the nameplate a friend allocated (once: a claimed nameplate takes nobody else).
+    /// Always needs a cookie, so that nobody can claim, or spend another's guesses, from an
+    /// address it does not receive at.
     Claim {
         /// The nameplate, e.g. "7".
         nameplate: String,
         /// Display name.
         name: String,
+        /// See `Register::cookie`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cookie: Option<String>,
     },
     /// Leaves a message for the other members of a room (or nameplate) under `phase`,
     /// replacing an earlier one under the same phase.
@@ -142,6 +153,21 @@ pub enum FromServer {
     Claimed {
         /// The nameplate.
         nameplate: String,
+    },
+    /// Someone claimed our nameplate (to the one who allocated it): their first step should
+    /// follow at once, and a code used by someone who never sends it is worth telling.
+    Joined {
+        /// The nameplate.
+        nameplate: String,
+        /// The name they gave.
+        name: String,
+    },
+    /// Send the request again with this cookie: proof that we receive at the address we send
+    /// from, asked for before the server keeps anything for a sender (under load, or for a
+    /// claim). Like WireGuard's cookie reply and QUIC's Retry; no larger than the request.
+    Cookie {
+        /// Opaque; good for a few minutes, from this address only.
+        cookie: String,
     },
     /// A `post` was stored.
     Posted {

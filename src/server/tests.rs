@@ -1,0 +1,459 @@
+//! The server core's tests: sans-IO, simulated time.
+use super::*;
+use crate::proto::stun::Change;
+
+const PRIMARY: &str = "198.51.100.1:7777";
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn server() -> Server {
+    Server::new(Addresses { primary: addr(PRIMARY), alt: None })
+}
+
+/// Feeds a datagram to the primary address; returns what goes out (all via primary).
+fn handle(s: &mut Server, now: Instant, from: SocketAddr, bytes: &[u8]) -> Vec<Transmit> {
+    let replies = s.handle(now, addr(PRIMARY), from, bytes);
+    assert!(replies.iter().all(|r| r.via == addr(PRIMARY)));
+    replies.into_iter().map(|r| r.transmit).collect()
+}
+
+fn register(room: &str, name: &str) -> Vec<u8> {
+    serde_json::to_vec(&ToServer::Register {
+        room: room.into(),
+        name: name.into(),
+        private: vec![addr("192.0.2.10:5000")],
+        nat: Some("Full Cone".into()),
+        relay: None,
+        cookie: None,
+    })
+    .unwrap()
+}
+
+fn decode(t: &Transmit) -> FromServer {
+    serde_json::from_slice(&t.payload).unwrap()
+}
+
+fn ask(s: &mut Server, now: Instant, from: SocketAddr, request: ToServer) -> Vec<FromServer> {
+    handle(s, now, from, &serde_json::to_vec(&request).unwrap()).iter().map(decode).collect()
+}
+
+fn refused(answers: &[FromServer]) -> String {
+    match answers {
+        [FromServer::Refused { reason }] => reason.clone(),
+        other => panic!("not refused: {other:?}"),
+    }
+}
+
+/// Asks as a client does: without a cookie first and, when the server answers with one, again
+/// with it.
+fn ask_validated(
+    s: &mut Server,
+    now: Instant,
+    from: SocketAddr,
+    request: impl Fn(Option<String>) -> ToServer,
+) -> Vec<FromServer> {
+    let answer = ask(s, now, from, request(None));
+    match &answer[..] {
+        [FromServer::Cookie { cookie }] => ask(s, now, from, request(Some(cookie.clone()))),
+        _ => answer,
+    }
+}
+
+fn allocate(s: &mut Server, now: Instant, from: SocketAddr, name: &str) -> String {
+    let answer =
+        ask_validated(s, now, from, |cookie| ToServer::Allocate { name: name.into(), cookie });
+    match &answer[..] {
+        [FromServer::Nameplate { nameplate, .. }] => nameplate.clone(),
+        other => panic!("no nameplate: {other:?}"),
+    }
+}
+
+fn claim(
+    s: &mut Server,
+    now: Instant,
+    from: SocketAddr,
+    nameplate: &str,
+    name: &str,
+) -> Vec<FromServer> {
+    ask_validated(s, now, from, |cookie| ToServer::Claim {
+        nameplate: nameplate.into(),
+        name: name.into(),
+        cookie,
+    })
+}
+
+#[test]
+fn nameplates_are_claimed_once_carry_posts_and_expire() {
+    let mut s = server();
+    let now = Instant::now();
+    let (a, b, c) = (addr("198.51.100.11:1"), addr("198.51.100.12:2"), addr("198.51.100.13:3"));
+    let first = allocate(&mut s, now, a, "ann");
+    let second = allocate(&mut s, now, c, "cat");
+    assert_ne!(first, second);
+    // A claim without a cookie is answered with one and changes nothing.
+    let bare = ToServer::Claim { nameplate: first.clone(), name: "bob".into(), cookie: None };
+    assert!(matches!(&ask(&mut s, now, b, bare)[..], [FromServer::Cookie { .. }]));
+    // The claimant is let in, and the code's owner told who it was.
+    let cookie = Some(s.limits.cookie(b));
+    let request = ToServer::Claim { nameplate: first.clone(), name: "bob".into(), cookie };
+    let out = handle(&mut s, now, b, &serde_json::to_vec(&request).unwrap());
+    let out: Vec<(SocketAddr, FromServer)> = out.iter().map(|t| (t.to, decode(t))).collect();
+    assert_eq!(
+        out,
+        vec![
+            (b, FromServer::Claimed { nameplate: first.clone() }),
+            (a, FromServer::Joined { nameplate: first.clone(), name: "bob".into() }),
+        ]
+    );
+    // A lost answer is asked for again: the same claimant is let in again (the owner not
+    // told twice).
+    assert_eq!(
+        claim(&mut s, now, b, &first, "bob"),
+        vec![FromServer::Claimed { nameplate: first.clone() }]
+    );
+    assert!(refused(&claim(&mut s, now, c, &first, "eve")).contains("already used"));
+    // Posts reach the other member only; outsiders can neither post nor read.
+    let room = format!("np-{first}");
+    let post =
+        |body: &str| ToServer::Post { room: room.clone(), phase: "pake".into(), body: body.into() };
+    let fetch = ToServer::Fetch { room: room.clone(), phase: "pake".into() };
+    assert_eq!(ask(&mut s, now, b, fetch.clone()), vec![]);
+    assert_eq!(
+        ask(&mut s, now, a, post("from ann")),
+        vec![FromServer::Posted { room: room.clone(), phase: "pake".into() }]
+    );
+    ask(&mut s, now, a, post("from ann, again"));
+    assert_eq!(ask(&mut s, now, a, fetch.clone()), vec![]);
+    let mail = FromServer::Mail {
+        room: room.clone(),
+        phase: "pake".into(),
+        from: "ann".into(),
+        body: "from ann, again".into(),
+    };
+    assert_eq!(ask(&mut s, now, b, fetch.clone()), vec![mail]);
+    assert!(refused(&ask(&mut s, now, c, fetch.clone())).contains("not a member"));
+    assert!(refused(&ask(&mut s, now, c, post("x"))).contains("not a member"));
+    let long = "x".repeat(MAX_MAIL_BODY_BYTES + 1);
+    assert!(refused(&ask(&mut s, now, a, post(&long))).contains("too long"));
+    // Nobody registers into a nameplate's room.
+    let answer = handle(&mut s, now, c, &register(&room, "eve"));
+    assert!(refused(&answer.iter().map(decode).collect::<Vec<_>>()).contains("pairing codes"));
+    // After the code's lifetime the nameplate is gone, with its posts.
+    let later = now + CODE_TTL;
+    assert!(refused(&claim(&mut s, later, b, &first, "bob")).contains("expired"));
+    allocate(&mut s, later, c, "cat");
+    assert_eq!(s.registrations(), 1);
+}
+
+#[test]
+fn posts_outlive_refreshes_but_not_a_restart() {
+    let mut s = server();
+    let now = Instant::now();
+    let (a, b, a2) = (addr("198.51.100.11:1"), addr("198.51.100.12:2"), addr("198.51.100.11:9"));
+    let reg = |private: Vec<SocketAddr>| ToServer::Register {
+        room: "rv-x".into(),
+        name: "ann".into(),
+        private,
+        nat: None,
+        relay: None,
+        cookie: None,
+    };
+    ask(&mut s, now, a, reg(Vec::new()));
+    handle(&mut s, now, b, &register("rv-x", "bob"));
+    let post = ToServer::Post { room: "rv-x".into(), phase: "hello".into(), body: "hi".into() };
+    let fetch = ToServer::Fetch { room: "rv-x".into(), phase: "hello".into() };
+    ask(&mut s, now, a, post);
+    // The chat that follows a handshake registers again with its LAN endpoints: kept.
+    ask(&mut s, now, a, reg(vec![addr("192.0.2.10:1")]));
+    assert_eq!(ask(&mut s, now, b, fetch.clone()).len(), 1);
+    // Back from another address: a restart, and its old post is stale.
+    ask(&mut s, now, a2, reg(Vec::new()));
+    assert_eq!(ask(&mut s, now, b, fetch), vec![]);
+}
+
+#[test]
+fn second_member_triggers_mutual_introduction() {
+    let mut s = server();
+    let now = Instant::now();
+    let (a, b) = (addr("198.51.100.11:1000"), addr("198.51.100.12:2000"));
+    let out = handle(&mut s, now, a, &register("r", "alice"));
+    assert_eq!(out.len(), 1);
+    assert_eq!(decode(&out[0]), FromServer::Registered { public: a, ttl_secs: 60, turn: None });
+    let out = handle(&mut s, now, b, &register("r", "bob"));
+    let to_b: Vec<_> = out.iter().filter(|t| t.to == b).map(decode).collect();
+    let to_a: Vec<_> = out.iter().filter(|t| t.to == a).map(decode).collect();
+    assert_eq!(to_b.len(), 2);
+    assert!(
+        matches!(&to_b[1], FromServer::Peer { name, public, .. } if name == "alice" && *public == a)
+    );
+    assert_eq!(to_a.len(), 1);
+    assert!(matches!(&to_a[0], FromServer::Peer { name, public, private, nat, relay: None }
+        if name == "bob" && *public == b && private == &vec![addr("192.0.2.10:5000")]
+           && nat.as_deref() == Some("Full Cone")));
+    // A refresh from the same endpoint tells the others nothing new.
+    let out = handle(&mut s, now, b, &register("r", "bob"));
+    assert!(out.iter().all(|t| t.to == b));
+    // A restart (new port) re-introduces bob to alice.
+    let b2 = addr("198.51.100.12:2001");
+    let out = handle(&mut s, now, b2, &register("r", "bob"));
+    assert!(
+        out.iter()
+            .any(|t| t.to == a
+                && matches!(decode(t), FromServer::Peer { public, .. } if public == b2))
+    );
+    assert_eq!(s.registrations(), 2);
+}
+
+#[test]
+fn registrations_expire_without_refresh() {
+    let mut s = server();
+    let now = Instant::now();
+    handle(&mut s, now, addr("198.51.100.11:1"), &register("r", "a"));
+    assert_eq!(s.poll_timeout(), Some(now + REGISTRATION_TTL));
+    s.handle_timeout(now + REGISTRATION_TTL - std::time::Duration::from_secs(1));
+    assert_eq!(s.registrations(), 1);
+    s.handle_timeout(now + REGISTRATION_TTL);
+    assert_eq!(s.registrations(), 0);
+    assert_eq!(s.poll_timeout(), None);
+    // A refresh moves the expiry; the other member still expires on time.
+    let second = std::time::Duration::from_secs(1);
+    let later = now + REGISTRATION_TTL + second;
+    handle(&mut s, later, addr("198.51.100.11:1"), &register("r", "a"));
+    handle(&mut s, later, addr("198.51.100.12:1"), &register("r", "b"));
+    handle(&mut s, later + 10 * second, addr("198.51.100.11:1"), &register("r", "a"));
+    assert_eq!(s.poll_timeout(), Some(later + REGISTRATION_TTL));
+    s.handle_timeout(later + REGISTRATION_TTL);
+    assert_eq!(s.registrations(), 1);
+    assert_eq!(s.poll_timeout(), Some(later + 10 * second + REGISTRATION_TTL));
+    s.handle_timeout(later + 10 * second + REGISTRATION_TTL);
+    assert_eq!((s.registrations(), s.poll_timeout()), (0, None));
+}
+
+#[test]
+fn answers_stun_binding_requests() {
+    let mut s = server();
+    let from = addr("198.51.100.9:4242");
+    let req = stun::binding_request([9; 12], Change::default()).unwrap();
+    let out = handle(&mut s, Instant::now(), from, &req);
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        stun::parse(&out[0].payload),
+        Some(Stun::BindingSuccess { txid: [9; 12], mapped: from, other: None })
+    );
+    // Without an alternate address a CHANGE-REQUEST gets an error, not a wrong answer.
+    let req = stun::binding_request([8; 12], Change { ip: true, port: false }).unwrap();
+    let out = handle(&mut s, Instant::now(), from, &req);
+    assert_eq!(stun::parse(&out[0].payload), Some(Stun::BindingError { txid: [8; 12] }));
+}
+
+#[test]
+fn alternate_address_serves_rfc5780() {
+    let addresses = Addresses { primary: addr(PRIMARY), alt: Some(addr("198.51.100.2:7778")) };
+    assert_eq!(addresses.all().len(), 4);
+    let mut s = Server::new(addresses);
+    let from = addr("203.0.113.9:5000");
+    let now = Instant::now();
+    let ask = |s: &mut Server, local: &str, ip: bool, port: bool| {
+        let req = stun::binding_request([1; 12], Change { ip, port }).unwrap();
+        let replies = s.handle(now, addr(local), from, &req);
+        assert_eq!(replies.len(), 1);
+        let other = match stun::parse(&replies[0].transmit.payload) {
+            Some(Stun::BindingSuccess { other, .. }) => other,
+            other => panic!("{other:?}"),
+        };
+        (replies[0].via, other)
+    };
+    assert_eq!(
+        ask(&mut s, PRIMARY, false, false),
+        (addr(PRIMARY), Some(addr("198.51.100.2:7778")))
+    );
+    assert_eq!(ask(&mut s, PRIMARY, true, true).0, addr("198.51.100.2:7778"));
+    assert_eq!(ask(&mut s, PRIMARY, false, true).0, addr("198.51.100.1:7778"));
+    assert_eq!(ask(&mut s, PRIMARY, true, false).0, addr("198.51.100.2:7777"));
+    // Asked on the alternate IP, "change IP" means back to the primary one.
+    assert_eq!(ask(&mut s, "198.51.100.2:7777", true, false).0, addr("198.51.100.1:7777"));
+    assert_eq!(ask(&mut s, "198.51.100.2:7778", false, false).1, Some(addr(PRIMARY)));
+    // Rendezvous only on the primary address.
+    assert!(s.handle(now, addr("198.51.100.2:7778"), from, &register("r", "x")).is_empty());
+    assert_eq!(s.registrations(), 0);
+}
+
+#[test]
+fn garbage_and_bad_registrations_are_counted_not_fatal() {
+    let mut s = server();
+    let now = Instant::now();
+    let from = addr("198.51.100.11:1");
+    assert!(handle(&mut s, now, from, &[0u8; 1300]).is_empty());
+    assert!(handle(&mut s, now, from, b"{not json").is_empty());
+    assert!(handle(&mut s, now, from, b"{\"op\":\"register\"}").is_empty());
+    assert!(handle(&mut s, now, from, b"gAAAAAxyz").is_empty());
+    assert!(handle(&mut s, now, from, &[]).is_empty());
+    let out = handle(&mut s, now, from, &register("", "a"));
+    assert!(matches!(decode(&out[0]), FromServer::Refused { .. }));
+    let out = handle(&mut s, now, from, &register("r", &"n".repeat(40)));
+    assert!(matches!(decode(&out[0]), FromServer::Refused { .. }));
+    assert_eq!(
+        s.drops(),
+        ServerDrops { oversized: 1, malformed: 4, refused: 2, ..ServerDrops::default() }
+    );
+    assert_eq!(s.registrations(), 0);
+}
+
+#[test]
+fn full_room_is_refused() {
+    let mut s = server();
+    let now = Instant::now();
+    for i in 0..MAX_ROOM_MEMBERS {
+        let from = addr(&format!("198.51.100.11:{}", 1000 + i));
+        handle(&mut s, now, from, &register("r", &format!("p{i}")));
+    }
+    let out = handle(&mut s, now, addr("198.51.100.12:1"), &register("r", "late"));
+    assert!(out.iter().any(|t| matches!(decode(t), FromServer::Refused { .. })));
+    assert_eq!(s.registrations(), MAX_ROOM_MEMBERS);
+}
+
+fn offer(answers: &[FromServer]) -> Option<TurnOffer> {
+    answers.iter().find_map(|a| match a {
+        FromServer::Registered { turn, .. } => Some(turn.clone()),
+        _ => None,
+    })?
+}
+
+#[test]
+fn registered_peers_get_short_lived_rest_credentials_for_the_relay() {
+    use base64::Engine as _;
+    use hmac::{Hmac, Mac};
+    let secret = b"coturn static-auth-secret".to_vec();
+    let turn = addr("198.51.100.3:3478");
+    let t0 = Instant::now();
+    let unix0 = 1_900_000_000;
+    let mut s = server().with_turn(TurnRelay::new(turn, secret.clone()), t0, unix0);
+    let (a, b) = (addr("198.51.100.11:1"), addr("198.51.100.12:2"));
+    let reg = |relay: Option<SocketAddr>| ToServer::Register {
+        room: "r".into(),
+        name: "ann".into(),
+        private: Vec::new(),
+        nat: None,
+        relay,
+        cookie: None,
+    };
+    let first = offer(&ask(&mut s, t0, a, reg(None))).expect("credentials with the relay");
+    assert_eq!(first.server, turn);
+    let (expiry, user) = first.username.split_once(':').unwrap();
+    assert_eq!(expiry.parse::<u64>().unwrap(), unix0 + TURN_CREDENTIAL_TTL.as_secs());
+    assert!(user.len() == 16 && user.chars().all(|c| c.is_ascii_hexdigit()), "{user}");
+    assert!(!first.username.contains("ann"), "the user id does not give the name away");
+    let mut mac = <Hmac<sha1::Sha1> as Mac>::new_from_slice(&secret).unwrap();
+    mac.update(first.username.as_bytes());
+    let want = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    assert_eq!(first.credential, want, "coturn's REST password");
+    assert_eq!(first.credential.len(), 28);
+    assert_eq!(first.ttl_secs, TURN_CREDENTIAL_TTL.as_secs());
+    // Registering again (every 20 s) reuses them until half their life has passed.
+    let half = TURN_CREDENTIAL_TTL.as_secs() / 2;
+    let mut at = 0;
+    while at + 20 < half {
+        at += 20;
+        let again = offer(&ask(&mut s, t0 + Duration::from_secs(at), a, reg(None))).unwrap();
+        assert_eq!(again.username, first.username, "at {at} s");
+        assert_eq!(again.ttl_secs, TURN_CREDENTIAL_TTL.as_secs() - at);
+    }
+    let much_later = t0 + Duration::from_secs(at + 20);
+    let fresh = offer(&ask(&mut s, much_later, a, reg(None))).unwrap();
+    assert_ne!(fresh.username, first.username);
+    assert_eq!(fresh.username.split_once(':').unwrap().1, user, "the same user id");
+    // A relayed address a member announces reaches the others, and a change is news.
+    let relayed = addr("198.51.100.3:49153");
+    ask(
+        &mut s,
+        much_later,
+        b,
+        ToServer::Register {
+            room: "r".into(),
+            name: "bob".into(),
+            private: Vec::new(),
+            nat: None,
+            relay: None,
+            cookie: None,
+        },
+    );
+    let out = handle(&mut s, much_later, a, &serde_json::to_vec(&reg(Some(relayed))).unwrap());
+    assert!(out.iter().any(|t| t.to == b
+        && matches!(decode(t), FromServer::Peer { relay: Some(r), .. } if r == relayed)));
+    // Pairing by code never hands out relay credentials: only registered members get them.
+    let np = ask(
+        &mut s,
+        much_later,
+        addr("198.51.100.13:3"),
+        ToServer::Allocate { name: "carol".into(), cookie: None },
+    );
+    assert!(np.iter().all(|a| !matches!(a, FromServer::Registered { .. })), "{np:?}");
+    // The secret never shows in debug output (logs).
+    let shown = format!("{s:?}");
+    assert!(!shown.contains("static-auth-secret"), "{shown}");
+    assert!(!format!("{first:?}").contains(&first.credential));
+}
+
+#[test]
+fn without_a_relay_registrations_carry_no_credentials() {
+    let mut s = server();
+    let out = ask(
+        &mut s,
+        Instant::now(),
+        addr("198.51.100.11:1"),
+        ToServer::Register {
+            room: "r".into(),
+            name: "ann".into(),
+            private: Vec::new(),
+            nat: None,
+            relay: None,
+            cookie: None,
+        },
+    );
+    assert_eq!(offer(&out), None);
+}
+
+#[test]
+fn word_that_a_nat_is_open_goes_only_between_members_of_a_room() {
+    let mut s = server();
+    let now = Instant::now();
+    let (a, b, stranger) =
+        (addr("198.51.100.11:1"), addr("198.51.100.12:2"), addr("203.0.113.9:9"));
+    handle(&mut s, now, a, &register("r", "ann"));
+    handle(&mut s, now, b, &register("r", "bob"));
+    let opened = |room: &str, to: &str| {
+        serde_json::to_vec(&ToServer::Opened { room: room.into(), to: to.into() }).unwrap()
+    };
+    let out = handle(&mut s, now, a, &opened("r", "bob"));
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].to, b);
+    assert_eq!(decode(&out[0]), FromServer::Opened { from: "ann".into() });
+    // Not from outside the room, not to oneself, not to nobody, and no answer to the sender.
+    assert!(handle(&mut s, now, stranger, &opened("r", "bob")).is_empty());
+    assert!(handle(&mut s, now, a, &opened("r", "ann")).is_empty());
+    assert!(handle(&mut s, now, a, &opened("r", "carol")).is_empty());
+    assert!(handle(&mut s, now, a, &opened("elsewhere", "bob")).is_empty());
+}
+
+#[test]
+fn stun_answers_follow_the_rfcs_for_unknown_attributes_and_classic_clients() {
+    let mut s = server();
+    let now = Instant::now();
+    let from = addr("198.51.100.11:1");
+    let mut req = stun::binding_request([5; 12], Change::default()).unwrap();
+    req.extend_from_slice(&[0x00, 0x31, 0x00, 0x04, 1, 2, 3, 4]);
+    let len = u16::try_from(req.len() - 20).unwrap();
+    req[2..4].copy_from_slice(&len.to_be_bytes());
+    let out = handle(&mut s, now, from, &req);
+    assert_eq!(out.len(), 1);
+    assert_eq!(stun::parse(&out[0].payload), Some(Stun::BindingError { txid: [5; 12] }));
+    // An RFC 3489 request (no magic cookie) gets a classic answer with MAPPED-ADDRESS.
+    let classic = [&[0x00, 0x01, 0x00, 0x00][..], &[9; 16]].concat();
+    let out = handle(&mut s, now, from, &classic);
+    assert_eq!(out.len(), 1);
+    assert_eq!(&out[0].payload[..2], &[0x01, 0x01]);
+    assert_eq!(&out[0].payload[4..20], &[9; 16]);
+    assert_eq!(&out[0].payload[20..24], &[0, 1, 0, 8]);
+}
