@@ -15,26 +15,41 @@ use p2pchat::server::{self, Addresses, Server, Sockets};
 use tokio::net::UdpSocket;
 use tokio::runtime::Runtime;
 
-/// Clients in flight at once in the end-to-end runs.
-const CLIENTS: usize = 32;
+/// Requests in flight at once in the end-to-end runs.
+const IN_FLIGHT: usize = 32;
+
+/// Client sockets in the end-to-end runs, each on its own loopback address (127.1.x.y): the
+/// server limits each address to `SOURCE_RATE` requests a second, as it would many users.
+const CLIENTS: usize = 512;
 
 fn register(room: String, name: &str) -> Vec<u8> {
-    let message =
-        ToServer::Register { room, name: name.into(), private: Vec::new(), nat: None, relay: None };
+    let message = ToServer::Register {
+        room,
+        name: name.into(),
+        private: Vec::new(),
+        nat: None,
+        relay: None,
+        cookie: None,
+    };
     serde_json::to_vec(&message).unwrap()
 }
 
-/// `CLIENTS` sockets each asking `to` something and waiting for the answer, in rounds.
+/// `IN_FLIGHT` clients at a time, taken in turn, each asking `to` something and waiting for
+/// the answer, in rounds.
 async fn rounds(clients: &[(UdpSocket, Vec<u8>)], to: SocketAddr, n: u64) -> Duration {
     let mut buf = vec![0u8; 2048];
     let start = Instant::now();
     let mut done = 0;
+    let mut next = 0;
     while done < n {
-        let batch = clients.len().min(usize::try_from(n - done).unwrap());
-        for (socket, request) in &clients[..batch] {
+        let batch = IN_FLIGHT.min(usize::try_from(n - done).unwrap());
+        let group: Vec<&(UdpSocket, Vec<u8>)> =
+            (0..batch).map(|k| &clients[(next + k) % clients.len()]).collect();
+        next += batch;
+        for (socket, request) in &group {
             socket.send_to(request, to).await.unwrap();
         }
-        for (socket, _) in &clients[..batch] {
+        for (socket, _) in &group {
             let answer = tokio::time::timeout(Duration::from_secs(5), socket.recv(&mut buf));
             answer.await.expect("an answer within 5 s").unwrap();
         }
@@ -46,7 +61,8 @@ async fn rounds(clients: &[(UdpSocket, Vec<u8>)], to: SocketAddr, n: u64) -> Dur
 async fn clients(requests: impl Fn(usize) -> Vec<u8>) -> Vec<(UdpSocket, Vec<u8>)> {
     let mut out = Vec::new();
     for i in 0..CLIENTS {
-        out.push((UdpSocket::bind("127.0.0.1:0").await.unwrap(), requests(i)));
+        let ip = std::net::Ipv4Addr::new(127, 1, (i / 250) as u8, (i % 250 + 1) as u8);
+        out.push((UdpSocket::bind((ip, 0)).await.unwrap(), requests(i)));
     }
     out
 }

@@ -202,7 +202,7 @@ pub const RATE_SLOTS: usize = 1 << 16;
 
 /// After someone claims our code, how long their side has to send its first step before we
 /// tell the user that the code was used by someone who did not finish the exchange.
-pub const CLAIM_EXCHANGE_WAIT: Duration = Duration::from_secs(20);
+pub const CLAIM_EXCHANGE_WAIT: Duration = Duration::from_secs(10);
 
 /// The server reports what it dropped at most this often, in one line of words.
 pub const SERVER_DROPS_REPORT_EVERY: Duration = Duration::from_secs(1);

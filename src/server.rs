@@ -42,7 +42,8 @@ pub struct ServerDrops {
     pub refused: u64,
     /// Over the sender's rate (`SOURCE_RATE`), dropped before parsing.
     pub limited: u64,
-    /// New entries asked for without a valid cookie when one was needed (answered with one).
+    /// New entries asked for under load without a valid cookie (answered with one; a claim's
+    /// routine first cookie is not counted).
     pub cookies: u64,
     /// Entries removed early to make room for a source holding less (fair eviction).
     pub evicted: u64,
@@ -232,7 +233,7 @@ impl Server {
             mail: HashMap::new(),
             claimed: HashSet::new(),
             code_ttl: CODE_TTL,
-            limits: Limits::new(Instant::now(), &mut rng),
+            limits: Limits::new(&mut rng),
             rng,
             drops: ServerDrops::default(),
             registered_total: 0,
@@ -251,7 +252,7 @@ impl Server {
     /// Draws nameplates and secrets from `seed` (a served server: a random one).
     pub fn with_seed(mut self, seed: u64) -> Self {
         self.rng = StdRng::seed_from_u64(seed);
-        self.limits = Limits::new(Instant::now(), &mut self.rng);
+        self.limits = Limits::new(&mut self.rng);
         self
     }
 
@@ -451,8 +452,7 @@ impl Server {
     }
 
     /// Asks `to` to repeat its request with a cookie (no state kept).
-    fn ask_cookie(&mut self, to: SocketAddr) -> Vec<Transmit> {
-        self.drops.cookies += 1;
+    fn ask_cookie(&self, to: SocketAddr) -> Vec<Transmit> {
         let cookie = self.limits.cookie(to);
         encode(to, &FromServer::Cookie { cookie }).into_iter().collect()
     }
@@ -460,7 +460,10 @@ impl Server {
     fn refusal(&mut self, to: SocketAddr, refusal: Refusal) -> Vec<Transmit> {
         match refusal {
             Refusal::Reason(reason) => self.refuse(to, reason),
-            Refusal::Cookie => self.ask_cookie(to),
+            Refusal::Cookie => {
+                self.drops.cookies += 1;
+                self.ask_cookie(to)
+            }
         }
     }
 

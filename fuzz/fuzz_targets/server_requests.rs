@@ -1,12 +1,14 @@
 //! The rendezvous server (with a relay to offer and an alternate address) fed datagrams from a
-//! few sources — rendezvous JSON, STUN of both RFC generations, garbage — with time passing. It
-//! must never panic, and only ever answer from one of its own addresses.
+//! few sources — rendezvous JSON, STUN of both RFC generations, garbage — with time passing,
+//! each source echoing the cookies it is asked for. It must never panic, and only ever answer
+//! from one of its own addresses.
 #![no_main]
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
+use p2pchat::proto::wire::FromServer;
 use p2pchat::server::{Addresses, Server, TurnRelay};
 
 fuzz_target!(|data: &[u8]| {
@@ -28,6 +30,18 @@ fuzz_target!(|data: &[u8]| {
         let local = own[usize::from(control >> 6) % own.len()];
         for reply in server.handle(now, local, from, bytes) {
             assert!(own.contains(&reply.via));
+            // A sender that receives: asked for a cookie, it asks again with it, so the fuzzer
+            // reaches what lies behind address validation.
+            let asked = serde_json::from_slice::<FromServer>(&reply.transmit.payload);
+            if let Ok(FromServer::Cookie { cookie }) = asked
+                && let Ok(serde_json::Value::Object(mut request)) = serde_json::from_slice(bytes)
+            {
+                request.insert("cookie".into(), cookie.into());
+                let again = serde_json::to_vec(&request).expect("a JSON object");
+                for reply in server.handle(now, local, from, &again) {
+                    assert!(own.contains(&reply.via));
+                }
+            }
         }
         now += Duration::from_millis(u64::from(control & 0x30) * 250);
         server.handle_timeout(now);

@@ -132,14 +132,16 @@ pub struct Limits {
     biggest: [BTreeSet<(usize, IpAddr)>; 2],
     live: [usize; 2],
     secrets: [[u8; 64]; 2],
-    rotated: Instant,
-    /// Admissions in the current second, the second it began, and the previous second's count.
-    window: (Instant, u32, u32),
+    /// When the secret last changed (`None` before the first tick).
+    rotated: Option<Instant>,
+    /// The second admissions are being counted in, its count so far, and the previous
+    /// second's count.
+    window: (Option<Instant>, u32, u32),
 }
 
 impl Limits {
-    /// Fresh limits at `now`, with secrets drawn from `rng`.
-    pub fn new(now: Instant, rng: &mut impl Rng) -> Self {
+    /// Fresh limits, with secrets drawn from `rng`.
+    pub fn new(rng: &mut impl Rng) -> Self {
         let mut secrets = [[0u8; 64]; 2];
         rng.fill_bytes(&mut secrets[0]);
         rng.fill_bytes(&mut secrets[1]);
@@ -150,24 +152,26 @@ impl Limits {
             biggest: [BTreeSet::new(), BTreeSet::new()],
             live: [0, 0],
             secrets,
-            rotated: now,
-            window: (now, 0, 0),
+            rotated: None,
+            window: (None, 0, 0),
         }
     }
 
     /// Advances the clocks: a new cookie secret every `COOKIE_ROTATE`, the admission counter
     /// every second.
     pub fn tick(&mut self, now: Instant, rng: &mut impl Rng) {
-        if now.saturating_duration_since(self.rotated) >= COOKIE_ROTATE {
+        let rotated = *self.rotated.get_or_insert(now);
+        if now.saturating_duration_since(rotated) >= COOKIE_ROTATE {
             self.secrets[1] = self.secrets[0];
             rng.fill_bytes(&mut self.secrets[0]);
-            self.rotated = now;
+            self.rotated = Some(now);
         }
         let (start, count, _) = self.window;
-        let elapsed = now.saturating_duration_since(start).as_secs();
-        if elapsed >= 1 {
-            let previous = if elapsed == 1 { count } else { 0 };
-            self.window = (now, 0, previous);
+        let start = start.unwrap_or(now);
+        match now.saturating_duration_since(start).as_secs() {
+            0 => self.window.0 = Some(start),
+            1 => self.window = (Some(now), 0, count),
+            _ => self.window = (Some(now), 0, 0),
         }
     }
 

@@ -1,5 +1,9 @@
 //! The server core's tests: sans-IO, simulated time.
 use super::*;
+use crate::consts::{
+    COOKIE_LOAD_PER_SEC, LIMIT_NOTICE_EVERY, MAX_NAMEPLATES, MAX_REGISTRATIONS,
+    SOURCE_MAX_NAMEPLATES, SOURCE_MAX_REGISTRATIONS,
+};
 use crate::proto::stun::Change;
 
 const PRIMARY: &str = "198.51.100.1:7777";
@@ -456,4 +460,185 @@ fn stun_answers_follow_the_rfcs_for_unknown_attributes_and_classic_clients() {
     assert_eq!(&out[0].payload[..2], &[0x01, 0x01]);
     assert_eq!(&out[0].payload[4..20], &[9; 16]);
     assert_eq!(&out[0].payload[20..24], &[0, 1, 0, 8]);
+}
+
+/// A request from `from` as bytes.
+fn bytes(request: &ToServer) -> Vec<u8> {
+    serde_json::to_vec(request).unwrap()
+}
+
+/// Whether `from` got `Registered` among `out`.
+fn registered(out: &[Transmit], from: SocketAddr) -> bool {
+    out.iter().any(|t| t.to == from && matches!(decode(t), FromServer::Registered { .. }))
+}
+
+/// Registers as a client does: again with the cookie when the server asks for one.
+fn join(s: &mut Server, now: Instant, from: SocketAddr, room: &str, name: &str) -> Vec<Transmit> {
+    let request = |cookie| ToServer::Register {
+        room: room.into(),
+        name: name.into(),
+        private: Vec::new(),
+        nat: None,
+        relay: None,
+        cookie,
+    };
+    let out = handle(s, now, from, &bytes(&request(None)));
+    match out.iter().map(decode).next() {
+        Some(FromServer::Cookie { cookie }) => handle(s, now, from, &bytes(&request(Some(cookie)))),
+        _ => out,
+    }
+}
+
+#[test]
+fn a_flood_from_one_address_locks_nobody_out_of_rooms_or_codes() {
+    let mut s = server();
+    let start = Instant::now();
+    let attacker_ip = "203.0.113.66";
+    let attacker = addr(&format!("{attacker_ip}:4000"));
+    let cookie = Some(s.limits.cookie(attacker));
+    let (ann, bob) = (addr("198.51.100.11:1000"), addr("198.51.100.12:2000"));
+    // 300,000 requests, one a microsecond (0.3 s at loopback speed): registrations of new
+    // names, allocations and claims on every three-digit number, in turn.
+    let flood = |i: u32| -> Vec<u8> {
+        match i % 3 {
+            0 => bytes(&ToServer::Register {
+                room: format!("flood-{i}"),
+                name: "x".into(),
+                private: Vec::new(),
+                nat: None,
+                relay: None,
+                cookie: cookie.clone(),
+            }),
+            1 => bytes(&ToServer::Allocate { name: "x".into(), cookie: cookie.clone() }),
+            _ => bytes(&ToServer::Claim {
+                nameplate: (i % 999 + 1).to_string(),
+                name: "x".into(),
+                cookie: cookie.clone(),
+            }),
+        }
+    };
+    let mut noticed = 0;
+    let mut now = start;
+    let mut code = String::new();
+    for i in 0..300_000u32 {
+        now = start + Duration::from_micros(u64::from(i));
+        let out = handle(&mut s, now, attacker, &flood(i));
+        noticed += out
+            .iter()
+            .filter(|t| matches!(decode(t), FromServer::Refused { reason } if reason.contains("too many requests")))
+            .count();
+        // In the middle of it, two friends meet in a room, and pair with a code.
+        if i == 100_000 {
+            assert!(registered(&join(&mut s, now, ann, "friends", "ann"), ann));
+            let out = join(&mut s, now, bob, "friends", "bob");
+            assert!(registered(&out, bob));
+            assert!(out.iter().any(|t| t.to == bob
+                && matches!(decode(t), FromServer::Peer { name, .. } if name == "ann")));
+            code = allocate(&mut s, now, ann, "ann");
+        }
+        if i == 200_000 {
+            let answer = claim(&mut s, now, bob, &code, "bob");
+            let joined = FromServer::Joined { nameplate: code.clone(), name: "bob".into() };
+            assert_eq!(answer, vec![FromServer::Claimed { nameplate: code.clone() }, joined]);
+        }
+    }
+    let drops = s.drops();
+    assert!(drops.limited > 298_000, "{drops:?}");
+    assert_eq!(noticed, 1, "a limited source is told once per {LIMIT_NOTICE_EVERY:?}");
+    // What the attacker holds is its quota at most: 256 registrations, 16 codes.
+    let legit = 2 + 2;
+    assert!(
+        s.registrations() <= SOURCE_MAX_REGISTRATIONS + SOURCE_MAX_NAMEPLATES + legit,
+        "{}",
+        s.registrations()
+    );
+    // Once the flood stops and what it held expires, its address is served like any other.
+    let later = now + CODE_TTL.max(REGISTRATION_TTL) + Duration::from_secs(1);
+    assert!(registered(&join(&mut s, later, attacker, "after", "x"), attacker));
+    assert!(!allocate(&mut s, later, attacker, "x").is_empty());
+}
+
+#[test]
+fn claims_are_budgeted_per_source_and_codes_are_hard_to_guess() {
+    let mut s = server();
+    let start = Instant::now();
+    let (ann, bob, guesser) =
+        (addr("198.51.100.11:1000"), addr("198.51.100.12:2000"), addr("203.0.113.66:4000"));
+    let code = allocate(&mut s, start, ann, "ann");
+    let number: u32 = code.parse().unwrap();
+    assert!((1..=999).contains(&number), "{code}");
+    // A claim every 10 ms on every number: the budget allows six at once, then one every ten
+    // seconds; the rest are refused before looking.
+    let mut looked = 0;
+    let mut hit = false;
+    for n in 1..=999u32 {
+        let now = start + Duration::from_millis(10 * u64::from(n));
+        let answer = claim(&mut s, now, guesser, &n.to_string(), "eve");
+        match &answer[..] {
+            [FromServer::Claimed { .. }, FromServer::Joined { .. }] => hit = true,
+            answer if refused(answer).contains("too many codes") => {}
+            _ => looked += 1,
+        }
+    }
+    assert!(looked + usize::from(hit) <= 7, "{looked} numbers looked at");
+    // The friend's claim still works (unless the guesser hit it, which the owner then hears).
+    if !hit {
+        let answer = claim(&mut s, start + Duration::from_secs(11), bob, &code, "bob");
+        assert_eq!(answer[0], FromServer::Claimed { nameplate: code });
+    }
+    // The range grows with the codes live: at most 1 % of it is ever taken.
+    assert_eq!(nameplate_range(0), 999);
+    assert_eq!(nameplate_range(9), 999);
+    assert_eq!(nameplate_range(10), 9_999);
+    assert_eq!(nameplate_range(999), 99_999);
+    assert_eq!(nameplate_range(MAX_NAMEPLATES - 1), 999_999);
+    assert_eq!(nameplate_range(usize::MAX), 999_999);
+}
+
+#[test]
+fn spoofed_sources_get_cookies_not_state_and_a_full_pool_evicts_the_biggest_holder() {
+    let mut s = server();
+    let start = Instant::now();
+    // 50,000 registrations from as many addresses that never answer (spoofed), at 1 µs each:
+    // past 1,000 admissions a second the server asks for cookies and keeps nothing.
+    for i in 0..50_000u32 {
+        let [_, a, b, c] = i.to_be_bytes();
+        let from = SocketAddr::from(([10, a, b, c], 5000));
+        let now = start + Duration::from_micros(u64::from(i));
+        handle(&mut s, now, from, &register(&format!("spoof-{i}"), "x"));
+    }
+    let held = s.registrations();
+    assert!(held <= COOKIE_LOAD_PER_SEC as usize + 1, "{held}");
+    assert!(s.drops().cookies >= 48_000, "{:?}", s.drops());
+    // A real client gets in with one more round trip.
+    let now = start + Duration::from_millis(100);
+    let ann = addr("198.51.100.11:1000");
+    let first = handle(&mut s, now, ann, &register("friends", "ann"));
+    assert!(matches!(decode(&first[0]), FromServer::Cookie { .. }));
+    assert!(registered(&join(&mut s, now, ann, "friends", "ann"), ann));
+
+    // Now sources that do answer fill the rooms' pool: each is held to its quota, and once
+    // the pool is full a newcomer takes the place of the biggest holder's oldest entry.
+    let mut t = now;
+    for source in 0..45u8 {
+        let from = SocketAddr::from(([203, 0, 113, source], 6000));
+        for n in 0..SOURCE_MAX_REGISTRATIONS + 10 {
+            t += Duration::from_millis(2);
+            join(&mut s, t, from, &format!("fill-{source}-{n}"), "x");
+        }
+    }
+    assert_eq!(s.limits.live(Pool::Rooms), MAX_REGISTRATIONS);
+    assert!(s.drops().refused >= 45 * 10, "every source was held to its quota");
+    let evicted = s.drops().evicted;
+    assert!(evicted > 0, "the last sources took the places of the first ones' oldest entries");
+    let bob = addr("198.51.100.12:2000");
+    let out = join(&mut s, t, bob, "friends", "bob");
+    assert!(registered(&out, bob));
+    assert!(out.iter().any(
+        |t| t.to == ann && matches!(decode(t), FromServer::Peer { name, .. } if name == "bob")
+    ));
+    assert_eq!(s.drops().evicted, evicted + 1);
+    assert_eq!(s.limits.live(Pool::Rooms), MAX_REGISTRATIONS);
+    // Memory is what the pools hold: one holder per source at most.
+    assert!(s.holders() <= MAX_REGISTRATIONS + MAX_NAMEPLATES);
 }

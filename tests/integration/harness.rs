@@ -78,11 +78,16 @@ pub struct Proc {
 }
 
 impl Proc {
-    pub fn spawn(mut command: Command) -> Self {
+    pub fn spawn(command: Command) -> Self {
+        Self::spawn_with_stderr(command, Stdio::inherit())
+    }
+
+    /// As `spawn`, with standard error going to `stderr`.
+    pub fn spawn_with_stderr(mut command: Command, stderr: Stdio) -> Self {
         let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawn p2pchat");
         let stdout = child.stdout.take().unwrap();
@@ -185,9 +190,14 @@ pub fn server_on(listen: &str) -> (Proc, SocketAddr) {
 
 /// A rendezvous server listening on `listen`, with more flags.
 pub fn server_with(listen: &str, flags: &[&str]) -> (Proc, SocketAddr) {
+    server_logging(listen, flags, Stdio::inherit())
+}
+
+/// A rendezvous server listening on `listen`, with more flags, its log going to `stderr`.
+pub fn server_logging(listen: &str, flags: &[&str], stderr: Stdio) -> (Proc, SocketAddr) {
     let mut command = bin();
     command.args(["server", "--listen", listen]).args(flags);
-    let mut proc = Proc::spawn(command);
+    let mut proc = Proc::spawn_with_stderr(command, stderr);
     let line = proc.line(Duration::from_secs(10)).expect("server prints its address");
     let addr = line
         .strip_prefix("p2pchat server listening on ")

@@ -8,6 +8,7 @@
 mod cli;
 mod delivery;
 mod durability;
+mod flood;
 mod harness;
 mod hostile;
 mod natlab;

@@ -19,7 +19,7 @@ const WITHIN: Duration = Duration::from_secs(20);
 
 /// A headless chat for `name` whose identity and contacts live in `home`; `target` is a code,
 /// a contact's name, or nothing (ask for a code).
-fn person(name: &str, server: SocketAddr, target: Option<&str>, home: &Path) -> Proc {
+pub fn person(name: &str, server: SocketAddr, target: Option<&str>, home: &Path) -> Proc {
     let mut command = bin();
     command
         .args(["chat", "--headless", "--name", name, "--bind", "127.0.0.1:0"])
@@ -32,12 +32,12 @@ fn person(name: &str, server: SocketAddr, target: Option<&str>, home: &Path) -> 
     Proc::spawn(command)
 }
 
-fn code_of(proc: &mut Proc) -> String {
+pub fn code_of(proc: &mut Proc) -> String {
     let event = proc.expect(WITHIN, "a code", |v| v["event"] == "code");
     event["code"].as_str().unwrap().to_owned()
 }
 
-fn agreed(proc: &mut Proc, peer: &str) -> String {
+pub fn agreed(proc: &mut Proc, peer: &str) -> String {
     let event = proc.expect(WITHIN, "keys agreed", |v| v["event"] == "keys_agreed");
     assert_eq!(event["peer"], peer, "{event}");
     event["safety_number"].as_str().unwrap().to_owned()
@@ -133,6 +133,31 @@ fn wrong_used_and_expired_codes_fail_clearly() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a pairing code"));
+}
+
+#[test]
+fn a_code_claimed_by_someone_who_never_answers_is_told_to_its_owner() {
+    let (_server, addr) = server();
+    let home = TempDir::new("squatted");
+    let mut ann = person("ann", addr, None, home.path());
+    let code = code_of(&mut ann);
+    let nameplate = code.split('-').next().unwrap().to_owned();
+    // Someone takes the nameplate (as a guesser or a typo would), proves its address with the
+    // cookie like any client, then never sends the exchange's first step.
+    let squatter = UdpSocket::bind("127.0.0.1:0").unwrap();
+    squatter.set_read_timeout(Some(WITHIN)).unwrap();
+    let claim = |cookie: Option<String>| {
+        let request = serde_json::json!({"op": "claim", "nameplate": nameplate, "name": "mallory", "cookie": cookie});
+        squatter.send_to(&serde_json::to_vec(&request).unwrap(), addr).unwrap();
+        let mut buf = [0u8; 2048];
+        let len = squatter.recv(&mut buf).unwrap();
+        serde_json::from_slice::<Value>(&buf[..len]).unwrap()
+    };
+    let answer = claim(None);
+    assert_eq!(answer["op"], "cookie", "{answer}");
+    let answer = claim(answer["cookie"].as_str().map(str::to_owned));
+    assert_eq!(answer["op"], "claimed", "{answer}");
+    failed(&mut ann, "someone used your code, calling themselves \"mallory\"");
 }
 
 /// A relay in front of the server that swaps every SPAKE2 message for one of its own made

@@ -368,6 +368,49 @@ fn room_peers_meet_through_server_learn_public_endpoint_and_chat() {
 }
 
 #[test]
+fn peers_meet_through_a_server_under_load_by_echoing_its_cookie() {
+    let key = generate_key();
+    let mut sim = Sim::with_server(12);
+    // 6,000 others registered over seven seconds: the server's rooms are more than half full,
+    // so every newcomer must prove its address with a cookie first.
+    let server = sim.server.as_mut().unwrap();
+    let mut now = sim.now;
+    for i in 0..6_000u32 {
+        let [_, a, b, c] = i.to_be_bytes();
+        let request = |cookie| ToServer::Register {
+            room: format!("other-{i}"),
+            name: "x".into(),
+            private: Vec::new(),
+            nat: None,
+            relay: None,
+            cookie,
+        };
+        let from = SocketAddr::from(([10, a, b, c], 7000));
+        let out =
+            server.handle(now, addr(SERVER), from, &serde_json::to_vec(&request(None)).unwrap());
+        if let Some(FromServer::Cookie { cookie }) =
+            out.first().and_then(|r| serde_json::from_slice(&r.transmit.payload).ok())
+        {
+            let again = serde_json::to_vec(&request(Some(cookie))).unwrap();
+            server.handle(now, addr(SERVER), from, &again);
+        }
+        now += Duration::from_millis(1);
+    }
+    assert!(server.registrations() >= 6_000);
+    let cookies_before = server.drops().cookies;
+    sim.now = now;
+    let a = sim.room("alice", "198.51.100.10:4000", &key);
+    let b = sim.room("bob", "198.51.100.20:5000", &key);
+    sim.run_for(Duration::from_secs(3));
+    let cookies = sim.server.as_ref().unwrap().drops().cookies - cookies_before;
+    assert_eq!(cookies, 2, "each chat was asked once");
+    for i in [a, b] {
+        assert!(sim.events(i).contains(&NetEvent::Registered { server: addr(SERVER) }));
+        assert_eq!(sim.online(i), 1);
+    }
+}
+
+#[test]
 fn idle_peers_keep_alive_and_stay_online() {
     let (mut sim, a, b, _) = direct_pair(3);
     sim.run_for(Duration::from_secs(120));
