@@ -25,6 +25,22 @@ pub const PUNCH_WINDOW: Duration = Duration::from_secs(10);
 /// later (or whose NAT recovers) still connects.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 
+/// Consent freshness (after RFC 7675): an address that has not answered a ping of ours gets
+/// probes at most at 0, 0.2, 0.6, 1.4, 3 … s, each gap twice the last (six in a punch window),
+/// up to `PROBE_GAP_MAX`; one that answered is probed as the schedule asks. So an address
+/// someone named for us to probe gets a few probes, not a stream.
+pub const PROBE_GAP_FIRST: Duration = PUNCH_INTERVAL;
+
+/// See `PROBE_GAP_FIRST`: a silent address gets one probe a minute at most.
+pub const PROBE_GAP_MAX: Duration = Duration::from_secs(60);
+
+/// Routes per peer whose probe schedule is remembered (its candidates, path and relays fit).
+pub const CONSENT_ROUTES: usize = 16;
+
+/// A listed peer that the server left out of this many of its answers to our registration in
+/// a row is no longer listed: not probed, and forgotten once offline.
+pub const LISTING_MISSES: u32 = 3;
+
 /// Keepalive gap on an idle path: Linux conntrack drops an idle UDP mapping after 30 s, and the
 /// peer needs to hear from us well within its offline threshold.
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);

@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -22,13 +22,14 @@ use super::{
     Rejection, Transmit,
 };
 use crate::consts::{
-    DEDUP_CAPACITY, DIRECT_RETRY_FIRST, DIRECT_RETRY_MAX, DROPS_REPORT_INTERVAL,
-    KEEPALIVE_INTERVAL, MAX_DATAGRAM_BYTES, MAX_MESSAGE_BYTES, MAX_PEERS, MAX_PLAINTEXT_BYTES,
-    MAX_PRIVATE_ENDPOINTS, NOTICE_SOURCES_CAPACITY, OFFLINE_AFTER, OPENER_TTL, OPENER_WAIT,
-    PAST_INSTANCES_REMEMBERED, PATH_STALE_AFTER, PING_JUMP_SLACK, PINGS_REMEMBERED, PROBE_INTERVAL,
-    PUNCH_INTERVAL, PUNCH_WINDOW, REGISTER_REFRESH, REGISTER_REFRESH_ALONE, REGISTER_RETRY,
-    REGISTER_RETRY_MAX, RELAY_AFTER, RELAY_FALLBACK_AFTER, RELAY_RETRY, RELAY_SILENCE,
-    SEND_BUFFER_SEGMENTS, SERVER_SILENT_NOTICE_AFTER, STUN_MAX_TRANSMITS, STUN_RTO,
+    CONSENT_ROUTES, DEDUP_CAPACITY, DIRECT_RETRY_FIRST, DIRECT_RETRY_MAX, DROPS_REPORT_INTERVAL,
+    KEEPALIVE_INTERVAL, LISTING_MISSES, MAX_DATAGRAM_BYTES, MAX_MESSAGE_BYTES, MAX_PEERS,
+    MAX_PLAINTEXT_BYTES, MAX_PRIVATE_ENDPOINTS, NOTICE_SOURCES_CAPACITY, OFFLINE_AFTER, OPENER_TTL,
+    OPENER_WAIT, PAST_INSTANCES_REMEMBERED, PATH_STALE_AFTER, PING_JUMP_SLACK, PINGS_REMEMBERED,
+    PROBE_GAP_FIRST, PROBE_GAP_MAX, PROBE_INTERVAL, PUNCH_INTERVAL, PUNCH_WINDOW, REGISTER_REFRESH,
+    REGISTER_REFRESH_ALONE, REGISTER_RETRY, REGISTER_RETRY_MAX, RELAY_AFTER, RELAY_FALLBACK_AFTER,
+    RELAY_RETRY, RELAY_SILENCE, SEND_BUFFER_SEGMENTS, SERVER_SILENT_NOTICE_AFTER,
+    STUN_MAX_TRANSMITS, STUN_RTO,
 };
 pub use rekey::Rekey;
 use rekey::RekeyState;
@@ -150,7 +151,21 @@ struct Peer {
     pings_in: (u64, Instant, Vec<SocketAddr>),
     /// The peer's earlier run ids: their packets are replays.
     past_instances: VecDeque<u64>,
+    /// Per route, whether it answered our pings and when it may be probed next.
+    consent: Vec<Consent>,
+    /// The server's answer to our registration that last listed it (see `Rendezvous::answers`).
+    listed_in: u32,
     send: PeerSend,
+}
+
+/// Consent to our probes, per route (after RFC 7675): a route that answered a ping of ours is
+/// probed freely; one that has not, with doubling gaps (`PROBE_GAP_FIRST` to `PROBE_GAP_MAX`).
+#[derive(Debug, Clone, Copy)]
+struct Consent {
+    route: Route,
+    answered: bool,
+    unanswered: u32,
+    next: Instant,
 }
 
 impl Peer {
@@ -184,7 +199,60 @@ impl Peer {
             pings_out: VecDeque::new(),
             pings_in: (0, now, Vec::new()),
             past_instances: VecDeque::new(),
+            consent: Vec::new(),
+            listed_in: 0,
             send: PeerSend::default(),
+        }
+    }
+
+    /// Which of `routes` may be probed now; counts the probe of each one that has not
+    /// answered yet. While the peer is online (it proved the key, on some path) its other
+    /// routes follow the direct-retry schedule instead, itself doubling to once a minute.
+    fn consented(&mut self, now: Instant, routes: &[Route]) -> Vec<Route> {
+        if self.online {
+            return routes.to_vec();
+        }
+        let mut allowed = Vec::with_capacity(routes.len());
+        for &route in routes {
+            let index = match self.consent.iter().position(|c| c.route == route) {
+                Some(index) => index,
+                None => {
+                    if self.consent.len() == CONSENT_ROUTES {
+                        // The longest silent goes first; it starts afresh if named again.
+                        let oldest =
+                            self.consent.iter().enumerate().max_by_key(|(_, c)| c.unanswered);
+                        let at = oldest.map_or(0, |(i, _)| i);
+                        self.consent.remove(at);
+                    }
+                    self.consent.push(Consent { route, answered: false, unanswered: 0, next: now });
+                    self.consent.len() - 1
+                }
+            };
+            let consent = &mut self.consent[index];
+            if consent.answered {
+                allowed.push(route);
+            } else if now >= consent.next {
+                let doublings = consent.unanswered.min(16);
+                let gap = PROBE_GAP_FIRST.saturating_mul(1 << doublings).min(PROBE_GAP_MAX);
+                consent.unanswered = consent.unanswered.saturating_add(1);
+                consent.next = now + gap;
+                allowed.push(route);
+            }
+        }
+        allowed
+    }
+
+    /// `route` answered a ping of ours.
+    fn answered(&mut self, route: Route) {
+        if let Some(consent) = self.consent.iter_mut().find(|c| c.route == route) {
+            *consent = Consent { answered: true, unanswered: 0, ..*consent };
+        }
+    }
+
+    /// Every route starts its probe schedule afresh (a new punch window).
+    fn reset_consent(&mut self, now: Instant) {
+        for consent in &mut self.consent {
+            *consent = Consent { answered: false, unanswered: 0, next: now, ..*consent };
         }
     }
 
@@ -198,6 +266,7 @@ impl Peer {
 
     /// Starts a new punch window: probe every candidate quickly again.
     fn restart_punching(&mut self, now: Instant) {
+        self.reset_consent(now);
         self.fast_until = now + PUNCH_WINDOW;
         self.punch_started = now;
         self.next_probe = now;
@@ -265,6 +334,8 @@ struct Rendezvous {
     registered_once: bool,
     /// The server's last cookie (it asks for one under load), echoed in registrations.
     cookie: Option<String>,
+    /// How many answers to our registration came (each lists the room's other members).
+    answers: u32,
 }
 
 struct StunProbe {
@@ -362,6 +433,7 @@ impl Session {
                 silent_reported: false,
                 registered_once: false,
                 cookie: None,
+                answers: 0,
             }),
             Mode::Direct { .. } => None,
         };
@@ -728,9 +800,14 @@ impl Session {
         }
     }
 
+    /// Pings peer `index` on those of `targets` that consent to probes now.
     fn send_ping(&mut self, now: Instant, index: usize, targets: &[Route]) {
-        let ping = self.next_ping(now, index, targets);
-        for &to in targets {
+        let targets = self.peers[index].consented(now, targets);
+        if targets.is_empty() {
+            return;
+        }
+        let ping = self.next_ping(now, index, &targets);
+        for &to in &targets {
             self.send_envelope(now, to, &ping);
         }
     }
@@ -788,6 +865,17 @@ impl Session {
         };
         match message {
             FromServer::Registered { turn, .. } => {
+                // The members follow this answer; one the server left out of the last few
+                // answers is gone from the room: stop looking for it (unless it is talking
+                // to us now).
+                rv.answers = rv.answers.wrapping_add(1);
+                let answers = rv.answers;
+                for peer in self.peers.iter_mut().filter(|p| p.listed && !p.online && !p.configured)
+                {
+                    if answers.wrapping_sub(peer.listed_in) > LISTING_MISSES {
+                        peer.listed = false;
+                    }
+                }
                 let announce = !rv.registered_once || rv.silent_reported;
                 rv.registered_once = true;
                 rv.awaiting_since = None;
@@ -853,8 +941,12 @@ impl Session {
         if name == self.config.name {
             return;
         }
+        let answers = self.rendezvous.as_ref().map_or(0, |rv| rv.answers);
         let mut candidates = vec![public];
-        for addr in private.into_iter().take(crate::consts::MAX_PRIVATE_ENDPOINTS) {
+        // Private endpoints are addresses on the peer's LAN: one routed on the internet is
+        // refused, so nobody can name a stranger's address for the room's chats to probe.
+        let local = private.into_iter().filter(|a| !globally_routed(a.ip()));
+        for addr in local.take(MAX_PRIVATE_ENDPOINTS) {
             if !candidates.contains(&addr) {
                 candidates.push(addr);
             }
@@ -863,6 +955,7 @@ impl Session {
             Some(index) => {
                 let peer = &mut self.peers[index];
                 peer.listed = true;
+                peer.listed_in = answers;
                 if peer.relay != relay {
                     peer.relay = relay;
                     // A relayed address to try: probe it now, whatever the state of the path.
@@ -895,6 +988,7 @@ impl Session {
                 };
                 self.peers[index].relay = relay;
                 self.peers[index].listed = true;
+                self.peers[index].listed_in = answers;
                 self.permit_relayed_peers(now);
                 self.flush_turn(now);
                 let peer = self.peers[index].id;
@@ -1012,6 +1106,7 @@ impl Session {
                     return;
                 };
                 peer.pings_out.remove(at);
+                peer.answered(from);
                 self.mark_alive(now, index, from, instance, true);
                 let peer = &mut self.peers[index];
                 if let Some((sent_seq, sent_at)) = peer.ping_sent
@@ -1369,9 +1464,14 @@ impl Session {
         let Some(index) = self.peers.iter().position(|p| p.name.as_deref() == Some(name)) else {
             return;
         };
-        let peer = &self.peers[index];
+        let peer = &mut self.peers[index];
         if peer.online && !peer.relayed_now() {
             return;
+        }
+        // The peer's word through the server opens a new schedule once per punch window (so
+        // a member repeating it cannot make us probe faster).
+        if !peer.heard_opened {
+            peer.reset_consent(now);
         }
         let routes = peer.nat_routes();
         // Open ours unless we just did: the peer's word may be its answer to ours.
@@ -1396,11 +1496,12 @@ impl Session {
     /// further, so that our mapping toward the peer exists before its probes arrive; then word
     /// to the peer, through the server, that they are out.
     fn send_openers(&mut self, now: Instant, index: usize, routes: &[Route]) {
+        let routes = self.peers[index].consented(now, routes);
         if routes.is_empty() {
             return;
         }
         // Where no router lies between (a LAN, loopback) an opener arrives and is answered.
-        let ping = self.next_ping(now, index, routes);
+        let ping = self.next_ping(now, index, &routes);
         let Some(payload) = self.seal(now, &ping) else { return };
         self.peers[index].opened_at = Some(now);
         for route in routes.iter().filter(|r| !r.relayed) {
@@ -1733,5 +1834,35 @@ fn json_escaped_len(c: char) -> usize {
 }
 
 mod rekey;
+/// Whether `ip` is routed on the internet: not private (RFC 1918, RFC 4193), shared (RFC
+/// 6598), loopback, link-local, documentation (RFC 5737, RFC 3849), benchmarking (RFC 2544) or
+/// unspecified, after IANA's special-purpose registries.
+fn globally_routed(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(ip) => {
+            let [a, b, c, _] = ip.octets();
+            !(ip.is_private()
+                || ip.is_loopback()
+                || ip.is_link_local()
+                || ip.is_unspecified()
+                || ip.is_documentation()
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 198 && (b == 18 || b == 19))
+                || (a == 192 && b == 0 && c == 0))
+        }
+        IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
+            Some(v4) => globally_routed(IpAddr::V4(v4)),
+            None => {
+                let first = ip.segments()[0];
+                !(ip.is_loopback()
+                    || ip.is_unspecified()
+                    || ip.is_unique_local()
+                    || ip.is_unicast_link_local()
+                    || (first == 0x2001 && ip.segments()[1] == 0x0db8))
+            }
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -12,7 +12,8 @@ use rand::{Rng, SeedableRng};
 
 use super::*;
 use crate::consts::{
-    MAX_MESSAGE_BYTES, MAX_PEERS, MAX_PLAINTEXT_BYTES, OFFLINE_AFTER, PUNCH_WINDOW,
+    MAX_MESSAGE_BYTES, MAX_PEERS, MAX_PLAINTEXT_BYTES, MAX_ROOM_MEMBERS, OFFLINE_AFTER,
+    PUNCH_WINDOW, REGISTRATION_TTL,
 };
 use crate::proto::crypto::{Cipher, generate_key};
 use crate::proto::turn::sim::FakeTurn;
@@ -463,22 +464,95 @@ fn bye_makes_peer_offline_at_once() {
 }
 
 #[test]
-fn punching_is_fast_then_slow_and_says_no_path_once() {
+fn a_silent_address_gets_a_few_probes_with_doubling_gaps_and_no_path_is_said_once() {
     let key = generate_key();
     let mut sim = Sim::new(6);
     let a = sim.add("alice", "192.0.2.1:1000", Mode::Direct { peer: addr("192.0.2.9:9") }, &key);
-    sim.run_for(PUNCH_WINDOW + Duration::from_secs(20));
-    let probes: Vec<Instant> =
-        sim.sent.iter().filter(|s| s.1 == sim.nodes[a].addr).map(|s| s.0).collect();
-    let fast = probes.iter().filter(|t| **t < sim.start + PUNCH_WINDOW).count();
-    assert_eq!(fast, (PUNCH_WINDOW.as_millis() / PUNCH_INTERVAL.as_millis()) as usize);
-    let slow = probes.len() - fast;
-    assert_eq!(slow, 4, "one probe every 5 s for 20 s");
+    sim.run_for(Duration::from_secs(130));
+    let probes: Vec<Duration> =
+        sim.sent.iter().filter(|s| s.1 == sim.nodes[a].addr).map(|s| s.0 - sim.start).collect();
+    // Each gap at least twice the last, from 0.2 s up to a minute: six probes in the punch
+    // window (0, 0.2, 0.6, 1.4, 3.0, 6.2 s), then a few more ever further apart.
+    let in_window = probes.iter().filter(|t| **t < PUNCH_WINDOW).count();
+    assert_eq!(in_window, 6, "{probes:?}");
+    assert!(probes.len() <= 10, "{probes:?}");
+    for (k, pair) in probes.windows(2).enumerate() {
+        let least = PROBE_GAP_FIRST.saturating_mul(1 << k).min(PROBE_GAP_MAX);
+        assert!(pair[1] - pair[0] >= least, "gap {k} too short: {probes:?}");
+    }
     let no_path = sim.events(a).iter().filter(|e| matches!(e, NetEvent::NoPathYet { .. })).count();
     assert_eq!(no_path, 1);
-    // A peer that starts late is still found by the slow probes.
-    let b = sim.add("bob", "192.0.2.9:9", Mode::Direct { peer: addr("192.0.2.99:1") }, &key);
-    sim.run_for(PROBE_INTERVAL + Duration::from_secs(1));
+    // A peer that starts late finds us with probes of its own, and we answer at once.
+    let b = sim.add("bob", "192.0.2.9:9", Mode::Direct { peer: addr("192.0.2.1:1000") }, &key);
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!((sim.online(a), sim.online(b)), (1, 1));
+}
+
+#[test]
+fn members_named_by_a_stranger_get_a_few_probes_and_are_forgotten_when_the_server_drops_them() {
+    let key = generate_key();
+    let mut sim = Sim::with_server(13);
+    let a = sim.room("alice", "198.51.100.10:4000", &key);
+    sim.run_for(Duration::from_secs(1));
+    // Anyone who knows the room's name registers 28 made-up members, each naming 8 "private"
+    // addresses: 4 routed on the internet (someone else's), 4 on a LAN. Once, then silence.
+    let mut lan = Vec::new();
+    let mut internet = Vec::new();
+    let mut fake_public = Vec::new();
+    for i in 0..28u8 {
+        let private: Vec<SocketAddr> = (0..8u8)
+            .map(|j| {
+                let ip = if j < 4 { [1, 2, i, j] } else { [10, 66, i, j] };
+                SocketAddr::from((ip, 53))
+            })
+            .collect();
+        internet.extend(&private[..4]);
+        lan.extend(&private[4..]);
+        let from = SocketAddr::from(([203, 0, 113, i], 666));
+        fake_public.push(from);
+        let request = ToServer::Register {
+            room: "r".into(),
+            name: format!("fake-{i}"),
+            private,
+            nat: None,
+            relay: None,
+            cookie: None,
+        };
+        let server = sim.server.as_mut().unwrap();
+        server.handle(sim.now, addr(SERVER), from, &serde_json::to_vec(&request).unwrap());
+    }
+    sim.run_for(Duration::from_secs(150));
+    let me = sim.nodes[a].addr;
+    let to = |set: &[SocketAddr]| -> Vec<Duration> {
+        sim.sent
+            .iter()
+            .filter(|s| s.1 == me && set.contains(&s.2))
+            .map(|s| s.0 - sim.start)
+            .collect()
+    };
+    assert!(to(&internet).is_empty(), "an address routed on the internet is never a LAN's");
+    // The room holds 16: the first 15 made-up members got in. Each of their addresses got a
+    // few probes.
+    for (i, target) in fake_public.iter().enumerate() {
+        let addresses: Vec<SocketAddr> =
+            lan[i * 4..i * 4 + 4].iter().copied().chain([*target]).collect();
+        for address in addresses {
+            let probes = to(&[address]).len();
+            let admitted = i < MAX_ROOM_MEMBERS - 1;
+            assert!(
+                probes <= 10 && (probes > 0) == admitted,
+                "{address}: {probes} probes: {:?}",
+                to(&[address])
+            );
+        }
+    }
+    // The server forgets the made-up members after its registration lifetime; the chat stops
+    // looking for them a few of its answers later.
+    let last = to(&[lan.clone(), fake_public.clone()].concat()).into_iter().max().unwrap();
+    assert!(last < REGISTRATION_TTL + Duration::from_secs(30), "probed until {last:?}");
+    // A real friend still gets in.
+    let b = sim.room("bob", "198.51.100.20:5000", &key);
+    sim.run_for(Duration::from_secs(3));
     assert_eq!((sim.online(a), sim.online(b)), (1, 1));
 }
 
