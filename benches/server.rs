@@ -2,11 +2,15 @@
 //! (`Server::handle`: parse, room bookkeeping, the answer and introductions encoded), and end
 //! to end through the real server loop on loopback (clients send, the server answers each with
 //! `registered`). Raw UDP request/answer on the same sockets is the baseline for the latter.
+//! Then the same while one address floods the server as fast as a socket sends (what users see
+//! during an attack), and what a datagram over its sender's rate costs the core.
 
 // A benchmark that cannot set up fails loudly: there is nothing to measure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
@@ -67,6 +71,19 @@ async fn clients(requests: impl Fn(usize) -> Vec<u8>) -> Vec<(UdpSocket, Vec<u8>
     out
 }
 
+/// Sends new registrations to `to` from 127.0.0.2 as fast as the socket takes them until
+/// `stop`; counts them in `sent`.
+fn flood(to: SocketAddr, stop: &AtomicBool, sent: &AtomicU64) {
+    let socket = std::net::UdpSocket::bind("127.0.0.2:0").unwrap();
+    let requests: Vec<Vec<u8>> = (0..30_000).map(|i| register(format!("flood-{i}"), "x")).collect();
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let _ = socket.send_to(&requests[(n % 30_000) as usize], to);
+        n += 1;
+    }
+    sent.store(n, Ordering::Relaxed);
+}
+
 fn main() {
     let mut c = Criterion::default().configure_from_args();
 
@@ -114,6 +131,29 @@ fn main() {
     });
     group.bench_function("loopback_raw_udp_echo", |b| {
         b.iter_custom(|n| rt.block_on(rounds(&clients_raw, raw_addr, n)))
+    });
+    let (stop, sent) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
+    let flooder = {
+        let (stop, sent) = (Arc::clone(&stop), Arc::clone(&sent));
+        std::thread::spawn(move || flood(server_addr, &stop, &sent))
+    };
+    let flood_start = Instant::now();
+    group.bench_function("loopback_server_while_one_address_floods_it", |b| {
+        b.iter_custom(|n| rt.block_on(rounds(&clients_p2p, server_addr, n)))
+    });
+    stop.store(true, Ordering::Relaxed);
+    flooder.join().unwrap();
+    let rate = sent.load(Ordering::Relaxed) as f64 / flood_start.elapsed().as_secs_f64();
+    eprintln!("the flood sent {rate:.0} datagrams/s from 127.0.0.2");
+    // A datagram from a sender over its rate: dropped after one keyed hash.
+    let flooder_addr: SocketAddr = "203.0.113.66:4000".parse().unwrap();
+    let over = register("flood".into(), "x");
+    let now = Instant::now();
+    for _ in 0..2_000 {
+        core.handle(now, primary, flooder_addr, &over);
+    }
+    group.bench_function("sans_io_core_over_the_senders_rate", |b| {
+        b.iter(|| core.handle(now, primary, flooder_addr, &over).len())
     });
     group.finish();
     c.final_summary();

@@ -9,6 +9,7 @@ mod cli;
 mod delivery;
 mod durability;
 mod flood;
+mod fuzz_replay;
 mod harness;
 mod hostile;
 mod natlab;
