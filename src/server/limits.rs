@@ -41,39 +41,21 @@ pub fn source_of(addr: SocketAddr) -> IpAddr {
     }
 }
 
-/// A token bucket: `rate` tokens a second, at most `burst` saved. Starts full.
-#[derive(Debug, Clone, Copy, Default)]
-struct Bucket {
-    /// Tokens spent below `burst` at `at` (0 = full); a fresh bucket is full.
-    spent: f64,
-    at: Option<Instant>,
+/// A token bucket in two words of a slot: tokens spent below the burst (an `f64`'s bits; 0 is
+/// full) and when (nanoseconds since the limits' epoch, plus one; 0 is never). `rate` tokens
+/// come back a second, at most `burst` are saved.
+fn take(spent: &mut u64, at: &mut u64, now: u64, rate: f64, burst: f64) -> bool {
+    let refill = if *at == 0 { burst } else { now.saturating_sub(*at) as f64 / 1e9 * rate };
+    let left = (f64::from_bits(*spent) - refill).max(0.0);
+    *at = now;
+    let allowed = left + 1.0 <= burst;
+    *spent = if allowed { left + 1.0 } else { left }.to_bits();
+    allowed
 }
 
-impl Bucket {
-    /// Takes a token if there is one.
-    fn take(&mut self, now: Instant, rate: f64, burst: f64) -> bool {
-        let refill =
-            self.at.map_or(burst, |at| now.saturating_duration_since(at).as_secs_f64() * rate);
-        let spent = (self.spent - refill).max(0.0);
-        self.at = Some(now);
-        if spent + 1.0 <= burst {
-            self.spent = spent + 1.0;
-            true
-        } else {
-            self.spent = spent;
-            false
-        }
-    }
-}
-
-/// One slot of the rate table (several sources may share one; the secret key keeps anyone
-/// from choosing whose).
-#[derive(Debug, Clone, Copy, Default)]
-struct Slot {
-    requests: Bucket,
-    claims: Bucket,
-    noticed: Option<Instant>,
-}
+/// Words per slot of the rate table: requests spent and when, claims spent and when, and
+/// when the source was last told it is limited.
+const SLOT_WORDS: usize = 5;
 
 /// The two pools of entries the server holds, each with its own capacity and quota.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,7 +106,12 @@ pub enum NoRoom {
 /// The server's flood defences (see the module docs).
 #[derive(Debug)]
 pub struct Limits {
-    slots: Vec<Slot>,
+    /// `RATE_SLOTS` slots of `SLOT_WORDS` words, zeroed by the allocator (so a slot nobody
+    /// used costs no memory) — several sources may share a slot; the secret key keeps anyone
+    /// from choosing whose.
+    slots: Vec<u64>,
+    /// What slot times count from (the first tick).
+    epoch: Option<Instant>,
     hash_key: (u64, u64),
     /// What each source holding anything holds, per pool, soonest expiry first.
     holders: HashMap<IpAddr, [BTreeSet<Entry>; 2]>,
@@ -146,7 +133,8 @@ impl Limits {
         rng.fill_bytes(&mut secrets[0]);
         rng.fill_bytes(&mut secrets[1]);
         Self {
-            slots: vec![Slot::default(); RATE_SLOTS],
+            slots: vec![0; RATE_SLOTS * SLOT_WORDS],
+            epoch: None,
             hash_key: (rng.next_u64(), rng.next_u64()),
             holders: HashMap::new(),
             biggest: [BTreeSet::new(), BTreeSet::new()],
@@ -160,6 +148,7 @@ impl Limits {
     /// Advances the clocks: a new cookie secret every `COOKIE_ROTATE`, the admission counter
     /// every second.
     pub fn tick(&mut self, now: Instant, rng: &mut impl Rng) {
+        self.epoch.get_or_insert(now);
         let rotated = *self.rotated.get_or_insert(now);
         if now.saturating_duration_since(rotated) >= COOKIE_ROTATE {
             self.secrets[1] = self.secrets[0];
@@ -175,34 +164,45 @@ impl Limits {
         }
     }
 
-    fn slot(&mut self, source: IpAddr) -> &mut Slot {
+    /// `now` as slot words count it: nanoseconds since the epoch, plus one.
+    fn stamp(&self, now: Instant) -> u64 {
+        let since = now.saturating_duration_since(self.epoch.unwrap_or(now)).as_nanos();
+        u64::try_from(since).unwrap_or(u64::MAX - 1) + 1
+    }
+
+    /// The words of `source`'s slot.
+    fn slot(&mut self, source: IpAddr) -> &mut [u64] {
         let mut hasher = DefaultHasher::new();
         self.hash_key.hash(&mut hasher);
         source.hash(&mut hasher);
-        // The table's length is a power of two; the low bits of a keyed hash pick the slot.
-        let index = usize::try_from(hasher.finish()).unwrap_or_default() % self.slots.len();
-        &mut self.slots[index]
+        let index = usize::try_from(hasher.finish()).unwrap_or_default() % RATE_SLOTS;
+        &mut self.slots[index * SLOT_WORDS..(index + 1) * SLOT_WORDS]
     }
 
     /// Spends one request of `source`'s budget; false when it has none left.
     pub fn allow(&mut self, now: Instant, source: IpAddr) -> bool {
-        self.slot(source).requests.take(now, SOURCE_RATE, SOURCE_BURST)
+        let now = self.stamp(now);
+        let [spent, at, ..] = self.slot(source) else { return false };
+        take(spent, at, now, SOURCE_RATE, SOURCE_BURST)
     }
 
     /// True at most once per `LIMIT_NOTICE_EVERY` for a source: tell it that it is limited.
     pub fn notice_due(&mut self, now: Instant, source: IpAddr) -> bool {
-        let slot = self.slot(source);
-        let due =
-            slot.noticed.is_none_or(|at| now.saturating_duration_since(at) >= LIMIT_NOTICE_EVERY);
+        let now = self.stamp(now);
+        let [.., noticed] = self.slot(source) else { return false };
+        let every = u64::try_from(LIMIT_NOTICE_EVERY.as_nanos()).unwrap_or(u64::MAX);
+        let due = *noticed == 0 || now.saturating_sub(*noticed) >= every;
         if due {
-            slot.noticed = Some(now);
+            *noticed = now;
         }
         due
     }
 
     /// Spends one claim of `source`'s budget; false when it has none left.
     pub fn claim(&mut self, now: Instant, source: IpAddr) -> bool {
-        self.slot(source).claims.take(now, SOURCE_CLAIM_RATE, SOURCE_CLAIM_BURST)
+        let now = self.stamp(now);
+        let [_, _, spent, at, _] = self.slot(source) else { return false };
+        take(spent, at, now, SOURCE_CLAIM_RATE, SOURCE_CLAIM_BURST)
     }
 
     /// Counts one admission (a new entry), for `under_load`.
