@@ -61,6 +61,23 @@ pub fn keys_renewed(peer: &str) -> String {
     format!("{peer} restarted; new end-to-end keys agreed (same identity, same safety number)")
 }
 
+/// Before the first answer from the server, when keys are agreed through it.
+pub fn asking_server(server: SocketAddr, within: Duration) -> String {
+    format!(
+        "Asking the server at {server}… (waiting at most {} for an answer)",
+        crate::text::duration_words(within.as_secs())
+    )
+}
+
+/// The friend's code was good; their side now answers, or the wait ends.
+pub fn code_claimed(within: Duration) -> String {
+    format!(
+        "The code is good; waiting for your friend's side to answer… (at most {}; if they \
+         closed it, ask them for a new code)",
+        crate::text::duration_words(within.as_secs())
+    )
+}
+
 /// `/verify`: the safety number and what it means.
 pub fn verify_lines(verify: Option<&Verify>) -> Vec<String> {
     match verify {

@@ -15,6 +15,9 @@ use crate::consts::{
     REGISTER_REFRESH, SERVER_SILENT_NOTICE_AFTER,
 };
 use crate::identity::{Identity, rendezvous_room};
+
+/// How long the server has to answer our first request before we give up.
+const SERVER_ANSWER_WAIT: Duration = SERVER_SILENT_NOTICE_AFTER.saturating_mul(2);
 use crate::proto::keying::{Agreed, Code, Failure, Handshake, Outbox, Pairing, Peer};
 use crate::proto::wire::{FromServer, ToServer};
 
@@ -35,6 +38,10 @@ pub enum Progress {
     Code(Code),
     /// Waiting for this contact to come online.
     Waiting(String),
+    /// Asking the server (before anything else): it has this long to answer.
+    Asking(SocketAddr, Duration),
+    /// The friend's code is good: their side has this long to answer.
+    Claimed(Duration),
 }
 
 /// Keys agreed, and where the chat goes on.
@@ -153,6 +160,7 @@ pub async fn agree(
         socket.send_to(&bytes, server).await.map(|_| ())
     };
     let mut ended_at: Option<Instant> = None;
+    progress(Progress::Asking(server, SERVER_ANSWER_WAIT));
     loop {
         if let Some(m) = &machine
             && let Some(outcome) = m.outcome()
@@ -176,7 +184,7 @@ pub async fn agree(
                 Plan::Code(_) | Plan::Contact(..) => KeyingError::FriendGone,
             });
         }
-        if !heard_server && started.elapsed() > SERVER_SILENT_NOTICE_AFTER * 2 {
+        if !heard_server && started.elapsed() > SERVER_ANSWER_WAIT {
             return Err(KeyingError::ServerSilent(server));
         }
         tokio::select! {
@@ -223,6 +231,7 @@ pub async fn agree(
                         if let Plan::Code(code) = &plan {
                             machine = Some(Machine::Pair(Pairing::new(code, identity.clone(), name.to_owned())));
                             deadline = Some(Instant::now() + CLAIM_ANSWER_WAIT);
+                            progress(Progress::Claimed(CLAIM_ANSWER_WAIT));
                         }
                     }
                     FromServer::Registered { .. } if machine.is_none() => {
