@@ -17,12 +17,9 @@ use crate::app::{Model, texts};
 /// Below this width the status pane gives its room to the history.
 const SIDE_PANE_MIN_TERMINAL_COLS: u16 = 64;
 
-/// Rows of the input box (one line of text between borders).
-const INPUT_ROWS: u16 = 3;
-
-/// The smallest terminal the panes fit in: a line of history and the input box, each with
+/// The smallest terminal the panes fit in: a line of history and a line of input, each with
 /// its borders, and room for a few words.
-const MIN_TERMINAL: (u16, u16) = (20, INPUT_ROWS + 3);
+const MIN_TERMINAL: (u16, u16) = (20, 6);
 
 /// Where each pane goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,10 +32,11 @@ pub struct Panes {
     pub input: Rect,
 }
 
-/// Splits the terminal into the panes.
-pub fn layout(area: Rect) -> Panes {
+/// Splits the terminal into the panes, with `input_rows` rows of text in the input box.
+pub fn layout(area: Rect, input_rows: u16) -> Panes {
+    let input_height = input_rows.saturating_add(2).min(area.height.saturating_sub(3)).max(3);
     let [top, input] =
-        Layout::vertical([Constraint::Min(3), Constraint::Length(INPUT_ROWS)]).areas(area);
+        Layout::vertical([Constraint::Min(3), Constraint::Length(input_height)]).areas(area);
     if area.width < SIDE_PANE_MIN_TERMINAL_COLS {
         return Panes { history: top, status: None, input };
     }
@@ -48,9 +46,15 @@ pub fn layout(area: Rect) -> Panes {
     Panes { history, status: Some(status), input }
 }
 
-/// Text rows inside the history pane for a terminal of `size` (columns, rows).
-pub fn history_height(size: (u16, u16)) -> u16 {
-    layout(Rect::new(0, 0, size.0, size.1)).history.height.saturating_sub(2)
+/// The panes for the model's terminal size and input.
+pub fn panes(model: &Model) -> Panes {
+    let (columns, rows) = model.size;
+    layout(Rect::new(0, 0, columns, rows), input::text_rows(&model.input, columns))
+}
+
+/// Text rows inside the history pane.
+pub fn history_height(model: &Model) -> u16 {
+    panes(model).history.height.saturating_sub(2)
 }
 
 /// Draws the whole screen (or, in a terminal too small for it, says so).
@@ -60,7 +64,7 @@ pub fn render(model: &Model, frame: &mut Frame) {
         let text = texts::too_small((area.width, area.height), MIN_TERMINAL);
         frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }), area);
     } else {
-        let panes = layout(area);
+        let panes = layout(area, input::text_rows(&model.input, area.width));
         history::render(model, frame, panes.history);
         if let Some(status) = panes.status {
             peers::render(model, frame, status);

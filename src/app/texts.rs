@@ -21,6 +21,9 @@ pub fn too_small(size: (u16, u16), needed: (u16, u16)) -> String {
     )
 }
 
+/// The input box's title.
+pub const INPUT_TITLE: &str = " message (Enter sends · Alt-Enter new line · /help) ";
+
 /// Shown when a conversation opens.
 pub const WELCOME: &str = "Type a message and press Enter. /help lists commands and keys.";
 

@@ -121,7 +121,7 @@ fn on_search_action(model: &mut Model, action: Action, effects: &mut Vec<Effect>
 }
 
 fn page(model: &Model) -> i32 {
-    let height = ui::history_height(model.size);
+    let height = ui::history_height(model);
     i32::from(height.saturating_sub(1).max(1))
 }
 

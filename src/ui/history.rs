@@ -185,8 +185,7 @@ fn merge(row: Vec<(&str, Style)>) -> Line<'static> {
 
 /// Text columns inside the history pane.
 fn inner_width(model: &Model) -> usize {
-    let panes = super::layout(Rect::new(0, 0, model.size.0, model.size.1));
-    usize::from(panes.history.width.saturating_sub(2))
+    usize::from(super::panes(model).history.width.saturating_sub(2))
 }
 
 /// Rows an entry takes at `width` (highlighting never changes where rows break).
@@ -210,7 +209,7 @@ pub fn total_rows(model: &Model) -> usize {
 
 /// How far back the view can scroll: all rows minus one screen.
 pub fn max_scroll(model: &Model) -> usize {
-    total_rows(model).saturating_sub(usize::from(super::history_height(model.size)))
+    total_rows(model).saturating_sub(usize::from(super::history_height(model)))
 }
 
 /// Rows of the window counted from its newest end, stopping once there are `limit`: the

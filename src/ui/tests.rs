@@ -136,7 +136,7 @@ fn three_panes_at_80x24() {
     assert!(contains(&lines, "   seen 2m ago"));
     assert!(contains(&lines, "dropped 3 bad packets"));
     // Input box at the bottom.
-    assert!(lines[21].starts_with("┌ message (Enter sends · /help) "));
+    assert!(lines[21].starts_with("┌ message (Enter sends · Alt-Enter new line · /help) "));
     assert!(lines[23].starts_with("└"));
 }
 
@@ -174,16 +174,30 @@ fn scrolled_back_view_shows_the_new_marker() {
 }
 
 #[test]
-fn long_input_scrolls_sideways_to_keep_the_cursor_visible() {
+fn the_input_box_grows_with_its_text_and_keeps_the_cursor_in_view() {
     let mut m = model((80, 24));
     let long = "x".repeat(100) + "END";
     update(&mut m, Message::Paste(long));
     let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
     terminal.draw(|f| render(&m, f)).unwrap();
     let lines = screen(&m);
-    assert!(lines[22].contains("xxxEND"), "{}", lines[22]);
+    // Two rows of text: the box is a row taller, the history a row shorter.
+    assert!(lines[20].starts_with("┌ message (Enter sends · Alt-Enter new line"), "{}", lines[20]);
+    assert_eq!(lines[21], format!("│{}│", "x".repeat(78)));
+    assert!(lines[22].starts_with("│xxxxxxxxxxxxxxxxxxxxxxEND "), "{}", lines[22]);
     let cursor = terminal.get_cursor_position().unwrap();
-    assert_eq!((cursor.x, cursor.y), (78, 22));
+    assert_eq!((cursor.x, cursor.y), (26, 22));
+    // New lines (Alt-Enter) add rows up to five; then the box scrolls with the cursor.
+    for n in 0..8 {
+        update(&mut m, Message::Paste(format!("\nline {n}")));
+    }
+    terminal.draw(|f| render(&m, f)).unwrap();
+    let lines = screen(&m);
+    assert!(lines[17].starts_with("┌ message"), "{lines:#?}");
+    assert!(lines[18].starts_with("│line 3 "), "{lines:#?}");
+    assert!(lines[22].starts_with("│line 7 "), "{lines:#?}");
+    let cursor = terminal.get_cursor_position().unwrap();
+    assert_eq!((cursor.x, cursor.y), (7, 22));
 }
 
 #[test]

@@ -214,7 +214,7 @@ fn scrolling_is_clamped_and_new_messages_keep_the_view_still() {
         net(&mut m, msg, i);
     }
     update(&mut m, Message::Key(Action::PageUp));
-    let page = usize::from(ui::history_height(m.size)) - 1;
+    let page = usize::from(ui::history_height(&m)) - 1;
     assert_eq!(m.scroll, page);
     update(&mut m, Message::Key(Action::Top));
     let max = ui::history::max_scroll(&m);
