@@ -140,8 +140,9 @@ fn env_error(command: &clap::Command, error: &clap::Error) -> Option<CliError> {
         return None;
     };
     let long = shown.strip_prefix("--")?.split([' ', '=']).next()?;
-    let typed =
-        std::env::args().any(|a| a == format!("--{long}") || a.starts_with(&format!("--{long}=")));
+    let typed = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .any(|a| a == format!("--{long}") || a.starts_with(&format!("--{long}=")));
     let var = command
         .get_subcommands()
         .chain([command])
@@ -206,10 +207,18 @@ fn config_path(arg: &ConfigArg) -> Option<PathBuf> {
 }
 
 /// Reads the config file: the one named (which must exist), else the default one (if any).
-fn load_config(arg: &ConfigArg) -> Result<Config, CliError> {
+fn load_config(arg: &ConfigArg, sources: &Sources) -> Result<Config, CliError> {
     let Some(path) = config_path(arg) else { return Ok(Config::default()) };
     config::load(&path, arg.config.is_some()).map_err(|e| match e {
-        config::ConfigError::Missing(_) => usage(e.to_string()),
+        config::ConfigError::Missing(_) => {
+            let named = sources.setting("config", arg.config.as_ref()).map(|s| s.origin);
+            let named = named.map(|o| format!(", named by {o},")).unwrap_or_default();
+            usage(format!(
+                "config file {}{named} does not exist: create it (it may be empty; your \
+                 identity is kept beside it), or name another",
+                path.display()
+            ))
+        }
         _ => usage(format!("{e} (fix or remove the file)")),
     })
 }
@@ -303,7 +312,7 @@ fn typed<T>(setting: &Option<Setting<T>>) -> Option<&Origin> {
 }
 
 fn chat_options(args: ChatArgs, sources: &Sources) -> Result<ChatOptions, CliError> {
-    let config = load_config(&args.files.config)?;
+    let config = load_config(&args.files.config, sources)?;
     let config_dir = config_dir(&args.files.config)?;
     let headless = sources.setting("headless", args.headless.then_some(true));
     let peer = sources.setting("peer", args.peer);
@@ -527,11 +536,16 @@ fn need_terminal() -> Result<(), CliError> {
     ))
 }
 
-/// Holds the data directory for this process, or says which other process has it.
-fn lock_data_dir(dir: &Path) -> Result<history::DataDirLock, CliError> {
+/// Holds the data directory for this process, or says which other process has it; a
+/// directory that cannot be used is named with where it came from (`named`: the flag or
+/// its variable, when one gave it).
+fn lock_data_dir(dir: &Path, named: Option<Origin>) -> Result<history::DataDirLock, CliError> {
     history::DataDirLock::acquire(dir).map_err(|e| match e {
         history::LockError::Held(_) => usage(e.to_string()),
-        history::LockError::Io(_) => runtime(e),
+        history::LockError::Io(_) => {
+            let named = named.map(|o| format!(" (named by {o})")).unwrap_or_default();
+            runtime(format!("cannot use the data directory{named}: {e}"))
+        }
     })
 }
 
@@ -634,7 +648,7 @@ pub fn run(invocation: Invocation) -> Result<(), CliError> {
             })
         }
         Command::Nat { stun, bind, json, config } => {
-            let config = load_config(&config)?;
+            let config = load_config(&config, &sources)?;
             let stun = match stun {
                 Some(stun) => stun,
                 None => config_addr(&config, "stun", |f| &f.stun, args::server_addr)?
@@ -661,12 +675,13 @@ pub fn run(invocation: Invocation) -> Result<(), CliError> {
             Ok(())
         }
         Command::History { conversation, grep, files } => {
-            let config = load_config(&files.config)?;
+            let config = load_config(&files.config, &sources)?;
             let data_dir = data_dir(files.data_dir, &config)?;
             print_history(&data_dir, &conversation, grep.as_deref())
         }
         Command::Demo { name, headless, log_dir, files } => {
-            let config = load_config(&files.config)?;
+            let config = load_config(&files.config, &sources)?;
+            let named = sources.setting("data_dir", files.data_dir.clone()).map(|s| s.origin);
             let given = given_name(sources.setting("name", name), &config);
             let options = DemoOptions {
                 name: display_name(given, Some(DEMO_DEFAULT_NAME))?,
@@ -677,7 +692,7 @@ pub fn run(invocation: Invocation) -> Result<(), CliError> {
             if !headless {
                 need_terminal()?;
             }
-            let _lock = lock_data_dir(&options.data_dir)?;
+            let _lock = lock_data_dir(&options.data_dir, named)?;
             let log_dir = self::log_dir(log_dir, &options.data_dir);
             init_tracing((!headless).then_some(log_dir.as_path()), "warn");
             block_on(Some(CHAT_RUNTIME_WORKERS), async move {
@@ -687,11 +702,12 @@ pub fn run(invocation: Invocation) -> Result<(), CliError> {
         Command::Chat(args) => {
             let headless = args.headless;
             let log_dir = args.log_dir.clone();
+            let named = sources.setting("data_dir", args.files.data_dir.clone()).map(|s| s.origin);
             let options = chat_options(args, &sources)?;
             if !headless {
                 need_terminal()?;
             }
-            let _lock = lock_data_dir(&options.data_dir)?;
+            let _lock = lock_data_dir(&options.data_dir, named)?;
             let log_dir = self::log_dir(log_dir, &options.data_dir);
             init_tracing((!headless).then_some(log_dir.as_path()), "warn");
             block_on(Some(CHAT_RUNTIME_WORKERS), async move {

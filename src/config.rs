@@ -125,10 +125,7 @@ fn line_of(text: &str, span: Range<usize>) -> usize {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// A file named with --config or P2PCHAT_CONFIG is not there.
-    #[error(
-        "config file {0} does not exist: create it (it may be empty; your identity is kept \
-         beside it), or name another with --config FILE"
-    )]
+    #[error("config file {0} does not exist")]
     Missing(PathBuf),
     /// It exists but could not be read.
     #[error("cannot read config file {path}: {source}")]

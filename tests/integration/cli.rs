@@ -191,7 +191,12 @@ fn a_named_config_file_that_does_not_exist_is_reported() {
         let out = command.output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{how}");
         let err = stderr(&out);
-        assert!(err.contains(&format!("{} does not exist", missing.display())), "{how}: {err}");
+        let named = match how {
+            "flag" => "named by --config,",
+            _ => "named by P2PCHAT_CONFIG (an environment variable),",
+        };
+        let said = format!("config file {}, {named} does not exist", missing.display());
+        assert!(err.contains(&said), "{how}: {err}");
     }
 }
 
@@ -342,6 +347,14 @@ fn an_os_error_is_said_once() {
     let err = stderr(&out);
     assert_eq!(err.matches("Not a directory").count(), 1, "{err}");
     assert_eq!(err.matches("os error").count(), 1, "{err}");
+    // Given by its variable, the directory is named with it.
+    let out = bin()
+        .args(["chat", "--headless", "--name", "a", "--peer", "127.0.0.1:9", "--key", &key])
+        .env("P2PCHAT_DATA_DIR", "/dev/null/p2pchat")
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(err.contains("named by P2PCHAT_DATA_DIR (an environment variable)"), "{err}");
 }
 
 #[test]
