@@ -194,6 +194,7 @@ pub async fn start(options: ChatOptions) -> Result<Chat, StartError> {
                     key: identity::encode_key(&peer.key),
                     room: agreement.room.clone(),
                     first_seen: Local::now().to_rfc3339(),
+                    me: Some(name.clone()),
                 };
                 match contacts.remember(contact)? {
                     Remembered::New | Remembered::Known => {}

@@ -1,21 +1,26 @@
-//! The command line: clap definitions, merging flags over `config.toml`, validation that turns
-//! every mistake into one sentence saying how to fix it, and dispatch to the subcommands.
-//! Exit codes: 0 success, 2 usage or configuration errors, 1 runtime failures.
+//! The command line: running each subcommand with its settings merged (flags and their
+//! environment variables over `config.toml`, read only by the commands that use it), checks
+//! that turn every mistake into one sentence naming where the value came from and how to fix
+//! it, and the exit codes: 0 success, 2 usage or configuration errors, 1 runtime failures.
+//! The clap definitions are in `args`.
 
-use std::fs::File;
+mod args;
+
 use std::future::Future;
 use std::io::Write;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use directories::ProjectDirs;
 
+pub use self::args::{ChatArgs, Cli, Command, ConfigArg, Files, VERSION};
 use crate::app::model::{Entry, EntryKind};
 use crate::chat::{self, ChatOptions, Keys};
-use crate::config::{self, FileConfig};
+use crate::config::{self, Config, Origin, Setting};
 use crate::consts::NAT_TEST_TIMEOUT;
 use crate::consts::{CHAT_RUNTIME_WORKERS, KEEPALIVE_INTERVAL, MAX_NAME_CHARS, OFFLINE_AFTER};
 use crate::demo::{self, DemoOptions};
@@ -30,122 +35,6 @@ use crate::proto::nat::{Behaviour, NatType, Report};
 use crate::text::{name_problem, sanitize, sanitize_lines};
 use crate::{headless, server, tui};
 
-/// Peer-to-peer chat in the terminal: one UDP socket, hole punching, Fernet encryption.
-#[derive(Debug, Parser)]
-#[command(name = "p2pchat", version, propagate_version = true)]
-pub struct Cli {
-    /// Directory for conversation logs [default: the per-user data directory]
-    #[arg(long, global = true, env = "P2PCHAT_DATA_DIR", value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// Config file with defaults for flags; your identity key and contacts live beside it
-    /// [default: config.toml in the per-user config directory]
-    #[arg(long, global = true, env = "P2PCHAT_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// What to do.
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-/// The subcommands.
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run the rendezvous server (it also answers STUN on the same port)
-    Server {
-        /// Address and UDP port to listen on
-        #[arg(long, default_value = "0.0.0.0:7777", value_parser = parse_addr, value_name = "ADDR")]
-        listen: SocketAddr,
-        /// A second address, with another IP and port, for RFC 5780 NAT-type discovery: the
-        /// server then also listens there and answers CHANGE-REQUEST
-        #[arg(long, value_parser = parse_addr, value_name = "ADDR")]
-        alt: Option<SocketAddr>,
-        /// Seconds a pairing code stays usable
-        #[arg(long, default_value_t = 600, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
-        code_ttl: u64,
-        /// A TURN relay (coturn with use-auth-secret) to offer peers that cannot punch through
-        /// their NATs: its UDP address as peers reach it. Needs the secret it shares with
-        /// coturn: --turn-secret-file, or the P2PCHAT_TURN_SECRET environment variable
-        #[arg(long, value_parser = parse_addr, value_name = "HOST:PORT")]
-        turn: Option<SocketAddr>,
-        /// File holding coturn's static-auth-secret (read once; never printed or logged)
-        #[arg(long, value_name = "FILE", requires = "turn")]
-        turn_secret_file: Option<PathBuf>,
-    },
-    /// Chat: pair with a code or reach a contact through a server (--server), join a room
-    /// with a shared key (--server --room --key), or go direct (--peer --key)
-    Chat(ChatArgs),
-    /// Print a new random key; give the same key to your peer
-    Keygen,
-    /// Detect your NAT's behaviour (RFC 5780): mapping, filtering, public endpoint, type
-    Nat {
-        /// STUN server with an alternate address (RFC 5780), e.g. `p2pchat server --alt`
-        /// [default: `stun`, else `server`, from config]
-        #[arg(long, value_parser = parse_addr, value_name = "ADDR")]
-        stun: Option<SocketAddr>,
-        /// Local IP to test from [default: all interfaces]
-        #[arg(long, value_name = "IP")]
-        bind: Option<std::net::IpAddr>,
-        /// Print one JSON object: mapping, filtering, nat_type, public, notes
-        #[arg(long)]
-        json: bool,
-    },
-    /// Print the logged conversation of a room or a direct peer
-    History {
-        /// Room name, or peer address (as given to --peer)
-        conversation: String,
-        /// Only messages containing this text (ignoring case)
-        #[arg(long, value_name = "TEXT")]
-        grep: Option<String>,
-    },
-    /// Try it now: a local server, a bot peer and the chat, in one process
-    Demo {
-        /// Your display name [default: from config, else $USER]
-        #[arg(long)]
-        name: Option<String>,
-        /// JSON lines on stdin/stdout instead of the full-screen interface
-        #[arg(long)]
-        headless: bool,
-    },
-}
-
-/// `p2pchat chat` options.
-#[derive(Debug, Args)]
-pub struct ChatArgs {
-    /// A pairing code your friend read out (7-apple-banjo), or a contact's name. With neither
-    /// (and no --room/--key), you get a code to read out
-    #[arg(value_name = "CODE|CONTACT")]
-    pub target: Option<String>,
-    /// Type the code a friend reads out at a prompt (Tab completes the words)
-    #[arg(long, conflicts_with_all = ["target", "headless", "room", "key", "peer"])]
-    pub join: bool,
-    /// Your display name [default: from config, else $USER]
-    #[arg(long)]
-    pub name: Option<String>,
-    /// Rendezvous server, HOST:PORT
-    #[arg(long, value_parser = parse_addr, value_name = "ADDR", conflicts_with = "peer")]
-    pub server: Option<SocketAddr>,
-    /// Room to join on the server (your peer uses the same room)
-    #[arg(long, conflicts_with = "peer")]
-    pub room: Option<String>,
-    /// Chat directly with the peer at HOST:PORT, without a server
-    #[arg(long, value_parser = parse_addr, value_name = "ADDR")]
-    pub peer: Option<SocketAddr>,
-    /// Shared Fernet key from `p2pchat keygen` (or set P2PCHAT_KEY, which `ps` cannot show)
-    #[arg(long, env = "P2PCHAT_KEY", hide_env_values = true, allow_hyphen_values = true)]
-    pub key: Option<String>,
-    /// Local address for the chat socket [default: 0.0.0.0:0]
-    #[arg(long, value_parser = parse_addr, value_name = "ADDR")]
-    pub bind: Option<SocketAddr>,
-    /// STUN server for learning your public endpoint [default: the rendezvous server]
-    #[arg(long, value_parser = parse_addr, value_name = "ADDR")]
-    pub stun: Option<SocketAddr>,
-    /// Seconds of silence before a peer is shown offline [default: 15]
-    #[arg(long, value_name = "SECS")]
-    pub offline_after: Option<u64>,
-    /// JSON lines on stdin/stdout instead of the full-screen interface
-    #[arg(long)]
-    pub headless: bool,
-}
-
 /// How a command failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -153,7 +42,7 @@ pub enum CliError {
     #[error("{0}")]
     Usage(String),
     /// Something failed while running (exit 1).
-    #[error("{0:#}")]
+    #[error("{}", causes(.0))]
     Runtime(#[from] anyhow::Error),
 }
 
@@ -171,19 +60,112 @@ fn usage(message: impl Into<String>) -> CliError {
     CliError::Usage(message.into())
 }
 
+fn runtime(error: impl std::fmt::Display) -> CliError {
+    CliError::Runtime(anyhow::anyhow!("{error}"))
+}
+
+/// An error and its causes in one line, each cause only once: most of our errors already say
+/// what their source said ("…: Permission denied (os error 13)"), and repeating it after them
+/// helps nobody.
+pub fn causes(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let cause = cause.to_string();
+        if line.contains(&cause) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&cause);
+    }
+    line
+}
+
+/// The command line as parsed, with where each value came from.
+pub struct Invocation {
+    cli: Cli,
+    sources: Sources,
+}
+
+/// Where the values of the chosen subcommand came from: typed, or from the environment.
+struct Sources {
+    matches: ArgMatches,
+    command: clap::Command,
+}
+
+impl Sources {
+    /// `value` with its origin: the flag, or the environment variable it came from.
+    fn setting<T>(&self, id: &str, value: Option<T>) -> Option<Setting<T>> {
+        let value = value?;
+        let arg = self.command.get_arguments().find(|a| a.get_id() == id);
+        let long = arg.and_then(|a| a.get_long()).unwrap_or(id).to_owned();
+        let origin = match (self.matches.value_source(id), arg.and_then(|a| a.get_env())) {
+            (Some(ValueSource::EnvVariable), Some(var)) => {
+                Origin::Env(var.to_string_lossy().into_owned())
+            }
+            _ => Origin::Flag(long),
+        };
+        Some(Setting { value, origin })
+    }
+}
+
+impl Invocation {
+    /// Parses the process's arguments. `--help` and `--version` print and exit here, and so
+    /// does a mistake clap explains itself; a value clap refuses that came from an environment
+    /// variable is an error naming the variable (its flag was never typed).
+    pub fn from_env() -> Result<Self, CliError> {
+        let mut command = Cli::command();
+        let matches = match command.try_get_matches_from_mut(std::env::args_os()) {
+            Ok(matches) => matches,
+            Err(error) => return Err(env_error(&command, &error).unwrap_or_else(|| error.exit())),
+        };
+        let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        let (name, sub) = matches.subcommand().map(|(n, m)| (n, m.clone())).unwrap_or_default();
+        let sources = Sources {
+            matches: sub,
+            command: command.find_subcommand(name).cloned().unwrap_or_default(),
+        };
+        Ok(Self { cli, sources })
+    }
+}
+
+/// The sentence for a value clap refused when it came from an environment variable.
+fn env_error(command: &clap::Command, error: &clap::Error) -> Option<CliError> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(error.kind(), ErrorKind::ValueValidation | ErrorKind::InvalidValue) {
+        return None;
+    }
+    let Some(ContextValue::String(shown)) = error.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let long = shown.strip_prefix("--")?.split([' ', '=']).next()?;
+    let typed = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .any(|a| a == format!("--{long}") || a.starts_with(&format!("--{long}=")));
+    let var = command
+        .get_subcommands()
+        .chain([command])
+        .flat_map(|c| c.get_arguments())
+        .filter(|a| a.get_long() == Some(long))
+        .find_map(|a| a.get_env().filter(|v| std::env::var_os(v).is_some()))?;
+    if typed {
+        return None;
+    }
+    let why = match error.get(ContextKind::InvalidValue) {
+        Some(ContextValue::String(value)) => std::error::Error::source(error)
+            .map(|source| format!("\"{value}\" is not valid: {source}"))
+            .unwrap_or_else(|| format!("\"{value}\" is not a valid value for --{long}")),
+        _ => format!("not a valid value for --{long}"),
+    };
+    Some(usage(format!(
+        "{} (an environment variable): {why}; fix or unset it",
+        var.to_string_lossy()
+    )))
+}
+
 /// The demo's name for a user who has no login name in the environment.
 const DEMO_DEFAULT_NAME: &str = "you";
-
-/// Parses HOST:PORT, resolving a host name to its first IPv4 address.
-fn parse_addr(s: &str) -> Result<SocketAddr, String> {
-    if let Ok(addr) = s.parse() {
-        return Ok(addr);
-    }
-    let bad =
-        || format!("expected HOST:PORT, like 203.0.113.5:7777 or example.org:7777, got \"{s}\"");
-    let addrs: Vec<SocketAddr> = s.to_socket_addrs().map_err(|_| bad())?.collect();
-    addrs.iter().find(|a| a.is_ipv4()).or(addrs.first()).copied().ok_or_else(bad)
-}
 
 /// The secret shared with coturn: the contents of `file` (without surrounding whitespace),
 /// else `P2PCHAT_TURN_SECRET`.
@@ -220,113 +202,188 @@ fn project_dirs() -> Option<ProjectDirs> {
     ProjectDirs::from("", "", "p2pchat")
 }
 
-fn config_path(flag: Option<&Path>) -> Option<PathBuf> {
-    flag.map(Path::to_owned).or_else(|| Some(project_dirs()?.config_dir().join("config.toml")))
+fn config_path(arg: &ConfigArg) -> Option<PathBuf> {
+    arg.config.clone().or_else(|| Some(project_dirs()?.config_dir().join("config.toml")))
 }
 
-fn load_config(flag: Option<&Path>) -> Result<FileConfig, CliError> {
-    let Some(path) = config_path(flag) else { return Ok(FileConfig::default()) };
-    config::load(&path).map_err(|e| usage(format!("{e} (fix or remove the file)")))
+/// Reads the config file: the one named (which must exist), else the default one (if any).
+fn load_config(arg: &ConfigArg, sources: &Sources) -> Result<Config, CliError> {
+    let Some(path) = config_path(arg) else { return Ok(Config::default()) };
+    config::load(&path, arg.config.is_some()).map_err(|e| match e {
+        config::ConfigError::Missing(_) => {
+            let named = sources.setting("config", arg.config.as_ref()).map(|s| s.origin);
+            let named = named.map(|o| format!(", named by {o},")).unwrap_or_default();
+            usage(format!(
+                "config file {}{named} does not exist: create it (it may be empty; your \
+                 identity is kept beside it), or name another",
+                path.display()
+            ))
+        }
+        _ => usage(format!("{e} (fix or remove the file)")),
+    })
 }
 
 /// Where the identity key and the contacts live: beside the config file.
-fn config_dir(flag: Option<&Path>) -> Result<PathBuf, CliError> {
-    config_path(flag)
+fn config_dir(arg: &ConfigArg) -> Result<PathBuf, CliError> {
+    config_path(arg)
         .and_then(|p| p.parent().map(Path::to_owned))
         .ok_or_else(|| usage("no home directory to keep your identity in: pass --config FILE (or set P2PCHAT_CONFIG)"))
 }
 
-fn data_dir(flag: Option<PathBuf>, config: &FileConfig) -> Result<PathBuf, CliError> {
-    flag.or_else(|| config.data_dir.clone())
+fn data_dir(flag: Option<PathBuf>, config: &Config) -> Result<PathBuf, CliError> {
+    flag.or_else(|| config.get("data-dir", |f| &f.data_dir).map(|s| s.value))
         .or_else(|| project_dirs().map(|d| d.data_dir().to_owned()))
         .ok_or_else(|| {
             usage("no home directory to keep logs in: pass --data-dir DIR or set P2PCHAT_DATA_DIR")
         })
 }
 
-/// The display name: the flag, the config, the login name, then `fallback` (the demo has one,
-/// so it runs anywhere with nothing to configure).
-fn display_name(
-    flag: Option<String>,
-    config: &FileConfig,
-    fallback: Option<&str>,
-) -> Result<String, CliError> {
-    let login =
-        || ["USER", "LOGNAME"].iter().find_map(|v| std::env::var(v).ok().filter(|n| !n.is_empty()));
-    let name = flag
-        .or_else(|| config.name.clone())
-        .or_else(login)
-        .or_else(|| fallback.map(str::to_owned))
-        .ok_or_else(|| usage("no display name: pass --name NAME (or set name in config.toml)"))?;
-    let name = name.trim().to_owned();
-    if let Some(problem) = name_problem(&name) {
-        return Err(usage(format!("--name: {problem}")));
-    }
-    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
-        return Err(usage(format!(
-            "--name must be 1 to {MAX_NAME_CHARS} printable characters, got \"{}\"",
-            sanitize(&name)
-        )));
-    }
-    Ok(name)
+/// The name given by the flag (or its variable) or the config file, if any.
+fn given_name(flag: Option<Setting<String>>, config: &Config) -> Option<Setting<String>> {
+    flag.or_else(|| config.get("name", |f| &f.name))
 }
 
-fn cipher(key: Option<&str>) -> Result<Cipher, CliError> {
+/// The display name: the one given, the login name, then `fallback` (the demo has one, so it
+/// runs anywhere with nothing to configure). Checked, naming where it came from.
+fn display_name(
+    given: Option<Setting<String>>,
+    fallback: Option<&str>,
+) -> Result<String, CliError> {
+    let login = || {
+        ["USER", "LOGNAME"].iter().find_map(|var| {
+            let name = std::env::var(var).ok().filter(|n| !n.is_empty())?;
+            Some(Setting { value: name, origin: Origin::Env((*var).to_owned()) })
+        })
+    };
+    let fallback =
+        fallback.map(|n| Setting { value: n.to_owned(), origin: Origin::Flag("name".into()) });
+    let name = given
+        .or_else(login)
+        .or(fallback)
+        .ok_or_else(|| usage("no display name: pass --name NAME (or set name in config.toml)"))?;
+    let name = name.try_map(|name| {
+        let name = name.trim().to_owned();
+        if let Some(problem) = name_problem(&name) {
+            return Err(problem);
+        }
+        if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+            return Err(format!(
+                "must be 1 to {MAX_NAME_CHARS} printable characters, got \"{}\"",
+                sanitize(&name)
+            ));
+        }
+        Ok(name)
+    });
+    name.map(|s| s.value).map_err(usage)
+}
+
+fn cipher(key: Option<Setting<String>>) -> Result<Cipher, CliError> {
     let key = key.ok_or_else(|| {
         usage("no key given: create one with `p2pchat keygen`, then pass the same key to both peers with --key KEY (or P2PCHAT_KEY)")
     })?;
-    Cipher::from_key(key).map_err(|_| {
-        usage("that key is not a valid Fernet key (44 characters of URL-safe base64): create one with `p2pchat keygen`")
-    })
+    let cipher = key.try_map(|key| {
+        Cipher::from_key(&key).map_err(|_| {
+            "not a valid Fernet key (44 characters of URL-safe base64): create one with `p2pchat keygen`".to_owned()
+        })
+    });
+    cipher.map(|s| s.value).map_err(usage)
 }
 
-fn chat_options(
-    data_dir_flag: Option<PathBuf>,
-    config_flag: Option<&Path>,
-    args: ChatArgs,
-    config: &FileConfig,
-) -> Result<ChatOptions, CliError> {
-    let config_dir = config_dir(config_flag)?;
-    let name = display_name(args.name, config, None)?;
-    let headless = args.headless;
-    let (mode, keys) = match args.peer {
-        Some(peer) => (Mode::Direct { peer }, Keys::Shared(cipher(args.key.as_deref())?)),
+/// An address from the config file, read as its flag reads it.
+fn config_addr(
+    config: &Config,
+    key: &'static str,
+    field: impl FnOnce(&config::FileConfig) -> &Option<toml::Spanned<String>>,
+    parse: fn(&str) -> Result<SocketAddr, String>,
+) -> Result<Option<SocketAddr>, CliError> {
+    config
+        .get(key, field)
+        .map(|s| s.try_map(|text| parse(&text)).map(|s| s.value).map_err(usage))
+        .transpose()
+}
+
+fn is_typed<T>(setting: &Option<Setting<T>>) -> bool {
+    typed(setting).is_some()
+}
+
+/// Where a setting typed on this command line came from (`None`: not typed).
+fn typed<T>(setting: &Option<Setting<T>>) -> Option<&Origin> {
+    setting.as_ref().filter(|s| s.typed()).map(|s| &s.origin)
+}
+
+fn chat_options(args: ChatArgs, sources: &Sources) -> Result<ChatOptions, CliError> {
+    let config = load_config(&args.files.config, sources)?;
+    let config_dir = config_dir(&args.files.config)?;
+    let headless = sources.setting("headless", args.headless.then_some(true));
+    let peer = sources.setting("peer", args.peer);
+    let room = sources.setting("room", args.room).or_else(|| config.get("room", |f| &f.room));
+    let key = sources.setting("key", args.key);
+    let server = match sources.setting("server", args.server) {
+        Some(server) => Some(server),
+        None => config_addr(&config, "server", |f| &f.server, args::server_addr)?
+            .map(|value| Setting { value, origin: Origin::Flag("server".into()) }),
+    };
+    // The way of chatting is what the command line says; settings inherited from the
+    // environment or the config file fill in only what that way needs.
+    let pairing = args.target.is_some() || args.join;
+    if pairing
+        && let Some(typed) = [typed(&peer), typed(&room), typed(&key)].into_iter().flatten().next()
+    {
+        let what =
+            args.target.as_deref().map_or("--join".to_owned(), |t| format!("\"{}\"", sanitize(t)));
+        return Err(usage(format!(
+            "{what} cannot be used with {typed}: give either a code or contact, or a room and key, or a peer"
+        )));
+    }
+    if args.join
+        && let Some(headless) = &headless
+    {
+        return Err(usage(format!(
+            "--join asks for the code at the terminal, so it cannot be used with {}",
+            headless.origin
+        )));
+    }
+    if is_typed(&peer) && is_typed(&room) {
+        return Err(usage("--peer cannot be used with --room: direct mode needs no room"));
+    }
+    if is_typed(&peer) && is_typed(&server) {
+        return Err(usage("--peer cannot be used with --server: choose direct mode or a server"));
+    }
+    let shared = is_typed(&room) || is_typed(&key) || (room.is_some() && key.is_some());
+    let direct = peer.filter(|p| !pairing && (p.typed() || !shared));
+    let mut paired_as = None;
+    let (mode, keys) = match direct {
+        Some(peer) => (Mode::Direct { peer: peer.value }, Keys::Shared(cipher(key)?)),
         None => {
-            let server = args.server.or(config.server).ok_or_else(|| {
+            let server = server.map(|s| s.value).ok_or_else(|| {
                 usage("say how to find your peer: --server ADDR (to pair with a code or reach a contact; or with --room ROOM --key KEY), or --peer ADDR (directly)")
             })?;
-            let shared = args.key.is_some() || args.room.is_some();
-            if shared && let Some(target) = &args.target {
-                return Err(usage(format!(
-                    "\"{}\" replaces --room and --key: give either a code or contact, or a room and key",
-                    sanitize(target)
-                )));
-            }
-            let room = args.room.or_else(|| config.room.clone());
             if shared {
-                let room = room.ok_or_else(|| {
-                    usage("--key needs --room ROOM too: both peers join the same room")
-                })?;
-                if room.trim().is_empty() {
-                    return Err(usage("--room must be a non-empty name"));
-                }
-                if let Some(problem) = name_problem(&room) {
-                    return Err(usage(format!("--room: {problem}")));
-                }
-                (Mode::Room { server, room }, Keys::Shared(cipher(args.key.as_deref())?))
+                let room = room
+                    .ok_or_else(|| {
+                        usage("--key needs --room ROOM too: both peers join the same room")
+                    })?
+                    .try_map(|room| match name_problem(&room) {
+                        _ if room.trim().is_empty() => Err("must be a non-empty name".to_owned()),
+                        Some(problem) => Err(problem),
+                        None => Ok(room),
+                    })
+                    .map_err(usage)?;
+                (Mode::Room { server, room: room.value }, Keys::Shared(cipher(key)?))
             } else {
                 let plan = if args.join {
+                    need_terminal()?;
                     let code = crate::prompt::ask_code()
-                        .map_err(|e| {
-                            CliError::Runtime(anyhow::anyhow!("cannot read the code: {e}"))
-                        })?
+                        .map_err(|e| runtime(format!("cannot read the code: {e}")))?
                         .ok_or_else(|| usage("no code typed; nothing was sent"))?;
                     Plan::Code(code)
                 } else {
-                    plan(args.target.as_deref(), &config_dir)?
+                    let (plan, me) = plan(args.target.as_deref(), &config_dir)?;
+                    paired_as = me;
+                    plan
                 };
-                let identity = Identity::load_or_create(&config_dir)
-                    .map_err(|e| CliError::Runtime(anyhow::anyhow!("{e}")))?;
+                let identity = Identity::load_or_create(&config_dir).map_err(runtime)?;
+                let headless = headless.is_some();
                 let progress = Box::new(move |p: Progress| show_progress(&p, server, headless));
                 (
                     Mode::Room { server, room: String::new() },
@@ -335,34 +392,54 @@ fn chat_options(
             }
         }
     };
-    let offline_secs =
-        args.offline_after.or(config.offline_after).unwrap_or(OFFLINE_AFTER.as_secs());
-    if offline_secs <= KEEPALIVE_INTERVAL.as_secs() {
-        return Err(usage(format!(
-            "--offline-after must be more than {} seconds (the keepalive interval), got {offline_secs}",
-            KEEPALIVE_INTERVAL.as_secs()
-        )));
-    }
+    // Reconnecting to a contact: the name we paired with, unless another is given.
+    let given = given_name(sources.setting("name", args.name), &config);
+    let paired_as = paired_as.map(|me| Setting { value: me, origin: Origin::Flag("name".into()) });
+    let name = display_name(given.or(paired_as), None)?;
+    let offline = sources
+        .setting("offline_after", args.offline_after)
+        .or_else(|| config.get("offline-after", |f| &f.offline_after))
+        .map_or(Ok(OFFLINE_AFTER.as_secs()), |s| {
+            s.try_map(|secs| match secs > KEEPALIVE_INTERVAL.as_secs() {
+                true => Ok(secs),
+                false => Err(format!(
+                    "must be more than {} seconds (the keepalive interval), got {secs}",
+                    KEEPALIVE_INTERVAL.as_secs()
+                )),
+            })
+            .map(|s| s.value)
+        })
+        .map_err(usage)?;
+    let bind = match args.bind {
+        Some(bind) => Some(bind),
+        None => config_addr(&config, "bind", |f| &f.bind, args::bind_addr)?,
+    };
+    let stun = match args.stun {
+        Some(stun) => Some(stun),
+        None => config_addr(&config, "stun", |f| &f.stun, args::server_addr)?,
+    };
     Ok(ChatOptions {
         name,
         mode,
         keys,
-        bind: args.bind.or(config.bind).unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
-        stun: args.stun.or(config.stun),
-        offline_after: Duration::from_secs(offline_secs),
-        data_dir: data_dir(data_dir_flag, config)?,
+        bind: bind.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
+        stun,
+        offline_after: Duration::from_secs(offline),
+        data_dir: data_dir(args.files.data_dir, &config)?,
         config_dir,
     })
 }
 
-/// What to agree keys with: a new code, the code given, or the contact named.
-fn plan(target: Option<&str>, config_dir: &Path) -> Result<Plan, CliError> {
-    let Some(target) = target else { return Ok(Plan::NewCode) };
+/// What to agree keys with: a new code, the code given, or the contact named (with the name
+/// we paired with them as, if known).
+fn plan(target: Option<&str>, config_dir: &Path) -> Result<(Plan, Option<String>), CliError> {
+    let Some(target) = target else { return Ok((Plan::NewCode, None)) };
     if target.trim().starts_with(|c: char| c.is_ascii_digit()) {
-        return Code::parse(target).map(Plan::Code).map_err(|e| usage(e.to_string()));
+        return Code::parse(target)
+            .map(|c| (Plan::Code(c), None))
+            .map_err(|e| usage(e.to_string()));
     }
-    let contacts =
-        Contacts::load(config_dir).map_err(|e| CliError::Runtime(anyhow::anyhow!("{e}")))?;
+    let contacts = Contacts::load(config_dir).map_err(runtime)?;
     match contacts.find(target.trim()) {
         Some(contact) => {
             let key = contact.public().ok_or_else(|| {
@@ -371,7 +448,8 @@ fn plan(target: Option<&str>, config_dir: &Path) -> Result<Plan, CliError> {
                     contact.name
                 ))
             })?;
-            Ok(Plan::Contact(Peer { name: contact.name.clone(), key }, contact.room.clone()))
+            let peer = Peer { name: contact.name.clone(), key };
+            Ok((Plan::Contact(peer, contact.room.clone()), contact.me.clone()))
         }
         None => {
             let known: Vec<&str> = contacts.list.iter().map(|c| c.name.as_str()).collect();
@@ -387,12 +465,21 @@ fn plan(target: Option<&str>, config_dir: &Path) -> Result<Plan, CliError> {
 /// Tells the user what the key handshake needs them to know: JSON lines in headless mode,
 /// plain lines before the full screen otherwise.
 fn show_progress(progress: &Progress, server: SocketAddr, headless: bool) {
+    use crate::app::texts;
+    let notice = match progress {
+        Progress::Asking(server, within) => texts::asking_server(*server, *within),
+        Progress::Claimed(within) => texts::code_claimed(*within),
+        Progress::Code(_) | Progress::Waiting(_) => String::new(),
+    };
     match (progress, headless) {
         (Progress::Code(code), true) => {
             headless::emit(&serde_json::json!({"event": "code", "code": code.to_string()}));
         }
         (Progress::Waiting(peer), true) => {
             headless::emit(&serde_json::json!({"event": "waiting", "peer": peer}));
+        }
+        (Progress::Asking(..) | Progress::Claimed(_), true) => {
+            headless::emit(&serde_json::json!({"event": "notice", "message": notice}));
         }
         (Progress::Code(code), false) => {
             println!("Your pairing code: {code}");
@@ -402,26 +489,68 @@ fn show_progress(progress: &Progress, server: SocketAddr, headless: bool) {
         (Progress::Waiting(peer), false) => {
             println!("Waiting for {} to come online… (Ctrl-C to stop)", sanitize(peer));
         }
+        (Progress::Asking(..) | Progress::Claimed(_), false) => println!("{notice}"),
     }
 }
 
-fn init_tracing(to_file: Option<&Path>, default_level: &str) {
+/// Sends diagnostics to stderr, or — in full-screen mode, which owns the screen — to
+/// `p2pchat.DATE.log` in `to_dir`, a new file each day, the last week kept.
+fn init_tracing(to_dir: Option<&Path>, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let file = to_file.and_then(|dir| {
-        std::fs::create_dir_all(dir).ok()?;
-        File::options().create(true).append(true).open(dir.join("p2pchat.log")).ok()
+    let file = to_dir.and_then(|dir| {
+        history::create_private_dir(dir).ok()?;
+        tracing_appender::rolling::Builder::new()
+            .rotation(tracing_appender::rolling::Rotation::DAILY)
+            .filename_prefix("p2pchat")
+            .filename_suffix("log")
+            .max_log_files(DIAGNOSTIC_LOG_FILES)
+            .build(dir)
+            .ok()
     });
     let _ = match file {
-        Some(file) => builder.with_ansi(false).with_writer(std::sync::Mutex::new(file)).try_init(),
-        None if to_file.is_some() => builder.with_writer(std::io::sink).try_init(),
+        Some(file) => builder.with_ansi(false).with_writer(file).try_init(),
+        None if to_dir.is_some() => builder.with_writer(std::io::sink).try_init(),
         // Colour only for a person watching: escape codes in a redirected log are noise.
         None => builder
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_writer(std::io::stderr)
             .try_init(),
     };
+}
+
+/// Where the full-screen interface's diagnostic log goes: the flag, else the per-user state
+/// directory (XDG_STATE_HOME), else the data directory.
+fn log_dir(flag: Option<PathBuf>, data_dir: &Path) -> PathBuf {
+    flag.or_else(|| project_dirs()?.state_dir().map(Path::to_owned))
+        .unwrap_or_else(|| data_dir.to_owned())
+}
+
+/// The full-screen interface needs a terminal on stdin and stdout; without one, say what to
+/// use instead rather than fail inside the terminal setup.
+fn need_terminal() -> Result<(), CliError> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
+        return Ok(());
+    }
+    Err(usage(
+        "the full-screen interface needs a terminal, and stdin or stdout is not one: run it in a \
+         terminal, or pass --headless for JSON lines on stdin and stdout",
+    ))
+}
+
+/// Holds the data directory for this process, or says which other process has it; a
+/// directory that cannot be used is named with where it came from (`named`: the flag or
+/// its variable, when one gave it).
+fn lock_data_dir(dir: &Path, named: Option<Origin>) -> Result<history::DataDirLock, CliError> {
+    history::DataDirLock::acquire(dir).map_err(|e| match e {
+        history::LockError::Held(_) => usage(e.to_string()),
+        history::LockError::Io(_) => {
+            let named = named.map(|o| format!(" (named by {o})")).unwrap_or_default();
+            runtime(format!("cannot use the data directory{named}: {e}"))
+        }
+    })
 }
 
 /// Runs `future` on a new runtime (with `workers` worker threads, or one per core), as a task on
@@ -448,6 +577,9 @@ fn block_on<T: Send + 'static>(
     }
 }
 
+/// Diagnostic log files kept (one a day).
+const DIAGNOSTIC_LOG_FILES: usize = 7;
+
 /// Waits for Ctrl-C or another signal that ends a program (for the modes that do not read the
 /// keyboard themselves).
 async fn interrupted() {
@@ -460,12 +592,29 @@ async fn interrupted() {
 }
 
 /// Runs the parsed command line.
-pub fn run(cli: Cli) -> Result<(), CliError> {
-    let Cli { data_dir: data_dir_flag, config: config_flag, command } = cli;
-    let config = load_config(config_flag.as_deref())?;
-    match command {
+pub fn run(invocation: Invocation) -> Result<(), CliError> {
+    let Invocation { cli, sources } = invocation;
+    match cli.command {
         Command::Keygen => {
             println!("{}", generate_key());
+            Ok(())
+        }
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "p2pchat", &mut script);
+            // A reader that went away (`| head`) ends it quietly.
+            let _ = std::io::stdout().write_all(&script);
+            Ok(())
+        }
+        Command::Man { out_dir: Some(dir) } => std::fs::create_dir_all(&dir)
+            .and_then(|()| clap_mangen::generate_to(Cli::command(), &dir))
+            .map_err(|e| {
+                runtime(format!("cannot write the manual pages to {}: {e}", dir.display()))
+            }),
+        Command::Man { out_dir: None } => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page).map_err(runtime)?;
+            let _ = std::io::stdout().write_all(&page);
             Ok(())
         }
         Command::Server { listen, alt, code_ttl, turn, turn_secret_file } => {
@@ -502,10 +651,16 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                 Ok(())
             })
         }
-        Command::Nat { stun, bind, json } => {
-            let stun = stun.or(config.stun).or(config.server).ok_or_else(|| {
-                usage("no STUN server: pass --stun ADDR (an RFC 5780 server such as `p2pchat server --alt`)")
-            })?;
+        Command::Nat { stun, bind, json, config } => {
+            let config = load_config(&config, &sources)?;
+            let stun = match stun {
+                Some(stun) => stun,
+                None => config_addr(&config, "stun", |f| &f.stun, args::server_addr)?
+                    .or(config_addr(&config, "server", |f| &f.server, args::server_addr)?)
+                    .ok_or_else(|| {
+                        usage("no STUN server: pass --stun ADDR (an RFC 5780 server such as `p2pchat server --alt`)")
+                    })?,
+            };
             init_tracing(None, "warn");
             let bind = bind.unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
             let report = block_on(None, async move {
@@ -516,32 +671,49 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             })?;
             print_nat(&report, json);
             if report.nat_type == NatType::Blocked {
-                return Err(CliError::Runtime(anyhow::anyhow!(
+                return Err(runtime(format!(
                     "no answer from STUN server {stun} within {} s: it is down, unreachable, or UDP is blocked",
                     NAT_TEST_TIMEOUT.as_secs_f32()
                 )));
             }
             Ok(())
         }
-        Command::History { conversation, grep } => {
-            print_history(&data_dir(data_dir_flag, &config)?, &conversation, grep.as_deref())
+        Command::History { conversation, grep, files } => {
+            let config = load_config(&files.config, &sources)?;
+            let data_dir = data_dir(files.data_dir, &config)?;
+            print_history(&data_dir, &conversation, grep.as_deref())
         }
-        Command::Demo { name, headless } => {
+        Command::Demo { name, headless, log_dir, files } => {
+            let config = load_config(&files.config, &sources)?;
+            let named = sources.setting("data_dir", files.data_dir.clone()).map(|s| s.origin);
+            let given = given_name(sources.setting("name", name), &config);
             let options = DemoOptions {
-                name: display_name(name, &config, Some(DEMO_DEFAULT_NAME))?,
-                data_dir: data_dir(data_dir_flag, &config)?,
-                config_dir: config_dir(config_flag.as_deref())?,
+                name: display_name(given, Some(DEMO_DEFAULT_NAME))?,
+                data_dir: data_dir(files.data_dir, &config)?,
+                config_dir: config_dir(&files.config)?,
                 headless,
             };
-            init_tracing((!headless).then_some(options.data_dir.as_path()), "warn");
+            if !headless {
+                need_terminal()?;
+            }
+            let _lock = lock_data_dir(&options.data_dir, named)?;
+            let log_dir = self::log_dir(log_dir, &options.data_dir);
+            init_tracing((!headless).then_some(log_dir.as_path()), "warn");
             block_on(Some(CHAT_RUNTIME_WORKERS), async move {
                 demo::run(options, std::future::pending()).await.map_err(CliError::Runtime)
             })
         }
         Command::Chat(args) => {
             let headless = args.headless;
-            let options = chat_options(data_dir_flag, config_flag.as_deref(), args, &config)?;
-            init_tracing((!headless).then_some(options.data_dir.as_path()), "warn");
+            let log_dir = args.log_dir.clone();
+            let named = sources.setting("data_dir", args.files.data_dir.clone()).map(|s| s.origin);
+            let options = chat_options(args, &sources)?;
+            if !headless {
+                need_terminal()?;
+            }
+            let _lock = lock_data_dir(&options.data_dir, named)?;
+            let log_dir = self::log_dir(log_dir, &options.data_dir);
+            init_tracing((!headless).then_some(log_dir.as_path()), "warn");
             block_on(Some(CHAT_RUNTIME_WORKERS), async move {
                 let chat = chat::start(options).await.map_err(|e| {
                     if headless {
@@ -587,13 +759,28 @@ fn print_nat(report: &Report, json: bool) {
     }
 }
 
-/// The log file for what the user typed: the name as given, or as a room, or as a peer.
+/// The log file for what the user typed: the name as given, or as a room, a contact or a
+/// direct peer; a name that is more than one of these must say which.
 fn find_conversation(dir: &Path, name: &str) -> Result<PathBuf, CliError> {
-    let candidates = [name.to_owned(), format!("room-{name}"), format!("peer-{name}")];
-    if let Some(path) =
-        candidates.iter().map(|c| history::conversation_path(dir, c)).find(|p| p.exists())
-    {
-        return Ok(path);
+    let exact = history::conversation_path(dir, name);
+    if exact.exists() {
+        return Ok(exact);
+    }
+    let found: Vec<String> = ["room", "contact", "peer"]
+        .iter()
+        .map(|kind| format!("{kind}-{name}"))
+        .filter(|c| history::conversation_path(dir, c).exists())
+        .collect();
+    match found.as_slice() {
+        [one] => return Ok(history::conversation_path(dir, one)),
+        [] => {}
+        several => {
+            return Err(usage(format!(
+                "\"{}\" names more than one conversation: say which ({})",
+                sanitize(name),
+                several.join(" or ")
+            )));
+        }
     }
     let mut known: Vec<String> = std::fs::read_dir(dir.join("conversations"))
         .into_iter()
@@ -646,4 +833,27 @@ fn print_history(dir: &Path, name: &str, grep: Option<&str>) -> Result<(), CliEr
         eprintln!("p2pchat: skipped {skipped} unreadable lines in {}", path.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_says_each_cause_once() {
+        // What a chat that cannot open its log reports: each layer already quotes the next.
+        let os = std::io::Error::from_raw_os_error(13);
+        let log = history::HistoryError::Io { path: "/data/conversations".into(), source: os };
+        let start = chat::StartError::History(log);
+        let said = CliError::Runtime(start.into()).to_string();
+        assert_eq!(
+            said,
+            "cannot open the conversation log: /data/conversations: Permission denied (os error 13) \
+             (check --data-dir)"
+        );
+        // A cause that adds something is kept.
+        let error =
+            anyhow::Error::new(std::io::Error::from_raw_os_error(2)).context("cannot read x");
+        assert_eq!(causes(&error), "cannot read x: No such file or directory (os error 2)");
+    }
 }

@@ -136,6 +136,10 @@ pub const MAX_NAME_CHARS: usize = 32;
 /// Private endpoints a peer may announce (one per interface is plenty).
 pub const MAX_PRIVATE_ENDPOINTS: usize = 8;
 
+/// The rendezvous server's UDP port when an address gives none (its default `--listen`): one
+/// number for users to remember, for rendezvous and STUN alike.
+pub const DEFAULT_PORT: u16 = 7777;
+
 /// How long a pairing code's nameplate lives at the server: long enough to read a code aloud
 /// and type it, short enough that a code lying around is soon worth nothing.
 pub const CODE_TTL: Duration = Duration::from_secs(600);

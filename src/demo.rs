@@ -112,7 +112,7 @@ pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()>) -> an
         chat::spawn_session(UdpSocket::bind(loopback).await?, bot_config, Cipher::from_key(&key)?)?;
     let bot_commands = bot_net.commands.clone();
     let bot_task = tokio::spawn(bot(bot_net));
-    let chat = chat::start(ChatOptions {
+    let mut chat = chat::start(ChatOptions {
         name: options.name,
         mode,
         keys: Keys::Shared(Cipher::from_key(&key)?),
@@ -123,6 +123,7 @@ pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()>) -> an
         config_dir: options.config_dir,
     })
     .await?;
+    chat.model.demo = true;
     let result = if options.headless {
         headless::run(chat, shutdown).await
     } else {

@@ -3,6 +3,8 @@
 //! so a crash leaves at most a torn last line, which reading skips and the next append ends
 //! first. An append that returns `Ok` is in the file; one that fails is never reported kept. Reading starts from the end
 //! of the file, so opening a long conversation costs what the last screens cost.
+//! The data directory is private (created 0700, logs 0600) and held by one process at a time
+//! (a lock file), so two chats never append to, and resend from, the same logs.
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -261,14 +263,70 @@ pub fn conversation_path(data_dir: &Path, conversation: &str) -> PathBuf {
     data_dir.join("conversations").join(format!("{name}.jsonl"))
 }
 
+/// Creates `dir` and its missing parents readable by the user only (0700); an existing
+/// directory is left as it is.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
+/// The lock file in the data directory.
+const LOCK_FILE: &str = "lock";
+
+/// The data directory, held by this process while it lives (an advisory `flock` on a file in
+/// it: the kernel lets it go when the process ends, however it ends).
+#[derive(Debug)]
+pub struct DataDirLock {
+    _held: File,
+}
+
+/// The data directory could not be held.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// Another process holds it.
+    #[error(
+        "another p2pchat is running with the data directory {} (it holds the lock file in it):          use that one, or give this one its own --data-dir",
+        .0.display()
+    )]
+    Held(PathBuf),
+    /// It could not be created or its lock file opened.
+    #[error(transparent)]
+    Io(#[from] HistoryError),
+}
+
+impl DataDirLock {
+    /// Creates the directory if needed (0700) and takes its lock, or says who has it.
+    pub fn acquire(dir: &Path) -> Result<Self, LockError> {
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| LockError::Io(HistoryError::Io { path, source })
+        };
+        create_private_dir(dir).map_err(io(dir))?;
+        let path = dir.join(LOCK_FILE);
+        let file = private_file().write(true).open(&path).map_err(io(&path))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Self { _held: file }),
+            Err(fs::TryLockError::WouldBlock) => Err(LockError::Held(dir.to_owned())),
+            Err(fs::TryLockError::Error(source)) => Err(io(&path)(source)),
+        }
+    }
+}
+
+/// Options that create a file readable by the user only (0600).
+fn private_file() -> OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = OpenOptions::new();
+    options.create(true).mode(0o600);
+    options
+}
+
 /// Opens (creating if needed) the log file at `path` for appending.
 fn open_log(path: &Path) -> Result<File, HistoryError> {
     if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir)
+        create_private_dir(dir)
             .map_err(|source| HistoryError::Io { path: dir.to_owned(), source })?;
     }
-    OpenOptions::new()
-        .create(true)
+    private_file()
         .read(true)
         .append(true)
         .open(path)

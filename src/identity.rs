@@ -167,6 +167,10 @@ pub struct Contact {
     pub room: String,
     /// When we paired (RFC 3339).
     pub first_seen: String,
+    /// The name we paired as (reconnecting by the contact's name uses it again, so they see the
+    /// name they know and the server no earlier registration of ours under another).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub me: Option<String>,
 }
 
 impl Contact {
@@ -238,10 +242,12 @@ impl Contacts {
         let same_name = self.list.iter().position(|c| c.name == contact.name);
         let outcome = match (same_key, same_name) {
             (Some(known), _) if self.list[known].name == contact.name => {
-                if self.list[known].room == contact.room {
+                let record = &mut self.list[known];
+                if record.room == contact.room && record.me == contact.me {
                     return Ok(Remembered::Known);
                 }
-                self.list[known].room = contact.room;
+                record.room = contact.room;
+                record.me = contact.me;
                 Remembered::Known
             }
             // The same person under a new name: one record, renamed, its first meeting kept.
@@ -250,6 +256,7 @@ impl Contacts {
                 let record = &mut self.list[known];
                 let previous = std::mem::replace(&mut record.name, contact.name);
                 record.room = contact.room;
+                record.me = contact.me;
                 if let Some(other) = other {
                     self.list.remove(other); // not `known`: that one had another name
                 }
@@ -342,6 +349,7 @@ mod tests {
             key: encode_key(&[7; 32]),
             room: "rv-1".into(),
             first_seen: "t".into(),
+            me: None,
         };
         assert_eq!(contacts.remember(alice.clone()).unwrap(), Remembered::New);
         assert_eq!(contacts.remember(alice.clone()).unwrap(), Remembered::Known);
@@ -367,6 +375,7 @@ mod tests {
             key: encode_key(&[5; 32]),
             room: "rv-5".into(),
             first_seen: "2026-01-01T10:00:00+00:00".into(),
+            me: Some("ann".into()),
         };
         assert_eq!(contacts.remember(bob.clone()).unwrap(), Remembered::New);
         // Every pairing stamps its own time: a later one is still the same person.

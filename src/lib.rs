@@ -2,7 +2,9 @@
 //! Fernet-encrypted JSON messages, a split-pane TUI and an append-only conversation log.
 //!
 //! Crate map (data flows top to bottom and back up as events):
-//! - `cli` — command line, config merging, exit codes; `config` — `config.toml`.
+//! - `cli` — command line (clap definitions in `cli::args`), settings merged from flags,
+//!   environment and config file, exit codes; `config` — `config.toml` and where each setting
+//!   came from.
 //! - `prompt` — the pairing-code prompt before the chat (Tab completion).
 //! - `tui` — the terminal (owner, events in) · `headless` — JSON lines on stdin/stdout.
 //! - `chat` — starting a chat (agreeing keys first when pairing or reconnecting to a contact)

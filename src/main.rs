@@ -3,11 +3,10 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use p2pchat::cli::{self, Cli};
+use p2pchat::cli::{self, Invocation};
 
 fn main() -> ExitCode {
-    match cli::run(Cli::parse()) {
+    match Invocation::from_env().and_then(cli::run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("p2pchat: {error}");

@@ -188,6 +188,8 @@ fn draw(terminal: &mut DefaultTerminal, chat: &Chat, shown: &mut Option<Buffer>)
 /// Runs the full-screen chat until /quit, Ctrl-C, an ending signal or `shutdown`.
 pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let mut guard = TerminalGuard::enter()?;
+    // NO_COLOR (no-color.org): present and not empty.
+    chat.model.colour = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let size = guard.terminal.size()?;
     chat.apply(Message::Resize(size.width, size.height));
     let mut events = EventStream::new();

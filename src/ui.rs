@@ -7,15 +7,19 @@ pub mod peers;
 pub mod theme;
 
 use ratatui::Frame;
+use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier};
+use ratatui::widgets::{Paragraph, Wrap};
 
-use crate::app::Model;
+use crate::app::{Model, texts};
 
 /// Below this width the status pane gives its room to the history.
 const SIDE_PANE_MIN_TERMINAL_COLS: u16 = 64;
 
-/// Rows of the input box (one line of text between borders).
-const INPUT_ROWS: u16 = 3;
+/// The smallest terminal the panes fit in: a line of history and a line of input, each with
+/// its borders, and room for a few words.
+const MIN_TERMINAL: (u16, u16) = (20, 6);
 
 /// Where each pane goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,10 +32,11 @@ pub struct Panes {
     pub input: Rect,
 }
 
-/// Splits the terminal into the panes.
-pub fn layout(area: Rect) -> Panes {
+/// Splits the terminal into the panes, with `input_rows` rows of text in the input box.
+pub fn layout(area: Rect, input_rows: u16) -> Panes {
+    let input_height = input_rows.saturating_add(2).min(area.height.saturating_sub(3)).max(3);
     let [top, input] =
-        Layout::vertical([Constraint::Min(3), Constraint::Length(INPUT_ROWS)]).areas(area);
+        Layout::vertical([Constraint::Min(3), Constraint::Length(input_height)]).areas(area);
     if area.width < SIDE_PANE_MIN_TERMINAL_COLS {
         return Panes { history: top, status: None, input };
     }
@@ -41,19 +46,46 @@ pub fn layout(area: Rect) -> Panes {
     Panes { history, status: Some(status), input }
 }
 
-/// Text rows inside the history pane for a terminal of `size` (columns, rows).
-pub fn history_height(size: (u16, u16)) -> u16 {
-    layout(Rect::new(0, 0, size.0, size.1)).history.height.saturating_sub(2)
+/// The panes for the model's terminal size and input.
+pub fn panes(model: &Model) -> Panes {
+    let (columns, rows) = model.size;
+    layout(Rect::new(0, 0, columns, rows), input::text_rows(&model.input, columns))
 }
 
-/// Draws the whole screen.
+/// Text rows inside the history pane.
+pub fn history_height(model: &Model) -> u16 {
+    panes(model).history.height.saturating_sub(2)
+}
+
+/// Draws the whole screen (or, in a terminal too small for it, says so).
 pub fn render(model: &Model, frame: &mut Frame) {
-    let panes = layout(frame.area());
-    history::render(model, frame, panes.history);
-    if let Some(status) = panes.status {
-        peers::render(model, frame, status);
+    let area = frame.area();
+    if area.width < MIN_TERMINAL.0 || area.height < MIN_TERMINAL.1 {
+        let text = texts::too_small((area.width, area.height), MIN_TERMINAL);
+        frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }), area);
+    } else {
+        let panes = layout(area, input::text_rows(&model.input, area.width));
+        history::render(model, frame, panes.history);
+        if let Some(status) = panes.status {
+            peers::render(model, frame, status);
+        }
+        input::render(model, frame, panes.input);
     }
-    input::render(model, frame, panes.input);
+    if !model.colour {
+        without_colour(frame.buffer_mut());
+    }
+}
+
+/// Takes the colours out of a drawn screen (NO_COLOR): what stood out by its background —
+/// search matches, the "↓ new" marker — stands out reversed.
+fn without_colour(buffer: &mut Buffer) {
+    for cell in &mut buffer.content {
+        if cell.bg != Color::Reset {
+            cell.modifier.insert(Modifier::REVERSED);
+        }
+        cell.fg = Color::Reset;
+        cell.bg = Color::Reset;
+    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ fn scratch() -> PathBuf {
 pub fn run(data: &[u8]) {
     let path = scratch();
     std::fs::write(&path, data).expect("the scratch file is written");
-    if let Err(error) = p2pchat::config::load(&path) {
+    if let Err(error) = p2pchat::config::load(&path, true) {
         assert!(!error.to_string().is_empty());
     }
 }

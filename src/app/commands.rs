@@ -49,7 +49,8 @@ pub fn parse(line: &str) -> Command {
         return Command::Say(line.to_owned());
     };
     let word = rest.split_whitespace().next().unwrap_or("");
-    match word {
+    // Commands in any case: "/Quit" and "/WHO" are what they look like.
+    match word.to_lowercase().as_str() {
         "help" | "h" | "?" => Command::Help,
         "quit" | "q" | "exit" => Command::Quit,
         "who" => Command::Who,
@@ -59,7 +60,7 @@ pub fn parse(line: &str) -> Command {
             let text = rest.trim_start().strip_prefix(word).unwrap_or_default();
             Command::Search(text.trim().to_owned())
         }
-        other => Command::Unknown(other.to_owned()),
+        _ => Command::Unknown(word.to_owned()),
     }
 }
 
@@ -78,6 +79,10 @@ mod tests {
         assert_eq!(parse("/search  old news "), Command::Search("old news".into()));
         assert_eq!(parse("/search"), Command::Search(String::new()));
         assert_eq!(parse("/verify"), Command::Verify);
+        assert_eq!(parse("/Verify"), Command::Verify);
+        assert_eq!(parse("/QUIT"), Command::Quit);
+        assert_eq!(parse("/Search ΟΔΟΣ"), Command::Search("ΟΔΟΣ".into()));
+        assert_eq!(parse("/Bogus"), Command::Unknown("Bogus".into()));
         assert_eq!(parse("/contacts"), Command::Contacts);
         assert_eq!(parse("/frobnicate x"), Command::Unknown("frobnicate".into()));
         assert_eq!(parse("/"), Command::Unknown(String::new()));

@@ -1,13 +1,19 @@
 //! The input line: text plus a cursor that always sits on a grapheme boundary, so editing
 //! never splits an emoji or a combining sequence; and the recall list of sent lines.
 
+use std::cell::Cell;
+
 use unicode_segmentation::UnicodeSegmentation;
 
-/// The line being typed.
+/// The line being typed (it may hold new lines).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Input {
     text: String,
     cursor: usize,
+    /// Where the box's first shown row starts (a byte offset) and the width it was wrapped
+    /// at: the view follows the cursor from there, so a keystroke wraps only the rows in
+    /// view, however long the text. Kept by the view; reset when the text is replaced.
+    pub view: Cell<(usize, usize)>,
 }
 
 impl Input {
@@ -25,11 +31,13 @@ impl Input {
     pub fn set(&mut self, text: String) {
         self.cursor = text.len();
         self.text = text;
+        self.view.take();
     }
 
     /// Takes the text out, leaving the line empty.
     pub fn take(&mut self) -> String {
         self.cursor = 0;
+        self.view.take();
         std::mem::take(&mut self.text)
     }
 

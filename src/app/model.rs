@@ -361,6 +361,11 @@ pub struct Model {
     pub now: DateTime<Local>,
     /// Terminal size (columns, rows).
     pub size: (u16, u16),
+    /// The demo: the peer is a bot in this process, with a key made for this run.
+    pub demo: bool,
+    /// Draw in colour (false when the user set NO_COLOR): styles keep their weight and
+    /// emphasis, markers show reversed.
+    pub colour: bool,
     /// Datagrams dropped so far.
     pub drops: DropCounts,
     /// The log could not be written (told once).
@@ -401,6 +406,8 @@ impl Model {
             recall: Recall::default(),
             now,
             size: (80, 24),
+            demo: false,
+            colour: true,
             drops: DropCounts::default(),
             log_failed: false,
             quitting: false,

@@ -14,7 +14,7 @@ use crate::ui;
 
 /// Rows in the history pane.
 fn height(model: &Model) -> usize {
-    usize::from(ui::history_height(model.size))
+    usize::from(ui::history_height(model))
 }
 
 /// Scrolls `rows` back (positive) or forward (negative) within the window, then makes sure

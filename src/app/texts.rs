@@ -13,6 +13,17 @@ use crate::identity::Contact;
 use crate::proto::nat::NatType;
 use crate::proto::{PathKind, Rejection};
 
+/// Instead of the panes, in a terminal smaller than they need.
+pub fn too_small(size: (u16, u16), needed: (u16, u16)) -> String {
+    format!(
+        "Terminal too small ({}×{}): p2pchat needs at least {}×{}. Enlarge the window.",
+        size.0, size.1, needed.0, needed.1
+    )
+}
+
+/// The input box's title.
+pub const INPUT_TITLE: &str = " message (Enter sends · Alt-Enter new line · /help) ";
+
 /// Shown when a conversation opens.
 pub const WELCOME: &str = "Type a message and press Enter. /help lists commands and keys.";
 
@@ -61,32 +72,63 @@ pub fn keys_renewed(peer: &str) -> String {
     format!("{peer} restarted; new end-to-end keys agreed (same identity, same safety number)")
 }
 
-/// `/verify`: the safety number and what it means.
-pub fn verify_lines(verify: Option<&Verify>) -> Vec<String> {
+/// Before the first answer from the server, when keys are agreed through it.
+pub fn asking_server(server: SocketAddr, within: Duration) -> String {
+    format!(
+        "Asking the server at {server}… (waiting at most {} for an answer)",
+        crate::text::duration_words(within.as_secs())
+    )
+}
+
+/// The friend's code was good; their side now answers, or the wait ends.
+pub fn code_claimed(within: Duration) -> String {
+    format!(
+        "The code is good; waiting for your friend's side to answer… (at most {}; if they \
+         closed it, ask them for a new code)",
+        crate::text::duration_words(within.as_secs())
+    )
+}
+
+/// How to pair, for texts that point to it.
+const HOW_TO_PAIR: &str = "pair with a friend by code (p2pchat chat --server ADDR)";
+
+/// `/verify`: the safety number and what it means (`demo`: the peer is the demo's bot).
+pub fn verify_lines(verify: Option<&Verify>, demo: bool) -> Vec<String> {
     match verify {
         Some(v) => vec![
             format!("safety number with {}: {}", v.peer, v.safety_number),
-            format!("{} sees the same number if nobody is in the middle: compare it in person or on a call", v.peer),
+            format!(
+                "{} sees the same number if nobody is in the middle: compare it in person or on a call",
+                v.peer
+            ),
         ],
-        None => vec!["nothing to verify: this chat uses a shared key (--key); pair with a code (p2pchat chat --server ADDR) for identities you can verify".to_owned()],
+        None if demo => vec![format!(
+            "nothing to verify in the demo: you and the bot share a key made for this run, inside this process; {HOW_TO_PAIR} for identities you can verify"
+        )],
+        None => vec![format!(
+            "nothing to verify: this chat uses a shared key (--key); {HOW_TO_PAIR} for identities you can verify"
+        )],
     }
 }
 
-/// `/contacts`.
-pub fn contact_lines(contacts: &[Contact]) -> Vec<String> {
-    if contacts.is_empty() {
-        return vec!["no contacts yet: pair with a code (p2pchat chat --server ADDR)".to_owned()];
+/// `/contacts` (`demo`: the peer is the demo's bot, which is nobody's contact).
+pub fn contact_lines(contacts: &[Contact], demo: bool) -> Vec<String> {
+    let mut lines = Vec::new();
+    if demo {
+        lines.push("the demo's bot is not a contact (it is made anew each run); the people you paired with:".to_owned());
     }
-    contacts
-        .iter()
-        .map(|c| {
-            let since = c.first_seen.get(..10).unwrap_or(&c.first_seen);
-            format!(
-                "{} — paired {since}; reconnect with: p2pchat chat {} --server ADDR",
-                c.name, c.name
-            )
-        })
-        .collect()
+    if contacts.is_empty() {
+        lines.push(format!("no contacts yet: {HOW_TO_PAIR}"));
+        return lines;
+    }
+    lines.extend(contacts.iter().map(|c| {
+        let since = c.first_seen.get(..10).unwrap_or(&c.first_seen);
+        format!(
+            "{} — paired {since}; reconnect with: p2pchat chat {} --server ADDR",
+            c.name, c.name
+        )
+    }));
+    lines
 }
 
 /// `/search` without a text.
@@ -231,7 +273,10 @@ pub fn path_changed(name: &str, addr: SocketAddr, kind: PathKind) -> String {
 
 /// An unknown slash command.
 pub fn unknown_command(word: &str) -> String {
-    format!("unknown command /{word} — /help lists commands (start with // to send a slash)")
+    format!(
+        "unknown command /{word} — /help lists commands; Up brings the line back (start with // \
+         to send a slash)"
+    )
 }
 
 /// Headless input line `line` is not UTF-8 (skipped).
@@ -288,10 +333,15 @@ pub fn log_lost(records: usize) -> String {
 
 /// `/help` output, from the command and key tables.
 pub fn help() -> Vec<String> {
+    // One column for every name, two spaces after the longest: wrapped rows go on under the
+    // explanations.
+    let width = COMMANDS.iter().copied().chain(keymap::help_rows()).map(|(k, _)| k.chars().count());
+    let width = width.max().unwrap_or(0);
+    let row = |(name, what): (&str, &str)| format!("  {name:<width$}  {what}");
     let mut lines = vec!["Commands:".to_owned()];
-    lines.extend(COMMANDS.iter().map(|(c, what)| format!("  {c:<14} {what}")));
+    lines.extend(COMMANDS.iter().copied().map(row));
     lines.push("Keys:".to_owned());
-    lines.extend(keymap::help_rows().map(|(k, what)| format!("  {k:<14} {what}")));
+    lines.extend(keymap::help_rows().map(row));
     lines
 }
 

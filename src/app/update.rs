@@ -121,41 +121,40 @@ fn on_search_action(model: &mut Model, action: Action, effects: &mut Vec<Effect>
 }
 
 fn page(model: &Model) -> i32 {
-    let height = ui::history_height(model.size);
+    let height = ui::history_height(model);
     i32::from(height.saturating_sub(1).max(1))
 }
 
+/// Runs a submitted line. Every line, a message or a command, right or wrong, leaves the
+/// input empty and goes into the recall list: a mistyped command is one Up away from being
+/// corrected, and the next line never starts with the last one's mistake. (A message that
+/// cannot be sent comes back into the input by its `NotSent` event.)
 fn submit(model: &mut Model, line: String, effects: &mut Vec<Effect>) {
-    match commands::parse(&line) {
-        Command::Empty => return,
+    let command = commands::parse(&line);
+    if command == Command::Empty {
+        return;
+    }
+    model.input.take();
+    model.recall.push(line);
+    match command {
+        Command::Empty => {}
         Command::Say(text) => {
-            model.recall.push(line);
-            model.input.take();
             effects.push(Effect::Net(NetCommand::Send { text }));
             // Sending jumps back to the newest messages, where the reply will appear.
             scrollback::to_newest(model, effects);
         }
         Command::Verify => {
-            model.input.take();
-            answer(model, texts::verify_lines(model.verify.as_ref()), effects);
+            answer(model, texts::verify_lines(model.verify.as_ref(), model.demo), effects);
         }
         Command::Contacts => {
-            model.input.take();
-            answer(model, texts::contact_lines(&model.contacts), effects);
+            answer(model, texts::contact_lines(&model.contacts, model.demo), effects);
         }
         Command::Search(term) if term.is_empty() => {
             answer(model, vec![texts::SEARCH_USAGE.to_owned()], effects);
         }
-        Command::Search(term) => {
-            model.input.take();
-            effects.push(Effect::Search(term));
-        }
-        Command::Help => {
-            model.input.take();
-            answer(model, texts::help(), effects);
-        }
+        Command::Search(term) => effects.push(Effect::Search(term)),
+        Command::Help => answer(model, texts::help(), effects),
         Command::Who => {
-            model.input.take();
             let mut lines: Vec<String> =
                 model.peers.iter().map(|p| texts::who_line(p, model.now)).collect();
             if lines.is_empty() {
@@ -163,11 +162,7 @@ fn submit(model: &mut Model, line: String, effects: &mut Vec<Effect>) {
             }
             answer(model, lines, effects);
         }
-        Command::Quit => {
-            model.input.take();
-            quit(model, effects);
-        }
-        // The line stays in the input box so it can be corrected.
+        Command::Quit => quit(model, effects),
         Command::Unknown(word) => answer(model, vec![texts::unknown_command(&word)], effects),
     }
     model.dirty = true;

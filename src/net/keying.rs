@@ -18,6 +18,9 @@ use crate::identity::{Identity, rendezvous_room};
 use crate::proto::keying::{Agreed, Code, Failure, Handshake, Outbox, Pairing, Peer};
 use crate::proto::wire::{FromServer, ToServer};
 
+/// How long the server has to answer our first request before we give up.
+const SERVER_ANSWER_WAIT: Duration = SERVER_SILENT_NOTICE_AFTER.saturating_mul(2);
+
 /// What to agree keys with.
 pub enum Plan {
     /// Ask the server for a new code and wait for a friend to use it.
@@ -35,6 +38,10 @@ pub enum Progress {
     Code(Code),
     /// Waiting for this contact to come online.
     Waiting(String),
+    /// Asking the server (before anything else): it has this long to answer.
+    Asking(SocketAddr, Duration),
+    /// The friend's code is good: their side has this long to answer.
+    Claimed(Duration),
 }
 
 /// Keys agreed, and where the chat goes on.
@@ -162,6 +169,7 @@ pub async fn agree(
     let mut cookie: Option<String> = None;
     // Who claimed our code, once the server said so.
     let mut claimed_by: Option<String> = None;
+    progress(Progress::Asking(server, SERVER_ANSWER_WAIT));
     loop {
         if let Some(m) = &machine
             && let Some(outcome) = m.outcome()
@@ -188,7 +196,7 @@ pub async fn agree(
                 Plan::Code(_) | Plan::Contact(..) => KeyingError::FriendGone,
             });
         }
-        if !heard_server && started.elapsed() > SERVER_SILENT_NOTICE_AFTER * 2 {
+        if !heard_server && started.elapsed() > SERVER_ANSWER_WAIT {
             return Err(KeyingError::ServerSilent(server));
         }
         tokio::select! {
@@ -235,6 +243,7 @@ pub async fn agree(
                         if let Plan::Code(code) = &plan {
                             machine = Some(Machine::Pair(Pairing::new(code, identity.clone(), name.to_owned())));
                             deadline = Some(Instant::now() + CLAIM_ANSWER_WAIT);
+                            progress(Progress::Claimed(CLAIM_ANSWER_WAIT));
                         }
                     }
                     FromServer::Registered { .. } if machine.is_none() => {

@@ -1072,6 +1072,9 @@ impl Session {
                 if known_run || (peer.instance.is_none() && self.token_fresh(token)) {
                     self.peers[index].last_seen = Some(now);
                     self.go_offline(now, index, OfflineReason::Left);
+                    // It left: its silence says nothing about a path, so no "no direct path"
+                    // notice (a new run of it, at new endpoints, starts punching afresh).
+                    self.peers[index].reported_no_path = true;
                 } else {
                     self.drops.replayed += 1;
                 }

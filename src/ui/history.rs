@@ -17,14 +17,20 @@ use crate::app::model::{Entry, EntryKind};
 use crate::history::Delivery;
 use crate::text::{escapes, matches_ignoring_case, sanitize, sanitize_lines};
 
-/// The styled pieces of one entry, before wrapping. Untrusted text is neutralised here; places
-/// that contain `term` are highlighted (`current`: this entry is the match in view).
-fn pieces(entry: &Entry, term: Option<&str>, current: bool) -> Vec<(String, Style)> {
-    let mut out = vec![(entry.at.format("[%H:%M:%S] ").to_string(), theme::time())];
+/// The styled pieces of one entry, before wrapping, and the column its continuation rows start
+/// at. Untrusted text is neutralised here; places that contain `term` are highlighted
+/// (`current`: this entry is the match in view).
+fn pieces(entry: &Entry, term: Option<&str>, current: bool) -> (Vec<(String, Style)>, usize) {
+    let stamp = entry.at.format("[%H:%M:%S] ").to_string();
+    let mut hang = stamp.width();
+    let mut out = vec![(stamp, theme::time())];
     match &entry.kind {
         EntryKind::Chat { from, text, own, delivery, .. } => {
             let name_style = if *own { theme::own() } else { theme::peer(from) };
-            push_dimming_escapes(&mut out, &sanitize(from), name_style);
+            let from = sanitize(from);
+            // A message's rows line up under its first word.
+            hang += from.width() + 2;
+            push_dimming_escapes(&mut out, &from, name_style);
             out.push((": ".to_owned(), Style::new()));
             let text = sanitize_lines(text);
             let found =
@@ -47,9 +53,43 @@ fn pieces(entry: &Entry, term: Option<&str>, current: bool) -> Vec<(String, Styl
                 None => {}
             }
         }
-        EntryKind::System(text) => out.push((format!("— {}", sanitize(text)), theme::system())),
+        EntryKind::System(text) => {
+            let text = sanitize(text);
+            hang += 2 + hanging_indent(&text);
+            out.push((format!("— {text}"), theme::system()));
+        }
     }
-    out
+    (out, hang)
+}
+
+/// Where the rows of a wrapped line of text go on: after its label, so that wrapped tables and
+/// facts stay readable — after the last gap of two or more spaces in its first half
+/// ("  /who        peers: online…" goes on under "peers"), or, in an indented line, after
+/// its first word ("   via 203.0.113.5:4000" under the address); prose goes on where it began.
+pub fn hanging_indent(text: &str) -> usize {
+    let half = text.width() / 2;
+    let mut column = 0;
+    let mut spaces = 0;
+    let mut seen_text = false;
+    let mut after_gap = None;
+    let mut after_first_word = None;
+    for g in text.graphemes(true) {
+        if g == " " {
+            spaces += 1;
+        } else {
+            if seen_text && spaces >= 2 && column <= half {
+                after_gap = Some(column);
+            }
+            if seen_text && spaces >= 1 && after_first_word.is_none() {
+                after_first_word = Some(column);
+            }
+            seen_text = true;
+            spaces = 0;
+        }
+        column += g.width();
+    }
+    let indented = text.starts_with(' ');
+    after_gap.or(after_first_word.filter(|_| indented)).unwrap_or(0)
 }
 
 /// Pushes `text` in `style`, its escapes of invisible characters ("⟨U+200B⟩") dimmed, so they
@@ -74,9 +114,20 @@ fn graphemes(text: &str) -> Box<dyn Iterator<Item = &str> + '_> {
     }
 }
 
-/// Wraps styled pieces to `width` columns, breaking after a space where possible.
-fn wrap(pieces: &[(String, Style)], width: usize) -> Vec<Line<'static>> {
+/// Columns a hanging indent must leave for text, or the rows start at the left edge.
+const MIN_HANGING_ROOM: usize = 16;
+
+/// Wraps styled pieces to `width` columns, breaking after a space where possible; rows after
+/// the first start `hang` columns in (unless that leaves too little room).
+pub fn wrap(pieces: &[(String, Style)], width: usize, hang: usize) -> Vec<Line<'static>> {
     let width = width.max(1);
+    let indent = " ".repeat(if hang + MIN_HANGING_ROOM <= width { hang } else { 0 });
+    // A continuation row starts with the indent (one piece), then what it carries.
+    let start = || match indent.as_str() {
+        "" => Vec::new(),
+        indent => vec![(indent, Style::new())],
+    };
+    let lead = usize::from(!indent.is_empty());
     let mut rows: Vec<Vec<(&str, Style)>> = Vec::new();
     let mut row: Vec<(&str, Style)> = Vec::new();
     let mut row_width = 0;
@@ -84,21 +135,22 @@ fn wrap(pieces: &[(String, Style)], width: usize) -> Vec<Line<'static>> {
     for (text, style) in pieces {
         for g in graphemes(text) {
             if g == "\n" {
-                rows.push(std::mem::take(&mut row));
-                row_width = 0;
+                rows.push(std::mem::replace(&mut row, start()));
+                row_width = indent.len();
                 break_at = None;
                 continue;
             }
             let w = g.width();
-            if row_width + w > width && !row.is_empty() {
-                let carried = match break_at {
-                    Some(at) if at < row.len() => row.split_off(at),
-                    _ => Vec::new(),
-                };
+            let head = if rows.is_empty() { 0 } else { lead };
+            if row_width + w > width && row.len() > head {
+                let mut carried = start();
+                if let Some(at) = break_at.filter(|at| *at < row.len()) {
+                    carried.extend(row.split_off(at));
+                }
                 rows.push(std::mem::replace(&mut row, carried));
                 row_width = row.iter().map(|(g, _)| g.width()).sum();
                 break_at = None;
-                if g == " " && row.is_empty() {
+                if g == " " && row.len() == lead {
                     continue;
                 }
             }
@@ -133,13 +185,15 @@ fn merge(row: Vec<(&str, Style)>) -> Line<'static> {
 
 /// Text columns inside the history pane.
 fn inner_width(model: &Model) -> usize {
-    let panes = super::layout(Rect::new(0, 0, model.size.0, model.size.1));
-    usize::from(panes.history.width.saturating_sub(2))
+    usize::from(super::panes(model).history.width.saturating_sub(2))
 }
 
 /// Rows an entry takes at `width` (highlighting never changes where rows break).
 fn rows_at(entry: &Entry, width: usize) -> usize {
-    entry.rows.get(width, || wrap(&pieces(entry, None, false), width).len())
+    entry.rows.get(width, || {
+        let (pieces, hang) = pieces(entry, None, false);
+        wrap(&pieces, width, hang).len()
+    })
 }
 
 /// Rows one entry takes at the model's current size.
@@ -155,7 +209,7 @@ pub fn total_rows(model: &Model) -> usize {
 
 /// How far back the view can scroll: all rows minus one screen.
 pub fn max_scroll(model: &Model) -> usize {
-    total_rows(model).saturating_sub(usize::from(super::history_height(model.size)))
+    total_rows(model).saturating_sub(usize::from(super::history_height(model)))
 }
 
 /// Rows of the window counted from its newest end, stopping once there are `limit`: the
@@ -196,7 +250,8 @@ pub fn render(model: &Model, frame: &mut Frame, area: Rect) {
             continue;
         }
         let is_current = current.is_some() && entry.offset() == current;
-        let mut lines = wrap(&pieces(entry, term, is_current), width);
+        let (pieces, hang) = pieces(entry, term, is_current);
+        let mut lines = wrap(&pieces, width, hang);
         lines.truncate(count - below);
         below = 0;
         lines.extend(rows);
@@ -232,21 +287,40 @@ mod tests {
     #[test]
     fn wraps_at_spaces_and_by_display_width() {
         let p = vec![("hello wide world".to_owned(), Style::new())];
-        assert_eq!(texts(&wrap(&p, 11)), vec!["hello wide ", "world"]);
+        assert_eq!(texts(&wrap(&p, 11, 0)), vec!["hello wide ", "world"]);
         let p = vec![("世界世界世界".to_owned(), Style::new())];
-        assert_eq!(texts(&wrap(&p, 5)), vec!["世界", "世界", "世界"]);
+        assert_eq!(texts(&wrap(&p, 5, 0)), vec!["世界", "世界", "世界"]);
         let p = vec![("👋🏽👋🏽".to_owned(), Style::new())];
-        assert_eq!(texts(&wrap(&p, 2)), vec!["👋🏽", "👋🏽"]);
+        assert_eq!(texts(&wrap(&p, 2, 0)), vec!["👋🏽", "👋🏽"]);
         let p = vec![("abcdefghij".to_owned(), Style::new())];
-        assert_eq!(texts(&wrap(&p, 4)), vec!["abcd", "efgh", "ij"]);
-        assert_eq!(texts(&wrap(&[], 4)), vec![""]);
+        assert_eq!(texts(&wrap(&p, 4, 0)), vec!["abcd", "efgh", "ij"]);
+        assert_eq!(texts(&wrap(&[], 4, 0)), vec![""]);
+    }
+
+    #[test]
+    fn rows_after_the_first_hang_under_the_label() {
+        let p = vec![("  /who   peers: online or offline, endpoint".to_owned(), Style::new())];
+        assert_eq!(hanging_indent(&p[0].0), 9);
+        assert_eq!(
+            texts(&wrap(&p, 27, 9)),
+            vec!["  /who   peers: online or ", "         offline, endpoint"]
+        );
+        // New lines of a message hang too; a hang wider than half the row is dropped.
+        let p = vec![("ab: one\ntwo".to_owned(), Style::new())];
+        assert_eq!(texts(&wrap(&p, 20, 4)), vec!["ab: one", "    two"]);
+        assert_eq!(texts(&wrap(&p, 19, 4)), vec!["ab: one", "two"]);
+        assert_eq!(texts(&wrap(&p, 6, 4)), vec!["ab: ", "one", "two"]);
+        assert_eq!(hanging_indent("   via 203.0.113.5:4000"), 7);
+        assert_eq!(hanging_indent(" local  0.0.0.0:40000"), 8);
+        assert_eq!(hanging_indent("bob is online (via 198.51.100.2:5000)"), 0);
+        assert_eq!(hanging_indent("  /help   commands and keys"), 10);
     }
 
     #[test]
     fn styles_survive_wrapping() {
         let bold = theme::own();
         let p = vec![("ab".to_owned(), bold), ("cd ef".to_owned(), Style::new())];
-        let lines = wrap(&p, 4);
+        let lines = wrap(&p, 4, 0);
         assert_eq!(texts(&lines), vec!["abcd", "ef"]);
         assert_eq!(lines[0].spans[0].style, bold);
         assert_eq!(lines[0].spans[1].style, Style::new());

@@ -4,8 +4,9 @@
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Paragraph, Wrap};
+use ratatui::widgets::{Block, Paragraph};
 
+use super::history::{hanging_indent, wrap};
 use super::theme;
 use crate::app::Model;
 use crate::app::model::ServerState;
@@ -86,5 +87,17 @@ pub fn render(model: &Model, frame: &mut Frame, area: Rect) {
         lines.push(Line::styled(texts::skipped_lines(unreadable), theme::offline()));
     }
     let block = Block::bordered().title(" status ").border_style(theme::border());
-    frame.render_widget(Paragraph::new(lines).block(block).wrap(Wrap { trim: false }), area);
+    // Wrapped facts go on under their value, not under their label.
+    let width = usize::from(block.inner(area).width);
+    let rows: Vec<Line<'static>> = lines
+        .into_iter()
+        .flat_map(|line| {
+            let style = line.style;
+            let pieces: Vec<(String, ratatui::style::Style)> =
+                line.spans.iter().map(|s| (s.content.to_string(), style.patch(s.style))).collect();
+            let text: String = pieces.iter().map(|(t, _)| t.as_str()).collect();
+            wrap(&pieces, width, hanging_indent(&text))
+        })
+        .collect();
+    frame.render_widget(Paragraph::new(rows).block(block), area);
 }

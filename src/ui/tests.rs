@@ -114,9 +114,10 @@ fn three_panes_at_80x24() {
     assert!(lines[0].contains("┌ status "));
     let expect = |row: usize, text: &str| assert!(lines[row].starts_with(text), "{}", lines[row]);
     expect(1, "│[12:00:00] — bob is online (via                 │");
-    expect(2, "│198.51.100.2:5000)                              │");
+    // Wrapped rows go on under the text, not under the time.
+    expect(2, "│             198.51.100.2:5000)                 │");
     expect(3, "│[12:00:01] bob: hi ann, this line is long       │");
-    expect(4, "│enough that it has to wrap inside the history   │");
+    expect(4, "│                enough that it has to wrap      │");
     assert!(contains(&lines, "[12:00:02] ann: hello 世界 👋 ✓"));
     // The escape sequence is shown, not obeyed.
     assert!(contains(&lines, "bob: evil ␛[31mred"));
@@ -135,7 +136,7 @@ fn three_panes_at_80x24() {
     assert!(contains(&lines, "   seen 2m ago"));
     assert!(contains(&lines, "dropped 3 bad packets"));
     // Input box at the bottom.
-    assert!(lines[21].starts_with("┌ message (Enter sends · /help) "));
+    assert!(lines[21].starts_with("┌ message (Enter sends · Alt-Enter new line · /help) "));
     assert!(lines[23].starts_with("└"));
 }
 
@@ -147,7 +148,7 @@ fn wide_terminal_gives_history_more_room() {
         "{}",
         lines[2]
     );
-    assert!(lines[3].starts_with("│the history pane "), "{}", lines[3]);
+    assert!(lines[3].starts_with("│                the history pane "), "{}", lines[3]);
     assert!(lines[37].starts_with("┌ message"));
 }
 
@@ -173,21 +174,35 @@ fn scrolled_back_view_shows_the_new_marker() {
 }
 
 #[test]
-fn long_input_scrolls_sideways_to_keep_the_cursor_visible() {
+fn the_input_box_grows_with_its_text_and_keeps_the_cursor_in_view() {
     let mut m = model((80, 24));
     let long = "x".repeat(100) + "END";
     update(&mut m, Message::Paste(long));
     let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
     terminal.draw(|f| render(&m, f)).unwrap();
     let lines = screen(&m);
-    assert!(lines[22].contains("xxxEND"), "{}", lines[22]);
+    // Two rows of text: the box is a row taller, the history a row shorter.
+    assert!(lines[20].starts_with("┌ message (Enter sends · Alt-Enter new line"), "{}", lines[20]);
+    assert_eq!(lines[21], format!("│{}│", "x".repeat(78)));
+    assert!(lines[22].starts_with("│xxxxxxxxxxxxxxxxxxxxxxEND "), "{}", lines[22]);
     let cursor = terminal.get_cursor_position().unwrap();
-    assert_eq!((cursor.x, cursor.y), (78, 22));
+    assert_eq!((cursor.x, cursor.y), (26, 22));
+    // New lines (Alt-Enter) add rows up to five; then the box scrolls with the cursor.
+    for n in 0..8 {
+        update(&mut m, Message::Paste(format!("\nline {n}")));
+    }
+    terminal.draw(|f| render(&m, f)).unwrap();
+    let lines = screen(&m);
+    assert!(lines[17].starts_with("┌ message"), "{lines:#?}");
+    assert!(lines[18].starts_with("│line 3 "), "{lines:#?}");
+    assert!(lines[22].starts_with("│line 7 "), "{lines:#?}");
+    let cursor = terminal.get_cursor_position().unwrap();
+    assert_eq!((cursor.x, cursor.y), (7, 22));
 }
 
 #[test]
 fn invisible_characters_show_dimmed_in_texts_and_names() {
-    let mut m = model((80, 24));
+    let mut m = model((120, 24));
     m.entries.push(chat(
         "b\u{200b}ob",
         "zero\u{200b}\u{200c}\u{200d}\u{feff}width",
@@ -195,7 +210,7 @@ fn invisible_characters_show_dimmed_in_texts_and_names() {
         at(12, 0, 4),
     ));
     m.peers[1].name = "b\u{202e}ob".into();
-    let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    let mut terminal = Terminal::new(TestBackend::new(120, 24)).unwrap();
     terminal.draw(|f| render(&m, f)).unwrap();
     let lines = screen(&m);
     assert!(contains(&lines, "b⟨U+200B⟩ob:"), "{lines:#?}");
@@ -204,10 +219,13 @@ fn invisible_characters_show_dimmed_in_texts_and_names() {
     // The escape is drawn dim; the letters around it are not.
     let buffer = terminal.backend().buffer().clone();
     let row = (0..24u16).find(|&y| {
-        (0..80u16).map(|x| buffer[(x, y)].symbol().to_owned()).collect::<String>().contains("zero⟨")
+        (0..120u16)
+            .map(|x| buffer[(x, y)].symbol().to_owned())
+            .collect::<String>()
+            .contains("zero⟨")
     });
     let y = row.expect("the message row");
-    let cells: Vec<_> = (0..80u16).map(|x| buffer[(x, y)].clone()).collect();
+    let cells: Vec<_> = (0..120u16).map(|x| buffer[(x, y)].clone()).collect();
     let start = cells.iter().position(|c| c.symbol() == "z").unwrap();
     let dim = |i: usize| cells[i].modifier.contains(ratatui::style::Modifier::DIM);
     assert!(!dim(start), "z");
@@ -225,4 +243,77 @@ fn a_relayed_peer_shows_its_path_as_relay() {
     let lines = screen(&m);
     assert!(contains(&lines, "relay"), "{lines:#?}");
     assert!(!contains(&lines, "direct public"), "{lines:#?}");
+}
+
+/// The column (in characters) where `needle` starts in `line`.
+fn column(line: &str, needle: &str) -> usize {
+    line[..line.find(needle).unwrap()].chars().count()
+}
+
+#[test]
+fn help_and_the_status_pane_wrap_under_their_text() {
+    let mut m = model((80, 60));
+    m.entries =
+        crate::app::texts::help().into_iter().map(|l| Entry::system(at(12, 0, 0), l)).collect();
+    m.me.server.as_mut().unwrap().state =
+        ServerState::Refused("the room is full: at most 64 peers may be in one room".into());
+    let lines = screen(&m);
+    // A help row too long for the pane goes on under its explanation.
+    let row = lines.iter().position(|l| l.contains("/search TEXT")).unwrap();
+    let start = column(&lines[row], "find TEXT");
+    let next: Vec<char> = lines[row + 1].chars().collect();
+    assert!(next[1..start].iter().all(|c| *c == ' '), "{}\n{}", lines[row], lines[row + 1]);
+    assert_ne!(next[start], ' ', "{}\n{}", lines[row], lines[row + 1]);
+    // A fact too long for the status pane goes on under its value, not at the border.
+    let status = |row: usize| lines[row].split('│').nth(3).unwrap().to_owned();
+    let row = lines.iter().position(|l| l.contains("✗ refused:")).unwrap();
+    assert!(status(row).starts_with("        ✗ refused:"), "{}", status(row));
+    let next = status(row + 1);
+    assert!(next.starts_with(&" ".repeat(8)) && next.trim_start().len() > 3, "{next}");
+}
+
+#[test]
+fn a_terminal_too_small_says_so() {
+    for size in [(19, 24), (80, 5), (10, 3)] {
+        let lines = screen(&model(size));
+        let text: String = lines.join(" ");
+        let words: Vec<&str> = text.split_whitespace().collect();
+        assert_eq!(words[..3], ["Terminal", "too", "small"], "{size:?}: {lines:#?}");
+    }
+    let lines = screen(&model((20, 6)));
+    assert!(lines[0].starts_with("┌ p2pchat"), "{lines:#?}");
+}
+
+#[test]
+fn no_color_draws_without_colours_and_reverses_the_markers() {
+    let mut m = model((80, 24));
+    m.scroll = 1;
+    m.unread = 2;
+    let draw = |m: &Model| {
+        let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
+        terminal.draw(|f| render(m, f)).unwrap();
+        terminal.backend().buffer().clone()
+    };
+    let coloured = draw(&m);
+    let colours = |b: &ratatui::buffer::Buffer| {
+        b.content
+            .iter()
+            .filter(|c| {
+                c.fg != ratatui::style::Color::Reset || c.bg != ratatui::style::Color::Reset
+            })
+            .count()
+    };
+    assert!(colours(&coloured) > 0);
+    m.colour = false;
+    let plain = draw(&m);
+    assert_eq!(colours(&plain), 0);
+    // The same text; the marker that stood out by its background is reversed.
+    assert_eq!(screen(&m), {
+        m.colour = true;
+        screen(&m)
+    });
+    let reversed =
+        plain.content.iter().filter(|c| c.modifier.contains(ratatui::style::Modifier::REVERSED));
+    let marked: String = reversed.map(|c| c.symbol()).collect();
+    assert!(marked.contains("2 new"), "{marked}");
 }

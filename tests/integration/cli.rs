@@ -1,9 +1,14 @@
 //! The command line as a user meets it: help, keygen, and one clear sentence plus exit code 2
-//! for every mistake; `history` printing a log.
+//! for every mistake, naming where the value came from (flag, environment variable, config
+//! file and line); `history` printing a log; completions, the manual page, the version; the
+//! data directory held by one process and private.
 
 use std::process::Output;
 
-use crate::harness::{TempDir, bin, keygen};
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use crate::harness::{Proc, TempDir, bin, home_config, keygen, server};
 
 fn run(args: &[&str]) -> Output {
     bin().args(args).output().unwrap()
@@ -15,7 +20,18 @@ fn stderr(out: &Output) -> String {
 
 #[test]
 fn help_everywhere() {
-    for sub in [&[][..], &["server"], &["chat"], &["keygen"], &["history"], &["demo"]] {
+    let subcommands: [&[&str]; 9] = [
+        &[],
+        &["server"],
+        &["chat"],
+        &["keygen"],
+        &["history"],
+        &["demo"],
+        &["nat"],
+        &["completions"],
+        &["man"],
+    ];
+    for sub in subcommands {
         let mut args = sub.to_vec();
         args.push("--help");
         let out = run(&args);
@@ -84,7 +100,7 @@ fn usage_mistakes_exit_2_with_a_fix() {
         ),
         (
             &["chat", "--name", "", "--peer", "127.0.0.1:9", "--key", key, "--data-dir", d],
-            "--name must be",
+            "--name: must be",
         ),
         (&["chat", "--bogus-flag"], "unexpected argument"),
         (&["history", "nowhere", "--data-dir", d], "no conversation \"nowhere\""),
@@ -100,11 +116,292 @@ fn usage_mistakes_exit_2_with_a_fix() {
 fn malformed_config_names_file_and_line() {
     let data = TempDir::new("cfg");
     let path = data.path().join("config.toml");
-    std::fs::write(&path, "name = \"ann\"\nserver = \"not an address\"\n").unwrap();
-    let out = bin().arg("keygen").env("P2PCHAT_CONFIG", &path).output().unwrap();
+    std::fs::write(&path, "name = \"ann\"\nserver = [7777]\n").unwrap();
+    let out = bin().args(["history", "x"]).env("P2PCHAT_CONFIG", &path).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert!(err.contains(&path.display().to_string()) && err.contains("line 2"), "{err}");
+    // Commands that do not use the config do not read it.
+    for args in [&["keygen"][..], &["completions", "bash"], &["man"]] {
+        let out = bin().args(args).env("P2PCHAT_CONFIG", &path).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+    let out = bin()
+        .args(["server", "--listen", "127.0.0.1:0", "--alt", "nonsense"])
+        .env("P2PCHAT_CONFIG", &path)
+        .output()
+        .unwrap();
+    assert!(!stderr(&out).contains("config file"), "{}", stderr(&out));
+}
+
+#[test]
+fn the_config_file_takes_what_the_command_line_takes_and_names_file_and_line() {
+    let data = TempDir::new("cfg3");
+    let d = data.path().to_str().unwrap();
+    let path = data.path().join("config.toml");
+    let key = keygen();
+    let direct: &[&str] = &["--peer", "127.0.0.1:9"];
+    let cases: &[(&str, &str, &str, &[&str])] = &[
+        ("name = \"ann\"\nserver = \"no-such-host.invalid\"\n", "server", "line 2", direct),
+        ("\n\noffline-after = 3\n", "offline-after", "line 3", direct),
+        ("bind = \"127.0.0.1:x\"\n", "bind", "line 1", direct),
+        ("stun = \"x y\"\n", "stun", "line 1", direct),
+        ("name = \"\"\n", "name", "line 1", direct),
+        ("room = \" \"\nserver = \"127.0.0.1\"\n", "room", "line 1", &[]),
+    ];
+    for (text, key_name, line, args) in cases {
+        std::fs::write(&path, text).unwrap();
+        let out = bin()
+            .args(["chat", "--key", &key, "--data-dir", d])
+            .args(*args)
+            .env("P2PCHAT_CONFIG", &path)
+            .env("USER", "ann")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{text:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        let place = format!("{key_name} in config file {}, {line}", path.display());
+        assert!(err.contains(&place), "{text:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "one sentence: {err}");
+    }
+    // What the command line accepts, the file does: a host name, an address without a port.
+    std::fs::write(&path, "server = \"localhost\"\nbind = \"127.0.0.1\"\n").unwrap();
+    let out = bin()
+        .args(["chat", "--name", "ann", "--room", "r", "--key", &key, "--headless"])
+        .args(["--data-dir", d])
+        .env("P2PCHAT_CONFIG", &path)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("\"local\":\"127.0.0.1:"), "{said}{}", stderr(&out));
+}
+
+#[test]
+fn a_named_config_file_that_does_not_exist_is_reported() {
+    let data = TempDir::new("cfg4");
+    let missing = data.path().join("typo.toml");
+    for how in ["flag", "env"] {
+        let mut command = bin();
+        command.args(["history", "x"]);
+        match how {
+            "flag" => command.arg("--config").arg(&missing),
+            _ => command.env("P2PCHAT_CONFIG", &missing),
+        };
+        let out = command.output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{how}");
+        let err = stderr(&out);
+        let named = match how {
+            "flag" => "named by --config,",
+            _ => "named by P2PCHAT_CONFIG (an environment variable),",
+        };
+        let said = format!("config file {}, {named} does not exist", missing.display());
+        assert!(err.contains(&said), "{how}: {err}");
+    }
+}
+
+#[test]
+fn an_exported_key_or_room_does_not_stop_pairing_and_errors_name_the_variable() {
+    let (_server, addr) = server();
+    let home = TempDir::new("envkey");
+    let config = home_config(home.path());
+    let mut ann = bin();
+    ann.args(["chat", "--headless", "--name", "ann", "--bind", "127.0.0.1:0"])
+        .args(["--server", &addr.to_string()])
+        .arg("--data-dir")
+        .arg(home.path().join("data"))
+        .env("P2PCHAT_CONFIG", &config)
+        .env("P2PCHAT_KEY", keygen());
+    let mut ann = Proc::spawn(ann);
+    ann.expect(Duration::from_secs(20), "a pairing code", |v| v["event"] == "code");
+    ann.kill();
+    // A contact's name with a key in the environment: looked up, not refused as a conflict.
+    let out = bin()
+        .args(["chat", "bob", "--server", "127.0.0.1:9"])
+        .env("P2PCHAT_CONFIG", &config)
+        .env("P2PCHAT_KEY", keygen())
+        .output()
+        .unwrap();
+    assert!(stderr(&out).contains("no contact named \"bob\""), "{}", stderr(&out));
+    // When the variable is what is wrong, the sentence names it.
+    let cases: &[(&str, &str, &[&str])] = &[
+        ("P2PCHAT_KEY", "nope", &["--room", "r", "--server", "127.0.0.1:9"]),
+        ("P2PCHAT_SERVER", "no-such-host.invalid", &["--room", "r", "--key", "k"]),
+        ("P2PCHAT_OFFLINE_AFTER", "2", &["--peer", "127.0.0.1:9"]),
+        ("P2PCHAT_OFFLINE_AFTER", "soon", &["--peer", "127.0.0.1:9"]),
+        ("P2PCHAT_NAME", "b\u{200b}ob", &["--peer", "127.0.0.1:9"]),
+        ("P2PCHAT_HEADLESS", "maybe", &["--peer", "127.0.0.1:9"]),
+        ("P2PCHAT_BIND", "127.0.0.1:x", &["--peer", "127.0.0.1:9"]),
+    ];
+    for (var, value, args) in cases {
+        let out = bin()
+            .arg("chat")
+            .args(*args)
+            .arg("--data-dir")
+            .arg(home.path())
+            .env("P2PCHAT_KEY", keygen())
+            .env("USER", "ann")
+            .env(var, value)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{var}={value}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains(&format!("{var} (an environment variable)")), "{var}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "one sentence: {err}");
+    }
+}
+
+#[test]
+fn a_server_name_that_does_not_resolve_says_so_and_a_missing_port_is_7777() {
+    let out = run(&["chat", "--name", "a", "--server", "no-such-host.invalid"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("cannot find the address of \"no-such-host.invalid\""), "{err}");
+    let out = run(&["nat", "--stun", "no-such-host.invalid:7777"]);
+    assert!(stderr(&out).contains("cannot find the address of"), "{}", stderr(&out));
+    // Without a port, our server's 7777: the server listens there, and chat looks there.
+    let data = TempDir::new("port");
+    let mut ann = bin();
+    ann.args(["chat", "--headless", "--name", "ann", "--server", "127.0.0.1", "--data-dir"])
+        .arg(data.path());
+    let mut ann = Proc::spawn(ann);
+    let notice = ann.expect_event(Duration::from_secs(10), "notice");
+    let said = notice["message"].as_str().unwrap();
+    assert!(said.contains("the server at 127.0.0.1:7777"), "{said}");
+}
+
+#[test]
+fn without_a_terminal_the_full_screen_interface_suggests_headless() {
+    let data = TempDir::new("noterm");
+    let d = data.path().to_str().unwrap();
+    let key = keygen();
+    for args in [&["chat", "--name", "a", "--peer", "127.0.0.1:9", "--key", &key][..], &["demo"]] {
+        let out = bin()
+            .args(args)
+            .args(["--data-dir", d])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = stderr(&out);
+        assert!(err.contains("needs a terminal") && err.contains("--headless"), "{err}");
+    }
+}
+
+#[test]
+fn a_second_p2pchat_on_the_same_data_dir_is_refused_and_the_dir_is_private() {
+    let data = TempDir::new("lock");
+    let dir = data.path().join("data");
+    let key = keygen();
+    let headless = |extra: &[&str]| {
+        let mut c = bin();
+        c.args(["chat", "--headless", "--name", "a", "--bind", "127.0.0.1:0"])
+            .args(["--peer", "127.0.0.1:9", "--key", &key])
+            .args(extra)
+            .arg("--data-dir")
+            .arg(&dir);
+        c
+    };
+    let mut first = Proc::spawn(headless(&[]));
+    first.expect(Duration::from_secs(20), "ready", |v| v["event"] == "ready");
+    for second in [headless(&[]), {
+        let mut demo = bin();
+        demo.args(["demo", "--headless", "--data-dir"]).arg(&dir);
+        demo
+    }] {
+        let out = { second }.stdin(std::process::Stdio::null()).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains("another p2pchat is running with the data directory"), "{err}");
+    }
+    first.say("hello");
+    first.expect(Duration::from_secs(20), "queued", |v| v["event"] == "queued");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&dir.join("conversations")), 0o700);
+    let log = dir.join("conversations/peer-127.0.0.1%3A9.jsonl");
+    assert_eq!(mode(&log), 0o600, "{}", log.display());
+    first.kill();
+    // Once the first has gone (however it ended), the directory is free.
+    let out = headless(&[]).stdin(std::process::Stdio::null()).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[test]
+fn an_os_error_is_said_once() {
+    // A data directory below a file: the OS says "Not a directory" — once.
+    let key = keygen();
+    let out = run(&[
+        "chat",
+        "--headless",
+        "--name",
+        "a",
+        "--peer",
+        "127.0.0.1:9",
+        "--key",
+        &key,
+        "--data-dir",
+        "/dev/null/p2pchat",
+    ]);
+    assert_ne!(out.status.code(), Some(0));
+    let err = stderr(&out);
+    assert_eq!(err.matches("Not a directory").count(), 1, "{err}");
+    assert_eq!(err.matches("os error").count(), 1, "{err}");
+    // Given by its variable, the directory is named with it.
+    let out = bin()
+        .args(["chat", "--headless", "--name", "a", "--peer", "127.0.0.1:9", "--key", &key])
+        .env("P2PCHAT_DATA_DIR", "/dev/null/p2pchat")
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(err.contains("named by P2PCHAT_DATA_DIR (an environment variable)"), "{err}");
+}
+
+#[test]
+fn version_completions_and_manual_pages() {
+    let out = run(&["--version"]);
+    let version = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(version.starts_with(&format!("p2pchat {}", env!("CARGO_PKG_VERSION"))), "{version}");
+    // Built in a git checkout (as here): the commit too.
+    if std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".git").exists() {
+        let commit = std::process::Command::new("git")
+            .args(["rev-parse", "--short", "HEAD"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default();
+        // The binary is as new as the last build: its commit is an ancestor of HEAD or HEAD.
+        assert!(!commit.is_empty() && version.contains(" ("), "{version}");
+    }
+    for (shell, needle) in
+        [("bash", "_p2pchat()"), ("zsh", "#compdef p2pchat"), ("fish", "complete -c p2pchat")]
+    {
+        let out = run(&["completions", shell]);
+        assert!(out.status.success(), "{shell}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains(needle), "{shell}");
+    }
+    let out = run(&["man"]);
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(page.contains(".TH p2pchat 1") && page.contains("chat"), "{page}");
+    let dir = TempDir::new("man");
+    let out = run(&["man", "--out-dir", dir.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for page in ["p2pchat.1", "p2pchat-chat.1", "p2pchat-history.1", "p2pchat-server.1"] {
+        assert!(dir.path().join(page).exists(), "{page}");
+    }
+}
+
+#[test]
+fn each_subcommand_offers_only_its_own_options() {
+    let help = |sub: &str| String::from_utf8_lossy(&run(&[sub, "--help"]).stdout).into_owned();
+    for sub in ["keygen", "server", "completions", "man"] {
+        let text = help(sub);
+        assert!(!text.contains("--config") && !text.contains("--data-dir"), "{sub}: {text}");
+    }
+    let nat = help("nat");
+    assert!(nat.contains("--config") && !nat.contains("--data-dir"), "{nat}");
+    let history = help("history");
+    assert!(!history.contains("--name") && !history.contains("--headless"), "{history}");
 }
 
 #[test]
@@ -144,6 +441,15 @@ fn history_prints_the_log_and_skips_torn_lines() {
         r#"{"v":1,"at":"2026-05-01T12:00"#,
     ];
     std::fs::write(dir.join("room-team.jsonl"), lines.join("\n")).unwrap();
+    // A contact's conversation by the contact's name; a name that is two conversations asks.
+    std::fs::write(dir.join("contact-bob.jsonl"), lines[1]).unwrap();
+    let out = bin().args(["history", "bob", "--data-dir"]).arg(data.path()).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("bob: hi"));
+    std::fs::write(dir.join("room-bob.jsonl"), lines[2]).unwrap();
+    let out = bin().args(["history", "bob", "--data-dir"]).arg(data.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("say which (room-bob or contact-bob)"), "{}", stderr(&out));
     let out = bin().args(["history", "team", "--data-dir"]).arg(data.path()).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout).into_owned();

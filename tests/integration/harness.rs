@@ -10,12 +10,30 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// The binary under test.
+/// The binary under test, with none of the developer's settings: every flag has a P2PCHAT_
+/// variable, and the config file is an empty one.
 pub fn bin() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_p2pchat"));
-    command.env_remove("P2PCHAT_KEY").env_remove("P2PCHAT_DATA_DIR").env_remove("P2PCHAT_CONFIG");
-    command.env("P2PCHAT_CONFIG", "/nonexistent/p2pchat-test-config.toml");
+    for (var, _) in std::env::vars_os() {
+        if var.to_string_lossy().starts_with("P2PCHAT_") {
+            command.env_remove(var);
+        }
+    }
+    command.env("P2PCHAT_CONFIG", NO_CONFIG);
     command
+}
+
+/// An empty config file (a file named with --config must exist).
+pub const NO_CONFIG: &str = "/dev/null";
+
+/// An empty config file in `home`, where the identity and contacts then live.
+pub fn home_config(home: &Path) -> PathBuf {
+    let path = home.join("config.toml");
+    if !path.exists() {
+        std::fs::create_dir_all(home).unwrap();
+        std::fs::write(&path, "").unwrap();
+    }
+    path
 }
 
 /// A test's own directory, removed on drop.

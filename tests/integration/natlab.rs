@@ -383,7 +383,7 @@ impl Lab {
             .arg("--data-dir")
             .arg(data.path().join(format!("{room}-{name}")))
             .env("P2PCHAT_KEY", key)
-            .env("P2PCHAT_CONFIG", "/nonexistent/p2pchat-lab.toml");
+            .env("P2PCHAT_CONFIG", crate::harness::NO_CONFIG);
         Proc::spawn(c)
     }
 
@@ -403,7 +403,7 @@ impl Lab {
             .arg("--data-dir")
             .arg(home.join("data"))
             .env_remove("P2PCHAT_KEY")
-            .env("P2PCHAT_CONFIG", home.join("config.toml"));
+            .env("P2PCHAT_CONFIG", crate::harness::home_config(home));
         Proc::spawn(c)
     }
 }
@@ -413,7 +413,7 @@ fn nat_json(ns: &str, stun: &str) -> std::process::Output {
     Command::new("ip")
         .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_p2pchat"), "nat", "--json"])
         .args(["--stun", stun])
-        .env("P2PCHAT_CONFIG", "/nonexistent/p2pchat-lab.toml")
+        .env("P2PCHAT_CONFIG", crate::harness::NO_CONFIG)
         .output()
         .expect("spawn p2pchat nat")
 }
@@ -617,7 +617,7 @@ fn lab_two_cone_hosts_chat_in_the_full_screen_interface() {
     let screen = |host: &Host, name: &str| {
         let dir = data.path().join(name);
         let command = format!(
-            "ip netns exec {} env P2PCHAT_KEY={key} P2PCHAT_CONFIG=/nonexistent {} chat \\
+            "ip netns exec {} env P2PCHAT_KEY={key} P2PCHAT_CONFIG=/dev/null {} chat \\
              --name {name} --server {P2PCHAT_SERVER} --room tui --data-dir {}",
             host.ns,
             env!("CARGO_BIN_EXE_p2pchat"),

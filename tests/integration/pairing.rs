@@ -13,7 +13,7 @@ use std::time::Duration;
 use base64::Engine;
 use serde_json::Value;
 
-use crate::harness::{Proc, TempDir, bin, log_records, server, server_with};
+use crate::harness::{Proc, TempDir, bin, home_config, log_records, server, server_with};
 
 const WITHIN: Duration = Duration::from_secs(20);
 
@@ -27,7 +27,7 @@ pub fn person(name: &str, server: SocketAddr, target: Option<&str>, home: &Path)
         .arg(server.to_string())
         .arg("--data-dir")
         .arg(home.join("data"))
-        .env("P2PCHAT_CONFIG", home.join("config.toml"));
+        .env("P2PCHAT_CONFIG", home_config(home));
     command.args(target);
     Proc::spawn(command)
 }
@@ -128,7 +128,7 @@ fn wrong_used_and_expired_codes_fail_clearly() {
     // A typo in the words is caught before anything is sent.
     let out = bin()
         .args(["chat", "7-apple-notaword", "--name", "bob", "--server", &addr.to_string()])
-        .env("P2PCHAT_CONFIG", homes[1].path().join("config.toml"))
+        .env("P2PCHAT_CONFIG", home_config(homes[1].path()))
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -340,4 +340,63 @@ fn pairing_again_with_the_same_identities_warns_nobody_and_keeps_first_seen() {
     assert!(noticed, "{:#?}", ann.seen);
     assert_ne!(first_seen(&mut ann), ann_since);
     assert!(!bob.seen.iter().any(|l| l.contains("identity key changed")), "{:#?}", bob.seen);
+}
+
+#[test]
+fn reconnecting_by_a_contacts_name_keeps_the_name_you_paired_with() {
+    let (_server, addr) = server();
+    let (ann_home, bob_home) = (TempDir::new("n1"), TempDir::new("n2"));
+    let (mut ann, mut bob) = pair(addr, ann_home.path(), bob_home.path());
+    quit(&mut ann);
+    quit(&mut bob);
+    // No --name, and a login name that is neither: each is who the other paired with.
+    let again = |home: &Path, contact: &str| {
+        let mut command = bin();
+        command
+            .args(["chat", contact, "--headless", "--bind", "127.0.0.1:0", "--server"])
+            .arg(addr.to_string())
+            .arg("--data-dir")
+            .arg(home.join("data"))
+            .env("P2PCHAT_CONFIG", home_config(home))
+            .env("USER", "somebody-else")
+            .env("LOGNAME", "somebody-else");
+        Proc::spawn(command)
+    };
+    let (mut ann, mut bob) = (again(ann_home.path(), "bob"), again(bob_home.path(), "ann"));
+    let ready = ann.expect_event(WITHIN, "ready");
+    assert_eq!(ready["name"], "ann", "{ready}");
+    online(&mut ann, &mut bob);
+    chat_one_line(&mut ann, &mut bob, "still ann");
+    let message = bob.seen.iter().find(|l| l.contains("still ann")).unwrap();
+    assert!(message.contains("\"from\":\"ann\""), "{message}");
+    // Nobody else is in the pair's room: no earlier registration of ours shows as a peer.
+    ann.say("/who");
+    let who = ann.expect_event(WITHIN, "who");
+    let peers: Vec<&str> =
+        who["peers"].as_array().unwrap().iter().map(|p| p["peer"].as_str().unwrap()).collect();
+    assert_eq!(peers, ["bob"], "{who}");
+}
+
+#[test]
+fn long_waits_say_at_once_what_they_wait_for_and_how_long_at_most() {
+    // A server that does not answer: said before the first request goes out.
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let home = TempDir::new("w-silent");
+    let mut ann = person("ann", silent.local_addr().unwrap(), None, home.path());
+    let notice = ann.expect_event(Duration::from_secs(5), "notice");
+    let said = notice["message"].as_str().unwrap();
+    let silent_addr = silent.local_addr().unwrap().to_string();
+    assert!(said.contains(&silent_addr) && said.contains("at most 10 seconds"), "{said}");
+    failed(&mut ann, "does not answer");
+    // A code whose owner left: once the code is known good, how long the friend's side has.
+    let (_server, addr) = server();
+    let homes = [TempDir::new("w-owner"), TempDir::new("w-joiner")];
+    let mut ann = person("ann", addr, None, homes[0].path());
+    let code = code_of(&mut ann);
+    ann.kill();
+    let mut bob = person("bob", addr, Some(&code), homes[1].path());
+    let notice = bob.expect(WITHIN, "the claim notice", |v| {
+        v["event"] == "notice" && v["message"].as_str().unwrap().contains("friend's side")
+    });
+    assert!(notice["message"].as_str().unwrap().contains("at most 1 minute"), "{notice}");
 }

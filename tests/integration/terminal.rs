@@ -191,14 +191,14 @@ fn a_code_typed_at_the_prompt_with_tab_completion_pairs() {
         .arg(addr.to_string())
         .arg("--data-dir")
         .arg(ann_home.path())
-        .env("P2PCHAT_CONFIG", ann_home.path().join("config.toml"));
+        .env("P2PCHAT_CONFIG", crate::harness::home_config(ann_home.path()));
     let mut ann = crate::harness::Proc::spawn(ann);
     let code = ann.expect(Duration::from_secs(10), "code", |v| v["event"] == "code");
     let code = code["code"].as_str().unwrap().to_owned();
     let parts: Vec<&str> = code.split('-').collect();
     let command = format!(
-        "P2PCHAT_CONFIG={}/config.toml {} chat --join --name bob --bind 127.0.0.1:0 --server {addr} --data-dir {}; echo EXITED $?; sleep 30",
-        bob_home.path().display(),
+        "P2PCHAT_CONFIG={} {} chat --join --name bob --bind 127.0.0.1:0 --server {addr} --data-dir {}; echo EXITED $?; sleep 30",
+        crate::harness::home_config(bob_home.path()).display(),
         env!("CARGO_BIN_EXE_p2pchat"),
         bob_home.path().display()
     );
@@ -236,7 +236,7 @@ impl DirectPair {
         let dirs = (TempDir::new("sig-a"), TempDir::new("sig-b"));
         let ann = direct_peer("ann", pa, pb, &key, dirs.0.path());
         let bob_line = format!(
-            "P2PCHAT_KEY={key} P2PCHAT_CONFIG=/nonexistent {} chat --name bob --bind {pb} --peer {pa} --data-dir {}",
+            "P2PCHAT_KEY={key} P2PCHAT_CONFIG=/dev/null {} chat --name bob --bind {pb} --peer {pa} --data-dir {}",
             env!("CARGO_BIN_EXE_p2pchat"),
             dirs.1.path().display()
         );

@@ -98,8 +98,17 @@ fn commands_are_not_sent() {
     let effects = type_text(&mut m, "/bogus");
     assert!(effects.is_empty());
     assert!(system_lines(&m).last().unwrap().contains("unknown command /bogus"));
-    assert_eq!(m.input.text(), "/bogus", "a mistyped command stays editable");
+    // A failed command leaves the input empty, and one Up brings it back to be corrected.
+    assert_eq!(m.input.text(), "");
+    update(&mut m, Message::Key(Action::RecallPrevious));
+    assert_eq!(m.input.text(), "/bogus");
     update(&mut m, Message::Key(Action::ClearLine));
+    assert!(type_text(&mut m, "/search").is_empty());
+    assert!(system_lines(&m).last().unwrap().starts_with("usage: /search TEXT"));
+    assert_eq!(m.input.text(), "");
+    // Commands are the same in any case.
+    assert!(type_text(&mut m, "/WHO").is_empty());
+    assert_eq!(system_lines(&m).last().unwrap(), "no peers yet");
     assert_eq!(type_text(&mut m, "/quit"), vec![Effect::Net(NetCommand::Shutdown)]);
     assert!(m.quitting);
     assert!(update(&mut m, Message::Quit).is_empty(), "quit is asked once");
@@ -205,7 +214,7 @@ fn scrolling_is_clamped_and_new_messages_keep_the_view_still() {
         net(&mut m, msg, i);
     }
     update(&mut m, Message::Key(Action::PageUp));
-    let page = usize::from(ui::history_height(m.size)) - 1;
+    let page = usize::from(ui::history_height(&m)) - 1;
     assert_eq!(m.scroll, page);
     update(&mut m, Message::Key(Action::Top));
     let max = ui::history::max_scroll(&m);
@@ -316,4 +325,20 @@ fn an_over_long_refusal_does_not_quote_the_whole_text_and_keeps_it_in_the_input(
     assert!(logged[0].len() < 1000, "the log gets its start: {} bytes", logged[0].len());
     let shown = system_lines(&m).into_iter().find(|l| l.starts_with("not sent")).unwrap();
     assert!(shown.len() < 300 && shown.contains("64 KiB") && shown.contains('…'), "{shown}");
+}
+
+#[test]
+fn verify_and_contacts_say_what_is_true_in_the_demo_and_out_of_it() {
+    let mut m = model();
+    type_text(&mut m, "/verify");
+    assert!(system_lines(&m).last().unwrap().contains("shared key (--key)"));
+    m.demo = true;
+    type_text(&mut m, "/verify");
+    let said = system_lines(&m).last().unwrap().clone();
+    assert!(said.contains("in the demo") && !said.contains("--key"), "{said}");
+    type_text(&mut m, "/contacts");
+    let lines = system_lines(&m);
+    let said = &lines[lines.len() - 2..];
+    assert!(said[0].contains("bot is not a contact"), "{said:?}");
+    assert!(said[1].starts_with("no contacts yet: pair with a friend by code"), "{said:?}");
 }

@@ -461,6 +461,10 @@ fn bye_makes_peer_offline_at_once() {
     sim.run_for(Duration::from_millis(100));
     assert_eq!(sim.offline(a), vec![OfflineReason::Left]);
     assert_eq!(sim.nodes[b].session.poll_timeout(), None);
+    // A peer that said goodbye is not a peer without a path.
+    sim.run_for(PUNCH_WINDOW + PROBE_INTERVAL * 2);
+    let no_path = sim.events(a).iter().any(|e| matches!(e, NetEvent::NoPathYet { .. }));
+    assert!(!no_path, "{:?}", sim.events(a));
 }
 
 #[test]
