@@ -27,7 +27,7 @@ mod update_render;
 mod wire;
 
 /// Runs every input of `target`; the seed corpus must not be empty.
-fn replay(target: &str, run: fn(&[u8])) {
+fn replay(target: &str, run: Body) {
     let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
     let mut seeds = 0;
     for kind in ["seeds", "regressions", "artifacts"] {
@@ -44,8 +44,11 @@ fn replay(target: &str, run: fn(&[u8])) {
     assert!(seeds > 0, "no seed corpus in fuzz/seeds/{target}");
 }
 
+/// A target's body: one input.
+type Body = fn(&[u8]);
+
 /// Every target, by the name its directories use.
-const TARGETS: [(&str, fn(&[u8])); 10] = [
+const TARGETS: [(&str, Body); 10] = [
     ("config", config::run),
     ("history", history::run),
     ("keying", keying::run),
