@@ -410,3 +410,161 @@ pub fn nat(nat: Option<&str>, public: &Public) -> String {
         (None, _) => "detecting…".to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// String literals in `source` (escapes left as written) with the line each starts on;
+    /// comments, char literals and lifetimes are stepped over.
+    fn string_literals(source: &str) -> Vec<(usize, String)> {
+        let chars: Vec<char> = source.chars().collect();
+        let mut found = Vec::new();
+        let (mut i, mut line) = (0, 1);
+        let at = |k: usize| chars.get(k).copied();
+        while i < chars.len() {
+            match chars[i] {
+                '\n' => line += 1,
+                '/' if at(i + 1) == Some('/') => {
+                    while i < chars.len() && chars[i] != '\n' {
+                        i += 1;
+                    }
+                    continue;
+                }
+                '/' if at(i + 1) == Some('*') => {
+                    while i + 1 < chars.len() && !(chars[i] == '*' && chars[i + 1] == '/') {
+                        line += usize::from(chars[i] == '\n');
+                        i += 1;
+                    }
+                    i += 2;
+                    continue;
+                }
+                // A char literal ('x', '\n', '"'); a lifetime has no closing quote.
+                '\'' if at(i + 1) == Some('\\') => {
+                    i += 2;
+                    while i < chars.len() && chars[i] != '\'' {
+                        i += 1;
+                    }
+                }
+                '\'' if at(i + 2) == Some('\'') => i += 2,
+                'r' if (at(i + 1) == Some('"') || at(i + 1) == Some('#'))
+                    && (i == 0 || !chars[i - 1].is_alphanumeric() && chars[i - 1] != '_') =>
+                {
+                    let hashes = chars[i + 1..].iter().take_while(|&&c| c == '#').count();
+                    if chars.get(i + 1 + hashes) != Some(&'"') {
+                        i += 1;
+                        continue;
+                    }
+                    let (start, close) = (line, format!("\"{}", "#".repeat(hashes)));
+                    let mut text = String::new();
+                    i += 2 + hashes;
+                    while i < chars.len()
+                        && !chars[i..].starts_with(&close.chars().collect::<Vec<_>>())
+                    {
+                        line += usize::from(chars[i] == '\n');
+                        text.push(chars[i]);
+                        i += 1;
+                    }
+                    found.push((start, text));
+                    i += close.len();
+                    continue;
+                }
+                '"' => {
+                    let start = line;
+                    let mut text = String::new();
+                    i += 1;
+                    while i < chars.len() && chars[i] != '"' {
+                        // A `\` continuation drops the line break and the indentation after it,
+                        // as Rust does.
+                        if chars[i] == '\\' && at(i + 1) == Some('\n') {
+                            i += 1;
+                            while i < chars.len() && chars[i].is_whitespace() {
+                                line += usize::from(chars[i] == '\n');
+                                i += 1;
+                            }
+                            continue;
+                        }
+                        if chars[i] == '\\' {
+                            text.push(chars[i]);
+                            i += 1;
+                        }
+                        line += usize::from(chars[i] == '\n');
+                        text.push(chars[i]);
+                        i += 1;
+                    }
+                    found.push((start, text));
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        found
+    }
+
+    /// What a reflowed string literal can hide: a line break kept in the text (a continuation
+    /// without its `\`), or the indentation of the next source line pulled into it (a `\`
+    /// continuation joined back into one line), which the user then sees as a run of spaces.
+    fn reflow_mistake(text: &str) -> Option<&'static str> {
+        if text.contains("\n ") {
+            return Some("a line break and indentation");
+        }
+        let spaces = " ".repeat(REFLOW_SPACES);
+        let run = text.trim_start().find(&spaces)?;
+        // A short label aligned into a column ("note:       {note}") is on purpose.
+        let label = &text.trim_start()[..run];
+        (label.len() > MAX_LABEL_CHARS || !label.ends_with(':')).then_some("a run of spaces")
+    }
+
+    /// Spaces in a row, after the start of a string, that only a reflow (or a column) leaves.
+    const REFLOW_SPACES: usize = 6;
+
+    /// The longest label aligned into a column in our texts ("NAT type:").
+    const MAX_LABEL_CHARS: usize = 12;
+
+    fn rust_files(dir: &Path, files: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                rust_files(&path, files);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+
+    #[test]
+    fn no_string_literal_hides_a_reflowed_line_break() {
+        let mut files = Vec::new();
+        rust_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
+        let mut mistakes = Vec::new();
+        for file in files {
+            let source = std::fs::read_to_string(&file).unwrap();
+            // Test code draws screens with padding on purpose; what users see is above it.
+            let shipped = source.split("#[cfg(test)]").next().unwrap_or_default();
+            if file.file_name().is_some_and(|n| n == "tests.rs") {
+                continue;
+            }
+            for (line, text) in string_literals(shipped) {
+                if let Some(what) = reflow_mistake(&text) {
+                    mistakes.push(format!("{}:{line}: {what}: {text:?}", file.display()));
+                }
+            }
+        }
+        assert!(
+            mistakes.is_empty(),
+            "string literals with a reflow mistake:\n{}",
+            mistakes.join("\n")
+        );
+    }
+
+    #[test]
+    fn the_scanner_finds_literals_and_both_mistakes() {
+        let source = "let c = '\"'; let a: &'a str = \"one \\\n    two\"; // \"not this\"\n\
+                      let r = r#\"raw \"x\" \"#; let bad = \"x          y\";";
+        let texts: Vec<String> = string_literals(source).into_iter().map(|(_, t)| t).collect();
+        assert_eq!(texts, ["one two", "raw \"x\" ", "x          y"]);
+        assert_eq!(reflow_mistake("one two"), None);
+        assert_eq!(reflow_mistake("x          y"), Some("a run of spaces"));
+        assert_eq!(reflow_mistake("one\n    two"), Some("a line break and indentation"));
+    }
+}
