@@ -28,6 +28,7 @@ use crate::history::{self, Record};
 use crate::identity::{Contacts, Identity};
 use crate::net;
 use crate::net::keying::{Plan, Progress};
+use crate::prompt::Answer;
 use crate::proto::Mode;
 use crate::proto::crypto::{Cipher, generate_key};
 use crate::proto::keying::{Code, Peer};
@@ -373,10 +374,12 @@ fn chat_options(args: ChatArgs, sources: &Sources) -> Result<ChatOptions, CliErr
             } else {
                 let plan = if args.join {
                     need_terminal()?;
-                    let code = crate::prompt::ask_code()
+                    match crate::prompt::ask_code()
                         .map_err(|e| runtime(format!("cannot read the code: {e}")))?
-                        .ok_or_else(|| usage("no code typed; nothing was sent"))?;
-                    Plan::Code(code)
+                    {
+                        Answer::Code(code) => Plan::Code(code),
+                        Answer::Stopped(typed) => return Err(usage(Answer::stopped(&typed))),
+                    }
                 } else {
                     let (plan, me) = plan(args.target.as_deref(), &config_dir)?;
                     paired_as = me;
@@ -611,6 +614,28 @@ pub fn run(invocation: Invocation) -> Result<(), CliError> {
             .map_err(|e| {
                 runtime(format!("cannot write the manual pages to {}: {e}", dir.display()))
             }),
+        Command::Help { command } => {
+            let mut cli = Cli::command();
+            cli.build();
+            // Printed by clap, which knows when colours are wanted; a reader that went away
+            // (`| head`) ends it quietly.
+            let _ = match command.as_deref() {
+                None => cli.print_long_help(),
+                Some(name) => {
+                    let names: Vec<&str> = cli.get_subcommands().map(|c| c.get_name()).collect();
+                    let known = names.join(", ");
+                    cli.find_subcommand_mut(name)
+                        .ok_or_else(|| {
+                            usage(format!(
+                                "there is no command \"{}\" (commands: {known})",
+                                sanitize(name)
+                            ))
+                        })?
+                        .print_long_help()
+                }
+            };
+            Ok(())
+        }
         Command::Man { out_dir: None } => {
             let mut page = Vec::new();
             clap_mangen::Man::new(Cli::command()).render(&mut page).map_err(runtime)?;
@@ -830,7 +855,8 @@ fn print_history(dir: &Path, name: &str, grep: Option<&str>) -> Result<(), CliEr
     }
     .context("cannot read the conversation log")?;
     if skipped > 0 {
-        eprintln!("p2pchat: skipped {skipped} unreadable lines in {}", path.display());
+        let lines = crate::app::texts::unreadable_lines(skipped);
+        eprintln!("p2pchat: skipped {lines} in {}", path.display());
     }
     Ok(())
 }

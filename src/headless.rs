@@ -266,7 +266,7 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
                         None
                     }
                     Command::Unknown(word) => {
-                        emit(&json!({"event": "error", "message": texts::unknown_command(&word)}));
+                        emit(&json!({"event": "error", "message": texts::unknown_command(&word, false)}));
                         None
                     }
                     Command::Say(_) => {

@@ -12,6 +12,7 @@ use super::model::{PeerView, Public};
 use crate::identity::Contact;
 use crate::proto::nat::NatType;
 use crate::proto::{PathKind, Rejection};
+use crate::text::count;
 
 /// Instead of the panes, in a terminal smaller than they need.
 pub fn too_small(size: (u16, u16), needed: (u16, u16)) -> String {
@@ -39,7 +40,17 @@ pub fn presence(peer: &str, online: bool, addr: Option<&str>, reason: Option<&st
 
 /// Unreadable lines met in the log (skipped), for the status pane.
 pub fn skipped_lines(n: usize) -> String {
-    format!(" log: skipped {n} unreadable lines")
+    format!(" log: skipped {}", unreadable_lines(n))
+}
+
+/// "1 unreadable line", "3 unreadable lines".
+pub fn unreadable_lines(n: usize) -> String {
+    count(n as u64, "unreadable line", "unreadable lines")
+}
+
+/// Datagrams dropped (garbage, forged, replayed…), for the status pane.
+pub fn dropped(n: u64) -> String {
+    format!(" dropped {}", count(n, "bad packet", "bad packets"))
 }
 
 /// A re-pairing replaced a contact's saved key.
@@ -271,12 +282,10 @@ pub fn path_changed(name: &str, addr: SocketAddr, kind: PathKind) -> String {
     format!("{name} is now reachable via {addr} ({})", kind.as_str())
 }
 
-/// An unknown slash command.
-pub fn unknown_command(word: &str) -> String {
-    format!(
-        "unknown command /{word} — /help lists commands; Up brings the line back (start with // \
-         to send a slash)"
-    )
+/// An unknown slash command (`recall`: Up brings the line back, as in the full screen).
+pub fn unknown_command(word: &str, recall: bool) -> String {
+    let up = if recall { "; Up brings the line back" } else { "" };
+    format!("unknown command /{word} — /help lists commands{up} (start with // to send a slash)")
 }
 
 /// Headless input line `line` is not UTF-8 (skipped).
@@ -325,9 +334,10 @@ pub const LOG_RECOVERED: &str =
 /// At exit, records that never reached the log.
 pub fn log_lost(records: usize) -> String {
     format!(
-        "{records} records could not be written to the conversation log before leaving; \
+        "{} could not be written to the conversation log before leaving; \
          messages among them were never confirmed to their senders or sent (peers send theirs \
-         again next time)"
+         again next time)",
+        count(records as u64, "record", "records")
     )
 }
 
@@ -555,6 +565,17 @@ mod tests {
             "string literals with a reflow mistake:\n{}",
             mistakes.join("\n")
         );
+    }
+
+    #[test]
+    fn counts_of_one_are_singular() {
+        assert_eq!(super::skipped_lines(1), " log: skipped 1 unreadable line");
+        assert_eq!(super::skipped_lines(2), " log: skipped 2 unreadable lines");
+        assert!(super::log_lost(1).starts_with("1 record could not"));
+        assert!(super::log_lost(3).starts_with("3 records could not"));
+        let drops = crate::server::ServerDrops { evicted: 1, malformed: 2, ..Default::default() };
+        assert_eq!(drops.since(&Default::default()), "2 malformed, 1 entry evicted for fairness");
+        assert!(crate::demo::reply("ann", "x").contains("(1 character)"));
     }
 
     #[test]

@@ -20,8 +20,10 @@ fn stderr(out: &Output) -> String {
 
 #[test]
 fn help_everywhere() {
-    let subcommands: [&[&str]; 9] = [
+    let subcommands: [&[&str]; 11] = [
         &[],
+        &["help"],
+        &["help", "chat"],
         &["server"],
         &["chat"],
         &["keygen"],
@@ -103,6 +105,9 @@ fn usage_mistakes_exit_2_with_a_fix() {
             "--name: must be",
         ),
         (&["chat", "--bogus-flag"], "unexpected argument"),
+        (&["chat", "--offline-after", "abc"], "expected a whole number of seconds"),
+        (&["server", "--code-ttl", "a day"], "expected a whole number of seconds"),
+        (&["help", "nope"], "there is no command \"nope\""),
         (&["history", "nowhere", "--data-dir", d], "no conversation \"nowhere\""),
     ];
     for (args, needle) in cases {
