@@ -333,33 +333,88 @@ fn a_second_p2pchat_on_the_same_data_dir_is_refused_and_the_dir_is_private() {
 }
 
 #[test]
-fn an_os_error_is_said_once() {
-    // A data directory below a file: the OS says "Not a directory" — once.
+fn a_directory_or_address_that_cannot_be_used_is_one_sentence_and_exit_2() {
+    let tmp = TempDir::new("unusable");
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let below = file.join("p2pchat");
     let key = keygen();
-    let out = run(&[
-        "chat",
-        "--headless",
-        "--name",
-        "a",
-        "--peer",
-        "127.0.0.1:9",
-        "--key",
-        &key,
-        "--data-dir",
-        "/dev/null/p2pchat",
-    ]);
-    assert_ne!(out.status.code(), Some(0));
+    let chat = |headless: bool| {
+        let mut c = bin();
+        c.args(["chat", "--name", "a", "--peer", "127.0.0.1:9", "--key", &key]);
+        if headless {
+            c.arg("--headless");
+        }
+        c.stdin(std::process::Stdio::null());
+        c
+    };
+    let good_data = tmp.path().join("data");
+    let cases: Vec<(std::process::Command, String)> = vec![
+        // A file where a directory should be, or below one: said so, not "File exists".
+        (
+            {
+                let mut c = chat(true);
+                c.arg("--data-dir").arg(&file);
+                c
+            },
+            format!(
+                "the data directory {}, named by --data-dir: {} is not a directory",
+                file.display(),
+                file.display()
+            ),
+        ),
+        (
+            {
+                let mut c = chat(true);
+                c.env("P2PCHAT_DATA_DIR", &below);
+                c
+            },
+            format!(
+                "named by P2PCHAT_DATA_DIR (an environment variable): {} is not a directory; choose another with --data-dir",
+                file.display()
+            ),
+        ),
+        // The full-screen interface's diagnostic log, by flag or variable.
+        (
+            {
+                let mut c = chat(false);
+                c.arg("--data-dir").arg(&good_data).arg("--log-dir").arg(&below);
+                c
+            },
+            format!(
+                "cannot use the log directory {}, named by --log-dir: {} is not a directory",
+                below.display(),
+                file.display()
+            ),
+        ),
+        (
+            {
+                let mut c = chat(false);
+                c.arg("--data-dir").arg(&good_data).env("P2PCHAT_LOG_DIR", &file);
+                c
+            },
+            "named by P2PCHAT_LOG_DIR (an environment variable)".to_owned(),
+        ),
+    ];
+    for (mut command, needle) in cases {
+        let out = command.output().unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{command:?}: {err}");
+        assert!(err.contains(&needle) && err.lines().count() == 1, "{command:?}: {err}");
+        assert!(!err.contains("File exists") && !err.contains("(named by"), "{err}");
+    }
+    // A --bind address in use is the user's to change, as `server --listen`'s is.
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out =
+        { chat(true) }.args(["--bind", &addr]).arg("--data-dir").arg(&good_data).output().unwrap();
     let err = stderr(&out);
-    assert_eq!(err.matches("Not a directory").count(), 1, "{err}");
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("cannot bind the chat socket to {addr}, named by --bind")),
+        "{err}"
+    );
     assert_eq!(err.matches("os error").count(), 1, "{err}");
-    // Given by its variable, the directory is named with it.
-    let out = bin()
-        .args(["chat", "--headless", "--name", "a", "--peer", "127.0.0.1:9", "--key", &key])
-        .env("P2PCHAT_DATA_DIR", "/dev/null/p2pchat")
-        .output()
-        .unwrap();
-    let err = stderr(&out);
-    assert!(err.contains("named by P2PCHAT_DATA_DIR (an environment variable)"), "{err}");
 }
 
 #[test]
