@@ -714,6 +714,9 @@ pub fn run(invocation: Invocation) -> Result<(), CliError> {
             Ok(())
         }
         Command::Server { listen, alt, code_ttl, turn, turn_secret_file } => {
+            if let Some(alt) = alt {
+                check_alt(listen, alt)?;
+            }
             init_tracing(Diagnostics::Stderr, "info");
             let turn = match turn {
                 Some(relay) => Some(server::TurnRelay::new(relay, turn_secret(turn_secret_file)?)),
@@ -837,6 +840,20 @@ pub fn run(invocation: Invocation) -> Result<(), CliError> {
     }
 }
 
+/// RFC 5780 discovery asks the server to answer from its other IP, its other port, or both:
+/// an alternate that shares either with --listen cannot answer one of them.
+fn check_alt(listen: SocketAddr, alt: SocketAddr) -> Result<(), CliError> {
+    // Port 0 is any port: two of them are never the same.
+    let same_port = listen.port() == alt.port() && listen.port() != 0;
+    if listen.ip() == alt.ip() || same_port {
+        return Err(usage(format!(
+            "--alt {alt} cannot work with --listen {listen}: the alternate needs a different IP \
+             and a different port (e.g. --listen 203.0.113.5:7777 --alt 203.0.113.6:7778)"
+        )));
+    }
+    Ok(())
+}
+
 fn print_nat(report: &Report, json: bool) {
     if json {
         let value = serde_json::json!({
@@ -942,6 +959,19 @@ fn print_history(dir: &Path, name: &str, grep: Option<&str>) -> Result<(), CliEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_alternate_needs_another_ip_and_another_port() {
+        let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let listen = addr("127.0.0.1:7777");
+        for alt in ["127.0.0.1:7778", "127.0.0.2:7777", "127.0.0.1:7777"] {
+            let error = check_alt(listen, addr(alt)).unwrap_err();
+            assert_eq!(error.exit_code(), 2);
+            assert!(error.to_string().contains("needs a different IP and a different port"));
+        }
+        assert!(check_alt(listen, addr("127.0.0.2:7778")).is_ok());
+        assert!(check_alt(addr("127.0.0.1:0"), addr("127.0.0.2:0")).is_ok());
+    }
 
     #[test]
     fn an_error_says_each_cause_once() {

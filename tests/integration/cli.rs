@@ -108,6 +108,10 @@ fn usage_mistakes_exit_2_with_a_fix() {
         (&["chat", "--offline-after", "abc"], "expected a whole number of seconds"),
         (&["server", "--code-ttl", "a day"], "expected a whole number of seconds"),
         (&["help", "nope"], "there is no command \"nope\""),
+        (
+            &["server", "--listen", "127.0.0.1:0", "--alt", "127.0.0.1:0"],
+            "the alternate needs a different IP and a different port",
+        ),
         (&["history", "nowhere", "--data-dir", d], "no conversation \"nowhere\""),
     ];
     for (args, needle) in cases {
