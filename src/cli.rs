@@ -879,18 +879,28 @@ fn print_nat(report: &Report, json: bool) {
     }
 }
 
-/// The log file for what the user typed: the name as given, or as a room, a contact or a
-/// direct peer; a name that is more than one of these must say which.
+/// The log file for what the user typed: the name as given or as listed (a file's name, which
+/// escapes characters such as `:`), or as a room, a contact or a direct peer (an address as
+/// given to --peer, a host name too); a name that is more than one of these must say which.
 fn find_conversation(dir: &Path, name: &str) -> Result<PathBuf, CliError> {
     let exact = history::conversation_path(dir, name);
-    if exact.exists() {
-        return Ok(exact);
+    // A name as listed is a file's: what it escaped stays escaped.
+    let is_stem = name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.%".contains(c));
+    let listed = is_stem.then(|| dir.join("conversations").join(format!("{name}.jsonl")));
+    if let Some(path) = [Some(exact), listed].into_iter().flatten().find(|p| p.exists()) {
+        return Ok(path);
     }
-    let found: Vec<String> = ["room", "contact", "peer"]
-        .iter()
-        .map(|kind| format!("{kind}-{name}"))
-        .filter(|c| history::conversation_path(dir, c).exists())
-        .collect();
+    let mut candidates: Vec<String> =
+        ["room", "contact", "peer"].iter().map(|kind| format!("{kind}-{name}")).collect();
+    // An address resolves as --peer resolves it; a name without a colon is none.
+    if name.contains(':')
+        && let Ok(addr) = args::exact_addr(name)
+    {
+        candidates.push(chat::conversation_id(&Mode::Direct { peer: addr }));
+    }
+    candidates.dedup();
+    let found: Vec<String> =
+        candidates.into_iter().filter(|c| history::conversation_path(dir, c).exists()).collect();
     match found.as_slice() {
         [one] => return Ok(history::conversation_path(dir, one)),
         [] => {}

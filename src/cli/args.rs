@@ -275,7 +275,7 @@ fn code_ttl(s: &str) -> Result<u64, String> {
 }
 
 /// An address that needs its port (a peer's, an alternate server address).
-fn exact_addr(s: &str) -> Result<SocketAddr, String> {
+pub fn exact_addr(s: &str) -> Result<SocketAddr, String> {
     parse_addr(s, None)
 }
 

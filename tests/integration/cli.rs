@@ -494,6 +494,32 @@ fn config_supplies_defaults_that_flags_override() {
 }
 
 #[test]
+fn history_takes_every_name_its_error_lists_and_an_address_as_given_to_peer() {
+    let data = TempDir::new("hist-names");
+    let dir = data.path().join("conversations");
+    std::fs::create_dir_all(&dir).unwrap();
+    let line = r#"{"v":1,"at":"2026-05-01T12:00:01+00:00","kind":"message","dir":"in","from":"bob","text":"hi"}"#;
+    for file in ["peer-127.0.0.1%3A5001.jsonl", "contact-alice.jsonl", "room-a%20b.jsonl"] {
+        std::fs::write(dir.join(file), line).unwrap();
+    }
+    let history = |name: &str| {
+        let out = bin().args(["history", name, "--data-dir"]).arg(data.path()).output().unwrap();
+        (out.status.code(), stderr(&out), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (code, err, _) = history("nowhere");
+    assert_eq!(code, Some(2));
+    let known = err.split("(known: ").nth(1).unwrap().trim_end().trim_end_matches(')');
+    let listed: Vec<&str> = known.split(", ").collect();
+    assert_eq!(listed.len(), 3, "{err}");
+    let addresses = ["127.0.0.1:5001", "localhost:5001", "peer-127.0.0.1:5001", "a b", "alice"];
+    for name in listed.into_iter().chain(addresses) {
+        let (code, err, out) = history(name);
+        assert_eq!(code, Some(0), "{name}: {err}");
+        assert!(out.contains("bob: hi"), "{name}: {out}");
+    }
+}
+
+#[test]
 fn history_prints_the_log_and_skips_torn_lines() {
     let data = TempDir::new("hist");
     let dir = data.path().join("conversations");
@@ -522,7 +548,7 @@ fn history_prints_the_log_and_skips_torn_lines() {
     assert!(printed[0].ends_with("— bob is online (via 127.0.0.1:5)"), "{}", printed[0]);
     assert!(printed[1].ends_with("bob: hi ␛[2J there"), "{}", printed[1]);
     assert!(printed[2].ends_with("ann: yo"), "{}", printed[2]);
-    assert!(stderr(&out).contains("skipped 1 unreadable lines"));
+    assert!(stderr(&out).contains("skipped 1 unreadable line in"), "{}", stderr(&out));
 
     // --grep prints only the messages whose text holds the words, whatever their case.
     let grep = |text: &str| {
