@@ -84,6 +84,9 @@ pub enum StartError {
     /// The contacts could not be read or saved.
     #[error(transparent)]
     Contacts(#[from] IdentityError),
+    /// Input ended before keys were agreed, and they were not agreed in time.
+    #[error("{0}")]
+    InputEnded(String),
 }
 
 /// A running chat: the model, the log and the actor's handle.

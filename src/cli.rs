@@ -813,7 +813,14 @@ pub fn run(invocation: Invocation) -> Result<(), CliError> {
             let _lock = lock_data_dir(&options.data_dir, named.data_dir.as_ref())?;
             init_tracing(diagnostics, "warn");
             block_on(Some(CHAT_RUNTIME_WORKERS), async move {
-                let chat = chat::start(options).await.map_err(|e| {
+                // Headless input is read from the start: /quit and its end count while keys
+                // are agreed too.
+                let mut typed = headless.then(headless::Typed::new);
+                let started = match typed.as_mut() {
+                    Some(typed) => headless::start(options, typed).await,
+                    None => chat::start(options).await.map(Some),
+                };
+                let chat = started.map_err(|e| {
                     let error = match (e, named.bind) {
                         // An address the user gave is a usage error, like `server --listen`'s.
                         (chat::StartError::Bind { addr, source }, Some(named)) => usage(format!(
@@ -829,10 +836,10 @@ pub fn run(invocation: Invocation) -> Result<(), CliError> {
                     }
                     error
                 })?;
-                let result = if headless {
-                    headless::run(chat, std::future::pending()).await
-                } else {
-                    tui::run(chat, std::future::pending()).await
+                let Some(chat) = chat else { return Ok(()) };
+                let result = match typed {
+                    Some(typed) => headless::run(chat, typed, std::future::pending()).await,
+                    None => tui::run(chat, std::future::pending()).await,
                 };
                 result.map_err(CliError::Runtime)
             })

@@ -313,6 +313,18 @@ pub fn input_too_long(line: u64) -> String {
     )
 }
 
+/// `/quit` while keys were agreed, after messages were typed.
+pub const QUIT_BEFORE_KEYS: &str = "you quit before keys were agreed: nothing was sent";
+
+/// Headless input ended while keys were agreed, with messages typed, and no keys came in time.
+pub fn input_ended_before_keys(waited: Duration) -> String {
+    format!(
+        "input ended before keys were agreed, and they were not agreed within {} more: the \
+         messages typed were not sent",
+        crate::text::duration_words(waited.as_secs())
+    )
+}
+
 /// Headless input could not be read any more.
 pub fn input_failed(error: &str) -> String {
     format!("cannot read input any more: {error}; leaving as at the end of input")
