@@ -818,7 +818,15 @@ pub fn run(invocation: Invocation) -> Result<(), CliError> {
                 let mut typed = headless.then(headless::Typed::new);
                 let started = match typed.as_mut() {
                     Some(typed) => headless::start(options, typed).await,
-                    None => chat::start(options).await.map(Some),
+                    None => {
+                        let _echo_off = tui::EchoOff::new();
+                        // An ending signal (Ctrl-C) while waiting leaves like /quit, with the
+                        // echo back on.
+                        tokio::select! {
+                            chat = chat::start(options) => chat.map(Some),
+                            () = interrupted() => Ok(None),
+                        }
+                    }
                 };
                 let chat = started.map_err(|e| {
                     let error = match (e, named.bind) {
