@@ -815,11 +815,11 @@ pub fn run(invocation: Invocation) -> Result<(), CliError> {
             block_on(Some(CHAT_RUNTIME_WORKERS), async move {
                 // Headless input is read from the start: /quit and its end count while keys
                 // are agreed too.
-                let mut typed = headless.then(headless::Typed::new);
+                let mut typed = headless.then(headless::Typed::from_stdin);
                 let started = match typed.as_mut() {
                     Some(typed) => headless::start(options, typed).await,
                     None => {
-                        let _echo_off = tui::EchoOff::new();
+                        let _echo_off = tui::EchoOff::on_stdin();
                         // An ending signal (Ctrl-C) while waiting leaves like /quit, with the
                         // echo back on.
                         tokio::select! {

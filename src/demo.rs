@@ -125,7 +125,7 @@ pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()>) -> an
     .await?;
     chat.model.demo = true;
     let result = if options.headless {
-        headless::run(chat, headless::Typed::new(), shutdown).await
+        headless::run(chat, headless::Typed::from_stdin(), shutdown).await
     } else {
         tui::run(chat, shutdown).await
     };

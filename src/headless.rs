@@ -190,7 +190,7 @@ pub struct Typed {
 
 impl Typed {
     /// Reads stdin from now on (needs a tokio runtime).
-    pub fn new() -> Self {
+    pub fn from_stdin() -> Self {
         Self { lines: Lines::new(BufReader::new(tokio::io::stdin())), kept: VecDeque::new() }
     }
 

@@ -45,7 +45,7 @@ pub struct EchoOff(Option<rustix::termios::Termios>);
 
 impl EchoOff {
     /// Turns echo off on stdin, when it is a terminal.
-    pub fn new() -> Self {
+    pub fn on_stdin() -> Self {
         use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
         let stdin = rustix::stdio::stdin();
         let Ok(saved) = tcgetattr(stdin) else { return Self(None) };
