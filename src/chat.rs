@@ -84,6 +84,9 @@ pub enum StartError {
     /// The contacts could not be read or saved.
     #[error(transparent)]
     Contacts(#[from] IdentityError),
+    /// Input ended before keys were agreed, and they were not agreed in time.
+    #[error("{0}")]
+    InputEnded(String),
 }
 
 /// A running chat: the model, the log and the actor's handle.
@@ -258,9 +261,6 @@ pub async fn start(options: ChatOptions) -> Result<Chat, StartError> {
     };
     let net = spawn_session(socket, config, cipher)
         .map_err(|source| StartError::Bind { addr: bind, source })?;
-    if let Some(stun) = stun {
-        tokio::spawn(detect_nat(stun, bind.ip(), net.commands.clone()));
-    }
     let (unwritten, unconfirmed) = (VecDeque::new(), VecDeque::new());
     Ok(Chat { model, log, net, unwritten, retry_log_at: None, unconfirmed, notices })
 }
@@ -278,15 +278,22 @@ async fn detect_nat(stun: SocketAddr, bind_ip: IpAddr, commands: mpsc::Sender<Ne
 }
 
 /// Builds a session on `socket` (announcing the socket's private endpoints) and hands both to
-/// a new network actor.
+/// a new network actor; with a STUN server, our NAT type is detected beside it (on sockets of
+/// its own, from the same local IP) and announced, for every chat alike — the demo's bot too.
 pub fn spawn_session(
     socket: UdpSocket,
     mut config: SessionConfig,
     cipher: Cipher,
 ) -> std::io::Result<NetHandle> {
-    config.private_endpoints = net::private_endpoints(socket.local_addr()?);
+    let local = socket.local_addr()?;
+    config.private_endpoints = net::private_endpoints(local);
+    let stun = config.stun_server;
     let session = Session::new(config, cipher, Instant::now(), Utc::now(), rand::random());
-    net::spawn(socket, session)
+    let net = net::spawn(socket, session)?;
+    if let Some(stun) = stun {
+        tokio::spawn(detect_nat(stun, local.ip(), net.commands.clone()));
+    }
+    Ok(net)
 }
 
 /// The signals that end a program, SIGHUP (the terminal closed, an SSH connection dropped),

@@ -28,6 +28,7 @@ use crate::history::{self, Record};
 use crate::identity::{Contacts, Identity};
 use crate::net;
 use crate::net::keying::{Plan, Progress};
+use crate::prompt::Answer;
 use crate::proto::Mode;
 use crate::proto::crypto::{Cipher, generate_key};
 use crate::proto::keying::{Code, Peer};
@@ -230,12 +231,41 @@ fn config_dir(arg: &ConfigArg) -> Result<PathBuf, CliError> {
         .ok_or_else(|| usage("no home directory to keep your identity in: pass --config FILE (or set P2PCHAT_CONFIG)"))
 }
 
-fn data_dir(flag: Option<PathBuf>, config: &Config) -> Result<PathBuf, CliError> {
-    flag.or_else(|| config.get("data-dir", |f| &f.data_dir).map(|s| s.value))
-        .or_else(|| project_dirs().map(|d| d.data_dir().to_owned()))
-        .ok_or_else(|| {
+/// The data directory, with what named it (`None`: the per-user default).
+fn data_dir(
+    flag: Option<Setting<PathBuf>>,
+    config: &Config,
+) -> Result<(PathBuf, Option<Origin>), CliError> {
+    match flag.or_else(|| config.get("data-dir", |f| &f.data_dir)) {
+        Some(setting) => Ok((setting.value, Some(setting.origin))),
+        None => project_dirs().map(|d| (d.data_dir().to_owned(), None)).ok_or_else(|| {
             usage("no home directory to keep logs in: pass --data-dir DIR or set P2PCHAT_DATA_DIR")
-        })
+        }),
+    }
+}
+
+/// A directory that cannot be used, in one sentence: which, what named it, why (a path
+/// through something that is not a directory says so, rather than the OS's "File exists"),
+/// and the flag that chooses another. One the user named is a usage error (exit 2); the
+/// default, a failure (exit 1).
+fn unusable_dir(
+    role: &str,
+    dir: &Path,
+    named: Option<&Origin>,
+    flag: &str,
+    error: &dyn std::fmt::Display,
+) -> CliError {
+    let why = match dir.ancestors().find(|p| p.exists() && !p.is_dir()) {
+        Some(file) => format!("{} is not a directory", file.display()),
+        None => error.to_string(),
+    };
+    let by = named.map(|o| format!(", named by {o}")).unwrap_or_default();
+    let sentence =
+        format!("cannot use the {role} {}{by}: {why}; choose another with {flag}", dir.display());
+    match named {
+        Some(_) => usage(sentence),
+        None => runtime(sentence),
+    }
 }
 
 /// The name given by the flag (or its variable) or the config file, if any.
@@ -311,7 +341,13 @@ fn typed<T>(setting: &Option<Setting<T>>) -> Option<&Origin> {
     setting.as_ref().filter(|s| s.typed()).map(|s| &s.origin)
 }
 
-fn chat_options(args: ChatArgs, sources: &Sources) -> Result<ChatOptions, CliError> {
+/// What named the settings a chat can fail to use at start (`None`: a default).
+struct Named {
+    data_dir: Option<Origin>,
+    bind: Option<Origin>,
+}
+
+fn chat_options(args: ChatArgs, sources: &Sources) -> Result<(ChatOptions, Named), CliError> {
     let config = load_config(&args.files.config, sources)?;
     let config_dir = config_dir(&args.files.config)?;
     let headless = sources.setting("headless", args.headless.then_some(true));
@@ -373,10 +409,12 @@ fn chat_options(args: ChatArgs, sources: &Sources) -> Result<ChatOptions, CliErr
             } else {
                 let plan = if args.join {
                     need_terminal()?;
-                    let code = crate::prompt::ask_code()
+                    match crate::prompt::ask_code()
                         .map_err(|e| runtime(format!("cannot read the code: {e}")))?
-                        .ok_or_else(|| usage("no code typed; nothing was sent"))?;
-                    Plan::Code(code)
+                    {
+                        Answer::Code(code) => Plan::Code(code),
+                        Answer::Stopped(typed) => return Err(usage(Answer::stopped(&typed))),
+                    }
                 } else {
                     let (plan, me) = plan(args.target.as_deref(), &config_dir)?;
                     paired_as = me;
@@ -410,6 +448,10 @@ fn chat_options(args: ChatArgs, sources: &Sources) -> Result<ChatOptions, CliErr
             .map(|s| s.value)
         })
         .map_err(usage)?;
+    let bind_named = sources
+        .setting("bind", args.bind)
+        .map(|s| s.origin)
+        .or_else(|| config.get("bind", |f| &f.bind).map(|s| s.origin));
     let bind = match args.bind {
         Some(bind) => Some(bind),
         None => config_addr(&config, "bind", |f| &f.bind, args::bind_addr)?,
@@ -418,16 +460,19 @@ fn chat_options(args: ChatArgs, sources: &Sources) -> Result<ChatOptions, CliErr
         Some(stun) => Some(stun),
         None => config_addr(&config, "stun", |f| &f.stun, args::server_addr)?,
     };
-    Ok(ChatOptions {
+    let (data_dir, data_dir_named) =
+        data_dir(sources.setting("data_dir", args.files.data_dir), &config)?;
+    let options = ChatOptions {
         name,
         mode,
         keys,
         bind: bind.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
         stun,
         offline_after: Duration::from_secs(offline),
-        data_dir: data_dir(args.files.data_dir, &config)?,
+        data_dir,
         config_dir,
-    })
+    };
+    Ok((options, Named { data_dir: data_dir_named, bind: bind_named }))
 }
 
 /// What to agree keys with: a new code, the code given, or the contact named (with the name
@@ -493,38 +538,70 @@ fn show_progress(progress: &Progress, server: SocketAddr, headless: bool) {
     }
 }
 
-/// Sends diagnostics to stderr, or — in full-screen mode, which owns the screen — to
-/// `p2pchat.DATE.log` in `to_dir`, a new file each day, the last week kept.
-fn init_tracing(to_dir: Option<&Path>, default_level: &str) {
+/// Where diagnostics go.
+enum Diagnostics {
+    /// Stderr (the server, `nat`, headless mode).
+    Stderr,
+    /// A file a day in the log directory (the full-screen interface owns the screen).
+    Files(tracing_appender::rolling::RollingFileAppender),
+    /// Nowhere: the default log directory could not be used (and the user was told).
+    Nowhere,
+}
+
+/// Sends diagnostics where `to` says.
+fn init_tracing(to: Diagnostics, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let file = to_dir.and_then(|dir| {
-        history::create_private_dir(dir).ok()?;
-        tracing_appender::rolling::Builder::new()
-            .rotation(tracing_appender::rolling::Rotation::DAILY)
-            .filename_prefix("p2pchat")
-            .filename_suffix("log")
-            .max_log_files(DIAGNOSTIC_LOG_FILES)
-            .build(dir)
-            .ok()
-    });
-    let _ = match file {
-        Some(file) => builder.with_ansi(false).with_writer(file).try_init(),
-        None if to_dir.is_some() => builder.with_writer(std::io::sink).try_init(),
+    let _ = match to {
+        Diagnostics::Files(file) => builder.with_ansi(false).with_writer(file).try_init(),
+        Diagnostics::Nowhere => builder.with_writer(std::io::sink).try_init(),
         // Colour only for a person watching: escape codes in a redirected log are noise.
-        None => builder
+        Diagnostics::Stderr => builder
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_writer(std::io::stderr)
             .try_init(),
     };
 }
 
-/// Where the full-screen interface's diagnostic log goes: the flag, else the per-user state
-/// directory (XDG_STATE_HOME), else the data directory.
-fn log_dir(flag: Option<PathBuf>, data_dir: &Path) -> PathBuf {
-    flag.or_else(|| project_dirs()?.state_dir().map(Path::to_owned))
-        .unwrap_or_else(|| data_dir.to_owned())
+/// Where a chat's diagnostics go: stderr in headless mode; else `p2pchat.DATE.log` in the log
+/// directory (the flag, else the per-user state directory, XDG_STATE_HOME, else the data
+/// directory), a new file each day, the last week kept. A log directory the user named that
+/// cannot be used stops the chat before it starts (exit 2); the default one is said once on
+/// stderr, and the chat goes on without diagnostics.
+fn chat_diagnostics(
+    headless: bool,
+    flag: Option<Setting<PathBuf>>,
+    data_dir: &Path,
+) -> Result<Diagnostics, CliError> {
+    if headless {
+        return Ok(Diagnostics::Stderr);
+    }
+    let named = flag.as_ref().map(|s| s.origin.clone());
+    let dir = flag
+        .map(|s| s.value)
+        .or_else(|| project_dirs()?.state_dir().map(Path::to_owned))
+        .unwrap_or_else(|| data_dir.to_owned());
+    let opened = history::create_private_dir(&dir).map_err(|e| e.to_string()).and_then(|()| {
+        tracing_appender::rolling::Builder::new()
+            .rotation(tracing_appender::rolling::Rotation::DAILY)
+            .filename_prefix("p2pchat")
+            .filename_suffix("log")
+            .max_log_files(DIAGNOSTIC_LOG_FILES)
+            .build(&dir)
+            .map_err(|e| e.to_string())
+    });
+    match opened {
+        Ok(file) => Ok(Diagnostics::Files(file)),
+        Err(error) => {
+            let error = unusable_dir("log directory", &dir, named.as_ref(), "--log-dir", &error);
+            if named.is_some() {
+                return Err(error);
+            }
+            eprintln!("p2pchat: {error} (this run keeps no diagnostic log)");
+            Ok(Diagnostics::Nowhere)
+        }
+    }
 }
 
 /// The full-screen interface needs a terminal on stdin and stdout; without one, say what to
@@ -543,13 +620,10 @@ fn need_terminal() -> Result<(), CliError> {
 /// Holds the data directory for this process, or says which other process has it; a
 /// directory that cannot be used is named with where it came from (`named`: the flag or
 /// its variable, when one gave it).
-fn lock_data_dir(dir: &Path, named: Option<Origin>) -> Result<history::DataDirLock, CliError> {
+fn lock_data_dir(dir: &Path, named: Option<&Origin>) -> Result<history::DataDirLock, CliError> {
     history::DataDirLock::acquire(dir).map_err(|e| match e {
         history::LockError::Held(_) => usage(e.to_string()),
-        history::LockError::Io(_) => {
-            let named = named.map(|o| format!(" (named by {o})")).unwrap_or_default();
-            runtime(format!("cannot use the data directory{named}: {e}"))
-        }
+        history::LockError::Io(_) => unusable_dir("data directory", dir, named, "--data-dir", &e),
     })
 }
 
@@ -611,6 +685,28 @@ pub fn run(invocation: Invocation) -> Result<(), CliError> {
             .map_err(|e| {
                 runtime(format!("cannot write the manual pages to {}: {e}", dir.display()))
             }),
+        Command::Help { command } => {
+            let mut cli = Cli::command();
+            cli.build();
+            // Printed by clap, which knows when colours are wanted; a reader that went away
+            // (`| head`) ends it quietly.
+            let _ = match command.as_deref() {
+                None => cli.print_long_help(),
+                Some(name) => {
+                    let names: Vec<&str> = cli.get_subcommands().map(|c| c.get_name()).collect();
+                    let known = names.join(", ");
+                    cli.find_subcommand_mut(name)
+                        .ok_or_else(|| {
+                            usage(format!(
+                                "there is no command \"{}\" (commands: {known})",
+                                sanitize(name)
+                            ))
+                        })?
+                        .print_long_help()
+                }
+            };
+            Ok(())
+        }
         Command::Man { out_dir: None } => {
             let mut page = Vec::new();
             clap_mangen::Man::new(Cli::command()).render(&mut page).map_err(runtime)?;
@@ -618,7 +714,10 @@ pub fn run(invocation: Invocation) -> Result<(), CliError> {
             Ok(())
         }
         Command::Server { listen, alt, code_ttl, turn, turn_secret_file } => {
-            init_tracing(None, "info");
+            if let Some(alt) = alt {
+                check_alt(listen, alt)?;
+            }
+            init_tracing(Diagnostics::Stderr, "info");
             let turn = match turn {
                 Some(relay) => Some(server::TurnRelay::new(relay, turn_secret(turn_secret_file)?)),
                 None => None,
@@ -661,7 +760,7 @@ pub fn run(invocation: Invocation) -> Result<(), CliError> {
                         usage("no STUN server: pass --stun ADDR (an RFC 5780 server such as `p2pchat server --alt`)")
                     })?,
             };
-            init_tracing(None, "warn");
+            init_tracing(Diagnostics::Stderr, "warn");
             let bind = bind.unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
             let report = block_on(None, async move {
                 net::nat::detect(stun, bind)
@@ -680,58 +779,94 @@ pub fn run(invocation: Invocation) -> Result<(), CliError> {
         }
         Command::History { conversation, grep, files } => {
             let config = load_config(&files.config, &sources)?;
-            let data_dir = data_dir(files.data_dir, &config)?;
+            let (data_dir, _) = data_dir(sources.setting("data_dir", files.data_dir), &config)?;
             print_history(&data_dir, &conversation, grep.as_deref())
         }
         Command::Demo { name, headless, log_dir, files } => {
             let config = load_config(&files.config, &sources)?;
-            let named = sources.setting("data_dir", files.data_dir.clone()).map(|s| s.origin);
+            let (data_dir, named) = data_dir(sources.setting("data_dir", files.data_dir), &config)?;
             let given = given_name(sources.setting("name", name), &config);
             let options = DemoOptions {
                 name: display_name(given, Some(DEMO_DEFAULT_NAME))?,
-                data_dir: data_dir(files.data_dir, &config)?,
+                data_dir,
                 config_dir: config_dir(&files.config)?,
                 headless,
             };
             if !headless {
                 need_terminal()?;
             }
-            let _lock = lock_data_dir(&options.data_dir, named)?;
-            let log_dir = self::log_dir(log_dir, &options.data_dir);
-            init_tracing((!headless).then_some(log_dir.as_path()), "warn");
+            let _lock = lock_data_dir(&options.data_dir, named.as_ref())?;
+            let log_dir = sources.setting("log_dir", log_dir);
+            init_tracing(chat_diagnostics(headless, log_dir, &options.data_dir)?, "warn");
             block_on(Some(CHAT_RUNTIME_WORKERS), async move {
                 demo::run(options, std::future::pending()).await.map_err(CliError::Runtime)
             })
         }
         Command::Chat(args) => {
             let headless = args.headless;
-            let log_dir = args.log_dir.clone();
-            let named = sources.setting("data_dir", args.files.data_dir.clone()).map(|s| s.origin);
-            let options = chat_options(args, &sources)?;
+            let log_dir = sources.setting("log_dir", args.log_dir.clone());
+            let (options, named) = chat_options(args, &sources)?;
+            let diagnostics = chat_diagnostics(headless, log_dir, &options.data_dir)?;
             if !headless {
                 need_terminal()?;
             }
-            let _lock = lock_data_dir(&options.data_dir, named)?;
-            let log_dir = self::log_dir(log_dir, &options.data_dir);
-            init_tracing((!headless).then_some(log_dir.as_path()), "warn");
+            let _lock = lock_data_dir(&options.data_dir, named.data_dir.as_ref())?;
+            init_tracing(diagnostics, "warn");
             block_on(Some(CHAT_RUNTIME_WORKERS), async move {
-                let chat = chat::start(options).await.map_err(|e| {
+                // Headless input is read from the start: /quit and its end count while keys
+                // are agreed too.
+                let mut typed = headless.then(headless::Typed::from_stdin);
+                let started = match typed.as_mut() {
+                    Some(typed) => headless::start(options, typed).await,
+                    None => {
+                        let _echo_off = tui::EchoOff::on_stdin();
+                        // An ending signal (Ctrl-C) while waiting leaves like /quit, with the
+                        // echo back on.
+                        tokio::select! {
+                            chat = chat::start(options) => chat.map(Some),
+                            () = interrupted() => Ok(None),
+                        }
+                    }
+                };
+                let chat = started.map_err(|e| {
+                    let error = match (e, named.bind) {
+                        // An address the user gave is a usage error, like `server --listen`'s.
+                        (chat::StartError::Bind { addr, source }, Some(named)) => usage(format!(
+                            "cannot bind the chat socket to {addr}, named by {named}: {source}; \
+                             choose another address"
+                        )),
+                        (e, _) => CliError::Runtime(e.into()),
+                    };
                     if headless {
                         headless::emit(
-                            &serde_json::json!({"event": "error", "message": e.to_string()}),
+                            &serde_json::json!({"event": "error", "message": error.to_string()}),
                         );
                     }
-                    CliError::Runtime(e.into())
+                    error
                 })?;
-                let result = if headless {
-                    headless::run(chat, std::future::pending()).await
-                } else {
-                    tui::run(chat, std::future::pending()).await
+                let Some(chat) = chat else { return Ok(()) };
+                let result = match typed {
+                    Some(typed) => headless::run(chat, typed, std::future::pending()).await,
+                    None => tui::run(chat, std::future::pending()).await,
                 };
                 result.map_err(CliError::Runtime)
             })
         }
     }
+}
+
+/// RFC 5780 discovery asks the server to answer from its other IP, its other port, or both:
+/// an alternate that shares either with --listen cannot answer one of them.
+fn check_alt(listen: SocketAddr, alt: SocketAddr) -> Result<(), CliError> {
+    // Port 0 is any port: two of them are never the same.
+    let same_port = listen.port() == alt.port() && listen.port() != 0;
+    if listen.ip() == alt.ip() || same_port {
+        return Err(usage(format!(
+            "--alt {alt} cannot work with --listen {listen}: the alternate needs a different IP \
+             and a different port (e.g. --listen 203.0.113.5:7777 --alt 203.0.113.6:7778)"
+        )));
+    }
+    Ok(())
 }
 
 fn print_nat(report: &Report, json: bool) {
@@ -759,18 +894,28 @@ fn print_nat(report: &Report, json: bool) {
     }
 }
 
-/// The log file for what the user typed: the name as given, or as a room, a contact or a
-/// direct peer; a name that is more than one of these must say which.
+/// The log file for what the user typed: the name as given or as listed (a file's name, which
+/// escapes characters such as `:`), or as a room, a contact or a direct peer (an address as
+/// given to --peer, a host name too); a name that is more than one of these must say which.
 fn find_conversation(dir: &Path, name: &str) -> Result<PathBuf, CliError> {
     let exact = history::conversation_path(dir, name);
-    if exact.exists() {
-        return Ok(exact);
+    // A name as listed is a file's: what it escaped stays escaped.
+    let is_stem = name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.%".contains(c));
+    let listed = is_stem.then(|| dir.join("conversations").join(format!("{name}.jsonl")));
+    if let Some(path) = [Some(exact), listed].into_iter().flatten().find(|p| p.exists()) {
+        return Ok(path);
     }
-    let found: Vec<String> = ["room", "contact", "peer"]
-        .iter()
-        .map(|kind| format!("{kind}-{name}"))
-        .filter(|c| history::conversation_path(dir, c).exists())
-        .collect();
+    let mut candidates: Vec<String> =
+        ["room", "contact", "peer"].iter().map(|kind| format!("{kind}-{name}")).collect();
+    // An address resolves as --peer resolves it; a name without a colon is none.
+    if name.contains(':')
+        && let Ok(addr) = args::exact_addr(name)
+    {
+        candidates.push(chat::conversation_id(&Mode::Direct { peer: addr }));
+    }
+    candidates.dedup();
+    let found: Vec<String> =
+        candidates.into_iter().filter(|c| history::conversation_path(dir, c).exists()).collect();
     match found.as_slice() {
         [one] => return Ok(history::conversation_path(dir, one)),
         [] => {}
@@ -830,7 +975,8 @@ fn print_history(dir: &Path, name: &str, grep: Option<&str>) -> Result<(), CliEr
     }
     .context("cannot read the conversation log")?;
     if skipped > 0 {
-        eprintln!("p2pchat: skipped {skipped} unreadable lines in {}", path.display());
+        let lines = crate::app::texts::unreadable_lines(skipped);
+        eprintln!("p2pchat: skipped {lines} in {}", path.display());
     }
     Ok(())
 }
@@ -838,6 +984,19 @@ fn print_history(dir: &Path, name: &str, grep: Option<&str>) -> Result<(), CliEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_alternate_needs_another_ip_and_another_port() {
+        let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let listen = addr("127.0.0.1:7777");
+        for alt in ["127.0.0.1:7778", "127.0.0.2:7777", "127.0.0.1:7777"] {
+            let error = check_alt(listen, addr(alt)).unwrap_err();
+            assert_eq!(error.exit_code(), 2);
+            assert!(error.to_string().contains("needs a different IP and a different port"));
+        }
+        assert!(check_alt(listen, addr("127.0.0.2:7778")).is_ok());
+        assert!(check_alt(addr("127.0.0.1:0"), addr("127.0.0.2:0")).is_ok());
+    }
 
     #[test]
     fn an_error_says_each_cause_once() {

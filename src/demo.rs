@@ -45,8 +45,8 @@ pub fn reply(from: &str, text: &str) -> String {
     }
     let reversed: String = text.graphemes(true).rev().collect();
     format!(
-        "You said \"{text}\" ({} characters). Backwards, that is \"{reversed}\".",
-        text.chars().count()
+        "You said \"{text}\" ({}). Backwards, that is \"{reversed}\".",
+        crate::text::count(text.chars().count() as u64, "character", "characters")
     )
 }
 
@@ -125,7 +125,7 @@ pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()>) -> an
     .await?;
     chat.model.demo = true;
     let result = if options.headless {
-        headless::run(chat, shutdown).await
+        headless::run(chat, headless::Typed::from_stdin(), shutdown).await
     } else {
         tui::run(chat, shutdown).await
     };

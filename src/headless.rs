@@ -15,7 +15,7 @@ use tokio::time::{Instant, sleep_until};
 use crate::app::Message;
 use crate::app::commands::{self, Command};
 use crate::app::texts;
-use crate::chat::{Chat, EndingSignals, off_worker};
+use crate::chat::{Chat, ChatOptions, EndingSignals, StartError, off_worker};
 use crate::consts::DRAIN_ON_EOF;
 use crate::history;
 use crate::proto::{NetEvent, Rejection};
@@ -181,6 +181,84 @@ fn search_json(log: &Path, term: &str) -> Value {
     })
 }
 
+/// Stdin, read from the start: lines read while keys were being agreed wait here, in order,
+/// for the chat.
+pub struct Typed {
+    lines: Lines<BufReader<tokio::io::Stdin>>,
+    kept: VecDeque<Input>,
+}
+
+impl Typed {
+    /// Reads stdin from now on (needs a tokio runtime).
+    pub fn from_stdin() -> Self {
+        Self { lines: Lines::new(BufReader::new(tokio::io::stdin())), kept: VecDeque::new() }
+    }
+
+    /// The next input: a kept one first. Cancel-safe (for `select!`).
+    async fn next(&mut self) -> Input {
+        match self.kept.pop_front() {
+            Some(input) => input,
+            None => self.lines.next().await,
+        }
+    }
+
+    /// Messages kept for the chat.
+    fn messages(&self) -> impl Iterator<Item = &str> {
+        self.kept.iter().filter_map(|input| match input {
+            Input::Line(line) if matches!(commands::parse(line), Command::Say(_)) => {
+                Some(line.as_str())
+            }
+            _ => None,
+        })
+    }
+}
+
+/// Starts the chat (agreeing keys first, when pairing or reaching a contact) while reading
+/// stdin: `/quit` ends it at once, and so does the end of input when nothing typed waits to
+/// be sent (nothing could be typed any more, and a code or a wait is of no use without the
+/// program); with messages typed, the end of input waits for the keys as long as it waits for
+/// a delivery (`DRAIN_ON_EOF`), then gives up on them. Other lines wait for the chat. `None`:
+/// it ended before the chat started (a `closed` event says so).
+pub async fn start(options: ChatOptions, typed: &mut Typed) -> Result<Option<Chat>, StartError> {
+    let start = crate::chat::start(options);
+    tokio::pin!(start);
+    let mut give_up_at: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            chat = &mut start => return chat.map(Some),
+            input = typed.lines.next(), if give_up_at.is_none() => match input {
+                Input::Line(line) if commands::parse(&line) == Command::Quit => {
+                    for text in typed.messages() {
+                        emit(&json!({"event": "not_sent", "text": text, "reason": texts::QUIT_BEFORE_KEYS}));
+                    }
+                    break;
+                }
+                Input::End(error) => {
+                    typed.kept.push_back(Input::End(error));
+                    if typed.messages().next().is_none() {
+                        break;
+                    }
+                    give_up_at = Some(Instant::now() + DRAIN_ON_EOF);
+                }
+                input => typed.kept.push_back(input),
+            },
+            () = sleep_until(give_up_at.unwrap_or_else(Instant::now)), if give_up_at.is_some() => {
+                let reason = texts::input_ended_before_keys(DRAIN_ON_EOF);
+                for text in typed.messages() {
+                    emit(&json!({"event": "not_sent", "text": text, "reason": reason}));
+                }
+                return Err(StartError::InputEnded(reason));
+            }
+        }
+    }
+    // Said at the end of a chat too: whatever reads us knows it is over.
+    if let Some(Input::End(Some(error))) = typed.kept.back() {
+        emit(&json!({"event": "error", "message": texts::input_failed(&error.to_string())}));
+    }
+    emit(&json!({"event": "closed"}));
+    Ok(None)
+}
+
 /// What this run typed and no peer has confirmed yet: end of input waits for it (bounded).
 #[derive(Default)]
 struct Awaiting {
@@ -212,7 +290,11 @@ impl Awaiting {
 
 /// Runs until end of input (after queued messages went out, bounded), `/quit`, an ending
 /// signal (SIGHUP, SIGTERM, SIGINT, SIGQUIT: each says goodbye like `/quit`) or `shutdown`.
-pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(
+    mut chat: Chat,
+    mut typed: Typed,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     emit(&json!({
         "event": "ready", "name": chat.model.me.name, "local": chat.model.me.local,
         "conversation": chat.model.conversation, "log": chat.log.path(),
@@ -225,7 +307,6 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
         agreed["event"] = json!("keys_agreed");
         emit(&agreed);
     }
-    let mut lines = Lines::new(BufReader::new(tokio::io::stdin()));
     let mut ending = EndingSignals::new()?;
     tokio::pin!(shutdown);
     // Messages handed to the network that are not yet sent (or refused).
@@ -240,7 +321,7 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
         let retry_at = chat.retry_at();
         let message = tokio::select! {
             // Input waits while the network is busy, so a fast script never overruns it.
-            input = lines.next(), if stdin_open && chat.net.commands.capacity() > 8 => match input {
+            input = typed.next(), if stdin_open && chat.net.commands.capacity() > 8 => match input {
                 Input::Line(line) => match commands::parse(&line) {
                     Command::Who => {
                         emit(&who(&chat));
@@ -266,7 +347,7 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
                         None
                     }
                     Command::Unknown(word) => {
-                        emit(&json!({"event": "error", "message": texts::unknown_command(&word)}));
+                        emit(&json!({"event": "error", "message": texts::unknown_command(&word, false)}));
                         None
                     }
                     Command::Say(_) => {

@@ -285,7 +285,8 @@ pub struct DataDirLock {
 pub enum LockError {
     /// Another process holds it.
     #[error(
-        "another p2pchat is running with the data directory {} (it holds the lock file in it):          use that one, or give this one its own --data-dir",
+        "another p2pchat is running with the data directory {} (it holds the lock file in it): \
+         use that one, or give this one its own --data-dir",
         .0.display()
     )]
     Held(PathBuf),

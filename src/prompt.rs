@@ -20,8 +20,29 @@ impl Drop for RawMode {
     }
 }
 
-/// Asks for a code until a valid one is typed; `None` when the user stops (Esc, Ctrl-C).
-pub fn ask_code() -> io::Result<Option<Code>> {
+/// What the prompt ended with.
+pub enum Answer {
+    /// A valid code, typed and confirmed with Enter.
+    Code(Code),
+    /// The user stopped (Esc, Ctrl-C, Ctrl-D) with this much typed.
+    Stopped(String),
+}
+
+impl Answer {
+    /// Why nothing was sent, when the user stopped: one sentence.
+    pub fn stopped(typed: &str) -> String {
+        match typed.trim() {
+            "" => "no code typed; nothing was sent".to_owned(),
+            typed => format!(
+                "stopped before \"{typed}\" was a whole code; nothing was sent (run the command \
+                 again to type it)"
+            ),
+        }
+    }
+}
+
+/// Asks for a code until a valid one is typed or the user stops (Esc, Ctrl-C).
+pub fn ask_code() -> io::Result<Answer> {
     enable_raw_mode()?;
     let _raw = RawMode;
     let mut out = io::stdout();
@@ -38,8 +59,8 @@ pub fn ask_code() -> io::Result<Option<Code>> {
         }
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
         match key.code {
-            KeyCode::Esc => return finish(&mut out, None),
-            KeyCode::Char('c' | 'd') if ctrl => return finish(&mut out, None),
+            KeyCode::Esc => return finish(&mut out, Answer::Stopped(typed)),
+            KeyCode::Char('c' | 'd') if ctrl => return finish(&mut out, Answer::Stopped(typed)),
             KeyCode::Char('u') if ctrl => typed.clear(),
             KeyCode::Char(c) if !ctrl && (c.is_ascii_alphanumeric() || c == '-' || c == ' ') => {
                 typed.push(c);
@@ -53,7 +74,7 @@ pub fn ask_code() -> io::Result<Option<Code>> {
                 Completion::Nothing => write!(out, "\x07")?,
             },
             KeyCode::Enter => match Code::parse(&typed) {
-                Ok(code) => return finish(&mut out, Some(code)),
+                Ok(code) => return finish(&mut out, Answer::Code(code)),
                 Err(error) => write!(out, "\r\n{error}\r\n")?,
             },
             _ => {}
@@ -62,8 +83,20 @@ pub fn ask_code() -> io::Result<Option<Code>> {
     }
 }
 
-fn finish(out: &mut io::Stdout, code: Option<Code>) -> io::Result<Option<Code>> {
+fn finish(out: &mut io::Stdout, answer: Answer) -> io::Result<Answer> {
     write!(out, "\r\n")?;
     out.flush()?;
-    Ok(code)
+    Ok(answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Answer;
+
+    #[test]
+    fn stopping_with_part_of_a_code_typed_does_not_say_nothing_was_typed() {
+        assert_eq!(Answer::stopped(""), "no code typed; nothing was sent");
+        let said = Answer::stopped("12-app");
+        assert!(said.starts_with("stopped before \"12-app\" was a whole code"), "{said}");
+    }
 }

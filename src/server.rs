@@ -53,16 +53,29 @@ impl ServerDrops {
     /// The counts that grew since `before`, in words ("12,345 over their sender's rate, 3
     /// malformed"); empty when none did.
     pub fn since(&self, before: &Self) -> String {
+        // What each count says, with one and with more.
+        let rate = "over their sender's rate";
         let parts = [
-            (self.limited.saturating_sub(before.limited), "over their sender's rate"),
-            (self.malformed.saturating_sub(before.malformed), "malformed"),
-            (self.oversized.saturating_sub(before.oversized), "oversized"),
-            (self.refused.saturating_sub(before.refused), "refused"),
-            (self.cookies.saturating_sub(before.cookies), "answered with a cookie"),
-            (self.evicted.saturating_sub(before.evicted), "entries evicted for fairness"),
+            (self.limited.saturating_sub(before.limited), rate, rate),
+            (self.malformed.saturating_sub(before.malformed), "malformed", "malformed"),
+            (self.oversized.saturating_sub(before.oversized), "oversized", "oversized"),
+            (self.refused.saturating_sub(before.refused), "refused", "refused"),
+            (
+                self.cookies.saturating_sub(before.cookies),
+                "answered with a cookie",
+                "answered with a cookie",
+            ),
+            (
+                self.evicted.saturating_sub(before.evicted),
+                "entry evicted for fairness",
+                "entries evicted for fairness",
+            ),
         ];
-        let words: Vec<String> =
-            parts.iter().filter(|(n, _)| *n > 0).map(|(n, what)| format!("{n} {what}")).collect();
+        let words: Vec<String> = parts
+            .iter()
+            .filter(|(n, ..)| *n > 0)
+            .map(|&(n, one, many)| crate::text::count(n, one, many))
+            .collect();
         words.join(", ")
     }
 }

@@ -147,13 +147,19 @@ pub fn start_of(s: &str, chars: usize) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// A number of things in words, in the singular for exactly one: "1 bad packet", "3 bad
+/// packets", "1 entry evicted", "2 entries evicted".
+pub fn count(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// A span of whole seconds in words: "10 minutes", "1 minute", "90 seconds".
 pub fn duration_words(secs: u64) -> String {
-    let plural = |n: u64, unit: &str| format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
     if secs >= 60 && secs.is_multiple_of(60) {
-        plural(secs / 60, "minute")
+        count(secs / 60, "minute", "minutes")
     } else {
-        plural(secs, "second")
+        count(secs, "second", "seconds")
     }
 }
 

@@ -37,6 +37,37 @@ const WHEEL_ROWS: i32 = 3;
 /// How long to wait for the goodbyes to go out after /quit.
 const QUIT_GRACE: Duration = Duration::from_secs(2);
 
+/// The terminal's echo turned off while the chat waits before its screen opens (pairing, a
+/// contact not online yet): keys typed meanwhile are not shown where the shell would keep
+/// them, and are still read into the input box once the screen opens. Line editing and the
+/// signal keys (Ctrl-C) work as before. Restored when dropped.
+pub struct EchoOff(Option<rustix::termios::Termios>);
+
+impl EchoOff {
+    /// Turns echo off on stdin, when it is a terminal.
+    pub fn on_stdin() -> Self {
+        use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
+        let stdin = rustix::stdio::stdin();
+        let Ok(saved) = tcgetattr(stdin) else { return Self(None) };
+        let mut quiet = saved.clone();
+        quiet.local_modes.remove(LocalModes::ECHO);
+        // `Now`, not `Flush`: what was typed already stays to be read.
+        match tcsetattr(stdin, OptionalActions::Now, &quiet) {
+            Ok(()) => Self(Some(saved)),
+            Err(_) => Self(None),
+        }
+    }
+}
+
+impl Drop for EchoOff {
+    fn drop(&mut self) {
+        if let Some(saved) = &self.0 {
+            let stdin = rustix::stdio::stdin();
+            let _ = rustix::termios::tcsetattr(stdin, rustix::termios::OptionalActions::Now, saved);
+        }
+    }
+}
+
 /// Restores the terminal when dropped, so an early return or error cannot leave it raw.
 struct TerminalGuard {
     terminal: DefaultTerminal,

@@ -12,6 +12,7 @@ use super::model::{PeerView, Public};
 use crate::identity::Contact;
 use crate::proto::nat::NatType;
 use crate::proto::{PathKind, Rejection};
+use crate::text::count;
 
 /// Instead of the panes, in a terminal smaller than they need.
 pub fn too_small(size: (u16, u16), needed: (u16, u16)) -> String {
@@ -39,7 +40,17 @@ pub fn presence(peer: &str, online: bool, addr: Option<&str>, reason: Option<&st
 
 /// Unreadable lines met in the log (skipped), for the status pane.
 pub fn skipped_lines(n: usize) -> String {
-    format!(" log: skipped {n} unreadable lines")
+    format!(" log: skipped {}", unreadable_lines(n))
+}
+
+/// "1 unreadable line", "3 unreadable lines".
+pub fn unreadable_lines(n: usize) -> String {
+    count(n as u64, "unreadable line", "unreadable lines")
+}
+
+/// Datagrams dropped (garbage, forged, replayed…), for the status pane.
+pub fn dropped(n: u64) -> String {
+    format!(" dropped {}", count(n, "bad packet", "bad packets"))
 }
 
 /// A re-pairing replaced a contact's saved key.
@@ -271,12 +282,10 @@ pub fn path_changed(name: &str, addr: SocketAddr, kind: PathKind) -> String {
     format!("{name} is now reachable via {addr} ({})", kind.as_str())
 }
 
-/// An unknown slash command.
-pub fn unknown_command(word: &str) -> String {
-    format!(
-        "unknown command /{word} — /help lists commands; Up brings the line back (start with // \
-         to send a slash)"
-    )
+/// An unknown slash command (`recall`: Up brings the line back, as in the full screen).
+pub fn unknown_command(word: &str, recall: bool) -> String {
+    let up = if recall { "; Up brings the line back" } else { "" };
+    format!("unknown command /{word} — /help lists commands{up} (start with // to send a slash)")
 }
 
 /// Headless input line `line` is not UTF-8 (skipped).
@@ -304,6 +313,18 @@ pub fn input_too_long(line: u64) -> String {
     )
 }
 
+/// `/quit` while keys were agreed, after messages were typed.
+pub const QUIT_BEFORE_KEYS: &str = "you quit before keys were agreed: nothing was sent";
+
+/// Headless input ended while keys were agreed, with messages typed, and no keys came in time.
+pub fn input_ended_before_keys(waited: Duration) -> String {
+    format!(
+        "input ended before keys were agreed, and they were not agreed within {} more: the \
+         messages typed were not sent",
+        crate::text::duration_words(waited.as_secs())
+    )
+}
+
 /// Headless input could not be read any more.
 pub fn input_failed(error: &str) -> String {
     format!("cannot read input any more: {error}; leaving as at the end of input")
@@ -325,9 +346,10 @@ pub const LOG_RECOVERED: &str =
 /// At exit, records that never reached the log.
 pub fn log_lost(records: usize) -> String {
     format!(
-        "{records} records could not be written to the conversation log before leaving; \
+        "{} could not be written to the conversation log before leaving; \
          messages among them were never confirmed to their senders or sent (peers send theirs \
-         again next time)"
+         again next time)",
+        count(records as u64, "record", "records")
     )
 }
 
@@ -408,5 +430,174 @@ pub fn nat(nat: Option<&str>, public: &Public) -> String {
         (Some(nat), _) => nat.to_owned(),
         (None, Public::NotAsked | Public::Failed(_)) => "unknown".to_owned(),
         (None, _) => "detecting…".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// String literals in `source` (escapes left as written) with the line each starts on;
+    /// comments, char literals and lifetimes are stepped over.
+    fn string_literals(source: &str) -> Vec<(usize, String)> {
+        let chars: Vec<char> = source.chars().collect();
+        let mut found = Vec::new();
+        let (mut i, mut line) = (0, 1);
+        let at = |k: usize| chars.get(k).copied();
+        while i < chars.len() {
+            match chars[i] {
+                '\n' => line += 1,
+                '/' if at(i + 1) == Some('/') => {
+                    while i < chars.len() && chars[i] != '\n' {
+                        i += 1;
+                    }
+                    continue;
+                }
+                '/' if at(i + 1) == Some('*') => {
+                    while i + 1 < chars.len() && !(chars[i] == '*' && chars[i + 1] == '/') {
+                        line += usize::from(chars[i] == '\n');
+                        i += 1;
+                    }
+                    i += 2;
+                    continue;
+                }
+                // A char literal ('x', '\n', '"'); a lifetime has no closing quote.
+                '\'' if at(i + 1) == Some('\\') => {
+                    i += 2;
+                    while i < chars.len() && chars[i] != '\'' {
+                        i += 1;
+                    }
+                }
+                '\'' if at(i + 2) == Some('\'') => i += 2,
+                'r' if (at(i + 1) == Some('"') || at(i + 1) == Some('#'))
+                    && (i == 0 || !chars[i - 1].is_alphanumeric() && chars[i - 1] != '_') =>
+                {
+                    let hashes = chars[i + 1..].iter().take_while(|&&c| c == '#').count();
+                    if chars.get(i + 1 + hashes) != Some(&'"') {
+                        i += 1;
+                        continue;
+                    }
+                    let (start, close) = (line, format!("\"{}", "#".repeat(hashes)));
+                    let mut text = String::new();
+                    i += 2 + hashes;
+                    while i < chars.len()
+                        && !chars[i..].starts_with(&close.chars().collect::<Vec<_>>())
+                    {
+                        line += usize::from(chars[i] == '\n');
+                        text.push(chars[i]);
+                        i += 1;
+                    }
+                    found.push((start, text));
+                    i += close.len();
+                    continue;
+                }
+                '"' => {
+                    let start = line;
+                    let mut text = String::new();
+                    i += 1;
+                    while i < chars.len() && chars[i] != '"' {
+                        // A `\` continuation drops the line break and the indentation after it,
+                        // as Rust does.
+                        if chars[i] == '\\' && at(i + 1) == Some('\n') {
+                            i += 1;
+                            while i < chars.len() && chars[i].is_whitespace() {
+                                line += usize::from(chars[i] == '\n');
+                                i += 1;
+                            }
+                            continue;
+                        }
+                        if chars[i] == '\\' {
+                            text.push(chars[i]);
+                            i += 1;
+                        }
+                        line += usize::from(chars[i] == '\n');
+                        text.push(chars[i]);
+                        i += 1;
+                    }
+                    found.push((start, text));
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        found
+    }
+
+    /// What a reflowed string literal can hide: a line break kept in the text (a continuation
+    /// without its `\`), or the indentation of the next source line pulled into it (a `\`
+    /// continuation joined back into one line), which the user then sees as a run of spaces.
+    fn reflow_mistake(text: &str) -> Option<&'static str> {
+        if text.contains("\n ") {
+            return Some("a line break and indentation");
+        }
+        let spaces = " ".repeat(REFLOW_SPACES);
+        let run = text.trim_start().find(&spaces)?;
+        // A short label aligned into a column ("note:       {note}") is on purpose.
+        let label = &text.trim_start()[..run];
+        (label.len() > MAX_LABEL_CHARS || !label.ends_with(':')).then_some("a run of spaces")
+    }
+
+    /// Spaces in a row, after the start of a string, that only a reflow (or a column) leaves.
+    const REFLOW_SPACES: usize = 6;
+
+    /// The longest label aligned into a column in our texts ("NAT type:").
+    const MAX_LABEL_CHARS: usize = 12;
+
+    fn rust_files(dir: &Path, files: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                rust_files(&path, files);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+
+    #[test]
+    fn no_string_literal_hides_a_reflowed_line_break() {
+        let mut files = Vec::new();
+        rust_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
+        let mut mistakes = Vec::new();
+        for file in files {
+            let source = std::fs::read_to_string(&file).unwrap();
+            // Test code draws screens with padding on purpose; what users see is above it.
+            let shipped = source.split("#[cfg(test)]").next().unwrap_or_default();
+            if file.file_name().is_some_and(|n| n == "tests.rs") {
+                continue;
+            }
+            for (line, text) in string_literals(shipped) {
+                if let Some(what) = reflow_mistake(&text) {
+                    mistakes.push(format!("{}:{line}: {what}: {text:?}", file.display()));
+                }
+            }
+        }
+        assert!(
+            mistakes.is_empty(),
+            "string literals with a reflow mistake:\n{}",
+            mistakes.join("\n")
+        );
+    }
+
+    #[test]
+    fn counts_of_one_are_singular() {
+        assert_eq!(super::skipped_lines(1), " log: skipped 1 unreadable line");
+        assert_eq!(super::skipped_lines(2), " log: skipped 2 unreadable lines");
+        assert!(super::log_lost(1).starts_with("1 record could not"));
+        assert!(super::log_lost(3).starts_with("3 records could not"));
+        let drops = crate::server::ServerDrops { evicted: 1, malformed: 2, ..Default::default() };
+        assert_eq!(drops.since(&Default::default()), "2 malformed, 1 entry evicted for fairness");
+        assert!(crate::demo::reply("ann", "x").contains("(1 character)"));
+    }
+
+    #[test]
+    fn the_scanner_finds_literals_and_both_mistakes() {
+        let source = "let c = '\"'; let a: &'a str = \"one \\\n    two\"; // \"not this\"\n\
+                      let r = r#\"raw \"x\" \"#; let bad = \"x          y\";";
+        let texts: Vec<String> = string_literals(source).into_iter().map(|(_, t)| t).collect();
+        assert_eq!(texts, ["one two", "raw \"x\" ", "x          y"]);
+        assert_eq!(reflow_mistake("one two"), None);
+        assert_eq!(reflow_mistake("x          y"), Some("a run of spaces"));
+        assert_eq!(reflow_mistake("one\n    two"), Some("a line break and indentation"));
     }
 }

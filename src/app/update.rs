@@ -163,7 +163,7 @@ fn submit(model: &mut Model, line: String, effects: &mut Vec<Effect>) {
             answer(model, lines, effects);
         }
         Command::Quit => quit(model, effects),
-        Command::Unknown(word) => answer(model, vec![texts::unknown_command(&word)], effects),
+        Command::Unknown(word) => answer(model, vec![texts::unknown_command(&word, true)], effects),
     }
     model.dirty = true;
 }

@@ -19,7 +19,12 @@ const TURN_DEFAULT_PORT: u16 = 3478;
 
 /// Peer-to-peer chat in the terminal: one UDP socket, hole punching, Fernet encryption.
 #[derive(Debug, Parser)]
-#[command(name = "p2pchat", version = VERSION, propagate_version = true)]
+#[command(
+    name = "p2pchat",
+    version = VERSION,
+    propagate_version = true,
+    disable_help_subcommand = true
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -60,7 +65,7 @@ pub enum Command {
         #[arg(long, env = "P2PCHAT_ALT", value_parser = exact_addr, value_name = "ADDR")]
         alt: Option<SocketAddr>,
         /// Seconds a pairing code stays usable
-        #[arg(long, env = "P2PCHAT_CODE_TTL", default_value_t = 600, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+        #[arg(long, env = "P2PCHAT_CODE_TTL", default_value_t = 600, value_name = "SECS", value_parser = code_ttl)]
         code_ttl: u64,
         /// A TURN relay (coturn with use-auth-secret) to offer peers that cannot punch through
         /// their NATs: its UDP address as peers reach it (the port defaults to 3478). Needs the
@@ -123,6 +128,12 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Print the help of p2pchat, or of a command (`p2pchat help chat` is `p2pchat chat --help`)
+    Help {
+        /// The command to explain
+        #[arg(value_name = "COMMAND")]
+        command: Option<String>,
+    },
     /// Print the manual page (`p2pchat man | man -l -`), or write one page per command to a
     /// directory
     Man {
@@ -168,7 +179,7 @@ pub struct ChatArgs {
     #[arg(long, env = "P2PCHAT_STUN", value_parser = server_addr, value_name = "ADDR")]
     pub stun: Option<SocketAddr>,
     /// Seconds of silence before a peer is shown offline [default: 15]
-    #[arg(long, env = "P2PCHAT_OFFLINE_AFTER", value_name = "SECS")]
+    #[arg(long, env = "P2PCHAT_OFFLINE_AFTER", value_name = "SECS", value_parser = seconds)]
     pub offline_after: Option<u64>,
     /// JSON lines on stdin/stdout instead of the full-screen interface
     #[arg(long, env = "P2PCHAT_HEADLESS", value_parser = BoolishValueParser::new())]
@@ -245,8 +256,26 @@ pub fn bind_addr(s: &str) -> Result<SocketAddr, String> {
     parse_addr(s, Some(0))
 }
 
+/// A whole number of seconds.
+fn seconds(s: &str) -> Result<u64, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| format!("expected a whole number of seconds, like 30, got \"{s}\""))
+}
+
+/// The longest a pairing code may stay usable: a day.
+const MAX_CODE_TTL_SECS: u64 = 86_400;
+
+/// How long a pairing code stays usable: 1 second to a day.
+fn code_ttl(s: &str) -> Result<u64, String> {
+    match seconds(s)? {
+        secs @ 1..=MAX_CODE_TTL_SECS => Ok(secs),
+        secs => Err(format!("expected 1 to {MAX_CODE_TTL_SECS} seconds (a day), got {secs}")),
+    }
+}
+
 /// An address that needs its port (a peer's, an alternate server address).
-fn exact_addr(s: &str) -> Result<SocketAddr, String> {
+pub fn exact_addr(s: &str) -> Result<SocketAddr, String> {
     parse_addr(s, None)
 }
 
@@ -284,6 +313,19 @@ mod tests {
             }
         }
         assert!(checked > 20, "{checked}");
+    }
+
+    #[test]
+    fn a_number_of_seconds_that_is_not_one_says_what_the_flag_wants() {
+        assert_eq!(seconds(" 30").unwrap(), 30);
+        assert_eq!(
+            seconds("abc").unwrap_err(),
+            "expected a whole number of seconds, like 30, got \"abc\""
+        );
+        assert!(seconds("-1").unwrap_err().starts_with("expected a whole number of seconds"));
+        assert_eq!(code_ttl("0").unwrap_err(), "expected 1 to 86400 seconds (a day), got 0");
+        assert!(code_ttl("ten").unwrap_err().starts_with("expected a whole number of seconds"));
+        assert_eq!(code_ttl("600").unwrap(), 600);
     }
 
     #[test]

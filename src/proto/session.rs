@@ -1432,7 +1432,10 @@ impl Session {
         }
         let fast = now < peer.fast_until;
         peer.next_probe = now + if fast { PUNCH_INTERVAL } else { PROBE_INTERVAL };
-        if !fast && !peer.reported_no_path {
+        // Packets from the peer's address that do not authenticate (a wrong key, a clock far
+        // off) were already said, with their reason: NATs are not why nothing connects.
+        let refused = peer.candidates.iter().any(|c| self.notified_sources.contains(c));
+        if !fast && !peer.reported_no_path && !refused {
             peer.reported_no_path = true;
             let event = NetEvent::NoPathYet {
                 peer: peer.id,

@@ -81,7 +81,7 @@ pub fn render(model: &Model, frame: &mut Frame, area: Rect) {
         lines.push(Line::default());
     }
     if dropped > 0 {
-        lines.push(Line::styled(format!(" dropped {dropped} bad packets"), theme::offline()));
+        lines.push(Line::styled(texts::dropped(dropped), theme::offline()));
     }
     if unreadable > 0 {
         lines.push(Line::styled(texts::skipped_lines(unreadable), theme::offline()));

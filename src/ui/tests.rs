@@ -107,6 +107,14 @@ fn contains(lines: &[String], needle: &str) -> bool {
 }
 
 #[test]
+fn one_dropped_packet_is_one_bad_packet() {
+    let mut m = model((80, 24));
+    m.drops = DropCounts { malformed: 1, ..DropCounts::default() };
+    let lines = screen(&m);
+    assert!(contains(&lines, "dropped 1 bad packet "), "{lines:#?}");
+}
+
+#[test]
 fn three_panes_at_80x24() {
     let lines = screen(&model((80, 24)));
     assert_eq!(lines.len(), 24);

@@ -20,8 +20,10 @@ fn stderr(out: &Output) -> String {
 
 #[test]
 fn help_everywhere() {
-    let subcommands: [&[&str]; 9] = [
+    let subcommands: [&[&str]; 11] = [
         &[],
+        &["help"],
+        &["help", "chat"],
         &["server"],
         &["chat"],
         &["keygen"],
@@ -103,6 +105,13 @@ fn usage_mistakes_exit_2_with_a_fix() {
             "--name: must be",
         ),
         (&["chat", "--bogus-flag"], "unexpected argument"),
+        (&["chat", "--offline-after", "abc"], "expected a whole number of seconds"),
+        (&["server", "--code-ttl", "a day"], "expected a whole number of seconds"),
+        (&["help", "nope"], "there is no command \"nope\""),
+        (
+            &["server", "--listen", "127.0.0.1:0", "--alt", "127.0.0.1:0"],
+            "the alternate needs a different IP and a different port",
+        ),
         (&["history", "nowhere", "--data-dir", d], "no conversation \"nowhere\""),
     ];
     for (args, needle) in cases {
@@ -328,33 +337,88 @@ fn a_second_p2pchat_on_the_same_data_dir_is_refused_and_the_dir_is_private() {
 }
 
 #[test]
-fn an_os_error_is_said_once() {
-    // A data directory below a file: the OS says "Not a directory" — once.
+fn a_directory_or_address_that_cannot_be_used_is_one_sentence_and_exit_2() {
+    let tmp = TempDir::new("unusable");
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let below = file.join("p2pchat");
     let key = keygen();
-    let out = run(&[
-        "chat",
-        "--headless",
-        "--name",
-        "a",
-        "--peer",
-        "127.0.0.1:9",
-        "--key",
-        &key,
-        "--data-dir",
-        "/dev/null/p2pchat",
-    ]);
-    assert_ne!(out.status.code(), Some(0));
+    let chat = |headless: bool| {
+        let mut c = bin();
+        c.args(["chat", "--name", "a", "--peer", "127.0.0.1:9", "--key", &key]);
+        if headless {
+            c.arg("--headless");
+        }
+        c.stdin(std::process::Stdio::null());
+        c
+    };
+    let good_data = tmp.path().join("data");
+    let cases: Vec<(std::process::Command, String)> = vec![
+        // A file where a directory should be, or below one: said so, not "File exists".
+        (
+            {
+                let mut c = chat(true);
+                c.arg("--data-dir").arg(&file);
+                c
+            },
+            format!(
+                "the data directory {}, named by --data-dir: {} is not a directory",
+                file.display(),
+                file.display()
+            ),
+        ),
+        (
+            {
+                let mut c = chat(true);
+                c.env("P2PCHAT_DATA_DIR", &below);
+                c
+            },
+            format!(
+                "named by P2PCHAT_DATA_DIR (an environment variable): {} is not a directory; choose another with --data-dir",
+                file.display()
+            ),
+        ),
+        // The full-screen interface's diagnostic log, by flag or variable.
+        (
+            {
+                let mut c = chat(false);
+                c.arg("--data-dir").arg(&good_data).arg("--log-dir").arg(&below);
+                c
+            },
+            format!(
+                "cannot use the log directory {}, named by --log-dir: {} is not a directory",
+                below.display(),
+                file.display()
+            ),
+        ),
+        (
+            {
+                let mut c = chat(false);
+                c.arg("--data-dir").arg(&good_data).env("P2PCHAT_LOG_DIR", &file);
+                c
+            },
+            "named by P2PCHAT_LOG_DIR (an environment variable)".to_owned(),
+        ),
+    ];
+    for (mut command, needle) in cases {
+        let out = command.output().unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{command:?}: {err}");
+        assert!(err.contains(&needle) && err.lines().count() == 1, "{command:?}: {err}");
+        assert!(!err.contains("File exists") && !err.contains("(named by"), "{err}");
+    }
+    // A --bind address in use is the user's to change, as `server --listen`'s is.
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out =
+        { chat(true) }.args(["--bind", &addr]).arg("--data-dir").arg(&good_data).output().unwrap();
     let err = stderr(&out);
-    assert_eq!(err.matches("Not a directory").count(), 1, "{err}");
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("cannot bind the chat socket to {addr}, named by --bind")),
+        "{err}"
+    );
     assert_eq!(err.matches("os error").count(), 1, "{err}");
-    // Given by its variable, the directory is named with it.
-    let out = bin()
-        .args(["chat", "--headless", "--name", "a", "--peer", "127.0.0.1:9", "--key", &key])
-        .env("P2PCHAT_DATA_DIR", "/dev/null/p2pchat")
-        .output()
-        .unwrap();
-    let err = stderr(&out);
-    assert!(err.contains("named by P2PCHAT_DATA_DIR (an environment variable)"), "{err}");
 }
 
 #[test]
@@ -430,6 +494,32 @@ fn config_supplies_defaults_that_flags_override() {
 }
 
 #[test]
+fn history_takes_every_name_its_error_lists_and_an_address_as_given_to_peer() {
+    let data = TempDir::new("hist-names");
+    let dir = data.path().join("conversations");
+    std::fs::create_dir_all(&dir).unwrap();
+    let line = r#"{"v":1,"at":"2026-05-01T12:00:01+00:00","kind":"message","dir":"in","from":"bob","text":"hi"}"#;
+    for file in ["peer-127.0.0.1%3A5001.jsonl", "contact-alice.jsonl", "room-a%20b.jsonl"] {
+        std::fs::write(dir.join(file), line).unwrap();
+    }
+    let history = |name: &str| {
+        let out = bin().args(["history", name, "--data-dir"]).arg(data.path()).output().unwrap();
+        (out.status.code(), stderr(&out), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (code, err, _) = history("nowhere");
+    assert_eq!(code, Some(2));
+    let known = err.split("(known: ").nth(1).unwrap().trim_end().trim_end_matches(')');
+    let listed: Vec<&str> = known.split(", ").collect();
+    assert_eq!(listed.len(), 3, "{err}");
+    let addresses = ["127.0.0.1:5001", "localhost:5001", "peer-127.0.0.1:5001", "a b", "alice"];
+    for name in listed.into_iter().chain(addresses) {
+        let (code, err, out) = history(name);
+        assert_eq!(code, Some(0), "{name}: {err}");
+        assert!(out.contains("bob: hi"), "{name}: {out}");
+    }
+}
+
+#[test]
 fn history_prints_the_log_and_skips_torn_lines() {
     let data = TempDir::new("hist");
     let dir = data.path().join("conversations");
@@ -458,7 +548,7 @@ fn history_prints_the_log_and_skips_torn_lines() {
     assert!(printed[0].ends_with("— bob is online (via 127.0.0.1:5)"), "{}", printed[0]);
     assert!(printed[1].ends_with("bob: hi ␛[2J there"), "{}", printed[1]);
     assert!(printed[2].ends_with("ann: yo"), "{}", printed[2]);
-    assert!(stderr(&out).contains("skipped 1 unreadable lines"));
+    assert!(stderr(&out).contains("skipped 1 unreadable line in"), "{}", stderr(&out));
 
     // --grep prints only the messages whose text holds the words, whatever their case.
     let grep = |text: &str| {

@@ -400,3 +400,56 @@ fn long_waits_say_at_once_what_they_wait_for_and_how_long_at_most() {
     });
     assert!(notice["message"].as_str().unwrap().contains("at most 1 minute"), "{notice}");
 }
+
+#[test]
+fn quit_or_the_end_of_input_ends_a_wait_for_a_friend_or_a_contact() {
+    let (_server, addr) = server();
+    let (ann_home, bob_home) = (TempDir::new("qa"), TempDir::new("qb"));
+    // Waiting with a new code: /quit ends it at once, a line typed before it is said unsent.
+    let mut ann = person("ann", addr, None, ann_home.path());
+    code_of(&mut ann);
+    ann.say("never sent");
+    ann.say("/QUIT");
+    let unsent = ann.expect(WITHIN, "not sent", |v| v["event"] == "not_sent");
+    assert_eq!(unsent["text"], "never sent");
+    ann.expect_event(WITHIN, "closed");
+    assert_eq!(ann.wait(Duration::from_secs(5)), Some(0));
+    // The end of input with nothing typed ends it too: nothing could be typed any more.
+    let mut ann = person("ann", addr, None, ann_home.path());
+    code_of(&mut ann);
+    ann.close_stdin();
+    ann.expect_event(WITHIN, "closed");
+    assert_eq!(ann.wait(Duration::from_secs(5)), Some(0));
+
+    // Waiting for a contact who is away: the same.
+    drop(pair(addr, ann_home.path(), bob_home.path()));
+    for end in ["quit", "eof"] {
+        let mut bob = person("bob", addr, Some("ann"), bob_home.path());
+        bob.expect(WITHIN, "waiting", |v| v["event"] == "waiting" && v["peer"] == "ann");
+        match end {
+            "quit" => bob.say("/quit"),
+            _ => bob.close_stdin(),
+        }
+        bob.expect_event(WITHIN, "closed");
+        assert_eq!(bob.wait(Duration::from_secs(5)), Some(0), "{end}");
+    }
+}
+
+#[test]
+fn lines_typed_while_waiting_go_out_once_the_contact_comes_even_after_the_end_of_input() {
+    let (_server, addr) = server();
+    let (ann_home, bob_home) = (TempDir::new("wa"), TempDir::new("wb"));
+    drop(pair(addr, ann_home.path(), bob_home.path()));
+    let mut bob = person("bob", addr, Some("ann"), bob_home.path());
+    bob.expect(WITHIN, "waiting", |v| v["event"] == "waiting" && v["peer"] == "ann");
+    bob.say("typed while waiting");
+    bob.close_stdin();
+    // The end of input waits for the keys (bounded) since a message waits to be sent.
+    std::thread::sleep(Duration::from_secs(1));
+    let mut ann = person("ann", addr, Some("bob"), ann_home.path());
+    ann.expect(WITHIN, "the message", |v| {
+        v["event"] == "message" && v["text"] == "typed while waiting"
+    });
+    bob.expect_event(WITHIN, "delivered");
+    assert_eq!(bob.wait(WITHIN), Some(0));
+}

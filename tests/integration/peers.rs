@@ -194,6 +194,21 @@ fn demo_bot_answers_in_headless_mode() {
     demo.say("/search");
     let error = demo.expect(CONNECT, "usage", |v| v["event"] == "error");
     assert!(error["message"].as_str().unwrap().starts_with("usage: /search TEXT"));
+    // Headless input has no line to bring back with Up.
+    demo.say("/nope");
+    let error = demo.expect(CONNECT, "unknown command", |v| v["event"] == "error");
+    let message = error["message"].as_str().unwrap();
+    assert!(message.starts_with("unknown command /nope") && !message.contains("Up"), "{message}");
+    // The bot detects its NAT type as every chat does, and /who shows it.
+    let is_nat = |v: &Value| v["event"] == "peer_nat" && v["peer"] == "bot";
+    let seen = demo.seen.iter().filter_map(|l| serde_json::from_str::<Value>(l).ok());
+    let nat = match seen.into_iter().find(is_nat) {
+        Some(nat) => nat,
+        None => demo.expect(CONNECT, "the bot's NAT", is_nat),
+    };
+    demo.say("/who");
+    let who = demo.expect(CONNECT, "who", |v| v["event"] == "who");
+    assert_eq!(who["peers"][0]["nat"], nat["nat"], "{who}");
     demo.say("/quit");
     assert_eq!(demo.wait(CONNECT), Some(0));
 }

@@ -357,3 +357,28 @@ fn emoji_the_terminal_measures_differently_leave_nothing_behind() {
     tmux.type_line("/quit");
     tmux.wait_for("EXITED 0", Duration::from_secs(10));
 }
+
+#[test]
+fn keys_typed_while_waiting_for_a_friend_are_not_echoed_and_ctrl_c_leaves_echo_on() {
+    if !Tmux::available() {
+        return skip_or_fail("tmux is not installed");
+    }
+    let (_server, addr) = crate::harness::server();
+    let home = TempDir::new("echo");
+    let command = format!(
+        "P2PCHAT_CONFIG={} {} chat --name ann --bind 127.0.0.1:0 --server {addr} --data-dir {}; echo EXITED $?; stty -a | grep -ow -- '-\\?echo' | head -1; sleep 30",
+        crate::harness::home_config(home.path()).display(),
+        env!("CARGO_BIN_EXE_p2pchat"),
+        home.path().join("data").display()
+    );
+    let tmux = Tmux::start("echo", &command);
+    tmux.wait_for("Your pairing code", Duration::from_secs(10));
+    tmux.keys(&["-l", "typed early"]);
+    std::thread::sleep(Duration::from_millis(500));
+    tmux.keys(&["C-c"]);
+    let screen = tmux.wait_for("EXITED 0", Duration::from_secs(10));
+    assert!(!screen.contains("typed early"), "{screen}");
+    // The terminal echoes again, as it did before.
+    let screen = tmux.wait_for("echo\n", Duration::from_secs(5));
+    assert!(!screen.contains("-echo"), "{screen}");
+}

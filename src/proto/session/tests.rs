@@ -369,6 +369,27 @@ fn room_peers_meet_through_server_learn_public_endpoint_and_chat() {
 }
 
 #[test]
+fn peers_whose_packets_are_refused_are_not_said_to_lack_a_path() {
+    for clock in [false, true] {
+        let mut sim = Sim::with_server(21);
+        let key = generate_key();
+        let a = sim.room("alice", "198.51.100.10:4000", &key);
+        // The same key an hour off, or another key.
+        let b = sim.room("bob", "198.51.100.20:5000", &if clock { key } else { generate_key() });
+        if clock {
+            sim.nodes[b].session.wall_anchor += chrono::Duration::hours(1);
+        }
+        sim.run_for(PUNCH_WINDOW + PROBE_INTERVAL * 3);
+        for i in [a, b] {
+            let events = sim.events(i);
+            assert!(events.iter().any(|e| matches!(e, NetEvent::Rejected { .. })), "{events:?}");
+            let no_path = events.iter().any(|e| matches!(e, NetEvent::NoPathYet { .. }));
+            assert!(!no_path, "clock {clock}: {events:?}");
+        }
+    }
+}
+
+#[test]
 fn peers_meet_through_a_server_under_load_by_echoing_its_cookie() {
     let key = generate_key();
     let mut sim = Sim::with_server(12);
