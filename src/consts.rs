@@ -176,6 +176,9 @@ pub const MAX_POSTS_PER_MEMBER: usize = 4;
 /// Members per room at the server.
 pub const MAX_ROOM_MEMBERS: usize = 16;
 
+/// Rooms one `register` may name (its own and `also`): a datagram's worth.
+pub const MAX_ROOMS_PER_REGISTER: usize = 12;
+
 /// Registrations in rooms the server holds in all, bounding its memory against a flood.
 pub const MAX_REGISTRATIONS: usize = 10_000;
 

@@ -863,6 +863,11 @@ impl Session {
             self.drops.malformed += 1;
             return;
         };
+        // An answer about another room is not ours (another conversation on this socket).
+        if message.room().is_some_and(|room| room != rv.room) {
+            self.drops.unexpected_source += 1;
+            return;
+        }
         match message {
             FromServer::Registered { turn, .. } => {
                 // The members follow this answer; one the server left out of the last few
@@ -890,7 +895,7 @@ impl Session {
                     self.take_turn_offer(offer);
                 }
             }
-            FromServer::Peer { name, public, private, nat, relay } => {
+            FromServer::Peer { name, public, private, nat, relay, .. } => {
                 self.on_introduction(now, Introduction { name, public, private, nat, relay });
             }
             // Under load the server wants proof that we receive here: register again with it
@@ -901,12 +906,12 @@ impl Session {
                     rv.next_register = now;
                 }
             }
-            FromServer::Refused { reason } => {
+            FromServer::Refused { reason, .. } => {
                 rv.awaiting_since = None;
                 rv.next_register = now + REGISTER_REFRESH;
                 self.events.push_back(NetEvent::ServerRefused { reason });
             }
-            FromServer::Opened { from } => self.on_opened(now, &from),
+            FromServer::Opened { from, .. } => self.on_opened(now, &from),
             FromServer::Posted { phase, .. } => self.rekey_posted(&phase),
             FromServer::Mail { phase, body, .. } => self.rekey_mail(now, &phase, &body),
             // Late answers to the key handshake that ran before this session on the socket.
@@ -1366,6 +1371,7 @@ impl Session {
             nat: self.nat.clone(),
             relay: self.turn.as_ref().and_then(TurnClient::relayed),
             cookie: rv.cookie.clone(),
+            also: Vec::new(),
         };
         if let Ok(payload) = serde_json::to_vec(&register) {
             self.transmits.push_back(Transmit { to: rv.server, payload, ttl: None });

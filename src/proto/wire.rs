@@ -60,6 +60,11 @@ pub enum ToServer {
         /// The server's last `cookie` answer, echoed (see `FromServer::Cookie`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cookie: Option<String>,
+        /// More rooms to join (or stay in) with the same endpoints, each under its own name:
+        /// one socket's conversations in one request (at most `MAX_ROOMS_PER_REGISTER` in
+        /// all). Every room is answered on its own, its answers naming it.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        also: Vec<Membership>,
     },
     /// Asks for a fresh nameplate (the number in a pairing code) and joins it.
     Allocate {
@@ -108,6 +113,15 @@ pub enum ToServer {
     },
 }
 
+/// A room and our name in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Membership {
+    /// The room.
+    pub room: String,
+    /// Our display name there.
+    pub name: String,
+}
+
 /// The rendezvous server's answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -121,6 +135,9 @@ pub enum FromServer {
         /// TURN credentials, when the server has a relay to offer.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         turn: Option<TurnOffer>,
+        /// The room this answers (absent from servers that predate several rooms per socket).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
     },
     /// Another member of the room.
     Peer {
@@ -136,11 +153,17 @@ pub enum FromServer {
         /// Its relayed transport address on the TURN server, when it has one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         relay: Option<SocketAddr>,
+        /// The room it is a member of (see `Registered::room`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
     },
     /// The registration was refused.
     Refused {
         /// Why, in words for the user.
         reason: String,
+        /// The room the refusal is about, when it is about one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
     },
     /// A nameplate allocated to us.
     Nameplate {
@@ -180,6 +203,9 @@ pub enum FromServer {
     Opened {
         /// The member's name.
         from: String,
+        /// The room we share (see `Registered::room`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
     },
     /// What another member left under a phase (absent until it posts).
     Mail {
@@ -192,6 +218,24 @@ pub enum FromServer {
         /// The message.
         body: String,
     },
+}
+
+impl FromServer {
+    /// The room an answer is about, when it names one: a socket in several rooms hands each
+    /// answer to the conversation of that room.
+    pub fn room(&self) -> Option<&str> {
+        match self {
+            Self::Registered { room, .. }
+            | Self::Peer { room, .. }
+            | Self::Refused { room, .. }
+            | Self::Opened { room, .. } => room.as_deref(),
+            Self::Posted { room, .. } | Self::Mail { room, .. } => Some(room),
+            Self::Nameplate { .. }
+            | Self::Claimed { .. }
+            | Self::Joined { .. }
+            | Self::Cookie { .. } => None,
+        }
+    }
 }
 
 /// Short-lived TURN credentials in coturn's REST form (`use-auth-secret`, after

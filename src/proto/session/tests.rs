@@ -385,6 +385,7 @@ fn peers_meet_through_a_server_under_load_by_echoing_its_cookie() {
             nat: None,
             relay: None,
             cookie,
+            also: Vec::new(),
         };
         let from = SocketAddr::from(([10, a, b, c], 7000));
         let out =
@@ -521,6 +522,7 @@ fn members_named_by_a_stranger_get_a_few_probes_and_are_forgotten_when_the_serve
             nat: None,
             relay: None,
             cookie: None,
+            also: Vec::new(),
         };
         let server = sim.server.as_mut().unwrap();
         server.handle(sim.now, addr(SERVER), from, &serde_json::to_vec(&request).unwrap());
