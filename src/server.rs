@@ -390,7 +390,7 @@ impl Server {
                     Vec::new()
                 }
             },
-            Class::Control | Class::Token(_) => {
+            Class::Control | Class::Token(_) | Class::Tagged { .. } => {
                 self.drops.malformed += 1;
                 Vec::new()
             }

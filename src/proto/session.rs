@@ -505,6 +505,9 @@ impl Session {
             if let Some((peer, payload)) = relayed {
                 match wire::classify(&payload) {
                     Class::Token(token) => self.on_token(now, Route::relayed(peer), token),
+                    Class::Tagged { tag, token } => {
+                        self.on_tagged(now, Route::relayed(peer), tag, token);
+                    }
                     _ => self.drops.malformed += 1,
                 }
             }
@@ -515,7 +518,19 @@ impl Session {
             Class::Stun => self.on_stun(from, bytes),
             Class::Control => self.on_control(now, from, bytes),
             Class::Token(token) => self.on_token(now, Route::direct(from), token),
+            Class::Tagged { tag, token } => self.on_tagged(now, Route::direct(from), tag, token),
             Class::Unknown => self.drops.malformed += 1,
+        }
+    }
+
+    /// A token behind a conversation tag: opened when the tag is ours, else refused unopened
+    /// (it belongs to a conversation this session is not).
+    fn on_tagged(&mut self, now: Instant, from: Route, tag: &str, token: &str) {
+        if tag == self.cipher.recv_tag().as_str() {
+            self.on_token(now, from, token);
+        } else {
+            self.drops.unauthentic += 1;
+            self.reject_once(from.addr, Rejection::WrongKey);
         }
     }
 
@@ -679,7 +694,14 @@ impl Session {
     }
 
     fn send_envelope(&mut self, now: Instant, to: Route, envelope: &Envelope) {
-        let Some(payload) = self.seal(now, envelope) else { return };
+        let Some(mut payload) = self.seal(now, envelope) else { return };
+        // A p2pchat peer (its envelopes carry a run id; a seed client's do not) gets the
+        // conversation's tag first on its path, so that a socket with many conversations
+        // opens the datagram with the right key at once.
+        if self.peers.iter().any(|p| p.instance.is_some() && p.path == Some(to)) {
+            let tag = self.cipher.send_tag();
+            payload = [tag.as_str().as_bytes(), b".", &payload].concat();
+        }
         if !to.relayed {
             self.transmits.push_back(Transmit { to: to.addr, payload, ttl: None });
         } else if let Some(turn) = &mut self.turn {

@@ -17,9 +17,20 @@ pub enum Class<'a> {
     Control,
     /// A Fernet token from a peer (ASCII, starts with the version byte 0x80 in base64).
     Token(&'a str),
+    /// A Fernet token after its conversation's tag and a dot (`crypto::Tag`): what a peer
+    /// that knows we read tags sends.
+    Tagged {
+        /// The 8 characters before the dot.
+        tag: &'a str,
+        /// The token.
+        token: &'a str,
+    },
     /// None of the above.
     Unknown,
 }
+
+/// Characters of a conversation tag (`crypto::Tag`).
+pub const TAG_CHARS: usize = 8;
 
 /// Classifies a datagram without parsing it fully.
 pub fn classify(bytes: &[u8]) -> Class<'_> {
@@ -30,6 +41,16 @@ pub fn classify(bytes: &[u8]) -> Class<'_> {
     } else if bytes.starts_with(b"gAAAAA") {
         match std::str::from_utf8(bytes) {
             Ok(token) => Class::Token(token.trim_end()),
+            Err(_) => Class::Unknown,
+        }
+    } else if bytes.get(TAG_CHARS) == Some(&b'.')
+        && bytes[..TAG_CHARS].iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+        && bytes[TAG_CHARS + 1..].starts_with(b"gAAAAA")
+    {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => {
+                Class::Tagged { tag: &text[..TAG_CHARS], token: text[TAG_CHARS + 1..].trim_end() }
+            }
             Err(_) => Class::Unknown,
         }
     } else {
@@ -482,6 +503,19 @@ mod tests {
         assert_eq!(classify(b"hello"), Class::Unknown);
         let req = stun::binding_request([1; 12], stun::Change::default()).unwrap();
         assert_eq!(classify(&req), Class::Stun);
+        // A tag: eight URL-safe base64 characters and a dot before the token.
+        assert_eq!(
+            classify(b"Ab3_-xYz.gAAAAAtoken\n"),
+            Class::Tagged { tag: "Ab3_-xYz", token: "gAAAAAtoken" }
+        );
+        for not_a_tag in [&b"Ab3_-xY.gAAAAAtoken"[..], b"Ab3_+xYz.gAAAAAtoken", b"Ab3_-xYz.hello"] {
+            assert_eq!(
+                classify(not_a_tag),
+                Class::Unknown,
+                "{:?}",
+                String::from_utf8_lossy(not_a_tag)
+            );
+        }
     }
 
     #[test]
