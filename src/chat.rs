@@ -247,14 +247,12 @@ pub async fn start(options: ChatOptions) -> Result<Chat, StartError> {
     model.verify = verify;
     model.contacts = contacts.list;
     let config = SessionConfig {
-        name,
-        mode,
         stun_server: stun,
-        private_endpoints: Vec::new(),
         offline_after,
         pending,
         seen,
         rekey,
+        ..SessionConfig::new(&name, mode)
     };
     let net = spawn_session(socket, config, cipher)
         .map_err(|source| StartError::Bind { addr: bind, source })?;

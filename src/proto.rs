@@ -5,6 +5,7 @@
 //! protection — is tested with simulated peers, a simulated TURN server and simulated time.
 
 pub mod crypto;
+pub mod endpoint;
 pub mod keying;
 pub mod nat;
 pub mod reliable;

@@ -70,6 +70,9 @@ pub struct SessionConfig {
     pub seen: Vec<(String, String)>,
     /// For a chat with a contact: how to agree keys again when the contact restarts.
     pub rekey: Option<Rekey>,
+    /// One of several conversations on a socket (`proto::endpoint`): the relay allocation is
+    /// the endpoint's, so quitting leaves it to the endpoint to delete.
+    pub shared_socket: bool,
 }
 
 impl SessionConfig {
@@ -85,6 +88,7 @@ impl SessionConfig {
             pending: Vec::new(),
             seen: Vec::new(),
             rekey: None,
+            shared_socket: false,
         }
     }
 }
@@ -503,13 +507,7 @@ impl Session {
             // From our TURN server: its answers, and what peers sent through the relay.
             let relayed = turn.handle_datagram(now, bytes);
             if let Some((peer, payload)) = relayed {
-                match wire::classify(&payload) {
-                    Class::Token(token) => self.on_token(now, Route::relayed(peer), token),
-                    Class::Tagged { tag, token } => {
-                        self.on_tagged(now, Route::relayed(peer), tag, token);
-                    }
-                    _ => self.drops.malformed += 1,
-                }
+                self.handle_relayed(now, peer, &payload);
             }
             self.flush_turn(now);
             return;
@@ -521,6 +519,74 @@ impl Session {
             Class::Tagged { tag, token } => self.on_tagged(now, Route::direct(from), tag, token),
             Class::Unknown => self.drops.malformed += 1,
         }
+    }
+
+    /// A payload that came through our TURN allocation from `peer` (the peer's address as the
+    /// TURN server sees it), unwrapped by the TURN client.
+    pub fn handle_relayed(&mut self, now: Instant, peer: SocketAddr, payload: &[u8]) {
+        if self.closed {
+            return;
+        }
+        match wire::classify(payload) {
+            Class::Token(token) => self.on_token(now, Route::relayed(peer), token),
+            Class::Tagged { tag, token } => self.on_tagged(now, Route::relayed(peer), tag, token),
+            _ => self.drops.malformed += 1,
+        }
+        self.flush_turn(now);
+    }
+
+    /// For an endpoint carrying several conversations on one socket (`proto::endpoint`): the
+    /// socket's one TURN client, lent to this conversation for the length of one call.
+    pub fn lend_turn(&mut self, turn: Option<TurnClient>) {
+        self.turn = turn;
+    }
+
+    /// Gives the lent TURN client back (or the one this conversation made from the server's
+    /// first offer).
+    pub fn return_turn(&mut self) -> Option<TurnClient> {
+        self.turn.take()
+    }
+
+    /// The socket's relayed address changed while another conversation held the TURN client:
+    /// let our peers in through it and tell the server (with the client lent).
+    pub fn relay_changed(&mut self, now: Instant) {
+        self.permit_relayed_peers(now);
+        if let Some(rv) = &mut self.rendezvous {
+            rv.next_register = now;
+        }
+        self.flush_turn(now);
+    }
+
+    /// The room this conversation meets in, and its server.
+    pub fn rendezvous(&self) -> Option<(SocketAddr, &str)> {
+        self.rendezvous.as_ref().map(|rv| (rv.server, rv.room.as_str()))
+    }
+
+    /// Where this conversation asks for its public endpoint.
+    pub fn stun_server(&self) -> Option<SocketAddr> {
+        self.config.stun_server
+    }
+
+    /// The tag of tokens this conversation opens.
+    pub fn recv_tag(&self) -> crate::proto::crypto::Tag {
+        self.cipher.recv_tag()
+    }
+
+    /// Whether a datagram from `addr` may be this conversation's: a peer's path, candidate
+    /// or address at our TURN server.
+    pub fn knows(&self, addr: SocketAddr) -> bool {
+        self.peers.iter().any(|p| {
+            p.path.is_some_and(|r| r.addr == addr)
+                || p.candidates.contains(&addr)
+                || p.relayed_from == Some(addr)
+        })
+    }
+
+    /// Whether `token` authenticates under this conversation's key (nothing is counted or
+    /// changed): for a token that came without a tag from an address several conversations
+    /// know.
+    pub fn opens(&self, token: &str) -> bool {
+        self.cipher.open_whenever(token).is_ok()
     }
 
     /// A token behind a conversation tag: opened when the tag is ours, else refused unopened
@@ -1784,8 +1850,9 @@ impl Session {
     fn shutdown(&mut self, now: Instant) {
         let bye = Envelope::Bye { name: self.config.name.clone(), instance: Some(self.instance) };
         self.send_to_online(now, &bye);
-        // After the goodbyes (some may go through the relay): delete the allocation.
-        if let Some(turn) = &mut self.turn {
+        // After the goodbyes (some may go through the relay): delete the allocation, unless
+        // other conversations on the socket still use it.
+        if let Some(turn) = self.turn.as_mut().filter(|_| !self.config.shared_socket) {
             turn.close();
         }
         self.flush_turn(now);

@@ -1,0 +1,233 @@
+//! Endpoints carrying several conversations over a simulated lossy network, with the real
+//! rendezvous server core: exactly-once delivery per conversation, no cross-talk, and tags on
+//! every datagram between p2pchat peers in the steady state.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+use super::*;
+use crate::proto::crypto::{Cipher, generate_key};
+use crate::proto::{Mode, SessionConfig};
+use crate::server::{Addresses, Server};
+
+const SERVER: &str = "198.51.100.1:7777";
+const LATENCY: Duration = Duration::from_millis(20);
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+struct Node {
+    addr: SocketAddr,
+    endpoint: Endpoint,
+    events: Vec<(ConversationId, NetEvent)>,
+}
+
+struct Packet {
+    at: Instant,
+    from: SocketAddr,
+    to: SocketAddr,
+    bytes: Vec<u8>,
+}
+
+struct Net {
+    now: Instant,
+    nodes: Vec<Node>,
+    server: Server,
+    in_flight: Vec<Packet>,
+    rng: StdRng,
+    loss_percent: u32,
+    /// Every datagram a node sent: (from, to, bytes).
+    sent: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
+}
+
+impl Net {
+    fn new(seed: u64, loss_percent: u32) -> Self {
+        Self {
+            now: Instant::now(),
+            nodes: Vec::new(),
+            server: Server::new(Addresses { primary: addr(SERVER), alt: None }),
+            in_flight: Vec::new(),
+            rng: StdRng::seed_from_u64(seed),
+            loss_percent,
+            sent: Vec::new(),
+        }
+    }
+
+    fn node(&mut self, at: &str) -> usize {
+        let endpoint = Endpoint::new();
+        self.nodes.push(Node { addr: addr(at), endpoint, events: Vec::new() });
+        self.nodes.len() - 1
+    }
+
+    /// Adds to node `i` a conversation in `room` under `key`, as `name`.
+    fn join(&mut self, i: usize, name: &str, room: &str, key: &str) -> ConversationId {
+        let mode = Mode::Room { server: addr(SERVER), room: room.into() };
+        let config = SessionConfig { shared_socket: true, ..SessionConfig::new(name, mode) };
+        let seed = self.rng.random_range(0..u64::MAX);
+        let session =
+            Session::new(config, Cipher::from_key(key).unwrap(), self.now, Utc::now(), seed);
+        let id = self.nodes[i].endpoint.add(session);
+        self.drain(i);
+        id
+    }
+
+    fn command(&mut self, i: usize, id: ConversationId, command: NetCommand) {
+        let now = self.now;
+        self.nodes[i].endpoint.handle_command(now, id, command);
+        self.drain(i);
+    }
+
+    /// Sends what node `i` queued, and plays its app: what is shown is logged at once.
+    fn drain(&mut self, i: usize) {
+        loop {
+            let node = &mut self.nodes[i];
+            while let Some(t) = node.endpoint.poll_transmit() {
+                assert!(t.payload.len() <= MAX_DATAGRAM_BYTES, "oversized transmit");
+                self.sent.push((node.addr, t.to, t.payload.clone()));
+                if self.rng.random_range(0..100) >= self.loss_percent {
+                    let at = self.now + LATENCY;
+                    let packet = Packet { at, from: node.addr, to: t.to, bytes: t.payload };
+                    self.in_flight.push(packet);
+                }
+            }
+            let mut answers = Vec::new();
+            while let Some((id, event)) = node.endpoint.poll_event() {
+                match &event {
+                    NetEvent::Message { receipt: Some(r), .. } => {
+                        answers.push((id, NetCommand::Persisted(r.clone())));
+                    }
+                    NetEvent::Sent { id: m, .. } | NetEvent::Queued { id: m, .. } => {
+                        answers.push((id, NetCommand::Logged(m.clone())));
+                    }
+                    _ => {}
+                }
+                node.events.push((id, event));
+            }
+            if answers.is_empty() {
+                return;
+            }
+            let now = self.now;
+            for (id, command) in answers {
+                self.nodes[i].endpoint.handle_command(now, id, command);
+            }
+        }
+    }
+
+    fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.now < end {
+            self.now += Duration::from_millis(10);
+            let now = self.now;
+            let (due, later): (Vec<Packet>, Vec<Packet>) =
+                std::mem::take(&mut self.in_flight).into_iter().partition(|p| p.at <= now);
+            self.in_flight = later;
+            for p in due {
+                if p.to == addr(SERVER) {
+                    for reply in self.server.handle(now, p.to, p.from, &p.bytes) {
+                        let t = reply.transmit;
+                        let packet =
+                            Packet { at: now + LATENCY, from: p.to, to: t.to, bytes: t.payload };
+                        self.in_flight.push(packet);
+                    }
+                } else if let Some(i) = self.nodes.iter().position(|n| n.addr == p.to) {
+                    self.nodes[i].endpoint.handle_datagram(now, p.from, &p.bytes);
+                    self.drain(i);
+                }
+            }
+            self.server.handle_timeout(now);
+            for i in 0..self.nodes.len() {
+                if self.nodes[i].endpoint.poll_timeout().is_some_and(|t| t <= now) {
+                    self.nodes[i].endpoint.handle_timeout(now);
+                    self.drain(i);
+                }
+            }
+        }
+    }
+
+    /// The texts conversation `id` of node `i` showed, in order.
+    fn texts(&self, i: usize, id: ConversationId) -> Vec<String> {
+        self.nodes[i]
+            .events
+            .iter()
+            .filter(|(c, _)| *c == id)
+            .filter_map(|(_, e)| match e {
+                NetEvent::Message { text, .. } => Some(text.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn one_socket_carries_several_conversations_exactly_once_without_cross_talk() {
+    let (friends, work) = (generate_key(), generate_key());
+    let mut net = Net::new(7, 10);
+    let alice = net.node("198.51.100.10:4000");
+    let bob = net.node("198.51.100.20:5000");
+    let carol = net.node("198.51.100.30:6000");
+    // Alice and bob share two rooms, each on one socket; carol is only in "friends".
+    let a_friends = net.join(alice, "alice", "friends", &friends);
+    let a_work = net.join(alice, "alice", "work", &work);
+    let b_friends = net.join(bob, "bob", "friends", &friends);
+    let b_work = net.join(bob, "bob", "work", &work);
+    let c_friends = net.join(carol, "carol", "friends", &friends);
+    net.run_for(Duration::from_secs(5));
+    let mut want = (Vec::new(), Vec::new());
+    for n in 0..40 {
+        let (f, w) = (format!("friends {n}"), format!("work {n}"));
+        net.command(alice, a_friends, NetCommand::Send { text: f.clone() });
+        net.command(alice, a_work, NetCommand::Send { text: w.clone() });
+        want.0.push(f);
+        want.1.push(w);
+        net.run_for(Duration::from_millis(100));
+    }
+    net.run_for(Duration::from_secs(20));
+    // Each conversation got its own messages, each once and in order, and nothing else.
+    assert_eq!(net.texts(bob, b_friends), want.0);
+    assert_eq!(net.texts(carol, c_friends), want.0);
+    assert_eq!(net.texts(bob, b_work), want.1);
+    // Bob's socket is known to alice in both rooms: in the steady state every token between
+    // them carries its conversation's tag, so each is opened with one key.
+    let (a, b) = (net.nodes[alice].addr, net.nodes[bob].addr);
+    let late: Vec<&Vec<u8>> = net
+        .sent
+        .iter()
+        .rev()
+        .take(200)
+        .filter(|(f, t, _)| (*f, *t) == (a, b))
+        .map(|(_, _, x)| x)
+        .collect();
+    assert!(!late.is_empty());
+    let tags = [
+        Cipher::from_key(&friends).unwrap().send_tag(),
+        Cipher::from_key(&work).unwrap().send_tag(),
+    ];
+    for bytes in late {
+        assert!(
+            matches!(wire::classify(bytes), Class::Tagged { tag, .. } if tags.iter().any(|t| t.as_str() == tag)),
+            "{}",
+            String::from_utf8_lossy(bytes)
+        );
+    }
+    // Carol holds the "friends" key only: a token she seals, under "work"'s tag, reaches no
+    // conversation of bob's.
+    let token = Cipher::from_key(&friends)
+        .unwrap()
+        .seal(br#"{"type":"message","name":"carol","text":"sneaky"}"#, 0);
+    let forged = format!("{}.{token}", tags[1].as_str());
+    let before = net.nodes[bob].endpoint.conversation(b_work).unwrap().drops().unauthentic;
+    let (now, from) = (net.now, net.nodes[carol].addr);
+    net.nodes[bob].endpoint.handle_datagram(now, from, forged.as_bytes());
+    net.drain(bob);
+    assert_eq!(
+        net.nodes[bob].endpoint.conversation(b_work).unwrap().drops().unauthentic,
+        before + 1
+    );
+    assert!(!net.texts(bob, b_work).iter().any(|t| t == "sneaky"));
+    assert!(!net.texts(bob, b_friends).iter().any(|t| t == "sneaky"));
+}
