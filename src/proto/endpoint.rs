@@ -102,9 +102,16 @@ impl Endpoint {
     fn with(&mut self, index: usize, now: Instant, call: impl FnOnce(&mut Session)) {
         let before = self.turn.as_ref().and_then(TurnClient::relayed);
         let session = &mut self.conversations[index].1;
+        let tag = session.recv_tag();
         session.lend_turn(self.turn.take());
         call(session);
         self.turn = session.return_turn();
+        // New keys (a contact agreed them again) come with a new tag.
+        let new_tag = session.recv_tag();
+        if new_tag != tag {
+            self.by_tag.remove(&tag);
+            self.by_tag.insert(new_tag, index);
+        }
         self.drain(index);
         let after = self.turn.as_ref().and_then(TurnClient::relayed);
         if after != before {

@@ -2,6 +2,7 @@
 //! rendezvous server core: exactly-once delivery per conversation, no cross-talk, and tags on
 //! every datagram between p2pchat peers in the steady state.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -11,10 +12,13 @@ use rand::{RngExt, SeedableRng};
 
 use super::*;
 use crate::proto::crypto::{Cipher, generate_key};
-use crate::proto::{Mode, SessionConfig};
-use crate::server::{Addresses, Server};
+use crate::proto::turn::sim::FakeTurn;
+use crate::proto::{Mode, PathKind, SessionConfig};
+use crate::server::{Addresses, Server, TurnRelay};
 
 const SERVER: &str = "198.51.100.1:7777";
+const TURN_SERVER: &str = "198.51.100.3:3478";
+const TURN_SECRET: &[u8] = b"shared by the rendezvous server and the relay";
 const LATENCY: Duration = Duration::from_millis(20);
 
 fn addr(s: &str) -> SocketAddr {
@@ -43,6 +47,10 @@ struct Net {
     loss_percent: u32,
     /// Every datagram a node sent: (from, to, bytes).
     sent: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
+    /// The relay, when the server offers one.
+    turn: Option<FakeTurn>,
+    /// Direct paths cut (both ways).
+    blocked: HashSet<(SocketAddr, SocketAddr)>,
 }
 
 impl Net {
@@ -55,7 +63,26 @@ impl Net {
             rng: StdRng::seed_from_u64(seed),
             loss_percent,
             sent: Vec::new(),
+            turn: None,
+            blocked: HashSet::new(),
         }
+    }
+
+    /// The same, with a TURN relay the server hands credentials for.
+    fn with_relay(seed: u64, loss_percent: u32) -> Self {
+        let mut net = Self::new(seed, loss_percent);
+        let relay = TurnRelay::new(addr(TURN_SERVER), TURN_SECRET.to_vec());
+        let unix = u64::try_from(Utc::now().timestamp()).unwrap();
+        let server = Server::new(Addresses { primary: addr(SERVER), alt: None });
+        net.server = server.with_turn(relay, net.now, unix);
+        net.turn = Some(FakeTurn::new(addr(TURN_SERVER), TURN_SECRET));
+        net
+    }
+
+    fn block(&mut self, a: usize, b: usize) {
+        let (x, y) = (self.nodes[a].addr, self.nodes[b].addr);
+        self.blocked.insert((x, y));
+        self.blocked.insert((y, x));
     }
 
     fn node(&mut self, at: &str) -> usize {
@@ -127,7 +154,22 @@ impl Net {
                 std::mem::take(&mut self.in_flight).into_iter().partition(|p| p.at <= now);
             self.in_flight = later;
             for p in due {
-                if p.to == addr(SERVER) {
+                let later = now + LATENCY;
+                if let Some(turn) = self.turn.as_mut().filter(|t| t.addr == p.to) {
+                    for out in turn.handle(p.from, &p.bytes) {
+                        let packet =
+                            Packet { at: later, from: out.from, to: out.to, bytes: out.bytes };
+                        self.in_flight.push(packet);
+                    }
+                } else if let Some(turn) = self.turn.as_ref().filter(|t| t.is_relayed(p.to)) {
+                    if let Some(out) = turn.relay_to_client(p.to, p.from, &p.bytes) {
+                        let packet =
+                            Packet { at: later, from: out.from, to: out.to, bytes: out.bytes };
+                        self.in_flight.push(packet);
+                    }
+                } else if self.blocked.contains(&(p.from, p.to)) {
+                    continue;
+                } else if p.to == addr(SERVER) {
                     for reply in self.server.handle(now, p.to, p.from, &p.bytes) {
                         let t = reply.transmit;
                         let packet =
@@ -230,4 +272,57 @@ fn one_socket_carries_several_conversations_exactly_once_without_cross_talk() {
     );
     assert!(!net.texts(bob, b_work).iter().any(|t| t == "sneaky"));
     assert!(!net.texts(bob, b_friends).iter().any(|t| t == "sneaky"));
+}
+
+/// The paths conversation `id` of node `i` went online on or moved to.
+fn paths(net: &Net, i: usize, id: ConversationId) -> Vec<PathKind> {
+    net.nodes[i]
+        .events
+        .iter()
+        .filter(|(c, _)| *c == id)
+        .filter_map(|(_, e)| match e {
+            NetEvent::PeerOnline { kind, .. } | NetEvent::PathChanged { kind, .. } => Some(*kind),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn one_allocation_relays_every_conversation_of_a_socket() {
+    let (friends, work) = (generate_key(), generate_key());
+    let mut net = Net::with_relay(11, 0);
+    let alice = net.node("198.51.100.10:4000");
+    let bob = net.node("198.51.100.20:5000");
+    net.block(alice, bob);
+    let a_friends = net.join(alice, "alice", "friends", &friends);
+    let a_work = net.join(alice, "alice", "work", &work);
+    let b_friends = net.join(bob, "bob", "friends", &friends);
+    let b_work = net.join(bob, "bob", "work", &work);
+    net.run_for(Duration::from_secs(8));
+    for (i, id) in [(alice, a_friends), (alice, a_work), (bob, b_friends), (bob, b_work)] {
+        assert_eq!(paths(&net, i, id), vec![PathKind::Relay], "{:?}", net.nodes[i].events);
+    }
+    assert_eq!(net.turn.as_ref().unwrap().allocations_made, 1, "one allocation serves the socket");
+    net.command(alice, a_friends, NetCommand::Send { text: "friends, relayed".into() });
+    net.command(bob, b_work, NetCommand::Send { text: "work, relayed".into() });
+    net.run_for(Duration::from_secs(2));
+    assert_eq!(net.texts(bob, b_friends), vec!["friends, relayed"]);
+    assert_eq!(net.texts(alice, a_work), vec!["work, relayed"]);
+    assert!(net.texts(bob, b_work).is_empty() && net.texts(alice, a_friends).is_empty());
+    // Quitting says goodbye in both rooms, through the relay, then deletes the allocation once.
+    let now = net.now;
+    net.nodes[alice].endpoint.shutdown(now);
+    net.drain(alice);
+    net.run_for(Duration::from_secs(1));
+    for id in [b_friends, b_work] {
+        let left = net.nodes[bob].events.iter().any(|(c, e)| {
+            *c == id
+                && matches!(
+                    e,
+                    NetEvent::PeerOffline { reason: crate::proto::OfflineReason::Left, .. }
+                )
+        });
+        assert!(left, "bob heard alice leave in {id:?}");
+    }
+    assert!(net.turn.as_ref().unwrap().refreshes.contains(&0), "the allocation was deleted");
 }
