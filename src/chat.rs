@@ -210,8 +210,12 @@ pub async fn start(options: ChatOptions) -> Result<Chat, StartError> {
                 peer: peer.name.clone(),
                 safety_number: identity::safety_number(&identity.public(), &peer.key),
             };
-            let rekey =
-                Rekey { identity, contact: peer.clone(), hello: agreement.their_hello.clone() };
+            let rekey = Rekey {
+                identity,
+                contact: peer.clone(),
+                hello: agreement.their_hello.clone(),
+                initiate: false,
+            };
             (agreement.agreed.cipher(), format!("contact-{}", peer.name), Some(verify), Some(rekey))
         }
     };

@@ -400,6 +400,9 @@ pub struct Session {
     transmits: VecDeque<Transmit>,
     events: VecDeque<NetEvent>,
     rekey: Option<RekeyState>,
+    /// The cipher holds agreed keys (false while a contact conversation agrees its first ones:
+    /// nothing is sealed or opened, no peer probed).
+    keys_ready: bool,
     closed: bool,
     /// `frame_bytes` for our name.
     frame_bytes: usize,
@@ -466,12 +469,14 @@ impl Session {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             rekey: None,
+            keys_ready: true,
             closed: false,
             frame_bytes,
             turn: None,
             turn_retry_at: None,
             relay_check_at: None,
         };
+        session.keys_ready = !session.config.rekey.as_ref().is_some_and(|r| r.initiate);
         session.rekey = session.config.rekey.take().map(|r| RekeyState::new(r, now));
         if let Mode::Direct { peer } = session.config.mode
             && let Some(index) = session.add_peer(None, vec![peer], now)
@@ -760,6 +765,9 @@ impl Session {
     }
 
     fn send_envelope(&mut self, now: Instant, to: Route, envelope: &Envelope) {
+        if !self.keys_ready {
+            return; // nothing is sealed with a stand-in key
+        }
         let Some(mut payload) = self.seal(now, envelope) else { return };
         // A p2pchat peer (its envelopes carry a run id; a seed client's do not) gets the
         // conversation's tag first on its path, so that a socket with many conversations
@@ -1096,6 +1104,12 @@ impl Session {
     }
 
     fn on_token(&mut self, now: Instant, from: Route, token: &str) {
+        if !self.keys_ready {
+            // A contact that finished the exchange first already speaks; we answer once ours
+            // finishes too (it resends what we miss).
+            self.drops.unauthentic += 1;
+            return;
+        }
         let plain = match self.cipher.open(token, self.unix_secs(now)) {
             Ok(plain) => plain,
             Err(OpenError::Unauthentic) => {
@@ -1467,6 +1481,9 @@ impl Session {
     }
 
     fn peer_timers(&mut self, now: Instant, index: usize) {
+        if !self.keys_ready {
+            return; // no probe before there are keys to seal it with
+        }
         let offline_after = self.config.offline_after;
         let ours = self.turn.as_ref().is_some_and(|t| t.relayed().is_some());
         let peer = &mut self.peers[index];

@@ -11,7 +11,10 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 use super::*;
+use crate::identity::{Identity, rendezvous_room};
 use crate::proto::crypto::{Cipher, generate_key};
+use crate::proto::keying::Peer;
+use crate::proto::session::Rekey;
 use crate::proto::turn::sim::FakeTurn;
 use crate::proto::{Mode, PathKind, SessionConfig};
 use crate::server::{Addresses, Server, TurnRelay};
@@ -95,9 +98,27 @@ impl Net {
     fn join(&mut self, i: usize, name: &str, room: &str, key: &str) -> ConversationId {
         let mode = Mode::Room { server: addr(SERVER), room: room.into() };
         let config = SessionConfig { shared_socket: true, ..SessionConfig::new(name, mode) };
+        self.add(i, config, Cipher::from_key(key).unwrap())
+    }
+
+    /// Adds to node `i`, as `name` with identity `us`, a conversation with the contact `them`
+    /// that agrees its keys inside the session.
+    fn contact(&mut self, i: usize, name: &str, us: &Identity, them: &Peer) -> ConversationId {
+        let room = rendezvous_room(&us.public(), &them.key);
+        let mode = Mode::Room { server: addr(SERVER), room };
+        let rekey =
+            Rekey { identity: us.clone(), contact: them.clone(), hello: None, initiate: true };
+        let config = SessionConfig {
+            shared_socket: true,
+            rekey: Some(rekey),
+            ..SessionConfig::new(name, mode)
+        };
+        self.add(i, config, Cipher::from_key(&generate_key()).unwrap())
+    }
+
+    fn add(&mut self, i: usize, config: SessionConfig, cipher: Cipher) -> ConversationId {
         let seed = self.rng.random_range(0..u64::MAX);
-        let session =
-            Session::new(config, Cipher::from_key(key).unwrap(), self.now, Utc::now(), seed);
+        let session = Session::new(config, cipher, self.now, Utc::now(), seed);
         let id = self.nodes[i].endpoint.add(session);
         self.drain(i);
         id
@@ -325,4 +346,51 @@ fn one_allocation_relays_every_conversation_of_a_socket() {
         assert!(left, "bob heard alice leave in {id:?}");
     }
     assert!(net.turn.as_ref().unwrap().refreshes.contains(&0), "the allocation was deleted");
+}
+
+#[test]
+fn contacts_agree_their_first_keys_inside_the_endpoint_whoever_comes_first() {
+    let ids: Vec<Identity> = (1..=3u8).map(|n| Identity::from_secret(&[n; 32])).collect();
+    let peer = |name: &str, i: usize| Peer { name: name.into(), key: ids[i].public() };
+    let mut net = Net::new(21, 5);
+    let alice = net.node("198.51.100.10:4000");
+    let bob = net.node("198.51.100.20:5000");
+    let carol = net.node("198.51.100.30:6000");
+    // Alice opens her messenger with both contacts; bob comes 10 s later, carol a minute later.
+    let a_bob = net.contact(alice, "alice", &ids[0], &peer("bob", 1));
+    let a_carol = net.contact(alice, "alice", &ids[0], &peer("carol", 2));
+    net.run_for(Duration::from_secs(10));
+    let b_alice = net.contact(bob, "bob", &ids[1], &peer("alice", 0));
+    net.run_for(Duration::from_secs(50));
+    let c_alice = net.contact(carol, "carol", &ids[2], &peer("alice", 0));
+    net.run_for(Duration::from_secs(10));
+    let agreed = |net: &Net, i: usize, id: ConversationId| -> Vec<String> {
+        net.nodes[i]
+            .events
+            .iter()
+            .filter(|(c, _)| *c == id)
+            .filter_map(|(_, e)| match e {
+                NetEvent::KeysAgreed { safety_number, .. } => Some(safety_number.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    for (i, id, j, jd) in [(alice, a_bob, bob, b_alice), (alice, a_carol, carol, c_alice)] {
+        let (ours, theirs) = (agreed(&net, i, id), agreed(&net, j, jd));
+        assert_eq!(ours.len(), 1, "{:?}", net.nodes[i].events);
+        assert_eq!(ours, theirs, "both screens show one safety number");
+        assert_eq!(paths(&net, i, id), vec![PathKind::Public], "{:?}", net.nodes[i].events);
+    }
+    net.command(alice, a_bob, NetCommand::Send { text: "hi bob".into() });
+    net.command(alice, a_carol, NetCommand::Send { text: "hi carol".into() });
+    net.command(bob, b_alice, NetCommand::Send { text: "hi alice, bob here".into() });
+    net.run_for(Duration::from_secs(3));
+    assert_eq!(net.texts(bob, b_alice), vec!["hi bob"]);
+    assert_eq!(net.texts(carol, c_alice), vec!["hi carol"]);
+    assert_eq!(net.texts(alice, a_bob), vec!["hi alice, bob here"]);
+    assert!(net.texts(alice, a_carol).is_empty());
+    // Nobody was probed before there were keys: no "wrong key?" anywhere.
+    for node in &net.nodes {
+        assert!(!node.events.iter().any(|(_, e)| matches!(e, NetEvent::Rejected { .. })));
+    }
 }
