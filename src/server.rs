@@ -783,15 +783,16 @@ impl Server {
         body: String,
     ) -> Vec<Transmit> {
         let Some(name) = self.member_at(&room, from) else {
-            return self.refuse(from, format!("not a member of {room}: register first"));
+            let reason = format!("not a member of {room}: register first");
+            return self.refuse_in(from, reason, Some(&room));
         };
         if phase.len() > MAX_PHASE_CHARS || body.len() > MAX_MAIL_BODY_BYTES {
-            return self.refuse(from, "post too long".to_owned());
+            return self.refuse_in(from, "post too long".to_owned(), Some(&room));
         }
         let posts = self.mail.entry(room.clone()).or_default();
         posts.retain(|p| !(p.from == name && p.phase == phase));
         if posts.iter().filter(|p| p.from == name).count() >= MAX_POSTS_PER_MEMBER {
-            return self.refuse(from, "too many posts".to_owned());
+            return self.refuse_in(from, "too many posts".to_owned(), Some(&room));
         }
         posts.push(Post { from: name, phase: phase.clone(), body });
         encode(from, &FromServer::Posted { room, phase }).into_iter().collect()
@@ -816,7 +817,8 @@ impl Server {
 
     fn fetch(&mut self, from: SocketAddr, room: String, phase: String) -> Vec<Transmit> {
         let Some(name) = self.member_at(&room, from) else {
-            return self.refuse(from, format!("not a member of {room}: register first"));
+            let reason = format!("not a member of {room}: register first");
+            return self.refuse_in(from, reason, Some(&room));
         };
         let found = self
             .mail

@@ -19,9 +19,9 @@ use std::time::Instant;
 
 use super::crypto::Tag;
 use super::turn::TurnClient;
-use super::wire::{self, Class, FromServer};
+use super::wire::{self, Class, FromServer, Membership, ToServer};
 use super::{NetCommand, NetEvent, Session, Transmit};
-use crate::consts::MAX_DATAGRAM_BYTES;
+use crate::consts::{MAX_DATAGRAM_BYTES, MAX_ROOMS_PER_REGISTER};
 
 /// A conversation, as numbered by its endpoint (stable while the process runs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -71,14 +71,16 @@ impl Endpoint {
         }
     }
 
-    /// Adds a conversation (a session made for this socket); returns its id.
-    pub fn add(&mut self, session: Session) -> ConversationId {
+    /// Adds a conversation (a session made for this socket, `SessionConfig::shared_socket`)
+    /// at `now`; returns its id.
+    pub fn add(&mut self, now: Instant, session: Session) -> ConversationId {
         let id = ConversationId(self.next_id);
         self.next_id += 1;
         self.by_tag.insert(session.recv_tag(), self.conversations.len());
         self.conversations.push((id, session));
         let index = self.conversations.len() - 1;
         self.drain(index);
+        self.send_registrations(now);
         id
     }
 
@@ -125,6 +127,47 @@ impl Endpoint {
         }
     }
 
+    /// Sends what registrations are due as one request per server (a datagram's worth of
+    /// rooms each): when any conversation's is due, every conversation on that server
+    /// registers with it, so a socket refreshes all its rooms at once.
+    fn send_registrations(&mut self, now: Instant) {
+        let mut due: Vec<Option<ToServer>> =
+            self.conversations.iter_mut().map(|(_, s)| s.take_registration()).collect();
+        if due.iter().all(Option::is_none) {
+            return;
+        }
+        for (index, request) in due.iter_mut().enumerate() {
+            if request.is_none() && self.conversations[index].1.rendezvous().is_some() {
+                let session = &mut self.conversations[index].1;
+                session.lend_turn(self.turn.take());
+                session.register_now(now);
+                *request = session.take_registration();
+                self.turn = session.return_turn();
+                self.drain(index);
+            }
+        }
+        let mut by_server: Vec<(SocketAddr, Vec<ToServer>)> = Vec::new();
+        for (index, request) in due.into_iter().enumerate() {
+            let (Some(request), Some((server, _))) =
+                (request, self.conversations[index].1.rendezvous())
+            else {
+                continue;
+            };
+            match by_server.iter_mut().find(|(s, _)| *s == server) {
+                Some((_, list)) => list.push(request),
+                None => by_server.push((server, vec![request])),
+            }
+        }
+        for (server, list) in by_server {
+            for chunk in list.chunks(MAX_ROOMS_PER_REGISTER) {
+                let Some(request) = batch(chunk) else { continue };
+                if let Ok(payload) = serde_json::to_vec(&request) {
+                    self.transmits.push_back(Transmit { to: server, payload, ttl: None });
+                }
+            }
+        }
+    }
+
     fn drain(&mut self, index: usize) {
         let (id, session) = &mut self.conversations[index];
         while let Some(transmit) = session.poll_transmit() {
@@ -137,6 +180,11 @@ impl Endpoint {
 
     /// Feeds one datagram received on the socket.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.route(now, from, bytes);
+        self.send_registrations(now);
+    }
+
+    fn route(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         if bytes.len() > MAX_DATAGRAM_BYTES {
             self.drops.oversized += 1;
             return;
@@ -240,6 +288,7 @@ impl Endpoint {
         if let Some(index) = self.index_of(id) {
             self.with(index, now, |s| s.handle_command(now, command));
         }
+        self.send_registrations(now);
     }
 
     /// Says goodbye in every conversation, then deletes the relay allocation once (a
@@ -266,6 +315,7 @@ impl Endpoint {
                 self.with(index, now, |s| s.handle_timeout(now));
             }
         }
+        self.send_registrations(now);
     }
 
     /// The next datagram to send.
@@ -283,6 +333,31 @@ impl Endpoint {
         let turn = self.turn.as_ref().and_then(TurnClient::poll_timeout);
         self.conversations.iter().filter_map(|(_, s)| s.poll_timeout()).chain(turn).min()
     }
+}
+
+/// One request for several rooms: the first request's endpoints, and every room under its
+/// own name.
+fn batch(requests: &[ToServer]) -> Option<ToServer> {
+    let mut rooms = Vec::new();
+    let mut endpoints = None;
+    for request in requests {
+        if let ToServer::Register { room, name, private, nat, relay, cookie, .. } = request {
+            rooms.push(Membership { room: room.clone(), name: name.clone() });
+            endpoints.get_or_insert((private, nat, relay, cookie));
+        }
+    }
+    let (private, nat, relay, cookie) = endpoints?;
+    let mut rooms = rooms.into_iter();
+    let Membership { room, name } = rooms.next()?;
+    Some(ToServer::Register {
+        room,
+        name,
+        private: private.clone(),
+        nat: nat.clone(),
+        relay: *relay,
+        cookie: cookie.clone(),
+        also: rooms.collect(),
+    })
 }
 
 #[cfg(test)]

@@ -340,6 +340,10 @@ struct Rendezvous {
     cookie: Option<String>,
     /// How many answers to our registration came (each lists the room's other members).
     answers: u32,
+    /// On a shared socket, the refresh gap while nobody is online: from
+    /// `REGISTER_REFRESH_ALONE`, doubling to `REGISTER_REFRESH` (the server introduces a member
+    /// that arrives; refreshing only covers a lost introduction).
+    alone_gap: Duration,
 }
 
 struct StunProbe {
@@ -403,6 +407,8 @@ pub struct Session {
     /// The cipher holds agreed keys (false while a contact conversation agrees its first ones:
     /// nothing is sealed or opened, no peer probed).
     keys_ready: bool,
+    /// On a shared socket: our next registration, for the endpoint to send with the others'.
+    registration: Option<ToServer>,
     closed: bool,
     /// `frame_bytes` for our name.
     frame_bytes: usize,
@@ -441,6 +447,7 @@ impl Session {
                 registered_once: false,
                 cookie: None,
                 answers: 0,
+                alone_gap: REGISTER_REFRESH_ALONE,
             }),
             Mode::Direct { .. } => None,
         };
@@ -470,6 +477,7 @@ impl Session {
             events: VecDeque::new(),
             rekey: None,
             keys_ready: true,
+            registration: None,
             closed: false,
             frame_bytes,
             turn: None,
@@ -759,15 +767,17 @@ impl Session {
         }
     }
 
+    /// The envelope sealed with our keys (nothing while a contact conversation has only its
+    /// stand-in key).
     fn seal(&self, now: Instant, envelope: &Envelope) -> Option<Vec<u8>> {
+        if !self.keys_ready {
+            return None;
+        }
         let json = serde_json::to_vec(envelope).ok()?;
         Some(self.cipher.seal(&json, self.unix_secs(now)).into_bytes())
     }
 
     fn send_envelope(&mut self, now: Instant, to: Route, envelope: &Envelope) {
-        if !self.keys_ready {
-            return; // nothing is sealed with a stand-in key
-        }
         let Some(mut payload) = self.seal(now, envelope) else { return };
         // A p2pchat peer (its envelopes carry a run id; a seed client's do not) gets the
         // conversation's tag first on its path, so that a socket with many conversations
@@ -946,11 +956,8 @@ impl Session {
     fn on_control(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         // Alone, refresh often: every refresh brings the room's members again, so a lost
         // introduction costs seconds, not a whole refresh period.
-        let refresh = if self.peers.iter().any(|p| p.online) {
-            REGISTER_REFRESH
-        } else {
-            REGISTER_REFRESH_ALONE
-        };
+        let online = self.peers.iter().any(|p| p.online);
+        let shared = self.config.shared_socket;
         let Some(rv) = self.rendezvous.as_mut().filter(|rv| rv.server == from) else {
             self.drops.unexpected_source += 1;
             return;
@@ -966,6 +973,15 @@ impl Session {
         }
         match message {
             FromServer::Registered { turn, .. } => {
+                let refresh = match (online, shared) {
+                    (true, _) => REGISTER_REFRESH,
+                    (false, false) => REGISTER_REFRESH_ALONE,
+                    (false, true) => {
+                        let gap = rv.alone_gap;
+                        rv.alone_gap = (gap * 2).min(REGISTER_REFRESH);
+                        gap
+                    }
+                };
                 // The members follow this answer; one the server left out of the last few
                 // answers is gone from the room: stop looking for it (unless it is talking
                 // to us now).
@@ -1094,6 +1110,8 @@ impl Session {
                 self.flush_turn(now);
                 let peer = self.peers[index].id;
                 self.events.push_back(NetEvent::PeerIntroduced { peer, name, public });
+                // A contact that just arrived may have posted a new hello.
+                self.rekey_soon(now);
                 self.learn_nat(index, nat.as_deref());
                 // Probe at once, not at the next timer tick: the server introduced both sides
                 // in the same instant, and a hole opens most reliably when both sides' first
@@ -1426,6 +1444,7 @@ impl Session {
         // Ask the server again: a restarted peer has a new endpoint only the server knows.
         if let Some(rv) = &mut self.rendezvous {
             rv.next_register = now;
+            rv.alone_gap = REGISTER_REFRESH_ALONE;
         }
     }
 
@@ -1475,9 +1494,26 @@ impl Session {
             cookie: rv.cookie.clone(),
             also: Vec::new(),
         };
-        if let Ok(payload) = serde_json::to_vec(&register) {
+        if self.config.shared_socket {
+            self.registration = Some(register);
+        } else if let Ok(payload) = serde_json::to_vec(&register) {
             self.transmits.push_back(Transmit { to: rv.server, payload, ttl: None });
         }
+    }
+
+    /// On a shared socket: the registration this conversation wants sent now, if any (the
+    /// endpoint sends it with the others', see `register_now`).
+    pub fn take_registration(&mut self) -> Option<ToServer> {
+        self.registration.take()
+    }
+
+    /// On a shared socket: registers with the others now (one request carries them all),
+    /// whenever its own refresh would be due.
+    pub fn register_now(&mut self, now: Instant) {
+        if let Some(rv) = &mut self.rendezvous {
+            rv.next_register = rv.next_register.min(now);
+        }
+        self.rendezvous_timers(now);
     }
 
     fn peer_timers(&mut self, now: Instant, index: usize) {

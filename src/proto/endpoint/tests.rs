@@ -119,7 +119,7 @@ impl Net {
     fn add(&mut self, i: usize, config: SessionConfig, cipher: Cipher) -> ConversationId {
         let seed = self.rng.random_range(0..u64::MAX);
         let session = Session::new(config, cipher, self.now, Utc::now(), seed);
-        let id = self.nodes[i].endpoint.add(session);
+        let id = self.nodes[i].endpoint.add(self.now, session);
         self.drain(i);
         id
     }
@@ -391,6 +391,42 @@ fn contacts_agree_their_first_keys_inside_the_endpoint_whoever_comes_first() {
     assert!(net.texts(alice, a_carol).is_empty());
     // Nobody was probed before there were keys: no "wrong key?" anywhere.
     for node in &net.nodes {
-        assert!(!node.events.iter().any(|(_, e)| matches!(e, NetEvent::Rejected { .. })));
+        let rejected = node.events.iter().any(|(_, e)| matches!(e, NetEvent::Rejected { .. }));
+        assert!(!rejected, "{}: {:?}", node.addr, node.events);
     }
+}
+
+#[test]
+fn thirty_offline_contacts_cost_a_few_datagrams_a_minute_and_no_probe() {
+    let me = Identity::from_secret(&[1; 32]);
+    let mut net = Net::new(31, 0);
+    let alice = net.node("198.51.100.10:4000");
+    for n in 0..30u8 {
+        let them =
+            Peer { name: format!("friend{n}"), key: Identity::from_secret(&[n + 2; 32]).public() };
+        net.contact(alice, "alice", &me, &them);
+    }
+    net.run_for(Duration::from_secs(240));
+    let from_alice = net.sent.len();
+    net.run_for(Duration::from_secs(60));
+    let minute: Vec<&(SocketAddr, SocketAddr, Vec<u8>)> = net.sent[from_alice..].iter().collect();
+    assert!(minute.iter().all(|(_, to, _)| *to == addr(SERVER)), "nothing but the server");
+    let registers: Vec<ToServer> = minute
+        .iter()
+        .filter_map(|(_, _, bytes)| serde_json::from_slice::<ToServer>(bytes).ok())
+        .filter(|r| matches!(r, ToServer::Register { .. }))
+        .collect();
+    // Three requests carry the thirty rooms (twelve a datagram), refreshed every 20 s.
+    assert!((3..=9).contains(&registers.len()), "{} registrations in a minute", registers.len());
+    for request in &registers {
+        let ToServer::Register { also, .. } = request else { unreachable!() };
+        assert!(also.len() < MAX_ROOMS_PER_REGISTER);
+    }
+    // Each contact's hello is looked for once a minute at most.
+    assert!(minute.len() <= 9 + 30, "{} datagrams in an idle minute", minute.len());
+    eprintln!(
+        "an idle minute with 30 offline contacts: {} datagrams, {} of them registrations",
+        minute.len(),
+        registers.len()
+    );
 }

@@ -91,7 +91,8 @@ impl Session {
     /// Polls the server while the contact is away or a handshake is in progress.
     pub(super) fn rekey_timers(&mut self, now: Instant) {
         let alone = !self.peers.iter().any(|p| p.online);
-        let Some(rv) = &self.rendezvous else { return };
+        // Posts and fetches need a membership first (the server refuses them before).
+        let Some(rv) = self.rendezvous.as_ref().filter(|rv| rv.registered_once) else { return };
         let (server, room) = (rv.server, rv.room.clone());
         let Some(rekey) = &mut self.rekey else { return };
         if now < rekey.next_poll {
