@@ -34,6 +34,7 @@ fn register(room: String, name: &str) -> Vec<u8> {
         nat: None,
         relay: None,
         cookie: None,
+        also: Vec::new(),
     };
     serde_json::to_vec(&message).unwrap()
 }

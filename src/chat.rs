@@ -213,8 +213,12 @@ pub async fn start(options: ChatOptions) -> Result<Chat, StartError> {
                 peer: peer.name.clone(),
                 safety_number: identity::safety_number(&identity.public(), &peer.key),
             };
-            let rekey =
-                Rekey { identity, contact: peer.clone(), hello: agreement.their_hello.clone() };
+            let rekey = Rekey {
+                identity,
+                contact: peer.clone(),
+                hello: agreement.their_hello.clone(),
+                initiate: false,
+            };
             (agreement.agreed.cipher(), format!("contact-{}", peer.name), Some(verify), Some(rekey))
         }
     };
@@ -250,14 +254,12 @@ pub async fn start(options: ChatOptions) -> Result<Chat, StartError> {
     model.verify = verify;
     model.contacts = contacts.list;
     let config = SessionConfig {
-        name,
-        mode,
         stun_server: stun,
-        private_endpoints: Vec::new(),
         offline_after,
         pending,
         seen,
         rekey,
+        ..SessionConfig::new(&name, mode)
     };
     let net = spawn_session(socket, config, cipher)
         .map_err(|source| StartError::Bind { addr: bind, source })?;

@@ -147,8 +147,13 @@ pub const CODE_TTL: Duration = Duration::from_secs(600);
 /// How often the key handshake repeats its unanswered requests to the server.
 pub const KEYING_RETRY: Duration = Duration::from_millis(200);
 
-/// How often a contact chat looks for the contact's new hello while the contact is away.
+/// How soon a contact chat first looks for the contact's new hello while the contact is away;
+/// the wait doubles up to `REKEY_POLL_MAX`.
 pub const REKEY_POLL: Duration = Duration::from_secs(2);
+
+/// See `REKEY_POLL`: a contact that comes back is introduced by the server, and then looked
+/// for at once.
+pub const REKEY_POLL_MAX: Duration = Duration::from_secs(60);
 
 /// After the contact is re-introduced (a restart?), how long to look for its new hello.
 pub const REKEY_POKE_WINDOW: Duration = Duration::from_secs(10);
@@ -175,6 +180,9 @@ pub const MAX_POSTS_PER_MEMBER: usize = 4;
 
 /// Members per room at the server.
 pub const MAX_ROOM_MEMBERS: usize = 16;
+
+/// Rooms one `register` may name (its own and `also`): a datagram's worth.
+pub const MAX_ROOMS_PER_REGISTER: usize = 12;
 
 /// Registrations in rooms the server holds in all, bounding its memory against a flood.
 pub const MAX_REGISTRATIONS: usize = 10_000;

@@ -42,6 +42,9 @@ fn skipped_json(line: u64, flaw: &Flaw) -> Value {
 pub fn event_json(event: &NetEvent) -> Option<Value> {
     Some(match event {
         NetEvent::PublicEndpoint { addr } => json!({"event": "public_endpoint", "addr": addr}),
+        NetEvent::KeysAgreed { peer, safety_number } => {
+            json!({"event": "keys_agreed", "peer": peer, "safety_number": safety_number})
+        }
         NetEvent::KeysRenewed { peer } => json!({"event": "keys_renewed", "peer": peer}),
         NetEvent::KeysRefused { reason } => json!({"event": "error", "message": reason}),
         NetEvent::StunFailed { server } => {

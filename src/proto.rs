@@ -5,6 +5,7 @@
 //! protection — is tested with simulated peers, a simulated TURN server and simulated time.
 
 pub mod crypto;
+pub mod endpoint;
 pub mod keying;
 pub mod nat;
 pub mod reliable;
@@ -348,6 +349,14 @@ pub enum NetEvent {
     },
     /// Drop counters changed (coalesced, at most once per keepalive interval).
     Drops(DropCounts),
+    /// The first keys with a contact were agreed inside the session (a conversation that
+    /// started without them, as the messenger's do): the contact can be reached now.
+    KeysAgreed {
+        /// The contact.
+        peer: String,
+        /// The safety number both screens show (`identity::safety_number`).
+        safety_number: String,
+    },
     /// The contact restarted and proved itself again: new keys are in use.
     KeysRenewed {
         /// The contact.

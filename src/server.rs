@@ -23,12 +23,12 @@ use tokio::time::sleep_until;
 use crate::consts::{
     CODE_TTL, MAX_DATAGRAM_BYTES, MAX_MAIL_BODY_BYTES, MAX_NAME_CHARS, MAX_PHASE_CHARS,
     MAX_POSTS_PER_MEMBER, MAX_PRIVATE_ENDPOINTS, MAX_ROOM_CHARS, MAX_ROOM_MEMBERS,
-    NAMEPLATE_PREFIX, RECV_BUFFER_BYTES, REGISTRATION_TTL, SERVER_DROPS_REPORT_EVERY, SOURCE_RATE,
-    TURN_CREDENTIAL_TTL,
+    MAX_ROOMS_PER_REGISTER, NAMEPLATE_PREFIX, RECV_BUFFER_BYTES, REGISTRATION_TTL,
+    SERVER_DROPS_REPORT_EVERY, SOURCE_RATE, TURN_CREDENTIAL_TTL,
 };
 use crate::proto::Transmit;
 use crate::proto::stun::{self, Stun};
-use crate::proto::wire::{self, Class, FromServer, ToServer, TurnOffer};
+use crate::proto::wire::{self, Class, FromServer, Membership, ToServer, TurnOffer};
 use limits::{Entry, Limits, NoRoom, Pool, source_of};
 
 /// Datagrams the server dropped, by reason.
@@ -139,13 +139,15 @@ struct Post {
 }
 
 impl Member {
-    fn introduction(&self) -> FromServer {
+    /// How it is introduced to the other members of `room`.
+    fn introduction(&self, room: &str) -> FromServer {
         FromServer::Peer {
             name: self.name.clone(),
             public: self.public,
             private: self.private.clone(),
             nat: self.nat.clone(),
             relay: self.relay,
+            room: Some(room.to_owned()),
         }
     }
 }
@@ -314,7 +316,7 @@ impl Server {
                 let reason = format!(
                     "too many requests from your address (more than {SOURCE_RATE} a second): the server ignores it for a while"
                 );
-                let transmit = encode(from, &FromServer::Refused { reason });
+                let transmit = encode(from, &FromServer::Refused { reason, room: None });
                 return transmit
                     .map(|transmit| Reply { via: local, transmit })
                     .into_iter()
@@ -350,9 +352,19 @@ impl Server {
                         self.expire(now);
                         let via = self.addresses.primary;
                         let out = match request {
-                            ToServer::Register { room, name, private, nat, relay, cookie } => {
+                            ToServer::Register {
+                                room,
+                                name,
+                                private,
+                                nat,
+                                relay,
+                                cookie,
+                                also,
+                            } => {
                                 let about = Endpoints { private, nat, relay };
-                                self.register(now, from, room, name, about, cookie.as_deref())
+                                let first = Membership { room, name };
+                                let rooms = std::iter::once(first).chain(also).collect();
+                                self.register(now, from, rooms, &about, cookie.as_deref())
                             }
                             ToServer::Allocate { name, cookie } => {
                                 self.allocate(now, from, name, cookie.as_deref())
@@ -391,7 +403,7 @@ impl Server {
                     Vec::new()
                 }
             },
-            Class::Control | Class::Token(_) => {
+            Class::Control | Class::Token(_) | Class::Tagged { .. } => {
                 self.drops.malformed += 1;
                 Vec::new()
             }
@@ -460,8 +472,14 @@ impl Server {
     }
 
     fn refuse(&mut self, to: SocketAddr, reason: String) -> Vec<Transmit> {
+        self.refuse_in(to, reason, None)
+    }
+
+    /// A refusal about `room` (named in the answer) or about the whole request.
+    fn refuse_in(&mut self, to: SocketAddr, reason: String, room: Option<&str>) -> Vec<Transmit> {
         self.drops.refused += 1;
-        encode(to, &FromServer::Refused { reason }).into_iter().collect()
+        let room = room.map(str::to_owned);
+        encode(to, &FromServer::Refused { reason, room }).into_iter().collect()
     }
 
     /// Asks `to` to repeat its request with a cookie (no state kept).
@@ -470,9 +488,9 @@ impl Server {
         encode(to, &FromServer::Cookie { cookie }).into_iter().collect()
     }
 
-    fn refusal(&mut self, to: SocketAddr, refusal: Refusal) -> Vec<Transmit> {
+    fn refusal(&mut self, to: SocketAddr, refusal: Refusal, room: Option<&str>) -> Vec<Transmit> {
         match refusal {
-            Refusal::Reason(reason) => self.refuse(to, reason),
+            Refusal::Reason(reason) => self.refuse_in(to, reason, room),
             Refusal::Cookie => {
                 self.drops.cookies += 1;
                 self.ask_cookie(to)
@@ -480,36 +498,63 @@ impl Server {
         }
     }
 
+    /// Joins (or refreshes) every room of `rooms` from `from`, with the same endpoints: at
+    /// most `MAX_ROOMS_PER_REGISTER`. Each room is answered on its own, its answers naming it.
     fn register(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        rooms: Vec<Membership>,
+        about: &Endpoints,
+        cookie: Option<&str>,
+    ) -> Vec<Transmit> {
+        if rooms.len() > MAX_ROOMS_PER_REGISTER {
+            return self.refuse(
+                from,
+                format!("at most {MAX_ROOMS_PER_REGISTER} rooms in one registration"),
+            );
+        }
+        let mut out = Vec::new();
+        for Membership { room, name } in rooms {
+            out.extend(self.register_in(now, from, room, name, about, cookie));
+        }
+        out
+    }
+
+    fn register_in(
         &mut self,
         now: Instant,
         from: SocketAddr,
         room: String,
         name: String,
-        about: Endpoints,
+        about: &Endpoints,
         cookie: Option<&str>,
     ) -> Vec<Transmit> {
         if room.starts_with(NAMEPLATE_PREFIX) {
-            return self
-                .refuse(from, "room names starting with np- are kept for pairing codes".into());
+            let reason = "room names starting with np- are kept for pairing codes".to_owned();
+            return self.refuse_in(from, reason, Some(&room));
         }
+        let about = about.clone();
         let admission = Admission { name: name.clone(), about, ttl: REGISTRATION_TTL, cookie };
         let changed = match self.admit(now, from, &room, admission) {
             Ok(changed) => changed,
-            Err(refusal) => return self.refusal(from, refusal),
+            Err(refusal) => return self.refusal(from, refusal, Some(&room)),
         };
         let turn = self.offer_turn(now, &room, &name);
         let members = self.rooms.get(&room).map(Vec::as_slice).unwrap_or_default();
         let mut out: Vec<Transmit> = Vec::new();
-        out.extend(encode(
-            from,
-            &FromServer::Registered { public: from, ttl_secs: REGISTRATION_TTL.as_secs(), turn },
-        ));
+        let registered = FromServer::Registered {
+            public: from,
+            ttl_secs: REGISTRATION_TTL.as_secs(),
+            turn,
+            room: Some(room.clone()),
+        };
+        out.extend(encode(from, &registered));
         let Some(me) = members.iter().find(|m| m.name == name) else { return out };
         for other in members.iter().filter(|m| m.name != name) {
-            out.extend(encode(from, &other.introduction()));
+            out.extend(encode(from, &other.introduction(&room)));
             if changed {
-                out.extend(encode(other.public, &me.introduction()));
+                out.extend(encode(other.public, &me.introduction(&room)));
             }
         }
         out
@@ -659,7 +704,7 @@ impl Server {
         let room = format!("{NAMEPLATE_PREFIX}{number}");
         let admission = Admission { name, about: Endpoints::default(), ttl: self.code_ttl, cookie };
         if let Err(refusal) = self.admit(now, from, &room, admission) {
-            return self.refusal(from, refusal);
+            return self.refusal(from, refusal, None);
         }
         let nameplate = number.to_string();
         let ttl_secs = self.code_ttl.as_secs();
@@ -724,7 +769,7 @@ impl Server {
         let admission =
             Admission { name: name.clone(), about: Endpoints::default(), ttl: expires_in, cookie };
         if let Err(refusal) = self.admit(now, from, &room, admission) {
-            return self.refusal(from, refusal);
+            return self.refusal(from, refusal, None);
         }
         self.claimed.insert(room);
         let mut out: Vec<Transmit> =
@@ -751,15 +796,16 @@ impl Server {
         body: String,
     ) -> Vec<Transmit> {
         let Some(name) = self.member_at(&room, from) else {
-            return self.refuse(from, format!("not a member of {room}: register first"));
+            let reason = format!("not a member of {room}: register first");
+            return self.refuse_in(from, reason, Some(&room));
         };
         if phase.len() > MAX_PHASE_CHARS || body.len() > MAX_MAIL_BODY_BYTES {
-            return self.refuse(from, "post too long".to_owned());
+            return self.refuse_in(from, "post too long".to_owned(), Some(&room));
         }
         let posts = self.mail.entry(room.clone()).or_default();
         posts.retain(|p| !(p.from == name && p.phase == phase));
         if posts.iter().filter(|p| p.from == name).count() >= MAX_POSTS_PER_MEMBER {
-            return self.refuse(from, "too many posts".to_owned());
+            return self.refuse_in(from, "too many posts".to_owned(), Some(&room));
         }
         posts.push(Post { from: name, phase: phase.clone(), body });
         encode(from, &FromServer::Posted { room, phase }).into_iter().collect()
@@ -775,7 +821,8 @@ impl Server {
         let target = self.rooms.get(room).and_then(|ms| ms.iter().find(|m| m.name == to));
         match target {
             Some(member) if member.name != name => {
-                encode(member.public, &FromServer::Opened { from: name }).into_iter().collect()
+                let opened = FromServer::Opened { from: name, room: Some(room.to_owned()) };
+                encode(member.public, &opened).into_iter().collect()
             }
             _ => Vec::new(),
         }
@@ -783,7 +830,8 @@ impl Server {
 
     fn fetch(&mut self, from: SocketAddr, room: String, phase: String) -> Vec<Transmit> {
         let Some(name) = self.member_at(&room, from) else {
-            return self.refuse(from, format!("not a member of {room}: register first"));
+            let reason = format!("not a member of {room}: register first");
+            return self.refuse_in(from, reason, Some(&room));
         };
         let found = self
             .mail
@@ -839,7 +887,7 @@ impl From<String> for Refusal {
 }
 
 /// What a member says about how to reach it.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Endpoints {
     private: Vec<SocketAddr>,
     nat: Option<String>,

@@ -342,6 +342,14 @@ fn on_net(model: &mut Model, event: NetEvent, at: DateTime<Local>, effects: &mut
         NetEvent::Rejected { from, reason } => {
             push(model, Entry::system(at, texts::rejected(*from, *reason)))
         }
+        NetEvent::KeysAgreed { peer, safety_number } => {
+            let verify = crate::app::model::Verify {
+                peer: peer.clone(),
+                safety_number: safety_number.clone(),
+            };
+            push(model, Entry::system(at, texts::keys_agreed(&verify)));
+            model.verify = Some(verify);
+        }
         NetEvent::KeysRenewed { peer } => push(model, Entry::system(at, texts::keys_renewed(peer))),
         NetEvent::KeysRefused { reason } => push(model, Entry::system(at, reason.clone())),
         NetEvent::Drops(counts) => model.drops = *counts,

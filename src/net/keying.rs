@@ -230,7 +230,7 @@ pub async fn agree(
                     FromServer::Refused { .. } if matches!(plan, Plan::NewCode) && machine.is_some() => {
                         return Err(KeyingError::CodeExpired(code_secs));
                     }
-                    FromServer::Refused { reason } => return Err(KeyingError::Refused(reason)),
+                    FromServer::Refused { reason, .. } => return Err(KeyingError::Refused(reason)),
                     FromServer::Nameplate { nameplate, ttl_secs } if machine.is_none() => {
                         let code = Code::new(&nameplate, rand::random());
                         room = format!("{NAMEPLATE_PREFIX}{nameplate}");
@@ -300,6 +300,7 @@ fn first_request(plan: &Plan, name: &str, room: &str, cookie: Option<String>) ->
             nat: None,
             relay: None,
             cookie,
+            also: Vec::new(),
         },
     }
 }

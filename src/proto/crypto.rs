@@ -5,7 +5,7 @@
 //! inside the `fernet` crate; it influences no protocol decision.)
 
 use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
 use fernet::Fernet;
 
 use crate::consts::TOKEN_MAX_SKEW_SECS;
@@ -29,10 +29,41 @@ pub enum OpenError {
 #[error("not a Fernet key: expected 44 characters of URL-safe base64 (32 bytes)")]
 pub struct KeyError;
 
+/// Which conversation a token belongs to, sent in clear before it (`TAG.token`), so that a
+/// socket carrying many conversations opens each datagram with one key, not all of them: 6
+/// bytes of HMAC-SHA256 of a fixed label under the sealing key, in URL-safe base64 (8
+/// characters). Everyone sealing with a key tags alike; the tag reveals nothing of the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Tag(pub [u8; 8]);
+
+impl Tag {
+    /// The tag of the key `key` (a Fernet key's text).
+    fn of(key: &str) -> Self {
+        use hmac::{Hmac, Mac};
+        let bytes = URL_SAFE.decode(key.trim()).unwrap_or_default();
+        // HMAC takes keys of any length.
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&bytes)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+        mac.update(b"p2pchat conversation tag v1");
+        let digest = mac.finalize().into_bytes();
+        let mut text = [0u8; 8];
+        let written = URL_SAFE_NO_PAD.encode_slice(&digest[..6], &mut text);
+        debug_assert_eq!(written, Ok(8));
+        Self(text)
+    }
+
+    /// The tag as text.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
 /// Fernet keys ready to seal and open tokens: `send` seals, `recv` opens.
 pub struct Cipher {
     send: Fernet,
     recv: Fernet,
+    send_tag: Tag,
+    recv_tag: Tag,
 }
 
 impl Cipher {
@@ -45,7 +76,22 @@ impl Cipher {
     /// One key to seal with and another to open with (each direction its own).
     pub fn directional(send: &str, recv: &str) -> Result<Self, KeyError> {
         let fernet = |key: &str| Fernet::new(key.trim()).ok_or(KeyError);
-        Ok(Self { send: fernet(send)?, recv: fernet(recv)? })
+        Ok(Self {
+            send: fernet(send)?,
+            recv: fernet(recv)?,
+            send_tag: Tag::of(send),
+            recv_tag: Tag::of(recv),
+        })
+    }
+
+    /// The tag our tokens carry (see `Tag`).
+    pub fn send_tag(&self) -> Tag {
+        self.send_tag
+    }
+
+    /// The tag of tokens we can open.
+    pub fn recv_tag(&self) -> Tag {
+        self.recv_tag
     }
 
     /// Keys from 32 raw bytes each (as a key derivation gives them).
@@ -110,6 +156,20 @@ mod tests {
 
     fn cipher() -> Cipher {
         Cipher::from_key(&generate_key()).unwrap()
+    }
+
+    #[test]
+    fn a_key_has_one_tag_and_each_direction_its_own() {
+        let (a, b) = (generate_key(), generate_key());
+        let shared = Cipher::from_key(&a).unwrap();
+        assert_eq!(shared.send_tag(), shared.recv_tag());
+        assert_eq!(Cipher::from_key(&a).unwrap().send_tag(), shared.send_tag());
+        let (ours, theirs) =
+            (Cipher::directional(&a, &b).unwrap(), Cipher::directional(&b, &a).unwrap());
+        assert_eq!(ours.send_tag(), theirs.recv_tag());
+        assert_eq!(ours.recv_tag(), theirs.send_tag());
+        assert_ne!(ours.send_tag(), ours.recv_tag());
+        assert_eq!(ours.send_tag().as_str().len(), 8);
     }
 
     #[test]

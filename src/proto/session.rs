@@ -70,6 +70,9 @@ pub struct SessionConfig {
     pub seen: Vec<(String, String)>,
     /// For a chat with a contact: how to agree keys again when the contact restarts.
     pub rekey: Option<Rekey>,
+    /// One of several conversations on a socket (`proto::endpoint`): the relay allocation is
+    /// the endpoint's, so quitting leaves it to the endpoint to delete.
+    pub shared_socket: bool,
 }
 
 impl SessionConfig {
@@ -85,6 +88,7 @@ impl SessionConfig {
             pending: Vec::new(),
             seen: Vec::new(),
             rekey: None,
+            shared_socket: false,
         }
     }
 }
@@ -336,6 +340,10 @@ struct Rendezvous {
     cookie: Option<String>,
     /// How many answers to our registration came (each lists the room's other members).
     answers: u32,
+    /// On a shared socket, the refresh gap while nobody is online: from
+    /// `REGISTER_REFRESH_ALONE`, doubling to `REGISTER_REFRESH` (the server introduces a member
+    /// that arrives; refreshing only covers a lost introduction).
+    alone_gap: Duration,
 }
 
 struct StunProbe {
@@ -396,6 +404,11 @@ pub struct Session {
     transmits: VecDeque<Transmit>,
     events: VecDeque<NetEvent>,
     rekey: Option<RekeyState>,
+    /// The cipher holds agreed keys (false while a contact conversation agrees its first ones:
+    /// nothing is sealed or opened, no peer probed).
+    keys_ready: bool,
+    /// On a shared socket: our next registration, for the endpoint to send with the others'.
+    registration: Option<ToServer>,
     closed: bool,
     /// `frame_bytes` for our name.
     frame_bytes: usize,
@@ -434,6 +447,7 @@ impl Session {
                 registered_once: false,
                 cookie: None,
                 answers: 0,
+                alone_gap: REGISTER_REFRESH_ALONE,
             }),
             Mode::Direct { .. } => None,
         };
@@ -462,12 +476,15 @@ impl Session {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             rekey: None,
+            keys_ready: true,
+            registration: None,
             closed: false,
             frame_bytes,
             turn: None,
             turn_retry_at: None,
             relay_check_at: None,
         };
+        session.keys_ready = !session.config.rekey.as_ref().is_some_and(|r| r.initiate);
         session.rekey = session.config.rekey.take().map(|r| RekeyState::new(r, now));
         if let Mode::Direct { peer } = session.config.mode
             && let Some(index) = session.add_peer(None, vec![peer], now)
@@ -503,10 +520,7 @@ impl Session {
             // From our TURN server: its answers, and what peers sent through the relay.
             let relayed = turn.handle_datagram(now, bytes);
             if let Some((peer, payload)) = relayed {
-                match wire::classify(&payload) {
-                    Class::Token(token) => self.on_token(now, Route::relayed(peer), token),
-                    _ => self.drops.malformed += 1,
-                }
+                self.handle_relayed(now, peer, &payload);
             }
             self.flush_turn(now);
             return;
@@ -515,7 +529,87 @@ impl Session {
             Class::Stun => self.on_stun(from, bytes),
             Class::Control => self.on_control(now, from, bytes),
             Class::Token(token) => self.on_token(now, Route::direct(from), token),
+            Class::Tagged { tag, token } => self.on_tagged(now, Route::direct(from), tag, token),
             Class::Unknown => self.drops.malformed += 1,
+        }
+    }
+
+    /// A payload that came through our TURN allocation from `peer` (the peer's address as the
+    /// TURN server sees it), unwrapped by the TURN client.
+    pub fn handle_relayed(&mut self, now: Instant, peer: SocketAddr, payload: &[u8]) {
+        if self.closed {
+            return;
+        }
+        match wire::classify(payload) {
+            Class::Token(token) => self.on_token(now, Route::relayed(peer), token),
+            Class::Tagged { tag, token } => self.on_tagged(now, Route::relayed(peer), tag, token),
+            _ => self.drops.malformed += 1,
+        }
+        self.flush_turn(now);
+    }
+
+    /// For an endpoint carrying several conversations on one socket (`proto::endpoint`): the
+    /// socket's one TURN client, lent to this conversation for the length of one call.
+    pub fn lend_turn(&mut self, turn: Option<TurnClient>) {
+        self.turn = turn;
+    }
+
+    /// Gives the lent TURN client back (or the one this conversation made from the server's
+    /// first offer).
+    pub fn return_turn(&mut self) -> Option<TurnClient> {
+        self.turn.take()
+    }
+
+    /// The socket's relayed address changed while another conversation held the TURN client:
+    /// let our peers in through it and tell the server (with the client lent).
+    pub fn relay_changed(&mut self, now: Instant) {
+        self.permit_relayed_peers(now);
+        if let Some(rv) = &mut self.rendezvous {
+            rv.next_register = now;
+        }
+        self.flush_turn(now);
+    }
+
+    /// The room this conversation meets in, and its server.
+    pub fn rendezvous(&self) -> Option<(SocketAddr, &str)> {
+        self.rendezvous.as_ref().map(|rv| (rv.server, rv.room.as_str()))
+    }
+
+    /// Where this conversation asks for its public endpoint.
+    pub fn stun_server(&self) -> Option<SocketAddr> {
+        self.config.stun_server
+    }
+
+    /// The tag of tokens this conversation opens.
+    pub fn recv_tag(&self) -> crate::proto::crypto::Tag {
+        self.cipher.recv_tag()
+    }
+
+    /// Whether a datagram from `addr` may be this conversation's: a peer's path, candidate
+    /// or address at our TURN server.
+    pub fn knows(&self, addr: SocketAddr) -> bool {
+        self.peers.iter().any(|p| {
+            p.path.is_some_and(|r| r.addr == addr)
+                || p.candidates.contains(&addr)
+                || p.relayed_from == Some(addr)
+        })
+    }
+
+    /// Whether `token` authenticates under this conversation's key (nothing is counted or
+    /// changed): for a token that came without a tag from an address several conversations
+    /// know.
+    pub fn opens(&self, token: &str) -> bool {
+        self.cipher.open_whenever(token).is_ok()
+    }
+
+    /// A token behind a conversation tag: opened when the tag is ours, else refused unopened
+    /// (it belongs to a conversation this session is not).
+    fn on_tagged(&mut self, now: Instant, from: Route, tag: &str, token: &str) {
+        if tag == self.cipher.recv_tag().as_str() {
+            self.on_token(now, from, token);
+        } else {
+            self.drops.unauthentic += 1;
+            self.reject_once(from.addr, Rejection::WrongKey);
         }
     }
 
@@ -673,13 +767,25 @@ impl Session {
         }
     }
 
+    /// The envelope sealed with our keys (nothing while a contact conversation has only its
+    /// stand-in key).
     fn seal(&self, now: Instant, envelope: &Envelope) -> Option<Vec<u8>> {
+        if !self.keys_ready {
+            return None;
+        }
         let json = serde_json::to_vec(envelope).ok()?;
         Some(self.cipher.seal(&json, self.unix_secs(now)).into_bytes())
     }
 
     fn send_envelope(&mut self, now: Instant, to: Route, envelope: &Envelope) {
-        let Some(payload) = self.seal(now, envelope) else { return };
+        let Some(mut payload) = self.seal(now, envelope) else { return };
+        // A p2pchat peer (its envelopes carry a run id; a seed client's do not) gets the
+        // conversation's tag first on its path, so that a socket with many conversations
+        // opens the datagram with the right key at once.
+        if self.peers.iter().any(|p| p.instance.is_some() && p.path == Some(to)) {
+            let tag = self.cipher.send_tag();
+            payload = [tag.as_str().as_bytes(), b".", &payload].concat();
+        }
         if !to.relayed {
             self.transmits.push_back(Transmit { to: to.addr, payload, ttl: None });
         } else if let Some(turn) = &mut self.turn {
@@ -850,11 +956,8 @@ impl Session {
     fn on_control(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         // Alone, refresh often: every refresh brings the room's members again, so a lost
         // introduction costs seconds, not a whole refresh period.
-        let refresh = if self.peers.iter().any(|p| p.online) {
-            REGISTER_REFRESH
-        } else {
-            REGISTER_REFRESH_ALONE
-        };
+        let online = self.peers.iter().any(|p| p.online);
+        let shared = self.config.shared_socket;
         let Some(rv) = self.rendezvous.as_mut().filter(|rv| rv.server == from) else {
             self.drops.unexpected_source += 1;
             return;
@@ -863,8 +966,22 @@ impl Session {
             self.drops.malformed += 1;
             return;
         };
+        // An answer about another room is not ours (another conversation on this socket).
+        if message.room().is_some_and(|room| room != rv.room) {
+            self.drops.unexpected_source += 1;
+            return;
+        }
         match message {
             FromServer::Registered { turn, .. } => {
+                let refresh = match (online, shared) {
+                    (true, _) => REGISTER_REFRESH,
+                    (false, false) => REGISTER_REFRESH_ALONE,
+                    (false, true) => {
+                        let gap = rv.alone_gap;
+                        rv.alone_gap = (gap * 2).min(REGISTER_REFRESH);
+                        gap
+                    }
+                };
                 // The members follow this answer; one the server left out of the last few
                 // answers is gone from the room: stop looking for it (unless it is talking
                 // to us now).
@@ -890,7 +1007,7 @@ impl Session {
                     self.take_turn_offer(offer);
                 }
             }
-            FromServer::Peer { name, public, private, nat, relay } => {
+            FromServer::Peer { name, public, private, nat, relay, .. } => {
                 self.on_introduction(now, Introduction { name, public, private, nat, relay });
             }
             // Under load the server wants proof that we receive here: register again with it
@@ -901,12 +1018,12 @@ impl Session {
                     rv.next_register = now;
                 }
             }
-            FromServer::Refused { reason } => {
+            FromServer::Refused { reason, .. } => {
                 rv.awaiting_since = None;
                 rv.next_register = now + REGISTER_REFRESH;
                 self.events.push_back(NetEvent::ServerRefused { reason });
             }
-            FromServer::Opened { from } => self.on_opened(now, &from),
+            FromServer::Opened { from, .. } => self.on_opened(now, &from),
             FromServer::Posted { phase, .. } => self.rekey_posted(&phase),
             FromServer::Mail { phase, body, .. } => self.rekey_mail(now, &phase, &body),
             // Late answers to the key handshake that ran before this session on the socket.
@@ -993,6 +1110,8 @@ impl Session {
                 self.flush_turn(now);
                 let peer = self.peers[index].id;
                 self.events.push_back(NetEvent::PeerIntroduced { peer, name, public });
+                // A contact that just arrived may have posted a new hello.
+                self.rekey_soon(now);
                 self.learn_nat(index, nat.as_deref());
                 // Probe at once, not at the next timer tick: the server introduced both sides
                 // in the same instant, and a hole opens most reliably when both sides' first
@@ -1003,6 +1122,12 @@ impl Session {
     }
 
     fn on_token(&mut self, now: Instant, from: Route, token: &str) {
+        if !self.keys_ready {
+            // A contact that finished the exchange first already speaks; we answer once ours
+            // finishes too (it resends what we miss).
+            self.drops.unauthentic += 1;
+            return;
+        }
         let plain = match self.cipher.open(token, self.unix_secs(now)) {
             Ok(plain) => plain,
             Err(OpenError::Unauthentic) => {
@@ -1319,6 +1444,7 @@ impl Session {
         // Ask the server again: a restarted peer has a new endpoint only the server knows.
         if let Some(rv) = &mut self.rendezvous {
             rv.next_register = now;
+            rv.alone_gap = REGISTER_REFRESH_ALONE;
         }
     }
 
@@ -1366,13 +1492,34 @@ impl Session {
             nat: self.nat.clone(),
             relay: self.turn.as_ref().and_then(TurnClient::relayed),
             cookie: rv.cookie.clone(),
+            also: Vec::new(),
         };
-        if let Ok(payload) = serde_json::to_vec(&register) {
+        if self.config.shared_socket {
+            self.registration = Some(register);
+        } else if let Ok(payload) = serde_json::to_vec(&register) {
             self.transmits.push_back(Transmit { to: rv.server, payload, ttl: None });
         }
     }
 
+    /// On a shared socket: the registration this conversation wants sent now, if any (the
+    /// endpoint sends it with the others', see `register_now`).
+    pub fn take_registration(&mut self) -> Option<ToServer> {
+        self.registration.take()
+    }
+
+    /// On a shared socket: registers with the others now (one request carries them all),
+    /// whenever its own refresh would be due.
+    pub fn register_now(&mut self, now: Instant) {
+        if let Some(rv) = &mut self.rendezvous {
+            rv.next_register = rv.next_register.min(now);
+        }
+        self.rendezvous_timers(now);
+    }
+
     fn peer_timers(&mut self, now: Instant, index: usize) {
+        if !self.keys_ready {
+            return; // no probe before there are keys to seal it with
+        }
         let offline_after = self.config.offline_after;
         let ours = self.turn.as_ref().is_some_and(|t| t.relayed().is_some());
         let peer = &mut self.peers[index];
@@ -1759,8 +1906,9 @@ impl Session {
     fn shutdown(&mut self, now: Instant) {
         let bye = Envelope::Bye { name: self.config.name.clone(), instance: Some(self.instance) };
         self.send_to_online(now, &bye);
-        // After the goodbyes (some may go through the relay): delete the allocation.
-        if let Some(turn) = &mut self.turn {
+        // After the goodbyes (some may go through the relay): delete the allocation, unless
+        // other conversations on the socket still use it.
+        if let Some(turn) = self.turn.as_mut().filter(|_| !self.config.shared_socket) {
             turn.close();
         }
         self.flush_turn(now);

@@ -17,9 +17,20 @@ pub enum Class<'a> {
     Control,
     /// A Fernet token from a peer (ASCII, starts with the version byte 0x80 in base64).
     Token(&'a str),
+    /// A Fernet token after its conversation's tag and a dot (`crypto::Tag`): what a peer
+    /// that knows we read tags sends.
+    Tagged {
+        /// The 8 characters before the dot.
+        tag: &'a str,
+        /// The token.
+        token: &'a str,
+    },
     /// None of the above.
     Unknown,
 }
+
+/// Characters of a conversation tag (`crypto::Tag`).
+pub const TAG_CHARS: usize = 8;
 
 /// Classifies a datagram without parsing it fully.
 pub fn classify(bytes: &[u8]) -> Class<'_> {
@@ -30,6 +41,16 @@ pub fn classify(bytes: &[u8]) -> Class<'_> {
     } else if bytes.starts_with(b"gAAAAA") {
         match std::str::from_utf8(bytes) {
             Ok(token) => Class::Token(token.trim_end()),
+            Err(_) => Class::Unknown,
+        }
+    } else if bytes.get(TAG_CHARS) == Some(&b'.')
+        && bytes[..TAG_CHARS].iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+        && bytes[TAG_CHARS + 1..].starts_with(b"gAAAAA")
+    {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => {
+                Class::Tagged { tag: &text[..TAG_CHARS], token: text[TAG_CHARS + 1..].trim_end() }
+            }
             Err(_) => Class::Unknown,
         }
     } else {
@@ -60,6 +81,11 @@ pub enum ToServer {
         /// The server's last `cookie` answer, echoed (see `FromServer::Cookie`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cookie: Option<String>,
+        /// More rooms to join (or stay in) with the same endpoints, each under its own name:
+        /// one socket's conversations in one request (at most `MAX_ROOMS_PER_REGISTER` in
+        /// all). Every room is answered on its own, its answers naming it.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        also: Vec<Membership>,
     },
     /// Asks for a fresh nameplate (the number in a pairing code) and joins it.
     Allocate {
@@ -108,6 +134,15 @@ pub enum ToServer {
     },
 }
 
+/// A room and our name in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Membership {
+    /// The room.
+    pub room: String,
+    /// Our display name there.
+    pub name: String,
+}
+
 /// The rendezvous server's answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -121,6 +156,9 @@ pub enum FromServer {
         /// TURN credentials, when the server has a relay to offer.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         turn: Option<TurnOffer>,
+        /// The room this answers (absent from servers that predate several rooms per socket).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
     },
     /// Another member of the room.
     Peer {
@@ -136,11 +174,17 @@ pub enum FromServer {
         /// Its relayed transport address on the TURN server, when it has one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         relay: Option<SocketAddr>,
+        /// The room it is a member of (see `Registered::room`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
     },
     /// The registration was refused.
     Refused {
         /// Why, in words for the user.
         reason: String,
+        /// The room the refusal is about, when it is about one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
     },
     /// A nameplate allocated to us.
     Nameplate {
@@ -180,6 +224,9 @@ pub enum FromServer {
     Opened {
         /// The member's name.
         from: String,
+        /// The room we share (see `Registered::room`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
     },
     /// What another member left under a phase (absent until it posts).
     Mail {
@@ -192,6 +239,24 @@ pub enum FromServer {
         /// The message.
         body: String,
     },
+}
+
+impl FromServer {
+    /// The room an answer is about, when it names one: a socket in several rooms hands each
+    /// answer to the conversation of that room.
+    pub fn room(&self) -> Option<&str> {
+        match self {
+            Self::Registered { room, .. }
+            | Self::Peer { room, .. }
+            | Self::Refused { room, .. }
+            | Self::Opened { room, .. } => room.as_deref(),
+            Self::Posted { room, .. } | Self::Mail { room, .. } => Some(room),
+            Self::Nameplate { .. }
+            | Self::Claimed { .. }
+            | Self::Joined { .. }
+            | Self::Cookie { .. } => None,
+        }
+    }
 }
 
 /// Short-lived TURN credentials in coturn's REST form (`use-auth-secret`, after
@@ -438,6 +503,19 @@ mod tests {
         assert_eq!(classify(b"hello"), Class::Unknown);
         let req = stun::binding_request([1; 12], stun::Change::default()).unwrap();
         assert_eq!(classify(&req), Class::Stun);
+        // A tag: eight URL-safe base64 characters and a dot before the token.
+        assert_eq!(
+            classify(b"Ab3_-xYz.gAAAAAtoken\n"),
+            Class::Tagged { tag: "Ab3_-xYz", token: "gAAAAAtoken" }
+        );
+        for not_a_tag in [&b"Ab3_-xY.gAAAAAtoken"[..], b"Ab3_+xYz.gAAAAAtoken", b"Ab3_-xYz.hello"] {
+            assert_eq!(
+                classify(not_a_tag),
+                Class::Unknown,
+                "{:?}",
+                String::from_utf8_lossy(not_a_tag)
+            );
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 use super::*;
 use crate::consts::{
     COOKIE_LOAD_PER_SEC, LIMIT_NOTICE_EVERY, MAX_NAMEPLATES, MAX_REGISTRATIONS,
-    SOURCE_MAX_NAMEPLATES, SOURCE_MAX_REGISTRATIONS,
+    MAX_ROOMS_PER_REGISTER, SOURCE_MAX_NAMEPLATES, SOURCE_MAX_REGISTRATIONS,
 };
 use crate::proto::stun::Change;
 
@@ -31,6 +31,7 @@ fn register(room: &str, name: &str) -> Vec<u8> {
         nat: Some("Full Cone".into()),
         relay: None,
         cookie: None,
+        also: Vec::new(),
     })
     .unwrap()
 }
@@ -45,7 +46,7 @@ fn ask(s: &mut Server, now: Instant, from: SocketAddr, request: ToServer) -> Vec
 
 fn refused(answers: &[FromServer]) -> String {
     match answers {
-        [FromServer::Refused { reason }] => reason.clone(),
+        [FromServer::Refused { reason, .. }] => reason.clone(),
         other => panic!("not refused: {other:?}"),
     }
 }
@@ -163,6 +164,7 @@ fn posts_outlive_refreshes_but_not_a_restart() {
         nat: None,
         relay: None,
         cookie: None,
+        also: Vec::new(),
     };
     ask(&mut s, now, a, reg(Vec::new()));
     handle(&mut s, now, b, &register("rv-x", "bob"));
@@ -184,7 +186,10 @@ fn second_member_triggers_mutual_introduction() {
     let (a, b) = (addr("198.51.100.11:1000"), addr("198.51.100.12:2000"));
     let out = handle(&mut s, now, a, &register("r", "alice"));
     assert_eq!(out.len(), 1);
-    assert_eq!(decode(&out[0]), FromServer::Registered { public: a, ttl_secs: 60, turn: None });
+    assert_eq!(
+        decode(&out[0]),
+        FromServer::Registered { public: a, ttl_secs: 60, turn: None, room: Some("r".into()) }
+    );
     let out = handle(&mut s, now, b, &register("r", "bob"));
     let to_b: Vec<_> = out.iter().filter(|t| t.to == b).map(decode).collect();
     let to_a: Vec<_> = out.iter().filter(|t| t.to == a).map(decode).collect();
@@ -193,7 +198,7 @@ fn second_member_triggers_mutual_introduction() {
         matches!(&to_b[1], FromServer::Peer { name, public, .. } if name == "alice" && *public == a)
     );
     assert_eq!(to_a.len(), 1);
-    assert!(matches!(&to_a[0], FromServer::Peer { name, public, private, nat, relay: None }
+    assert!(matches!(&to_a[0], FromServer::Peer { name, public, private, nat, relay: None, .. }
         if name == "bob" && *public == b && private == &vec![addr("192.0.2.10:5000")]
            && nat.as_deref() == Some("Full Cone")));
     // A refresh from the same endpoint tells the others nothing new.
@@ -342,6 +347,7 @@ fn registered_peers_get_short_lived_rest_credentials_for_the_relay() {
         nat: None,
         relay,
         cookie: None,
+        also: Vec::new(),
     };
     let first = offer(&ask(&mut s, t0, a, reg(None))).expect("credentials with the relay");
     assert_eq!(first.server, turn);
@@ -381,6 +387,7 @@ fn registered_peers_get_short_lived_rest_credentials_for_the_relay() {
             nat: None,
             relay: None,
             cookie: None,
+            also: Vec::new(),
         },
     );
     let out = handle(&mut s, much_later, a, &serde_json::to_vec(&reg(Some(relayed))).unwrap());
@@ -414,6 +421,7 @@ fn without_a_relay_registrations_carry_no_credentials() {
             nat: None,
             relay: None,
             cookie: None,
+            also: Vec::new(),
         },
     );
     assert_eq!(offer(&out), None);
@@ -433,7 +441,7 @@ fn word_that_a_nat_is_open_goes_only_between_members_of_a_room() {
     let out = handle(&mut s, now, a, &opened("r", "bob"));
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].to, b);
-    assert_eq!(decode(&out[0]), FromServer::Opened { from: "ann".into() });
+    assert_eq!(decode(&out[0]), FromServer::Opened { from: "ann".into(), room: Some("r".into()) });
     // Not from outside the room, not to oneself, not to nobody, and no answer to the sender.
     assert!(handle(&mut s, now, stranger, &opened("r", "bob")).is_empty());
     assert!(handle(&mut s, now, a, &opened("r", "ann")).is_empty());
@@ -481,6 +489,7 @@ fn join(s: &mut Server, now: Instant, from: SocketAddr, room: &str, name: &str) 
         nat: None,
         relay: None,
         cookie,
+        also: Vec::new(),
     };
     let out = handle(s, now, from, &bytes(&request(None)));
     match out.iter().map(decode).next() {
@@ -508,6 +517,7 @@ fn a_flood_from_one_address_locks_nobody_out_of_rooms_or_codes() {
                 nat: None,
                 relay: None,
                 cookie: cookie.clone(),
+                also: Vec::new(),
             }),
             1 => bytes(&ToServer::Allocate { name: "x".into(), cookie: cookie.clone() }),
             _ => bytes(&ToServer::Claim {
@@ -525,7 +535,7 @@ fn a_flood_from_one_address_locks_nobody_out_of_rooms_or_codes() {
         let out = handle(&mut s, now, attacker, &flood(i));
         noticed += out
             .iter()
-            .filter(|t| matches!(decode(t), FromServer::Refused { reason } if reason.contains("too many requests")))
+            .filter(|t| matches!(decode(t), FromServer::Refused { reason, .. } if reason.contains("too many requests")))
             .count();
         // In the middle of it, two friends meet in a room, and pair with a code.
         if i == 100_000 {
@@ -641,4 +651,66 @@ fn spoofed_sources_get_cookies_not_state_and_a_full_pool_evicts_the_biggest_hold
     assert_eq!(s.limits.live(Pool::Rooms), MAX_REGISTRATIONS);
     // Memory is what the pools hold: one holder per source at most.
     assert!(s.holders() <= MAX_REGISTRATIONS + MAX_NAMEPLATES);
+}
+
+#[test]
+fn one_registration_joins_several_rooms_and_every_answer_names_its_room() {
+    let mut s = server();
+    let now = Instant::now();
+    let (ann, bob, cat) =
+        (addr("198.51.100.11:1000"), addr("198.51.100.12:2000"), addr("198.51.100.13:3000"));
+    handle(&mut s, now, bob, &register("rv-bob", "bob"));
+    handle(&mut s, now, cat, &register("friends", "cat"));
+    let membership = |room: &str, name: &str| Membership { room: room.into(), name: name.into() };
+    let request = ToServer::Register {
+        room: "rv-bob".into(),
+        name: "ann".into(),
+        private: Vec::new(),
+        nat: None,
+        relay: None,
+        cookie: None,
+        also: vec![membership("friends", "annie"), membership("np-1", "ann")],
+    };
+    let out = handle(&mut s, now, ann, &bytes(&request));
+    let to_ann: Vec<FromServer> = out.iter().filter(|t| t.to == ann).map(decode).collect();
+    let rooms: Vec<(Option<&str>, &str)> = to_ann
+        .iter()
+        .map(|a| {
+            let kind = match a {
+                FromServer::Registered { .. } => "registered",
+                FromServer::Peer { .. } => "peer",
+                FromServer::Refused { .. } => "refused",
+                _ => "other",
+            };
+            (a.room(), kind)
+        })
+        .collect();
+    assert_eq!(
+        rooms,
+        vec![
+            (Some("rv-bob"), "registered"),
+            (Some("rv-bob"), "peer"),
+            (Some("friends"), "registered"),
+            (Some("friends"), "peer"),
+            (Some("np-1"), "refused"),
+        ]
+    );
+    // The others meet us under the name we chose for their room.
+    let to_cat: Vec<FromServer> = out.iter().filter(|t| t.to == cat).map(decode).collect();
+    assert!(
+        matches!(&to_cat[..], [FromServer::Peer { name, room: Some(room), .. }] if name == "annie" && room == "friends")
+    );
+    assert_eq!(s.registrations(), 4);
+    // Past a datagram's worth of rooms the whole request is refused.
+    let many = (0..MAX_ROOMS_PER_REGISTER).map(|i| membership(&format!("r{i}"), "ann")).collect();
+    let request = ToServer::Register {
+        room: "rv-bob".into(),
+        name: "ann".into(),
+        private: Vec::new(),
+        nat: None,
+        relay: None,
+        cookie: None,
+        also: many,
+    };
+    assert!(refused(&ask(&mut s, now, ann, request)).contains("at most"));
 }

@@ -46,6 +46,7 @@ fn flood(server: SocketAddr, stop: Arc<AtomicBool>, sent: Arc<AtomicU64>) {
                     nat: None,
                     relay: None,
                     cookie: Some(cookie.clone()),
+                    also: Vec::new(),
                 },
                 1 => ToServer::Allocate { name: "x".into(), cookie: Some(cookie.clone()) },
                 _ => ToServer::Claim {

@@ -6,11 +6,11 @@
 //! reported, never accepted. The new ephemeral secret comes from the OS's random source, not
 //! the session's seeded one: key material is the one thing here that must not be replayable.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::Session;
-use crate::consts::{KEYING_RETRY, REKEY_POKE_WINDOW, REKEY_POLL};
-use crate::identity::Identity;
+use crate::consts::{KEYING_RETRY, REKEY_POKE_WINDOW, REKEY_POLL, REKEY_POLL_MAX};
+use crate::identity::{self, Identity};
 use crate::proto::keying::{Handshake, Outbox, Peer, phase};
 use crate::proto::wire::ToServer;
 use crate::proto::{NetEvent, Transmit};
@@ -24,6 +24,10 @@ pub struct Rekey {
     pub contact: Peer,
     /// The contact's hello the current keys come from (none after pairing with a code).
     pub hello: Option<String>,
+    /// No keys yet: post our hello at once and agree the first keys inside the session (a
+    /// messenger's contact conversation). The cipher the session starts with is a stand-in
+    /// that nothing is sealed or opened with until then.
+    pub initiate: bool,
 }
 
 impl std::fmt::Debug for Rekey {
@@ -40,6 +44,10 @@ pub(super) struct RekeyState {
     answering: Option<String>,
     outbox: Outbox,
     next_poll: Instant,
+    /// The wait before the next look while the contact is away: from `REKEY_POLL`, doubling
+    /// to `REKEY_POLL_MAX` (the server introduces a contact that comes back, which makes us
+    /// look at once, so a long wait costs no time to reconnect).
+    poll_gap: Duration,
     /// Look until then even though the contact seems online (it was re-introduced: its new
     /// run may post a hello any moment).
     poked_until: Option<Instant>,
@@ -54,12 +62,17 @@ impl RekeyState {
     }
 
     pub(super) fn new(config: Rekey, now: Instant) -> Self {
+        let handshake = config.initiate.then(|| {
+            Handshake::new(config.identity.clone(), config.contact.clone(), rand::random())
+        });
+        let next_poll = if config.initiate { now } else { now + REKEY_POLL };
         Self {
             config,
-            handshake: None,
+            handshake,
             answering: None,
             outbox: Outbox::default(),
-            next_poll: now + REKEY_POLL,
+            next_poll,
+            poll_gap: REKEY_POLL,
             poked_until: None,
         }
     }
@@ -70,6 +83,7 @@ impl Session {
     pub(super) fn rekey_soon(&mut self, now: Instant) {
         if let Some(rekey) = &mut self.rekey {
             rekey.next_poll = now;
+            rekey.poll_gap = REKEY_POLL;
             rekey.poked_until = Some(now + REKEY_POKE_WINDOW);
         }
     }
@@ -77,7 +91,8 @@ impl Session {
     /// Polls the server while the contact is away or a handshake is in progress.
     pub(super) fn rekey_timers(&mut self, now: Instant) {
         let alone = !self.peers.iter().any(|p| p.online);
-        let Some(rv) = &self.rendezvous else { return };
+        // Posts and fetches need a membership first (the server refuses them before).
+        let Some(rv) = self.rendezvous.as_ref().filter(|rv| rv.registered_once) else { return };
         let (server, room) = (rv.server, rv.room.clone());
         let Some(rekey) = &mut self.rekey else { return };
         if now < rekey.next_poll {
@@ -95,7 +110,8 @@ impl Session {
             return; // the contact is here, on the keys we have
         }
         let mut requests = vec![ToServer::Fetch { room: room.clone(), phase: phase::HELLO.into() }];
-        rekey.next_poll = now + if poked { KEYING_RETRY } else { REKEY_POLL };
+        rekey.next_poll = now + if poked { KEYING_RETRY } else { rekey.poll_gap };
+        rekey.poll_gap = (rekey.poll_gap * 2).min(REKEY_POLL_MAX);
         if let Some(handshake) = &rekey.handshake {
             for (phase, body) in rekey.outbox.due(handshake.posts()) {
                 requests.push(ToServer::Post { room: room.clone(), phase: phase.into(), body });
@@ -103,7 +119,12 @@ impl Session {
             for phase in handshake.wants().into_iter().filter(|p| *p != phase::HELLO) {
                 requests.push(ToServer::Fetch { room: room.clone(), phase: phase.into() });
             }
-            rekey.next_poll = now + KEYING_RETRY;
+            // Quickly while the exchange runs (we have their hello) or the server does not
+            // hold our posts yet; else our hello is up and theirs is not: the waiting pace.
+            let under_way = handshake.their_hello().is_some();
+            if under_way || !rekey.outbox.holds(&handshake.posts()) {
+                rekey.next_poll = now + KEYING_RETRY;
+            }
         }
         for request in requests {
             if let Ok(payload) = serde_json::to_vec(&request) {
@@ -127,6 +148,16 @@ impl Session {
             if rekey.config.hello.as_deref() == Some(body)
                 || rekey.answering.as_deref() == Some(body)
             {
+                return;
+            }
+            // Our own handshake is waiting for a hello (the first keys): it takes this one.
+            if let Some(handshake) = rekey.handshake.as_mut().filter(|h| h.outcome().is_none()) {
+                handshake.on_mail(phase, body, unix);
+                if let Some(Err(failure)) = handshake.outcome() {
+                    self.events.push_back(NetEvent::KeysRefused { reason: failure.to_string() });
+                }
+                rekey.answering = Some(body.to_owned());
+                rekey.next_poll = now;
                 return;
             }
             // A new run of the contact: answer it with fresh keys of our own.
@@ -156,7 +187,18 @@ impl Session {
                 rekey.config.hello = rekey.answering.clone();
                 rekey.next_poll = now;
                 self.cipher = agreed.cipher();
-                self.events.push_back(NetEvent::KeysRenewed { peer: name });
+                if self.keys_ready {
+                    self.events.push_back(NetEvent::KeysRenewed { peer: name });
+                } else {
+                    let ours = rekey.config.identity.public();
+                    let safety_number = identity::safety_number(&ours, &agreed.peer.key);
+                    self.keys_ready = true;
+                    self.events.push_back(NetEvent::KeysAgreed { peer: name, safety_number });
+                    // Look for the contact at once, now that we can speak to it.
+                    for peer in &mut self.peers {
+                        peer.restart_punching(now);
+                    }
+                }
             }
             Some(Err(failure)) => {
                 rekey.handshake = None;

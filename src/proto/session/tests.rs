@@ -64,6 +64,8 @@ struct Sim {
     /// Pairs of node addresses that cannot reach each other directly (as behind symmetric
     /// NATs); the servers and the relay still reach both.
     blocked: HashSet<(SocketAddr, SocketAddr)>,
+    /// With `Some`, every datagram a node sends, with its bytes.
+    captured: Option<Vec<(SocketAddr, SocketAddr, Vec<u8>)>>,
 }
 
 impl Sim {
@@ -82,6 +84,7 @@ impl Sim {
             sent: Vec::new(),
             turn: None,
             blocked: HashSet::new(),
+            captured: None,
         }
     }
 
@@ -151,6 +154,9 @@ impl Sim {
             while let Some(t) = node.session.poll_transmit() {
                 assert!(t.payload.len() <= MAX_DATAGRAM_BYTES, "oversized transmit");
                 self.sent.push((self.now, node.addr, t.to));
+                if let Some(captured) = &mut self.captured {
+                    captured.push((node.addr, t.to, t.payload.clone()));
+                }
                 let copies = if self.rng.random_range(0..100) < self.dup_percent { 2 } else { 1 };
                 for _ in 0..copies {
                     if self.rng.random_range(0..100) < self.loss_percent {
@@ -406,6 +412,7 @@ fn peers_meet_through_a_server_under_load_by_echoing_its_cookie() {
             nat: None,
             relay: None,
             cookie,
+            also: Vec::new(),
         };
         let from = SocketAddr::from(([10, a, b, c], 7000));
         let out =
@@ -430,6 +437,38 @@ fn peers_meet_through_a_server_under_load_by_echoing_its_cookie() {
         assert!(sim.events(i).contains(&NetEvent::Registered { server: addr(SERVER) }));
         assert_eq!(sim.online(i), 1);
     }
+}
+
+#[test]
+fn on_a_path_p2pchat_peers_tag_their_tokens_and_a_token_of_another_conversation_is_not_opened() {
+    let (mut sim, a, b, key) = direct_pair(40);
+    sim.run_for(Duration::from_secs(1));
+    // Online both ways: from now on every datagram between them is on the path.
+    sim.captured = Some(Vec::new());
+    sim.command(a, send("tagged"));
+    sim.run_for(Duration::from_secs(6));
+    assert_eq!(sim.texts(b), vec!["tagged"]);
+    let tag = Cipher::from_key(&key).unwrap().send_tag();
+    let (from, to) = (sim.nodes[a].addr, sim.nodes[b].addr);
+    let between: Vec<&Vec<u8>> = sim
+        .captured
+        .as_ref()
+        .unwrap()
+        .iter()
+        .filter(|(f, t, _)| (*f, *t) == (from, to))
+        .map(|(_, _, bytes)| bytes)
+        .collect();
+    assert!(!between.is_empty());
+    for bytes in between {
+        assert!(matches!(wire::classify(bytes), Class::Tagged { tag: t, .. } if t == tag.as_str()));
+    }
+    // A token under another tag is refused before any key is tried on it.
+    let before = sim.nodes[b].session.drops().unauthentic;
+    let token =
+        Cipher::from_key(&key).unwrap().seal(br#"{"type":"message","name":"x","text":"no"}"#, 0);
+    sim.inject(from, b, format!("AAAAAAAA.{token}").as_bytes());
+    assert_eq!(sim.nodes[b].session.drops().unauthentic, before + 1);
+    assert_eq!(sim.texts(b), vec!["tagged"]);
 }
 
 #[test]
@@ -542,6 +581,7 @@ fn members_named_by_a_stranger_get_a_few_probes_and_are_forgotten_when_the_serve
             nat: None,
             relay: None,
             cookie: None,
+            also: Vec::new(),
         };
         let server = sim.server.as_mut().unwrap();
         server.handle(sim.now, addr(SERVER), from, &serde_json::to_vec(&request).unwrap());
