@@ -6,6 +6,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use p2pchat::proto::crypto::Cipher;
+use p2pchat::proto::wire::{self, Class};
 use serde_json::{Value, json};
 
 use crate::harness::{TempDir, direct_peer, free_port, keygen};
@@ -30,7 +31,11 @@ impl Mallory {
         let mut buf = [0u8; 2048];
         while Instant::now() < deadline {
             let Ok((len, _)) = self.socket.recv_from(&mut buf) else { continue };
-            let token = std::str::from_utf8(&buf[..len]).unwrap();
+            // A p2pchat peer puts the conversation's tag before its token on a path.
+            let token = match wire::classify(&buf[..len]) {
+                Class::Token(token) | Class::Tagged { token, .. } => token,
+                _ => continue,
+            };
             let plain = self.cipher.open_whenever(token).unwrap();
             let envelope: Value = serde_json::from_slice(&plain).unwrap();
             if envelope["type"] == kind {
