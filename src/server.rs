@@ -17,7 +17,6 @@ use std::sync::Arc;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
 use tokio::time::sleep_until;
 
 use crate::consts::{
@@ -963,36 +962,19 @@ pub async fn run(
             .map_or(0, |d| d.as_secs());
         server = server.with_turn(relay, Instant::now(), unix_now);
     }
-    let (tx, mut rx) = mpsc::channel::<(SocketAddr, SocketAddr, Vec<u8>)>(1024);
-    let mut readers = Vec::new();
-    for socket in &sockets {
-        let (socket, tx) = (Arc::clone(socket), tx.clone());
-        let local = socket.local_addr()?;
-        readers.push(tokio::spawn(async move {
-            let mut buf = vec![0u8; RECV_BUFFER_BYTES];
-            loop {
-                match socket.recv_from(&mut buf).await {
-                    Ok((len, from)) => {
-                        if tx.send((local, from, buf[..len].to_vec())).await.is_err() {
-                            return;
-                        }
-                    }
-                    // ICMP errors from earlier sends surface here on some systems; not fatal.
-                    Err(error) => tracing::debug!(%error, "recv_from failed"),
-                }
-            }
-        }));
-    }
-    drop(tx);
+    let locals = sockets.iter().map(|s| s.local_addr()).collect::<std::io::Result<Vec<_>>>()?;
+    let mut buf = vec![0u8; RECV_BUFFER_BYTES];
+    // Which socket is tried first for the next datagram (in turn, so none starves).
+    let mut first = 0;
     tokio::pin!(shutdown);
     // What was dropped is said once a second at most, in one line, however many datagrams.
     let mut report = tokio::time::interval(SERVER_DROPS_REPORT_EVERY);
     report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut reported = ServerDrops::default();
-    let result = loop {
+    loop {
         let deadline = server.poll_timeout().unwrap_or_else(|| Instant::now() + REGISTRATION_TTL);
         tokio::select! {
-            () = &mut shutdown => break Ok(()),
+            () = &mut shutdown => return Ok(()),
             _ = report.tick() => {
                 let words = server.drops.since(&reported);
                 if !words.is_empty() {
@@ -1001,23 +983,48 @@ pub async fn run(
                 }
             }
             () = sleep_until(deadline.into()) => server.handle_timeout(Instant::now()),
-            received = rx.recv() => {
-                let Some((local, from, bytes)) = received else { break Ok(()) };
-                for reply in server.handle(Instant::now(), local, from, &bytes) {
-                    let Some(socket) = sockets.iter().find(|s| s.local_addr().ok() == Some(reply.via)) else {
+            (index, received) = recv_any(&sockets, &mut buf, first) => {
+                first = (index + 1) % sockets.len();
+                let (len, from) = match received {
+                    Ok(received) => received,
+                    // ICMP errors from earlier sends surface here on some systems; not fatal.
+                    Err(error) => {
+                        tracing::debug!(%error, "recv_from failed");
                         continue;
-                    };
-                    if let Err(error) = socket.send_to(&reply.transmit.payload, reply.transmit.to).await {
-                        tracing::debug!(%error, to = %reply.transmit.to, "send_to failed");
+                    }
+                };
+                for reply in server.handle(Instant::now(), locals[index], from, &buf[..len]) {
+                    let Some(via) = locals.iter().position(|l| *l == reply.via) else { continue };
+                    let Transmit { to, payload, .. } = reply.transmit;
+                    if let Err(error) = sockets[via].send_to(&payload, to).await {
+                        tracing::debug!(%error, %to, "send_to failed");
                     }
                 }
             }
         }
-    };
-    for reader in readers {
-        reader.abort();
     }
-    result
+}
+
+/// Waits for a datagram on any of `sockets`, trying them in turn from `first`; returns which
+/// socket it came to, and its length (the bytes in `buf`) and sender. Read in place: no copy,
+/// no task between the socket and the server.
+async fn recv_any(
+    sockets: &[Arc<UdpSocket>],
+    buf: &mut [u8],
+    first: usize,
+) -> (usize, std::io::Result<(usize, SocketAddr)>) {
+    std::future::poll_fn(|cx| {
+        for k in 0..sockets.len() {
+            let index = (first + k) % sockets.len();
+            let mut read = tokio::io::ReadBuf::new(&mut *buf);
+            if let std::task::Poll::Ready(result) = sockets[index].poll_recv_from(cx, &mut read) {
+                let len = read.filled().len();
+                return std::task::Poll::Ready((index, result.map(|from| (len, from))));
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 #[cfg(test)]
