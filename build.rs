@@ -17,14 +17,16 @@ fn main() {
     };
     println!("cargo:rustc-env=P2PCHAT_VERSION={version}");
     // A new commit or another branch changes the version: watch HEAD and what it points to.
+    // Only files that exist: Cargo reruns a build script that names a missing file every time
+    // (and rebuilds the crate after it).
+    let mut watched = Vec::new();
     for path in ["HEAD", "packed-refs"] {
-        if let Some(file) = git(&["rev-parse", "--git-path", path]) {
-            println!("cargo:rerun-if-changed={file}");
-        }
+        watched.extend(git(&["rev-parse", "--git-path", path]));
     }
-    if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"])
-        && let Some(file) = git(&["rev-parse", "--git-path", &branch])
-    {
+    if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
+        watched.extend(git(&["rev-parse", "--git-path", &branch]));
+    }
+    for file in watched.iter().filter(|file| std::path::Path::new(file).exists()) {
         println!("cargo:rerun-if-changed={file}");
     }
 }
