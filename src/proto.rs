@@ -11,6 +11,8 @@ pub mod nat;
 pub mod reliable;
 pub mod session;
 pub mod stun;
+#[cfg(test)]
+mod testnet;
 pub mod turn;
 pub mod wire;
 

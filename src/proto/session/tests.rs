@@ -19,14 +19,7 @@ use crate::proto::crypto::{Cipher, generate_key};
 use crate::proto::turn::sim::FakeTurn;
 use crate::server::{Addresses, Server, TurnRelay};
 
-const SERVER: &str = "198.51.100.1:7777";
-const TURN_SERVER: &str = "198.51.100.3:3478";
-const TURN_SECRET: &[u8] = b"shared by the rendezvous server and the relay";
-const LATENCY: Duration = Duration::from_millis(20);
-
-fn addr(s: &str) -> SocketAddr {
-    s.parse().unwrap()
-}
+use crate::proto::testnet::{LATENCY, SERVER, TURN_SECRET, TURN_SERVER, addr};
 
 fn wall() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 5, 1, 12, 0, 0).unwrap()
