@@ -6,6 +6,7 @@ pub mod commands;
 pub mod input;
 pub mod keymap;
 pub mod message;
+pub mod messenger;
 pub mod model;
 pub mod scrollback;
 pub mod texts;

@@ -952,6 +952,7 @@ fn plain_line(record: &Record) -> Option<String> {
             format!("[{when}] {}: {}", sanitize(&from), sanitize_lines(&text))
         }
         EntryKind::System(text) => format!("[{when}] — {}", sanitize(&text)),
+        EntryKind::Unread => return None,
     })
 }
 

@@ -331,7 +331,7 @@ pub async fn run(
                         None
                     }
                     Command::Help => {
-                        emit(&json!({"event": "help", "lines": texts::help()}));
+                        emit(&json!({"event": "help", "lines": texts::help(false)}));
                         None
                     }
                     Command::Verify => {
@@ -351,6 +351,10 @@ pub async fn run(
                     }
                     Command::Unknown(word) => {
                         emit(&json!({"event": "error", "message": texts::unknown_command(&word, false)}));
+                        None
+                    }
+                    Command::To { .. } | Command::Open(_) | Command::Pair | Command::Join(_) | Command::Room { .. } => {
+                        emit(&json!({"event": "error", "message": texts::MESSENGER_ONLY}));
                         None
                     }
                     Command::Say(_) => {

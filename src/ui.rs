@@ -1,6 +1,7 @@
 //! Drawing the model: the layout of the three panes and `render`, which has no side effects
 //! and touches only what is visible. The pane modules draw one pane each; `theme` holds styles.
 
+pub mod conversations;
 pub mod history;
 pub mod input;
 pub mod peers;
@@ -12,6 +13,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier};
 use ratatui::widgets::{Paragraph, Wrap};
 
+use crate::app::messenger::Messenger;
 use crate::app::{Model, texts};
 
 /// Below this width the status pane gives its room to the history.
@@ -60,6 +62,14 @@ pub fn history_height(model: &Model) -> u16 {
 /// Draws the whole screen (or, in a terminal too small for it, says so).
 pub fn render(model: &Model, frame: &mut Frame) {
     let area = frame.area();
+    render_chat(model, frame, area);
+    if !model.colour {
+        without_colour(frame.buffer_mut());
+    }
+}
+
+/// Draws a conversation's panes (history, status, input) in `area`.
+fn render_chat(model: &Model, frame: &mut Frame, area: Rect) {
     if area.width < MIN_TERMINAL.0 || area.height < MIN_TERMINAL.1 {
         let text = texts::too_small((area.width, area.height), MIN_TERMINAL);
         frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }), area);
@@ -71,7 +81,32 @@ pub fn render(model: &Model, frame: &mut Frame) {
         }
         input::render(model, frame, panes.input);
     }
-    if !model.colour {
+}
+
+/// Columns the messenger's conversations pane takes: none while hidden (Ctrl-B) or when the
+/// terminal is too narrow for it beside a conversation.
+pub fn conversations_width(messenger: &Messenger) -> u16 {
+    let fits = messenger.size.0 >= conversations::PANE_MIN_TERMINAL_COLS;
+    if messenger.pane_hidden || !fits { 0 } else { conversations::PANE_COLS }
+}
+
+/// Draws the messenger: the conversations pane, then the conversation shown in the rest.
+pub fn render_messenger(messenger: &Messenger, frame: &mut Frame) {
+    let area = frame.area();
+    let pane = conversations_width(messenger).min(area.width);
+    let [list, rest] =
+        Layout::horizontal([Constraint::Length(pane), Constraint::Min(0)]).areas(area);
+    if pane > 0 {
+        conversations::render(messenger, frame, list);
+    }
+    match messenger.shown() {
+        Some(shown) => render_chat(&shown.model, frame, rest),
+        None => {
+            let text = texts::NO_CONVERSATION_YET;
+            frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }), rest);
+        }
+    }
+    if messenger.shown().is_some_and(|c| !c.model.colour) {
         without_colour(frame.buffer_mut());
     }
 }

@@ -19,8 +19,38 @@ pub enum Command {
     Verify,
     /// `/contacts`.
     Contacts,
+    /// `/to NAME TEXT`: a message for another conversation (the messenger).
+    To {
+        /// The conversation: a contact's name, or `room:NAME`.
+        name: String,
+        /// The message.
+        text: String,
+    },
+    /// `/open NAME`: show that conversation (the messenger).
+    Open(String),
+    /// `/pair`: a new code to read out to a friend (the messenger).
+    Pair,
+    /// `/join CODE`: pair with the code a friend read out (the messenger).
+    Join(String),
+    /// `/room NAME [KEY]`: join a room with a shared key, and keep it (the messenger).
+    Room {
+        /// The room's name.
+        name: String,
+        /// Its key, when given on the line.
+        key: Option<String>,
+    },
     /// A slash command we do not know (the word after the slash).
     Unknown(String),
+}
+
+impl Command {
+    /// Only the messenger (`p2pchat open`) can run it.
+    pub fn is_messenger_only(&self) -> bool {
+        matches!(
+            self,
+            Self::To { .. } | Self::Open(_) | Self::Pair | Self::Join(_) | Self::Room { .. }
+        )
+    }
 }
 
 /// The commands and what they do, for `/help` and the README.
@@ -35,6 +65,15 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("/contacts", "the people you paired with, and how to reach them again"),
     ("/quit", "say goodbye to peers and leave (also Ctrl-C)"),
     ("//text", "send a message that starts with a slash"),
+];
+
+/// The messenger's own commands (`p2pchat open`), for its `/help` and the README.
+pub const MESSENGER_COMMANDS: &[(&str, &str)] = &[
+    ("/open NAME", "show the conversation with a contact, or room:NAME"),
+    ("/to NAME TEXT", "send TEXT in another conversation without switching"),
+    ("/pair", "a code to read out to a new friend; they run /join CODE"),
+    ("/join CODE", "pair with the code a friend read out"),
+    ("/room NAME [KEY]", "join a room with its shared key (asked for when not given); kept"),
 ];
 
 /// Parses one submitted line.
@@ -56,12 +95,31 @@ pub fn parse(line: &str) -> Command {
         "who" => Command::Who,
         "verify" => Command::Verify,
         "contacts" => Command::Contacts,
-        "search" | "find" => {
-            let text = rest.trim_start().strip_prefix(word).unwrap_or_default();
-            Command::Search(text.trim().to_owned())
+        "search" | "find" => Command::Search(after(rest, word).trim().to_owned()),
+        "to" => {
+            let rest = after(rest, word).trim_start();
+            match rest.split_once(char::is_whitespace) {
+                Some((name, text)) if !text.trim().is_empty() => {
+                    Command::To { name: name.to_owned(), text: text.to_owned() }
+                }
+                _ => Command::To { name: rest.trim().to_owned(), text: String::new() },
+            }
+        }
+        "open" => Command::Open(after(rest, word).trim().to_owned()),
+        "pair" => Command::Pair,
+        "join" => Command::Join(after(rest, word).trim().to_owned()),
+        "room" => {
+            let mut words = after(rest, word).split_whitespace();
+            let name = words.next().unwrap_or_default().to_owned();
+            Command::Room { name, key: words.next().map(str::to_owned) }
         }
         _ => Command::Unknown(word.to_owned()),
     }
+}
+
+/// What follows the command word in `rest` (the line after its slash).
+fn after<'l>(rest: &'l str, word: &str) -> &'l str {
+    rest.trim_start().strip_prefix(word).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -87,5 +145,23 @@ mod tests {
         assert_eq!(parse("/frobnicate x"), Command::Unknown("frobnicate".into()));
         assert_eq!(parse("/"), Command::Unknown(String::new()));
         assert_eq!(parse("//etc/passwd"), Command::Say("/etc/passwd".into()));
+    }
+
+    #[test]
+    fn parses_the_messengers_commands() {
+        let to = |name: &str, text: &str| Command::To { name: name.into(), text: text.into() };
+        assert_eq!(parse("/to bob  hi there "), to("bob", " hi there "));
+        assert_eq!(parse("/to room:lobby hi"), to("room:lobby", "hi"));
+        assert_eq!(parse("/to bob"), to("bob", ""));
+        assert_eq!(parse("/to bob   "), to("bob", ""));
+        assert_eq!(parse("/open room:lobby"), Command::Open("room:lobby".into()));
+        assert_eq!(parse("/pair"), Command::Pair);
+        assert_eq!(parse("/join 7-apple-banjo"), Command::Join("7-apple-banjo".into()));
+        assert_eq!(parse("/room lobby"), Command::Room { name: "lobby".into(), key: None });
+        assert_eq!(
+            parse("/room lobby K3y="),
+            Command::Room { name: "lobby".into(), key: Some("K3y=".into()) }
+        );
+        assert!(parse("/pair").is_messenger_only() && !parse("/who").is_messenger_only());
     }
 }

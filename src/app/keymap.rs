@@ -45,6 +45,14 @@ pub enum Action {
     Quit,
     /// Stop until the shell resumes us (job control).
     Suspend,
+    /// The messenger: the next conversation in the pane (wrapping round).
+    NextConversation,
+    /// The messenger: the previous conversation in the pane (wrapping round).
+    PreviousConversation,
+    /// The messenger: the conversation at this place in the pane (1 to 9).
+    Conversation(u8),
+    /// The messenger: hide or show the conversations pane.
+    TogglePane,
 }
 
 struct Binding {
@@ -98,6 +106,32 @@ const BINDINGS: &[Binding] = &[
     bind(KeyCode::Char('u'), CTRL, Action::ClearLine, "Ctrl-U", "clear the line"),
     bind(KeyCode::Char('c'), CTRL, Action::Quit, "Ctrl-C", "quit"),
     bind(KeyCode::Char('z'), CTRL, Action::Suspend, "Ctrl-Z", "suspend (the shell's fg resumes)"),
+    bind(
+        KeyCode::Down,
+        ALT,
+        Action::NextConversation,
+        "Alt-Up/Down, Ctrl-P/N",
+        "previous / next conversation (p2pchat open)",
+    ),
+    bind(KeyCode::Up, ALT, Action::PreviousConversation, "", ""),
+    bind(KeyCode::Char('n'), CTRL, Action::NextConversation, "", ""),
+    bind(KeyCode::Char('p'), CTRL, Action::PreviousConversation, "", ""),
+    bind(
+        KeyCode::Char('1'),
+        ALT,
+        Action::Conversation(1),
+        "Alt-1…9",
+        "the conversation at that place",
+    ),
+    bind(KeyCode::Char('2'), ALT, Action::Conversation(2), "", ""),
+    bind(KeyCode::Char('3'), ALT, Action::Conversation(3), "", ""),
+    bind(KeyCode::Char('4'), ALT, Action::Conversation(4), "", ""),
+    bind(KeyCode::Char('5'), ALT, Action::Conversation(5), "", ""),
+    bind(KeyCode::Char('6'), ALT, Action::Conversation(6), "", ""),
+    bind(KeyCode::Char('7'), ALT, Action::Conversation(7), "", ""),
+    bind(KeyCode::Char('8'), ALT, Action::Conversation(8), "", ""),
+    bind(KeyCode::Char('9'), ALT, Action::Conversation(9), "", ""),
+    bind(KeyCode::Char('b'), CTRL, Action::TogglePane, "Ctrl-B", "hide / show the conversations"),
 ];
 
 /// The action for a key press, if any. Releases are ignored (terminals that report them would
@@ -117,9 +151,26 @@ pub fn map_key(key: KeyEvent) -> Option<Action> {
     }
 }
 
-/// (keys, what they do) for `/help`, one row per documented binding group.
-pub fn help_rows() -> impl Iterator<Item = (&'static str, &'static str)> {
-    BINDINGS.iter().filter(|b| !b.keys.is_empty()).map(|b| (b.keys, b.help))
+impl Action {
+    /// Moves between conversations: the messenger's alone (a single chat ignores it).
+    pub fn is_messenger_only(self) -> bool {
+        matches!(
+            self,
+            Self::NextConversation
+                | Self::PreviousConversation
+                | Self::Conversation(_)
+                | Self::TogglePane
+        )
+    }
+}
+
+/// (keys, what they do) for `/help`, one row per documented binding group; the keys that move
+/// between conversations only for the messenger.
+pub fn help_rows(messenger: bool) -> impl Iterator<Item = (&'static str, &'static str)> {
+    BINDINGS
+        .iter()
+        .filter(move |b| !b.keys.is_empty() && (messenger || !b.action.is_messenger_only()))
+        .map(|b| (b.keys, b.help))
 }
 
 #[cfg(test)]
@@ -147,6 +198,6 @@ mod tests {
         let mut release = key(KeyCode::Char('x'), NONE);
         release.kind = KeyEventKind::Release;
         assert_eq!(map_key(release), None);
-        assert!(help_rows().any(|(k, _)| k == "PgUp/PgDn"));
+        assert!(help_rows(false).any(|(k, _)| k == "PgUp/PgDn"));
     }
 }

@@ -168,6 +168,9 @@ pub enum EntryKind {
     },
     /// A line from p2pchat itself (presence, notices, command output).
     System(String),
+    /// The messenger's line above the first message that came while the user was in another
+    /// conversation ("unread since you left"); never in the log.
+    Unread,
 }
 
 impl Entry {

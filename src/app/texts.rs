@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Local};
 
-use super::commands::COMMANDS;
+use super::commands::{COMMANDS, MESSENGER_COMMANDS};
 use super::keymap;
 use super::model::Verify;
 use super::model::{PeerView, Public};
@@ -288,6 +288,55 @@ pub fn unknown_command(word: &str, recall: bool) -> String {
     format!("unknown command /{word} — /help lists commands{up} (start with // to send a slash)")
 }
 
+/// The line above what came while the user was in another conversation.
+pub const UNREAD_SINCE: &str = "──── unread since you left ────";
+
+/// `/to` without a message.
+pub const TO_USAGE: &str =
+    "/to NAME TEXT sends TEXT in the conversation NAME (a contact, or room:NAME)";
+
+/// `/join` without a code.
+pub const JOIN_USAGE: &str = "/join CODE pairs with the code a friend read out (like 7-apple-banjo); /pair makes one for them";
+
+/// `/room` without a name.
+pub const ROOM_USAGE: &str = "/room NAME KEY joins the room NAME with its shared key (from `p2pchat keygen`); without KEY it is asked for";
+
+/// A line typed in the messenger before it has any conversation.
+pub const NO_CONVERSATION_YET: &str = "no conversation yet: /pair gives a code for a friend, /join CODE uses theirs, /room NAME KEY joins a room";
+
+/// `/room NAME` without a key: the next line is the key.
+pub fn room_key_prompt(room: &str) -> String {
+    format!(
+        "the key of room {room}, please: type or paste it and press Enter (an empty line cancels)"
+    )
+}
+
+/// `/open` or `/to` with a name no conversation has.
+pub fn no_conversation(name: &str, known: &str) -> String {
+    format!(
+        "no conversation \"{name}\" (conversations: {known}); /pair or /join CODE adds a contact, /room NAME KEY a room"
+    )
+}
+
+/// The messenger opened a new conversation.
+pub fn conversation_opened(label: &str) -> String {
+    format!("conversation {label} opened")
+}
+
+/// A desktop notification's title: who wrote, and in which room.
+pub fn notification_title(from: &str, with: &crate::app::messenger::With) -> String {
+    match with {
+        crate::app::messenger::With::Contact(_) => format!("p2pchat: {from}"),
+        crate::app::messenger::With::Room(room) => {
+            format!("p2pchat: {from} in room {room}")
+        }
+    }
+}
+
+/// A messenger command given in a single chat.
+pub const MESSENGER_ONLY: &str = "that command is the messenger's: run `p2pchat` (or `p2pchat \
+    open`) to hold all your contacts and rooms in one window";
+
 /// Headless input line `line` is not UTF-8 (skipped).
 pub fn input_not_utf8(line: u64, byte: u8, column: usize) -> String {
     format!(
@@ -354,16 +403,18 @@ pub fn log_lost(records: usize) -> String {
 }
 
 /// `/help` output, from the command and key tables.
-pub fn help() -> Vec<String> {
+pub fn help(messenger: bool) -> Vec<String> {
+    let own: &[(&str, &str)] = if messenger { MESSENGER_COMMANDS } else { &[] };
+    let commands = || COMMANDS.iter().chain(own).copied();
     // One column for every name, two spaces after the longest: wrapped rows go on under the
     // explanations.
-    let width = COMMANDS.iter().copied().chain(keymap::help_rows()).map(|(k, _)| k.chars().count());
+    let width = commands().chain(keymap::help_rows(messenger)).map(|(k, _)| k.chars().count());
     let width = width.max().unwrap_or(0);
     let row = |(name, what): (&str, &str)| format!("  {name:<width$}  {what}");
     let mut lines = vec!["Commands:".to_owned()];
-    lines.extend(COMMANDS.iter().copied().map(row));
+    lines.extend(commands().map(row));
     lines.push("Keys:".to_owned());
-    lines.extend(keymap::help_rows().map(row));
+    lines.extend(keymap::help_rows(messenger).map(row));
     lines
 }
 

@@ -98,6 +98,11 @@ fn on_action(model: &mut Model, action: Action, effects: &mut Vec<Effect>) {
         Action::Cancel => model.search = None,
         Action::Quit => quit(model, effects),
         Action::Suspend => effects.push(Effect::Suspend),
+        // The messenger moves between conversations; a single chat has one.
+        Action::NextConversation
+        | Action::PreviousConversation
+        | Action::Conversation(_)
+        | Action::TogglePane => return,
     }
     model.dirty = true;
 }
@@ -153,7 +158,7 @@ fn submit(model: &mut Model, line: String, effects: &mut Vec<Effect>) {
             answer(model, vec![texts::SEARCH_USAGE.to_owned()], effects);
         }
         Command::Search(term) => effects.push(Effect::Search(term)),
-        Command::Help => answer(model, texts::help(), effects),
+        Command::Help => answer(model, texts::help(false), effects),
         Command::Who => {
             let mut lines: Vec<String> =
                 model.peers.iter().map(|p| texts::who_line(p, model.now)).collect();
@@ -164,6 +169,11 @@ fn submit(model: &mut Model, line: String, effects: &mut Vec<Effect>) {
         }
         Command::Quit => quit(model, effects),
         Command::Unknown(word) => answer(model, vec![texts::unknown_command(&word, true)], effects),
+        Command::To { .. }
+        | Command::Open(_)
+        | Command::Pair
+        | Command::Join(_)
+        | Command::Room { .. } => answer(model, vec![texts::MESSENGER_ONLY.to_owned()], effects),
     }
     model.dirty = true;
 }

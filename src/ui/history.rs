@@ -12,8 +12,8 @@ use unicode_segmentation::UnicodeSegmentation;
 use unicode_width::UnicodeWidthStr;
 
 use super::theme;
-use crate::app::Model;
 use crate::app::model::{Entry, EntryKind};
+use crate::app::{Model, texts};
 use crate::history::Delivery;
 use crate::text::{escapes, matches_ignoring_case, sanitize, sanitize_lines};
 
@@ -58,6 +58,7 @@ fn pieces(entry: &Entry, term: Option<&str>, current: bool) -> (Vec<(String, Sty
             hang += 2 + hanging_indent(&text);
             out.push((format!("— {text}"), theme::system()));
         }
+        EntryKind::Unread => out.push((texts::UNREAD_SINCE.to_owned(), theme::unread())),
     }
     (out, hang)
 }

@@ -261,8 +261,10 @@ fn column(line: &str, needle: &str) -> usize {
 #[test]
 fn help_and_the_status_pane_wrap_under_their_text() {
     let mut m = model((80, 60));
-    m.entries =
-        crate::app::texts::help().into_iter().map(|l| Entry::system(at(12, 0, 0), l)).collect();
+    m.entries = crate::app::texts::help(false)
+        .into_iter()
+        .map(|l| Entry::system(at(12, 0, 0), l))
+        .collect();
     m.me.server.as_mut().unwrap().state =
         ServerState::Refused("the room is full: at most 64 peers may be in one room".into());
     let lines = screen(&m);

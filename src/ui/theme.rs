@@ -65,6 +65,11 @@ pub fn marker() -> Style {
     Style::new().fg(Color::Black).bg(Color::Yellow)
 }
 
+/// The messenger's "unread since you left" line.
+pub fn unread() -> Style {
+    Style::new().fg(Color::LightRed).add_modifier(Modifier::BOLD)
+}
+
 /// Escapes standing for invisible characters ("⟨U+200B⟩"): dim, so they read as marks.
 pub fn invisible() -> Style {
     Style::new().fg(Color::DarkGray).add_modifier(Modifier::DIM)

@@ -1,0 +1,543 @@
+//! The messenger's app (`p2pchat open`): a model of conversations — every contact and room at
+//! once — over the single chat's `Model` and `update`, which each conversation keeps as its
+//! own (history, peers, input draft, search). This module owns what is between them: which
+//! conversation is shown, unread counts and the "unread since you left" line, attention (bell,
+//! desktop notification), the commands that open or start conversations, and quitting all of
+//! them at once. Pure like `update`: no IO, no clock; the runner does what `Do` asks.
+
+use chrono::{DateTime, Local};
+
+use super::commands::{self, Command};
+use super::keymap::Action;
+use super::message::{Effect, Message};
+use super::model::{Entry, EntryKind, Model};
+use super::scrollback;
+use super::texts;
+use crate::proto::{NetCommand, NetEvent};
+
+/// What a conversation is with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum With {
+    /// A contact, by the name saved with it.
+    Contact(String),
+    /// A room joined with a shared key, by its name.
+    Room(String),
+}
+
+impl With {
+    /// The name commands and headless output use: the contact's, or `room:NAME`.
+    pub fn label(&self) -> String {
+        match self {
+            Self::Contact(name) => name.clone(),
+            Self::Room(name) => format!("room:{name}"),
+        }
+    }
+
+    /// Whether `name` (as typed after `/open` or `/to`) means this conversation: a contact
+    /// by its name, a room as `room:NAME` (or its bare name when no contact has it), ignoring
+    /// case.
+    fn answers_to(&self, name: &str) -> bool {
+        let name = name.trim_start_matches('@');
+        match self {
+            Self::Contact(contact) => contact.eq_ignore_ascii_case(name),
+            Self::Room(room) => name
+                .strip_prefix("room:")
+                .or_else(|| name.strip_prefix('#'))
+                .unwrap_or(name)
+                .eq_ignore_ascii_case(room),
+        }
+    }
+}
+
+/// One conversation: the single chat's model, and what the messenger knows of it.
+#[derive(Debug, Clone)]
+pub struct Conversation {
+    /// With whom.
+    pub with: With,
+    /// Its history, peers, input draft and search, as a single chat keeps them.
+    pub model: Model,
+    /// Messages from others since the user last looked at it.
+    pub unread: usize,
+    /// When a message last came or went.
+    pub last_activity: Option<DateTime<Local>>,
+    /// Its network said it closed.
+    pub closed: bool,
+}
+
+impl Conversation {
+    /// A conversation with `with`, showing `model`.
+    pub fn new(with: With, model: Model) -> Self {
+        let last_activity = model.entries.iter().rev().find_map(|e| match e.kind {
+            EntryKind::Chat { .. } => Some(e.at),
+            _ => None,
+        });
+        Self { with, model, unread: 0, last_activity, closed: false }
+    }
+
+    /// Peers online now, and peers known.
+    pub fn presence(&self) -> (usize, usize) {
+        (self.model.peers.iter().filter(|p| p.online).count(), self.model.peers.len())
+    }
+}
+
+/// How a message in a conversation the user is not looking at asks for attention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Notify {
+    /// Ring the terminal's bell.
+    pub bell: bool,
+    /// Send a desktop notification.
+    pub desktop: bool,
+    /// Show the message's text in the notification (false: only who wrote).
+    pub content: bool,
+}
+
+impl Default for Notify {
+    fn default() -> Self {
+        Self { bell: true, desktop: false, content: true }
+    }
+}
+
+/// The messenger's state.
+#[derive(Debug, Clone)]
+pub struct Messenger {
+    /// Every conversation, in the order they were opened (ids for the runner).
+    pub conversations: Vec<Conversation>,
+    /// The one shown, an index into `conversations`.
+    pub selected: usize,
+    /// The user hid the conversations pane (Ctrl-B).
+    pub pane_hidden: bool,
+    /// The terminal has focus (FocusGained / FocusLost; true where the terminal never says).
+    pub focused: bool,
+    /// How to ask for attention.
+    pub notify: Notify,
+    /// `/room NAME` without a key: the next line typed is its key, not a message.
+    pub asking_key_for: Option<String>,
+    /// Terminal size (columns, rows).
+    pub size: (u16, u16),
+    /// `/quit` was given: every conversation says goodbye.
+    pub quitting: bool,
+    /// Something visible changed since the last draw.
+    pub dirty: bool,
+}
+
+/// What the messenger asks the runner to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Do {
+    /// An effect of conversation `index`'s own `update` (its log, its network commands).
+    In(usize, Effect),
+    /// Say goodbye in every conversation at once (the endpoint's shutdown).
+    Shutdown,
+    /// Every conversation has closed: stop.
+    Exit,
+    /// Stop until the shell resumes us (Ctrl-Z).
+    Suspend,
+    /// Ring the terminal's bell.
+    Bell,
+    /// A desktop notification.
+    Desktop {
+        /// Who wrote, and where.
+        title: String,
+        /// What (none when the user hides content).
+        body: Option<String>,
+    },
+    /// `/pair`: ask the server for a code and wait for a friend to use it.
+    Pair,
+    /// `/join CODE`: pair with a friend's code.
+    Join(String),
+    /// `/room NAME KEY`: join and keep a room.
+    Room {
+        /// Its name.
+        name: String,
+        /// Its key, as typed (the runner checks it).
+        key: String,
+    },
+}
+
+/// Input to the messenger's `update`.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// From the terminal or stdin: goes to the conversation shown, unless the messenger
+    /// takes it (moving between conversations, its commands, quitting).
+    Ui(Message),
+    /// For conversation `index`: its network's events, its pages and searches.
+    To(usize, Message),
+    /// The terminal gained (true) or lost focus.
+    Focus(bool),
+    /// A conversation the runner opened (`/pair`, `/join`, `/room`): shown at once.
+    Added(Conversation),
+    /// Worth telling the user about work of the messenger's own (a code to read out, a
+    /// pairing that failed): shown in the conversation on screen.
+    Notice(String),
+}
+
+impl Messenger {
+    /// A messenger over `conversations` (at least one is shown; none is allowed while
+    /// waiting for a first contact), showing the first.
+    pub fn new(conversations: Vec<Conversation>, notify: Notify) -> Self {
+        let mut messenger = Self {
+            conversations,
+            selected: 0,
+            pane_hidden: false,
+            focused: true,
+            notify,
+            asking_key_for: None,
+            size: (80, 24),
+            quitting: false,
+            dirty: true,
+        };
+        let order = messenger.order();
+        messenger.selected = order.first().copied().unwrap_or(0);
+        messenger
+    }
+
+    /// The conversation shown.
+    pub fn shown(&self) -> Option<&Conversation> {
+        self.conversations.get(self.selected)
+    }
+
+    /// The conversations in the pane's order: the most recent activity first (those that
+    /// never had any last), then by name. Alt-1…9 and Ctrl-N/P follow it.
+    pub fn order(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.conversations.len()).collect();
+        order.sort_by(|&a, &b| {
+            let (a, b) = (&self.conversations[a], &self.conversations[b]);
+            b.last_activity.cmp(&a.last_activity).then_with(|| a.with.label().cmp(&b.with.label()))
+        });
+        order
+    }
+
+    /// The conversation `name` means (`/open`, `/to`): a contact first, then a room.
+    pub fn find(&self, name: &str) -> Option<usize> {
+        let by = |contact: bool| {
+            self.conversations.iter().position(|c| {
+                matches!(c.with, With::Contact(_)) == contact && c.with.answers_to(name)
+            })
+        };
+        by(true).or_else(|| by(false))
+    }
+
+    /// Conversation labels, for a sentence that lists them.
+    fn labels(&self) -> String {
+        let labels: Vec<String> =
+            self.order().iter().map(|&i| self.conversations[i].with.label()).collect();
+        if labels.is_empty() { "none yet".to_owned() } else { labels.join(", ") }
+    }
+
+    /// Sets every conversation's model to the size its history is drawn at: the terminal
+    /// less the conversations pane.
+    fn resize_models(&mut self, effects: &mut Vec<Do>) {
+        let columns = self.size.0.saturating_sub(crate::ui::conversations_width(self));
+        for index in 0..self.conversations.len() {
+            let model = &mut self.conversations[index].model;
+            model.size = (columns, self.size.1);
+            let mut own = Vec::new();
+            scrollback::scroll_by(model, 0, &mut own);
+            effects.extend(own.into_iter().map(|e| Do::In(index, e)));
+        }
+    }
+
+    /// Shows conversation `index`: it is read now, and the line marking what was unread
+    /// moves there from the one left.
+    fn select(&mut self, index: usize) {
+        if index >= self.conversations.len() {
+            return;
+        }
+        if index != self.selected
+            && let Some(left) = self.conversations.get_mut(self.selected)
+        {
+            left.model.entries.retain(|e| e.kind != EntryKind::Unread);
+            left.model.dirty = true;
+        }
+        self.selected = index;
+        let shown = &mut self.conversations[index];
+        shown.unread = 0;
+        shown.model.dirty = true;
+        self.dirty = true;
+    }
+
+    /// The user is looking at conversation `index` now.
+    fn looking_at(&self, index: usize) -> bool {
+        index == self.selected && self.focused
+    }
+}
+
+/// Applies one event to the messenger.
+pub fn update(messenger: &mut Messenger, event: Event) -> Vec<Do> {
+    let mut effects = Vec::new();
+    match event {
+        Event::Ui(message) => on_ui(messenger, message, &mut effects),
+        Event::To(index, message) => on_conversation(messenger, index, message, &mut effects),
+        Event::Focus(focused) => {
+            messenger.focused = focused;
+            if focused && let Some(shown) = messenger.conversations.get_mut(messenger.selected) {
+                shown.unread = 0;
+                messenger.dirty = true;
+            }
+        }
+        Event::Added(conversation) => {
+            let at = conversation.model.now;
+            messenger.conversations.push(conversation);
+            let index = messenger.conversations.len() - 1;
+            messenger.resize_models(&mut effects);
+            messenger.select(index);
+            let label = messenger.conversations[index].with.label();
+            tell(messenger, texts::conversation_opened(&label), at);
+        }
+        Event::Notice(text) => {
+            let at = messenger.shown().map_or_else(Local::now, |c| c.model.now);
+            tell(messenger, text, at);
+        }
+    }
+    if messenger.conversations.iter().any(|c| c.model.dirty) {
+        messenger.dirty = true;
+    }
+    effects
+}
+
+/// Shows a line in the conversation on screen.
+fn tell(messenger: &mut Messenger, text: String, at: DateTime<Local>) {
+    if let Some(shown) = messenger.conversations.get_mut(messenger.selected) {
+        scrollback::push(&mut shown.model, Entry::system(at, text));
+    }
+    messenger.dirty = true;
+}
+
+/// Runs `message` through conversation `index`'s own `update`, keeping its effects for the
+/// runner. The messenger quits all conversations at once, so a conversation's own goodbye
+/// is not passed on (the endpoint's shutdown says it), and its exit only counts.
+fn forward(messenger: &mut Messenger, index: usize, message: Message, effects: &mut Vec<Do>) {
+    let Some(conversation) = messenger.conversations.get_mut(index) else { return };
+    for effect in super::update(&mut conversation.model, message) {
+        match effect {
+            Effect::Net(NetCommand::Shutdown) => {}
+            Effect::Exit => conversation.closed = true,
+            Effect::Suspend => effects.push(Do::Suspend),
+            effect => effects.push(Do::In(index, effect)),
+        }
+    }
+    if messenger.quitting && messenger.conversations.iter().all(|c| c.closed) {
+        effects.push(Do::Exit);
+    }
+}
+
+fn on_ui(messenger: &mut Messenger, message: Message, effects: &mut Vec<Do>) {
+    let selected = messenger.selected;
+    match message {
+        Message::Key(action) => on_key(messenger, action, effects),
+        Message::Submit(line) => submit(messenger, line, effects),
+        Message::Resize(columns, rows) => {
+            messenger.size = (columns, rows);
+            messenger.resize_models(effects);
+            messenger.dirty = true;
+        }
+        Message::Tick(now) => {
+            for index in 0..messenger.conversations.len() {
+                forward(messenger, index, Message::Tick(now), effects);
+            }
+        }
+        Message::Quit => quit(messenger, effects),
+        message => forward(messenger, selected, message, effects),
+    }
+}
+
+fn on_key(messenger: &mut Messenger, action: Action, effects: &mut Vec<Do>) {
+    let order = messenger.order();
+    let place = order.iter().position(|&i| i == messenger.selected).unwrap_or(0);
+    let step = |by: usize| order.get((place + by) % order.len().max(1)).copied();
+    match action {
+        Action::NextConversation => {
+            if let Some(index) = step(1) {
+                messenger.select(index);
+            }
+        }
+        Action::PreviousConversation => {
+            if let Some(index) = step(order.len().saturating_sub(1)) {
+                messenger.select(index);
+            }
+        }
+        Action::Conversation(n) => {
+            if let Some(&index) = order.get(usize::from(n).saturating_sub(1)) {
+                messenger.select(index);
+            }
+        }
+        Action::TogglePane => {
+            messenger.pane_hidden = !messenger.pane_hidden;
+            messenger.resize_models(effects);
+            messenger.dirty = true;
+        }
+        Action::Quit => quit(messenger, effects),
+        Action::Submit
+            if messenger.search_idle()
+                && let Some(shown) = messenger.shown() =>
+        {
+            let line = shown.model.input.text().to_owned();
+            submit(messenger, line, effects);
+        }
+        action => forward(messenger, messenger.selected, Message::Key(action), effects),
+    }
+}
+
+impl Messenger {
+    /// Enter submits the line: not while a search of the shown conversation takes Enter to
+    /// step through matches (an empty line there).
+    fn search_idle(&self) -> bool {
+        self.shown().is_none_or(|c| c.model.search.is_none() || !c.model.input.text().is_empty())
+    }
+}
+
+fn quit(messenger: &mut Messenger, effects: &mut Vec<Do>) {
+    if messenger.quitting {
+        return;
+    }
+    messenger.quitting = true;
+    for conversation in &mut messenger.conversations {
+        conversation.model.quitting = true;
+    }
+    effects.push(Do::Shutdown);
+    if messenger.conversations.iter().all(|c| c.closed) {
+        effects.push(Do::Exit);
+    }
+}
+
+/// A submitted line: the messenger's commands here, the rest to the conversation shown.
+fn submit(messenger: &mut Messenger, line: String, effects: &mut Vec<Do>) {
+    let selected = messenger.selected;
+    if let Some(room) = messenger.asking_key_for.take() {
+        clear_input(messenger, selected);
+        if !line.trim().is_empty() {
+            effects.push(Do::Room { name: room, key: line.trim().to_owned() });
+        }
+        return;
+    }
+    let command = commands::parse(&line);
+    let answer = |messenger: &mut Messenger, text: String| {
+        clear_input(messenger, selected);
+        let at = messenger.shown().map_or_else(Local::now, |c| c.model.now);
+        tell(messenger, text, at);
+    };
+    match command {
+        Command::Quit => {
+            clear_input(messenger, selected);
+            quit(messenger, effects);
+        }
+        Command::Help => {
+            for line in texts::help(true) {
+                answer(messenger, line);
+            }
+        }
+        Command::Open(name) => match messenger.find(&name) {
+            Some(index) => {
+                clear_input(messenger, selected);
+                messenger.select(index);
+            }
+            None => {
+                let known = messenger.labels();
+                answer(messenger, texts::no_conversation(&name, &known));
+            }
+        },
+        Command::To { name, text } => match messenger.find(&name) {
+            Some(_) if text.trim().is_empty() => answer(messenger, texts::TO_USAGE.to_owned()),
+            Some(index) => {
+                clear_input(messenger, selected);
+                forward(messenger, index, Message::Submit(text), effects);
+            }
+            None => {
+                let known = messenger.labels();
+                answer(messenger, texts::no_conversation(&name, &known));
+            }
+        },
+        Command::Pair => {
+            clear_input(messenger, selected);
+            effects.push(Do::Pair);
+        }
+        Command::Join(code) if code.is_empty() => answer(messenger, texts::JOIN_USAGE.to_owned()),
+        Command::Join(code) => {
+            clear_input(messenger, selected);
+            effects.push(Do::Join(code));
+        }
+        Command::Room { name, .. } if name.is_empty() => {
+            answer(messenger, texts::ROOM_USAGE.to_owned());
+        }
+        Command::Room { name, key: Some(key) } => {
+            clear_input(messenger, selected);
+            effects.push(Do::Room { name, key });
+        }
+        Command::Room { name, key: None } => {
+            answer(messenger, texts::room_key_prompt(&name));
+            messenger.asking_key_for = Some(name);
+        }
+        _ if messenger.conversations.is_empty() => {
+            answer(messenger, texts::NO_CONVERSATION_YET.to_owned())
+        }
+        _ => forward(messenger, selected, Message::Submit(line), effects),
+    }
+}
+
+/// Empties the input of conversation `index` (the line was the messenger's to run) and keeps
+/// the line for Up.
+fn clear_input(messenger: &mut Messenger, index: usize) {
+    if let Some(conversation) = messenger.conversations.get_mut(index) {
+        let line = conversation.model.input.take();
+        if !line.trim().is_empty() {
+            conversation.model.recall.push(line);
+        }
+        conversation.model.dirty = true;
+    }
+    messenger.dirty = true;
+}
+
+/// An event for conversation `index`: its model takes it; a message from someone else there
+/// counts as unread and asks for attention unless the user is looking at it.
+fn on_conversation(
+    messenger: &mut Messenger,
+    index: usize,
+    message: Message,
+    effects: &mut Vec<Do>,
+) {
+    if index >= messenger.conversations.len() {
+        return;
+    }
+    let incoming = match &message {
+        Message::Net(NetEvent::Message { from, text, .. }, at) => {
+            Some((from.clone(), text.clone(), *at))
+        }
+        _ => None,
+    };
+    let outgoing = match &message {
+        Message::Net(NetEvent::Sent { .. } | NetEvent::Queued { .. }, at) => Some(*at),
+        _ => None,
+    };
+    let away = !messenger.looking_at(index);
+    if let Some((_, _, at)) = &incoming
+        && away
+        && index != messenger.selected
+        && messenger.conversations[index].unread == 0
+    {
+        let model = &mut messenger.conversations[index].model;
+        model.entries.retain(|e| e.kind != EntryKind::Unread);
+        scrollback::push(model, Entry::new(*at, EntryKind::Unread, super::model::Origin::Notice));
+    }
+    forward(messenger, index, message, effects);
+    let conversation = &mut messenger.conversations[index];
+    if let Some(at) = outgoing {
+        conversation.last_activity = Some(at);
+    }
+    let Some((from, text, at)) = incoming else { return };
+    conversation.last_activity = Some(at);
+    if !away {
+        return;
+    }
+    conversation.unread += 1;
+    messenger.dirty = true;
+    let notify = messenger.notify;
+    if notify.bell {
+        effects.push(Do::Bell);
+    }
+    if notify.desktop {
+        let title = texts::notification_title(&from, &conversation.with);
+        effects.push(Do::Desktop { title, body: notify.content.then_some(text) });
+    }
+}
+
+#[cfg(test)]
+mod tests;

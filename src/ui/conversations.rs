@@ -1,0 +1,89 @@
+//! The messenger's conversations pane, at the left: every contact and room, in the pane's
+//! order (`Messenger::order`), each with its place (Alt-1…9), presence (a dot for a contact,
+//! "k/n" online for a room), unread count and last activity; the one shown is highlighted.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::Modifier;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Paragraph};
+use unicode_width::UnicodeWidthStr;
+
+use super::theme;
+use crate::app::messenger::{Messenger, With};
+use crate::app::texts;
+use crate::text::sanitize;
+
+/// The pane's width, borders included.
+pub const PANE_COLS: u16 = 24;
+
+/// Below this terminal width the pane folds away by itself (the history needs the room).
+pub const PANE_MIN_TERMINAL_COLS: u16 = 60;
+
+/// Cuts `text` to `width` columns, with "…" when it was longer.
+fn fit(text: &str, width: usize) -> String {
+    if text.width() <= width {
+        return text.to_owned();
+    }
+    let mut out = String::new();
+    for c in text.chars() {
+        if out.width() + c.to_string().width() + 1 > width {
+            break;
+        }
+        out.push(c);
+    }
+    out.push('…');
+    out
+}
+
+/// Draws the pane.
+pub fn render(messenger: &Messenger, frame: &mut Frame, area: Rect) {
+    let block = Block::bordered().title(" conversations ").border_style(theme::border());
+    let width = usize::from(block.inner(area).width);
+    let mut lines = Vec::new();
+    if messenger.conversations.is_empty() {
+        lines.push(Line::styled(" none yet", theme::detail()));
+        lines.push(Line::styled(" /pair, /join CODE", theme::detail()));
+        lines.push(Line::styled(" or /room NAME KEY", theme::detail()));
+    }
+    let now = messenger.shown().map(|c| c.model.now);
+    for (place, &index) in messenger.order().iter().enumerate() {
+        let conversation = &messenger.conversations[index];
+        let (online, known) = conversation.presence();
+        let (dot, dot_style) = match &conversation.with {
+            With::Contact(_) if online > 0 => ("● ".to_owned(), theme::online()),
+            With::Contact(_) => ("○ ".to_owned(), theme::offline()),
+            With::Room(_) => {
+                let style = if online > 0 { theme::online() } else { theme::offline() };
+                (format!("{online}/{known} "), style)
+            }
+        };
+        let number = if place < 9 { format!("{}", place + 1) } else { " ".to_owned() };
+        let unread = match conversation.unread {
+            0 => String::new(),
+            n if n > 99 => " 99+".to_owned(),
+            n => format!(" {n}"),
+        };
+        let name_width = width.saturating_sub(number.width() + 1 + dot.width() + unread.width());
+        let label = fit(&sanitize(&conversation.with.label()), name_width);
+        let mut name_style = match &conversation.with {
+            With::Contact(name) => theme::peer(name),
+            With::Room(_) => theme::heading(),
+        };
+        if index == messenger.selected {
+            name_style = name_style.add_modifier(Modifier::REVERSED);
+        }
+        lines.push(Line::from(vec![
+            Span::styled(format!("{number} "), theme::time()),
+            Span::styled(dot, dot_style),
+            Span::styled(label, name_style),
+            Span::styled(unread, theme::unread()),
+        ]));
+        let activity = match (conversation.last_activity, now) {
+            (Some(at), Some(now)) => format!("    {}", texts::ago(now, at)),
+            _ => "    no messages".to_owned(),
+        };
+        lines.push(Line::styled(fit(&activity, width), theme::detail()));
+    }
+    frame.render_widget(Paragraph::new(lines).block(block), area);
+}
