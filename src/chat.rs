@@ -93,10 +93,19 @@ pub enum StartError {
 pub struct Chat {
     /// The app state.
     pub model: Model,
-    /// The conversation log.
-    pub log: History,
+    /// The conversation log, and what waits to be written to it or confirmed from it.
+    pub log: Logbook,
     /// The network actor.
     pub net: NetHandle,
+    /// What starting found worth telling (also in the model's history), for headless mode.
+    pub notices: Vec<String>,
+}
+
+/// A conversation's log as the runner keeps it: records are written in order, and what the
+/// network must hear of a written record (`Persisted`, `Logged`) is told only once it is in the
+/// log, never lost. Shared by the single chat and each of the messenger's conversations.
+pub struct Logbook {
+    log: History,
     /// Records not written yet because a write failed (a full disk, a removed data dir), oldest
     /// first, each with what to tell the network once it is written. New records queue behind
     /// them, so the log keeps its order and nothing is confirmed before what came first.
@@ -106,9 +115,11 @@ pub struct Chat {
     /// What is written that the network must hear (`Persisted`, `Logged`) but did not fit the
     /// command channel yet, in order; none may be lost (a peer would wait for it forever).
     unconfirmed: VecDeque<NetCommand>,
-    /// What starting found worth telling (also in the model's history), for headless mode.
-    pub notices: Vec<String>,
 }
+
+/// Hands a command to a network actor without waiting (`mpsc::Sender::try_send`, or the
+/// messenger's, which addresses it to one conversation).
+pub type SendCommand<'a> = dyn FnMut(NetCommand) -> Result<(), TrySendError<NetCommand>> + 'a;
 
 /// The result of one step.
 #[derive(Debug, Default)]
@@ -263,8 +274,7 @@ pub async fn start(options: ChatOptions) -> Result<Chat, StartError> {
     };
     let net = spawn_session(socket, config, cipher)
         .map_err(|source| StartError::Bind { addr: bind, source })?;
-    let (unwritten, unconfirmed) = (VecDeque::new(), VecDeque::new());
-    Ok(Chat { model, log, net, unwritten, retry_log_at: None, unconfirmed, notices })
+    Ok(Chat { model, log: Logbook::new(log), net, notices })
 }
 
 /// Classifies our NAT off the chat socket and hands the result to the session, which tells
@@ -389,61 +399,110 @@ impl Chat {
     pub fn apply(&mut self, message: Message) -> Step {
         let mut step = Step::default();
         let mut pending = vec![message];
+        let commands = self.net.commands.clone();
+        let send = &mut |command| commands.try_send(command);
         // Every step first tries again what a failed write left (the disk may have room again).
-        self.write_log(&mut step, &mut pending);
+        self.log.write(&mut step, &mut pending);
         while let Some(message) = pending.pop() {
             for effect in update(&mut self.model, message) {
                 match effect {
-                    Effect::Net(command) => match self.net.commands.try_send(command) {
-                        Ok(()) => {}
-                        Err(TrySendError::Full(NetCommand::Send { text })) => {
-                            let reason = "the network is busy; try again".to_owned();
-                            let event = NetEvent::NotSent { text, reason };
-                            pending.push(Message::Net(event, Local::now()));
-                        }
-                        // The actor is gone (or busy at shutdown): nothing left to wait for.
-                        Err(_) => step.exit = true,
-                    },
-                    Effect::Log { record, confirm } => {
-                        // While the log fails, what only informs (presence, a delivery) is not
-                        // kept without bound; what a peer waits on always is (the peers'
-                        // windows bound it).
-                        if confirm.is_some() || self.unwritten.len() < MAX_UNWRITTEN_RECORDS {
-                            self.unwritten.push_back((record, confirm));
-                        }
-                        self.write_log(&mut step, &mut pending);
-                    }
-                    Effect::Load(load) => {
-                        pending.push(off_worker(|| answer_load(self.log.path(), load)))
-                    }
-                    Effect::Search(term) => {
-                        pending.push(off_worker(|| answer_search(self.log.path(), term)));
-                    }
                     Effect::Exit => {
                         step.exit = true;
-                        // A last try, whenever the previous one was.
-                        if let Some(at) = self.retry_log_at.as_mut() {
-                            *at = tokio::time::Instant::now();
-                        }
-                        self.write_log(&mut step, &mut pending);
-                        if !self.unwritten.is_empty() {
-                            step.errors.push(texts::log_lost(self.unwritten.len()));
-                        }
+                        self.log.last_try(&mut step, &mut pending);
                     }
                     Effect::Suspend => step.suspend = true,
+                    effect => self.log.carry_out(effect, send, &mut step, &mut pending),
                 }
             }
         }
-        self.confirm_logged();
+        self.log.confirm_logged(send);
         step
     }
 
     /// True while records wait for the log (a write failed and has not succeeded since).
     pub fn log_waiting(&self) -> bool {
+        self.log.waiting()
+    }
+
+    /// When the chat has work waiting on time rather than on a message (see
+    /// `Logbook::retry_at`).
+    pub fn retry_at(&self) -> Option<tokio::time::Instant> {
+        self.log.retry_at()
+    }
+}
+
+impl Logbook {
+    /// Keeps `log`, with nothing waiting.
+    pub fn new(log: History) -> Self {
+        Self {
+            log,
+            unwritten: VecDeque::new(),
+            retry_log_at: None,
+            unconfirmed: VecDeque::new(),
+        }
+    }
+
+    /// The log file.
+    pub fn path(&self) -> &Path {
+        self.log.path()
+    }
+
+    /// Carries out one of a conversation's effects (besides `Exit` and `Suspend`, which are
+    /// its runner's): what answers it (a page, a search, a message that found the network
+    /// busy) goes to `messages`.
+    pub fn carry_out(
+        &mut self,
+        effect: Effect,
+        send: &mut SendCommand<'_>,
+        step: &mut Step,
+        messages: &mut Vec<Message>,
+    ) {
+        match effect {
+            Effect::Net(command) => match send(command) {
+                Ok(()) => {}
+                Err(TrySendError::Full(NetCommand::Send { text })) => {
+                    let reason = "the network is busy; try again".to_owned();
+                    let event = NetEvent::NotSent { text, reason };
+                    messages.push(Message::Net(event, Local::now()));
+                }
+                // The actor is gone (or busy at shutdown): nothing left to wait for.
+                Err(_) => step.exit = true,
+            },
+            Effect::Log { record, confirm } => {
+                // While the log fails, what only informs (presence, a delivery) is not
+                // kept without bound; what a peer waits on always is (the peers'
+                // windows bound it).
+                if confirm.is_some() || self.unwritten.len() < MAX_UNWRITTEN_RECORDS {
+                    self.unwritten.push_back((record, confirm));
+                }
+                self.write(step, messages);
+            }
+            Effect::Load(load) => messages.push(off_worker(|| answer_load(self.log.path(), load))),
+            Effect::Search(term) => {
+                messages.push(off_worker(|| answer_search(self.log.path(), term)));
+            }
+            Effect::Exit | Effect::Suspend => {}
+        }
+    }
+
+    /// The conversation ends: one last try to write what waits, whenever the previous one
+    /// was; what still could not be written is said.
+    pub fn last_try(&mut self, step: &mut Step, messages: &mut Vec<Message>) {
+        if let Some(at) = self.retry_log_at.as_mut() {
+            *at = tokio::time::Instant::now();
+        }
+        self.write(step, messages);
+        if !self.unwritten.is_empty() {
+            step.errors.push(texts::log_lost(self.unwritten.len()));
+        }
+    }
+
+    /// True while records wait for the log (a write failed and has not succeeded since).
+    pub fn waiting(&self) -> bool {
         !self.unwritten.is_empty()
     }
 
-    /// When the chat has work waiting on time rather than on a message — records to write
+    /// When there is work waiting on time rather than on a message — records to write
     /// after a failed write, confirmations that found the command channel full — the runner
     /// steps it then (any message does, `Message::Tick` is enough).
     pub fn retry_at(&self) -> Option<tokio::time::Instant> {
@@ -456,7 +515,7 @@ impl Chat {
     /// Writes the waiting records, oldest first, until one fails; each written one's
     /// confirmation is queued for the network, and never one whose write failed. The user is
     /// told once when writing starts failing (and once when it works again), not per record.
-    fn write_log(&mut self, step: &mut Step, messages: &mut Vec<Message>) {
+    pub fn write(&mut self, step: &mut Step, messages: &mut Vec<Message>) {
         if self.retry_log_at.is_some_and(|at| tokio::time::Instant::now() < at) {
             return;
         }
@@ -488,9 +547,9 @@ impl Chat {
     /// Tells the network what is in the log, in order. A confirmation must not be lost (the
     /// peer would wait for it forever, or our message would never leave), so those that find
     /// the channel full are kept and tried again on the next step.
-    fn confirm_logged(&mut self) {
+    pub fn confirm_logged(&mut self, send: &mut SendCommand<'_>) {
         while let Some(command) = self.unconfirmed.pop_front() {
-            match self.net.commands.try_send(command) {
+            match send(command) {
                 Ok(()) | Err(TrySendError::Closed(_)) => {}
                 Err(TrySendError::Full(command)) => {
                     self.unconfirmed.push_front(command);

@@ -27,6 +27,26 @@ use crate::consts::{MAX_DATAGRAM_BYTES, MAX_ROOMS_PER_REGISTER};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConversationId(pub u32);
 
+/// What the app asks of an endpoint.
+pub enum EndpointCommand {
+    /// Host a new conversation (a session made for this socket) under this id.
+    Add(ConversationId, Box<Session>),
+    /// A command for one conversation.
+    To(ConversationId, NetCommand),
+    /// Say goodbye in every conversation and delete the relay allocation (`shutdown`).
+    Shutdown,
+}
+
+impl std::fmt::Debug for EndpointCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Add(id, _) => write!(f, "Add({id:?})"),
+            Self::To(id, command) => write!(f, "To({id:?}, {command:?})"),
+            Self::Shutdown => f.write_str("Shutdown"),
+        }
+    }
+}
+
 /// Datagrams the endpoint could give to no conversation.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EndpointDrops {
@@ -49,6 +69,7 @@ pub struct Endpoint {
     transmits: VecDeque<Transmit>,
     events: VecDeque<(ConversationId, NetEvent)>,
     drops: EndpointDrops,
+    shut_down: bool,
 }
 
 impl Default for Endpoint {
@@ -68,6 +89,7 @@ impl Endpoint {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             drops: EndpointDrops::default(),
+            shut_down: false,
         }
     }
 
@@ -75,13 +97,32 @@ impl Endpoint {
     /// at `now`; returns its id.
     pub fn add(&mut self, now: Instant, session: Session) -> ConversationId {
         let id = ConversationId(self.next_id);
-        self.next_id += 1;
+        self.insert(now, id, session);
+        id
+    }
+
+    /// Adds a conversation under an id the caller chose (unused so far) at `now`.
+    pub fn insert(&mut self, now: Instant, id: ConversationId, session: Session) {
+        self.next_id = self.next_id.max(id.0.saturating_add(1));
         self.by_tag.insert(session.recv_tag(), self.conversations.len());
         self.conversations.push((id, session));
         let index = self.conversations.len() - 1;
         self.drain(index);
         self.send_registrations(now);
-        id
+    }
+
+    /// Carries out one command of the app's.
+    pub fn handle(&mut self, now: Instant, command: EndpointCommand) {
+        match command {
+            EndpointCommand::Add(id, session) => self.insert(now, id, *session),
+            EndpointCommand::To(id, command) => self.handle_command(now, id, command),
+            EndpointCommand::Shutdown => self.shutdown(now),
+        }
+    }
+
+    /// `shutdown` has run: every goodbye is queued.
+    pub fn is_shut_down(&self) -> bool {
+        self.shut_down
     }
 
     /// Datagrams no conversation took.
@@ -294,6 +335,7 @@ impl Endpoint {
     /// Says goodbye in every conversation, then deletes the relay allocation once (a
     /// conversation on a shared socket leaves the allocation to its endpoint).
     pub fn shutdown(&mut self, now: Instant) {
+        self.shut_down = true;
         for index in 0..self.conversations.len() {
             self.with(index, now, |s| s.handle_command(now, NetCommand::Shutdown));
         }

@@ -51,7 +51,7 @@ fn system_lines(m: &Model) -> Vec<String> {
         .iter()
         .filter_map(|e| match &e.kind {
             EntryKind::System(t) => Some(t.clone()),
-            EntryKind::Chat { .. } => None,
+            EntryKind::Chat { .. } | EntryKind::Unread => None,
         })
         .collect()
 }
