@@ -209,6 +209,7 @@ pub async fn start(options: ChatOptions) -> Result<Chat, StartError> {
                     room: agreement.room.clone(),
                     first_seen: Local::now().to_rfc3339(),
                     me: Some(name.clone()),
+                    server: Some(server.to_string()),
                 };
                 match contacts.remember(contact)? {
                     Remembered::New | Remembered::Known => {}

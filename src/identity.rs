@@ -171,6 +171,10 @@ pub struct Contact {
     /// name they know and the server no earlier registration of ours under another).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub me: Option<String>,
+    /// The rendezvous server we paired through (HOST:PORT), where the messenger looks for
+    /// them (`--server` overrides it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
 }
 
 impl Contact {
@@ -217,15 +221,7 @@ impl Contacts {
     /// Reads the contacts in `dir` (none yet is an empty list).
     pub fn load(dir: &Path) -> Result<Self, IdentityError> {
         let path = dir.join(CONTACTS_FILE);
-        let list = match fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text).map_err(|e| IdentityError::Corrupt {
-                path: path.clone(),
-                what: "contacts",
-                why: e.to_string(),
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(io_error(&path)(e)),
-        };
+        let list = read_list(&path, "contacts")?;
         Ok(Self { path, list })
     }
 
@@ -243,11 +239,15 @@ impl Contacts {
         let outcome = match (same_key, same_name) {
             (Some(known), _) if self.list[known].name == contact.name => {
                 let record = &mut self.list[known];
-                if record.room == contact.room && record.me == contact.me {
+                if record.room == contact.room
+                    && record.me == contact.me
+                    && record.server == contact.server
+                {
                     return Ok(Remembered::Known);
                 }
                 record.room = contact.room;
                 record.me = contact.me;
+                record.server = contact.server;
                 Remembered::Known
             }
             // The same person under a new name: one record, renamed, its first meeting kept.
@@ -257,6 +257,7 @@ impl Contacts {
                 let previous = std::mem::replace(&mut record.name, contact.name);
                 record.room = contact.room;
                 record.me = contact.me;
+                record.server = contact.server;
                 if let Some(other) = other {
                     self.list.remove(other); // not `known`: that one had another name
                 }
@@ -275,23 +276,87 @@ impl Contacts {
         Ok(outcome)
     }
 
-    /// Writes the list: to a new file first, then renamed over the old, so a crash leaves one
-    /// or the other whole.
     fn save(&self) -> Result<(), IdentityError> {
-        if let Some(dir) = self.path.parent() {
-            fs::create_dir_all(dir).map_err(io_error(dir))?;
+        write_list(&self.path, &self.list)
+    }
+}
+
+/// Reads a saved JSON list (none yet is an empty one); `what` names it in errors.
+fn read_list<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    what: &'static str,
+) -> Result<Vec<T>, IdentityError> {
+    match fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text).map_err(|e| IdentityError::Corrupt {
+            path: path.to_owned(),
+            what,
+            why: e.to_string(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(io_error(path)(e)),
+    }
+}
+
+/// Writes a list readable by its owner only (0600): to a new file first, then renamed over
+/// the old, so a crash leaves one or the other whole.
+fn write_list<T: Serialize>(path: &Path, list: &[T]) -> Result<(), IdentityError> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(io_error(dir))?;
+    }
+    let fresh = path.with_extension("json.new");
+    let text = serde_json::to_string_pretty(list).unwrap_or_default();
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&fresh)
+        .map_err(io_error(&fresh))?;
+    file.write_all(text.as_bytes()).and_then(|()| file.sync_all()).map_err(io_error(&fresh))?;
+    fs::rename(&fresh, path).map_err(io_error(path))
+}
+
+/// The file saved rooms are kept in, beside the contacts: it holds their keys, so it is
+/// readable by its owner only.
+pub const ROOMS_FILE: &str = "rooms.json";
+
+/// A room joined with a shared key in the messenger, rejoined on every start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedRoom {
+    /// Its name on the server.
+    pub name: String,
+    /// The rendezvous server (HOST:PORT).
+    pub server: String,
+    /// Its Fernet key, as `p2pchat keygen` prints it.
+    pub key: String,
+    /// The name we use in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub me: Option<String>,
+}
+
+/// The rooms saved, in the order they were joined.
+#[derive(Debug, Default)]
+pub struct Rooms {
+    path: PathBuf,
+    /// Every room.
+    pub list: Vec<SavedRoom>,
+}
+
+impl Rooms {
+    /// Reads the rooms saved in `dir` (none yet is an empty list).
+    pub fn load(dir: &Path) -> Result<Self, IdentityError> {
+        let path = dir.join(ROOMS_FILE);
+        let list = read_list(&path, "rooms")?;
+        Ok(Self { path, list })
+    }
+
+    /// Saves `room`, replacing one of the same name on the same server (a new key).
+    pub fn remember(&mut self, room: SavedRoom) -> Result<(), IdentityError> {
+        match self.list.iter_mut().find(|r| r.name == room.name && r.server == room.server) {
+            Some(saved) => *saved = room,
+            None => self.list.push(room),
         }
-        let fresh = self.path.with_extension("json.new");
-        let text = serde_json::to_string_pretty(&self.list).unwrap_or_default();
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&fresh)
-            .map_err(io_error(&fresh))?;
-        file.write_all(text.as_bytes()).and_then(|()| file.sync_all()).map_err(io_error(&fresh))?;
-        fs::rename(&fresh, &self.path).map_err(io_error(&self.path))
+        write_list(&self.path, &self.list)
     }
 }
 
@@ -350,6 +415,7 @@ mod tests {
             room: "rv-1".into(),
             first_seen: "t".into(),
             me: None,
+            server: None,
         };
         assert_eq!(contacts.remember(alice.clone()).unwrap(), Remembered::New);
         assert_eq!(contacts.remember(alice.clone()).unwrap(), Remembered::Known);
@@ -367,6 +433,31 @@ mod tests {
     }
 
     #[test]
+    fn rooms_are_saved_private_and_a_new_key_replaces_the_old() {
+        let dir = temp_dir("rooms");
+        let mut rooms = Rooms::load(&dir).unwrap();
+        assert!(rooms.list.is_empty());
+        let lobby = SavedRoom {
+            name: "lobby".into(),
+            server: "127.0.0.1:7777".into(),
+            key: "k1".into(),
+            me: Some("ann".into()),
+        };
+        rooms.remember(lobby.clone()).unwrap();
+        rooms.remember(SavedRoom { key: "k2".into(), ..lobby.clone() }).unwrap();
+        rooms.remember(SavedRoom { server: "127.0.0.1:7778".into(), ..lobby.clone() }).unwrap();
+        let reloaded = Rooms::load(&dir).unwrap();
+        assert_eq!(reloaded.list.len(), 2);
+        assert_eq!(reloaded.list[0].key, "k2");
+        let mode = fs::metadata(dir.join(ROOMS_FILE)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        fs::write(dir.join(ROOMS_FILE), "[{").unwrap();
+        let error = Rooms::load(&dir).unwrap_err().to_string();
+        assert!(error.contains("rooms"), "{error}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn pairing_again_with_the_same_key_is_no_news_and_keeps_first_seen() {
         let dir = temp_dir("repair");
         let mut contacts = Contacts::load(&dir).unwrap();
@@ -376,6 +467,7 @@ mod tests {
             room: "rv-5".into(),
             first_seen: "2026-01-01T10:00:00+00:00".into(),
             me: Some("ann".into()),
+            server: Some("127.0.0.1:7777".into()),
         };
         assert_eq!(contacts.remember(bob.clone()).unwrap(), Remembered::New);
         // Every pairing stamps its own time: a later one is still the same person.
