@@ -87,6 +87,9 @@ pub enum StartError {
     /// Input ended before keys were agreed, and they were not agreed in time.
     #[error("{0}")]
     InputEnded(String),
+    /// One of the messenger's conversations cannot be opened (and is left out): why.
+    #[error("{0}")]
+    Skipped(String),
 }
 
 /// A running chat: the model, the log and the actor's handle.
@@ -374,26 +377,32 @@ fn read_page(path: &Path, load: Load) -> Result<Page, HistoryError> {
     }
 }
 
+/// How a network actor's task ended, once its event channel has closed: an error when it
+/// failed (a panic is a bug to report, never a quiet exit 0). Call it once.
+pub async fn task_outcome(task: &mut tokio::task::JoinHandle<()>) -> anyhow::Result<()> {
+    match task.await {
+        Ok(()) => Ok(()),
+        Err(join) if join.is_panic() => {
+            let panic = join.into_panic();
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".to_owned());
+            Err(anyhow::anyhow!(
+                "the network task failed ({what}); this is a bug, please report it with \
+                 p2pchat.log"
+            ))
+        }
+        Err(join) => Err(anyhow::anyhow!("the network task was cancelled: {join}")),
+    }
+}
+
 impl Chat {
     /// How the network actor ended, once its event channel has closed: an error when its task
     /// failed (a panic is a bug to report, never a quiet exit 0). Call it once.
     pub async fn network_outcome(&mut self) -> anyhow::Result<()> {
-        match (&mut self.net.task).await {
-            Ok(()) => Ok(()),
-            Err(join) if join.is_panic() => {
-                let panic = join.into_panic();
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "no message".to_owned());
-                Err(anyhow::anyhow!(
-                    "the network task failed ({what}); this is a bug, please report it with \
-                     p2pchat.log"
-                ))
-            }
-            Err(join) => Err(anyhow::anyhow!("the network task was cancelled: {join}")),
-        }
+        task_outcome(&mut self.net.task).await
     }
 
     /// Runs one message through `update` and carries out the effects.
@@ -435,12 +444,7 @@ impl Chat {
 impl Logbook {
     /// Keeps `log`, with nothing waiting.
     pub fn new(log: History) -> Self {
-        Self {
-            log,
-            unwritten: VecDeque::new(),
-            retry_log_at: None,
-            unconfirmed: VecDeque::new(),
-        }
+        Self { log, unwritten: VecDeque::new(), retry_log_at: None, unconfirmed: VecDeque::new() }
     }
 
     /// The log file.

@@ -4,7 +4,7 @@
 //! it, and the exit codes: 0 success, 2 usage or configuration errors, 1 runtime failures.
 //! The clap definitions are in `args`.
 
-mod args;
+pub mod args;
 
 use std::future::Future;
 use std::io::Write;

@@ -27,6 +27,7 @@ pub mod demo;
 pub mod headless;
 pub mod history;
 pub mod identity;
+pub mod messenger;
 pub mod net;
 pub mod prompt;
 pub mod proto;

@@ -144,6 +144,8 @@ pub enum Do {
     Pair,
     /// `/join CODE`: pair with a friend's code.
     Join(String),
+    /// A line the messenger showed (headless mode prints it; the screen has it already).
+    Said(String),
     /// `/room NAME KEY`: join and keep a room.
     Room {
         /// Its name.
@@ -281,11 +283,11 @@ pub fn update(messenger: &mut Messenger, event: Event) -> Vec<Do> {
             messenger.resize_models(&mut effects);
             messenger.select(index);
             let label = messenger.conversations[index].with.label();
-            tell(messenger, texts::conversation_opened(&label), at);
+            tell(messenger, texts::conversation_opened(&label), at, &mut effects);
         }
         Event::Notice(text) => {
             let at = messenger.shown().map_or_else(Local::now, |c| c.model.now);
-            tell(messenger, text, at);
+            tell(messenger, text, at, &mut effects);
         }
     }
     if messenger.conversations.iter().any(|c| c.model.dirty) {
@@ -295,10 +297,11 @@ pub fn update(messenger: &mut Messenger, event: Event) -> Vec<Do> {
 }
 
 /// Shows a line in the conversation on screen.
-fn tell(messenger: &mut Messenger, text: String, at: DateTime<Local>) {
+fn tell(messenger: &mut Messenger, text: String, at: DateTime<Local>, effects: &mut Vec<Do>) {
     if let Some(shown) = messenger.conversations.get_mut(messenger.selected) {
-        scrollback::push(&mut shown.model, Entry::system(at, text));
+        scrollback::push(&mut shown.model, Entry::system(at, text.clone()));
     }
+    effects.push(Do::Said(text));
     messenger.dirty = true;
 }
 
@@ -403,18 +406,17 @@ fn quit(messenger: &mut Messenger, effects: &mut Vec<Do>) {
 fn submit(messenger: &mut Messenger, line: String, effects: &mut Vec<Do>) {
     let selected = messenger.selected;
     if let Some(room) = messenger.asking_key_for.take() {
-        clear_input(messenger, selected);
+        // A key: out of the input, and never kept for Up.
+        if let Some(shown) = messenger.conversations.get_mut(selected) {
+            shown.model.input.take();
+            shown.model.dirty = true;
+        }
         if !line.trim().is_empty() {
             effects.push(Do::Room { name: room, key: line.trim().to_owned() });
         }
         return;
     }
     let command = commands::parse(&line);
-    let answer = |messenger: &mut Messenger, text: String| {
-        clear_input(messenger, selected);
-        let at = messenger.shown().map_or_else(Local::now, |c| c.model.now);
-        tell(messenger, text, at);
-    };
     match command {
         Command::Quit => {
             clear_input(messenger, selected);
@@ -422,7 +424,7 @@ fn submit(messenger: &mut Messenger, line: String, effects: &mut Vec<Do>) {
         }
         Command::Help => {
             for line in texts::help(true) {
-                answer(messenger, line);
+                answer(messenger, line, effects);
             }
         }
         Command::Open(name) => match messenger.find(&name) {
@@ -432,45 +434,56 @@ fn submit(messenger: &mut Messenger, line: String, effects: &mut Vec<Do>) {
             }
             None => {
                 let known = messenger.labels();
-                answer(messenger, texts::no_conversation(&name, &known));
+                answer(messenger, texts::no_conversation(&name, &known), effects);
             }
         },
         Command::To { name, text } => match messenger.find(&name) {
-            Some(_) if text.trim().is_empty() => answer(messenger, texts::TO_USAGE.to_owned()),
+            Some(_) if text.trim().is_empty() => {
+                answer(messenger, texts::TO_USAGE.to_owned(), effects)
+            }
             Some(index) => {
                 clear_input(messenger, selected);
                 forward(messenger, index, Message::Submit(text), effects);
             }
             None => {
                 let known = messenger.labels();
-                answer(messenger, texts::no_conversation(&name, &known));
+                answer(messenger, texts::no_conversation(&name, &known), effects);
             }
         },
         Command::Pair => {
             clear_input(messenger, selected);
             effects.push(Do::Pair);
         }
-        Command::Join(code) if code.is_empty() => answer(messenger, texts::JOIN_USAGE.to_owned()),
+        Command::Join(code) if code.is_empty() => {
+            answer(messenger, texts::JOIN_USAGE.to_owned(), effects)
+        }
         Command::Join(code) => {
             clear_input(messenger, selected);
             effects.push(Do::Join(code));
         }
         Command::Room { name, .. } if name.is_empty() => {
-            answer(messenger, texts::ROOM_USAGE.to_owned());
+            answer(messenger, texts::ROOM_USAGE.to_owned(), effects);
         }
         Command::Room { name, key: Some(key) } => {
             clear_input(messenger, selected);
             effects.push(Do::Room { name, key });
         }
         Command::Room { name, key: None } => {
-            answer(messenger, texts::room_key_prompt(&name));
+            answer(messenger, texts::room_key_prompt(&name), effects);
             messenger.asking_key_for = Some(name);
         }
         _ if messenger.conversations.is_empty() => {
-            answer(messenger, texts::NO_CONVERSATION_YET.to_owned())
+            answer(messenger, texts::NO_CONVERSATION_YET.to_owned(), effects)
         }
         _ => forward(messenger, selected, Message::Submit(line), effects),
     }
+}
+
+/// Shows a command's answer in the conversation on screen, its line cleared.
+fn answer(messenger: &mut Messenger, text: String, effects: &mut Vec<Do>) {
+    clear_input(messenger, messenger.selected);
+    let at = messenger.shown().map_or_else(Local::now, |c| c.model.now);
+    tell(messenger, text, at, effects);
 }
 
 /// Empties the input of conversation `index` (the line was the messenger's to run) and keeps

@@ -333,6 +333,81 @@ pub fn notification_title(from: &str, with: &crate::app::messenger::With) -> Str
     }
 }
 
+/// A contact the messenger cannot look for: no server saved with it and none given.
+pub fn contact_without_server(name: &str) -> String {
+    format!(
+        "{name} is left out: no server is saved with this contact (paired before servers were \
+         saved); run with --server ADDR, or set `server` in the config file"
+    )
+}
+
+/// A saved contact whose key cannot be read.
+pub fn contact_key_unreadable(name: &str) -> String {
+    format!(
+        "{name} is left out: the key saved with this contact cannot be read; pair again (/pair)"
+    )
+}
+
+/// A room with no server to meet on.
+pub fn room_without_server(room: &str) -> String {
+    format!(
+        "room {room} needs a server: run with --server ADDR, or set `server` in the config file"
+    )
+}
+
+/// A saved room whose key is not a key.
+pub fn saved_room_key_unusable(room: &str, why: &str) -> String {
+    format!(
+        "room {room} is left out: its saved key is unusable ({why}); join it again with /room {room} KEY"
+    )
+}
+
+/// `/room NAME KEY` with a key that is not one.
+pub fn room_key_wrong(room: &str, why: &str) -> String {
+    format!("not joining room {room}: {why}; the key is what `p2pchat keygen` printed for the room")
+}
+
+/// `/room NAME` with a name the server would refuse.
+pub fn room_name_wrong(room: &str, problem: &str) -> String {
+    format!("not joining room \"{room}\": its name {problem}")
+}
+
+/// `/room NAME` for a room already open.
+pub fn room_already_open(room: &str) -> String {
+    format!("room {room} is open already: /open room:{room} shows it")
+}
+
+/// The messenger has no server to pair through.
+pub const NO_SERVER_TO_PAIR: &str =
+    "pairing needs a server: run with --server ADDR, or set `server` in the config file";
+
+/// A new conversation found the network too busy to take it.
+pub const NETWORK_BUSY: &str = "the network is busy; try again";
+
+/// A pairing's progress, for the messenger's screen.
+pub fn pairing_progress(progress: &crate::net::keying::Progress) -> String {
+    use crate::net::keying::Progress;
+    match progress {
+        Progress::Code(code) => format!(
+            "your pairing code: {code} — read it to your friend, who types /join {code} (or runs \
+             p2pchat chat {code}); it works once, for 10 minutes"
+        ),
+        Progress::Waiting(peer) => format!("waiting for {peer} to come online"),
+        Progress::Asking(server, within) => asking_server(*server, *within),
+        Progress::Claimed(within) => code_claimed(*within),
+    }
+}
+
+/// A pairing that agreed no keys.
+pub fn pairing_failed(reason: &str) -> String {
+    format!("pairing did not work: {reason}")
+}
+
+/// Paired again with a contact whose conversation is open.
+pub fn paired_again(name: &str) -> String {
+    format!("paired with {name} again; their conversation agrees new keys by itself")
+}
+
 /// A messenger command given in a single chat.
 pub const MESSENGER_ONLY: &str = "that command is the messenger's: run `p2pchat` (or `p2pchat \
     open`) to hold all your contacts and rooms in one window";

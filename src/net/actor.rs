@@ -173,7 +173,11 @@ async fn run<M: Machine>(
 
 /// Sends what the machine queued and forwards its events. True once it has closed (its
 /// goodbyes are then already sent) or nobody listens for events any more.
-async fn drain<M: Machine>(socket: &UdpSocket, session: &mut M, events: &mpsc::Sender<M::Event>) -> bool {
+async fn drain<M: Machine>(
+    socket: &UdpSocket,
+    session: &mut M,
+    events: &mpsc::Sender<M::Event>,
+) -> bool {
     while let Some(transmit) = session.poll_transmit() {
         // A hole-opening probe leaves with its own TTL; the socket's is restored after it.
         let restore = match transmit.ttl {
