@@ -135,6 +135,12 @@ pub struct Step {
     pub suspend: bool,
     /// Worth telling that is not an error, in sentences (already shown in the model too).
     pub notices: Vec<String>,
+    /// The messenger: ring the terminal's bell.
+    pub bell: bool,
+    /// The messenger: desktop notifications to send (title, body).
+    pub desktop: Vec<(String, Option<String>)>,
+    /// The messenger: lines it showed (headless mode prints them; the screen has them).
+    pub said: Vec<String>,
 }
 
 /// The conversation a mode logs to: one file per room or per direct peer address.

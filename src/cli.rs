@@ -17,7 +17,7 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use directories::ProjectDirs;
 
-pub use self::args::{ChatArgs, Cli, Command, ConfigArg, Files, VERSION};
+pub use self::args::{ChatArgs, Cli, Command, ConfigArg, Files, OpenArgs, VERSION};
 use crate::app::model::{Entry, EntryKind};
 use crate::chat::{self, ChatOptions, Keys};
 use crate::config::{self, Config, Origin, Setting};
@@ -25,7 +25,9 @@ use crate::consts::NAT_TEST_TIMEOUT;
 use crate::consts::{CHAT_RUNTIME_WORKERS, KEEPALIVE_INTERVAL, MAX_NAME_CHARS, OFFLINE_AFTER};
 use crate::demo::{self, DemoOptions};
 use crate::history::{self, Record};
+use crate::app::messenger::Notify;
 use crate::identity::{Contacts, Identity};
+use crate::messenger::MessengerOptions;
 use crate::net;
 use crate::net::keying::{Plan, Progress};
 use crate::prompt::Answer;
@@ -117,7 +119,7 @@ impl Invocation {
     /// variable is an error naming the variable (its flag was never typed).
     pub fn from_env() -> Result<Self, CliError> {
         let mut command = Cli::command();
-        let matches = match command.try_get_matches_from_mut(std::env::args_os()) {
+        let matches = match command.try_get_matches_from_mut(with_default_command(std::env::args_os())) {
             Ok(matches) => matches,
             Err(error) => return Err(env_error(&command, &error).unwrap_or_else(|| error.exit())),
         };
@@ -129,6 +131,21 @@ impl Invocation {
         };
         Ok(Self { cli, sources })
     }
+}
+
+/// The command line with `open` put in when it names no command: `p2pchat` alone, or
+/// `p2pchat --server ADDR`, starts the messenger (`--help` and `--version` stay p2pchat's own).
+fn with_default_command(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = args.into_iter().collect();
+    let own = ["-h", "--help", "-V", "--version"];
+    let names_none = match args.get(1).and_then(|a| a.to_str()) {
+        None => true,
+        Some(first) => first.starts_with('-') && !own.contains(&first),
+    };
+    if names_none {
+        args.insert(1.min(args.len()), "open".into());
+    }
+    args
 }
 
 /// The sentence for a value clap refused when it came from an environment variable.
@@ -434,28 +451,8 @@ fn chat_options(args: ChatArgs, sources: &Sources) -> Result<(ChatOptions, Named
     let given = given_name(sources.setting("name", args.name), &config);
     let paired_as = paired_as.map(|me| Setting { value: me, origin: Origin::Flag("name".into()) });
     let name = display_name(given.or(paired_as), None)?;
-    let offline = sources
-        .setting("offline_after", args.offline_after)
-        .or_else(|| config.get("offline-after", |f| &f.offline_after))
-        .map_or(Ok(OFFLINE_AFTER.as_secs()), |s| {
-            s.try_map(|secs| match secs > KEEPALIVE_INTERVAL.as_secs() {
-                true => Ok(secs),
-                false => Err(format!(
-                    "must be more than {} seconds (the keepalive interval), got {secs}",
-                    KEEPALIVE_INTERVAL.as_secs()
-                )),
-            })
-            .map(|s| s.value)
-        })
-        .map_err(usage)?;
-    let bind_named = sources
-        .setting("bind", args.bind)
-        .map(|s| s.origin)
-        .or_else(|| config.get("bind", |f| &f.bind).map(|s| s.origin));
-    let bind = match args.bind {
-        Some(bind) => Some(bind),
-        None => config_addr(&config, "bind", |f| &f.bind, args::bind_addr)?,
-    };
+    let offline = offline_after(sources, args.offline_after, &config)?;
+    let (bind, bind_named) = bind_setting(sources, args.bind, &config)?;
     let stun = match args.stun {
         Some(stun) => Some(stun),
         None => config_addr(&config, "stun", |f| &f.stun, args::server_addr)?,
@@ -466,11 +463,109 @@ fn chat_options(args: ChatArgs, sources: &Sources) -> Result<(ChatOptions, Named
         name,
         mode,
         keys,
-        bind: bind.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
+        bind,
         stun,
-        offline_after: Duration::from_secs(offline),
+        offline_after: offline,
         data_dir,
         config_dir,
+    };
+    Ok((options, Named { data_dir: data_dir_named, bind: bind_named }))
+}
+
+/// `--offline-after`, else the config file's, else the default; more than the keepalive.
+fn offline_after(
+    sources: &Sources,
+    flag: Option<u64>,
+    config: &Config,
+) -> Result<Duration, CliError> {
+    sources
+        .setting("offline_after", flag)
+        .or_else(|| config.get("offline-after", |f| &f.offline_after))
+        .map_or(Ok(OFFLINE_AFTER), |s| {
+            s.try_map(|secs| match secs > KEEPALIVE_INTERVAL.as_secs() {
+                true => Ok(Duration::from_secs(secs)),
+                false => Err(format!(
+                    "must be more than {} seconds (the keepalive interval), got {secs}",
+                    KEEPALIVE_INTERVAL.as_secs()
+                )),
+            })
+            .map(|s| s.value)
+        })
+        .map_err(usage)
+}
+
+/// `--bind`, else the config file's, else any port on every interface; with what named it.
+fn bind_setting(
+    sources: &Sources,
+    flag: Option<SocketAddr>,
+    config: &Config,
+) -> Result<(SocketAddr, Option<Origin>), CliError> {
+    let named = sources
+        .setting("bind", flag)
+        .map(|s| s.origin)
+        .or_else(|| config.get("bind", |f| &f.bind).map(|s| s.origin));
+    let bind = match flag {
+        Some(bind) => Some(bind),
+        None => config_addr(config, "bind", |f| &f.bind, args::bind_addr)?,
+    };
+    Ok((bind.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))), named))
+}
+
+/// `--notify`, else the config file's `notify` and `notify-content`, else the bell.
+fn notify(sources: &Sources, flag: Option<args::NotifyHow>, config: &Config) -> Result<Notify, CliError> {
+    use args::NotifyHow;
+    let how = match sources.setting("notify", flag) {
+        Some(how) => how.value,
+        None => match config.get("notify", |f| &f.notify) {
+            Some(setting) => {
+                setting
+                    .try_map(|text| {
+                        <NotifyHow as clap::ValueEnum>::from_str(&text, true).map_err(|_| {
+                            format!("expected \"bell\", \"desktop\", \"both\" or \"off\", got \"{}\"", sanitize(&text))
+                        })
+                    })
+                    .map_err(usage)?
+                    .value
+            }
+            None => NotifyHow::Bell,
+        },
+    };
+    let content = config.get("notify-content", |f| &f.notify_content).is_none_or(|s| s.value);
+    Ok(Notify {
+        bell: matches!(how, NotifyHow::Bell | NotifyHow::Both),
+        desktop: matches!(how, NotifyHow::Desktop | NotifyHow::Both),
+        content,
+    })
+}
+
+/// The messenger's options from `p2pchat open` (or `p2pchat` alone), the environment and
+/// the config file.
+fn open_options(args: OpenArgs, sources: &Sources) -> Result<(MessengerOptions, Named), CliError> {
+    let config = load_config(&args.files.config, sources)?;
+    let config_dir = config_dir(&args.files.config)?;
+    let server = sources.setting("server", args.server).map(|s| s.value);
+    let default_server = config_addr(&config, "server", |f| &f.server, args::server_addr)?;
+    let given = given_name(sources.setting("name", args.name), &config);
+    let name = display_name(given, None)?;
+    let offline_after = offline_after(sources, args.offline_after, &config)?;
+    let (bind, bind_named) = bind_setting(sources, args.bind, &config)?;
+    let stun = match args.stun {
+        Some(stun) => Some(stun),
+        None => config_addr(&config, "stun", |f| &f.stun, args::server_addr)?,
+    };
+    let notify = notify(sources, args.notify, &config)?;
+    let (data_dir, data_dir_named) =
+        data_dir(sources.setting("data_dir", args.files.data_dir), &config)?;
+    let options = MessengerOptions {
+        name,
+        server,
+        default_server,
+        bind,
+        stun,
+        offline_after,
+        data_dir,
+        config_dir,
+        notify,
     };
     Ok((options, Named { data_dir: data_dir_named, bind: bind_named }))
 }
@@ -800,6 +895,45 @@ pub fn run(invocation: Invocation) -> Result<(), CliError> {
             init_tracing(chat_diagnostics(headless, log_dir, &options.data_dir)?, "warn");
             block_on(Some(CHAT_RUNTIME_WORKERS), async move {
                 demo::run(options, std::future::pending()).await.map_err(CliError::Runtime)
+            })
+        }
+        Command::Open(args) => {
+            let headless = args.headless;
+            let log_dir = sources.setting("log_dir", args.log_dir.clone());
+            let (options, named) = open_options(args, &sources)?;
+            let diagnostics = chat_diagnostics(headless, log_dir, &options.data_dir)?;
+            if !headless {
+                need_terminal()?;
+            }
+            let _lock = lock_data_dir(&options.data_dir, named.data_dir.as_ref())?;
+            init_tracing(diagnostics, "warn");
+            block_on(Some(CHAT_RUNTIME_WORKERS), async move {
+                let typed = headless.then(headless::Typed::from_stdin);
+                let running = crate::messenger::start(options).await.map_err(|e| {
+                    let error = match (e, named.bind) {
+                        (chat::StartError::Bind { addr, source }, Some(named)) => usage(format!(
+                            "cannot bind the socket to {addr}, named by {named}: {source}; \
+                             choose another address"
+                        )),
+                        (e, _) => CliError::Runtime(e.into()),
+                    };
+                    if headless {
+                        headless::emit(
+                            &serde_json::json!({"event": "error", "message": error.to_string()}),
+                        );
+                    }
+                    error
+                })?;
+                if running.messenger.conversations.is_empty() {
+                    return Err(usage(crate::app::texts::NOTHING_TO_OPEN));
+                }
+                let result = match typed {
+                    Some(typed) => {
+                        headless::run_messenger(running, typed, std::future::pending()).await
+                    }
+                    None => tui::run(running, std::future::pending()).await,
+                };
+                result.map_err(CliError::Runtime)
             })
         }
         Command::Chat(args) => {

@@ -29,6 +29,11 @@ pub struct FileConfig {
     pub offline_after: Option<Spanned<u64>>,
     /// STUN server for learning our public endpoint, as `--stun` takes it.
     pub stun: Option<Spanned<String>>,
+    /// The messenger: how a message elsewhere asks for attention ("bell", "desktop", "both",
+    /// "off"), as `--notify` takes it.
+    pub notify: Option<Spanned<String>>,
+    /// The messenger: show a message's text in desktop notifications (false: only who wrote).
+    pub notify_content: Option<Spanned<bool>>,
 }
 
 /// The config file as read: its settings and where it is, to name it in errors.

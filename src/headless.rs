@@ -21,8 +21,12 @@ use crate::history;
 use crate::proto::{NetEvent, Rejection};
 
 mod input;
+mod messenger;
+
+pub use messenger::run as run_messenger;
 
 use input::{Flaw, Input, Lines};
+
 
 /// The event for an input line that was skipped: `not_sent` for a message too long to send
 /// (as before, with its start instead of all of it), `error` for input that is not text.
@@ -126,9 +130,13 @@ pub fn emit(value: &Value) -> bool {
 }
 
 fn who(chat: &Chat) -> Value {
-    let now = chat.model.now;
-    let peers: Vec<Value> = chat
-        .model
+    json!({"event": "who", "peers": peers_json(&chat.model)})
+}
+
+/// The peers of a conversation, as `/who` lists them.
+fn peers_json(model: &crate::app::Model) -> Vec<Value> {
+    let now = model.now;
+    model
         .peers
         .iter()
         .map(|p| {
@@ -140,13 +148,12 @@ fn who(chat: &Chat) -> Value {
                 "rtt_ms": p.rtt.map(|r| (r.as_secs_f64() * 1e6).round() / 1000.0),
             })
         })
-        .collect();
-    json!({"event": "who", "peers": peers})
+        .collect()
 }
 
 /// `/verify`: the peer and the safety number (null for a chat with a shared key).
-fn verify_json(chat: &Chat) -> Value {
-    let verify = chat.model.verify.as_ref();
+fn verify_json(model: &crate::app::Model) -> Value {
+    let verify = model.verify.as_ref();
     json!({
         "event": "verify",
         "peer": verify.map(|v| &v.peer),
@@ -306,7 +313,7 @@ pub async fn run(
         emit(&json!({"event": "notice", "message": notice}));
     }
     if chat.model.verify.is_some() {
-        let mut agreed = verify_json(&chat);
+        let mut agreed = verify_json(&chat.model);
         agreed["event"] = json!("keys_agreed");
         emit(&agreed);
     }
@@ -335,7 +342,7 @@ pub async fn run(
                         None
                     }
                     Command::Verify => {
-                        emit(&verify_json(&chat));
+                        emit(&verify_json(&chat.model));
                         None
                     }
                     Command::Contacts => {

@@ -29,6 +29,7 @@ pub mod history;
 pub mod identity;
 pub mod messenger;
 pub mod net;
+pub mod notify;
 pub mod prompt;
 pub mod proto;
 pub mod server;

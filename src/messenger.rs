@@ -110,19 +110,6 @@ pub struct Running {
     pub notices: Vec<String>,
 }
 
-/// The result of one step.
-#[derive(Debug, Default)]
-pub struct MessengerStep {
-    /// What the conversations' runners would say (errors, notices, exit, suspend).
-    pub step: Step,
-    /// Ring the bell.
-    pub bell: bool,
-    /// Desktop notifications to send (title, body).
-    pub desktop: Vec<(String, Option<String>)>,
-    /// Lines the messenger said (for headless mode, which has no screen to show them).
-    pub said: Vec<String>,
-}
-
 /// What the input of a step can be: the messenger's events, or the end of the network.
 pub enum Input {
     /// An event for the messenger's `update`.
@@ -352,6 +339,16 @@ impl Running {
         }
     }
 
+    /// Our display name (where a contact or room has none of its own).
+    pub fn name(&self) -> &str {
+        &self.opener.name
+    }
+
+    /// The contacts as saved now (`/contacts`); none when they cannot be read.
+    pub fn contacts(&self) -> Vec<Contact> {
+        Contacts::load(&self.opener.config_dir).map(|c| c.list).unwrap_or_default()
+    }
+
     /// The pairing code shown since the last call, if any (headless mode prints it as its
     /// own event).
     pub fn take_code(&mut self) -> Option<String> {
@@ -459,12 +456,12 @@ impl Running {
     }
 
     /// Runs one event through the messenger's `update` and carries out what it asks.
-    pub fn apply(&mut self, event: Event) -> MessengerStep {
-        let mut out = MessengerStep::default();
+    pub fn apply(&mut self, event: Event) -> Step {
+        let mut out = Step::default();
         let mut pending = vec![event];
         for index in 0..self.logs.len() {
             let mut messages = Vec::new();
-            self.logs[index].write(&mut out.step, &mut messages);
+            self.logs[index].write(&mut out, &mut messages);
             pending.extend(messages.into_iter().map(|m| Event::To(index, m)));
         }
         while let Some(event) = pending.pop() {
@@ -480,29 +477,29 @@ impl Running {
         out
     }
 
-    fn carry_out(&mut self, effect: Do, out: &mut MessengerStep, pending: &mut Vec<Event>) {
+    fn carry_out(&mut self, effect: Do, out: &mut Step, pending: &mut Vec<Event>) {
         match effect {
             Do::In(index, effect) => {
                 let Some(log) = self.logs.get_mut(index) else { return };
                 let net = &self.net;
                 let send = &mut |command| send_to(net, index, command);
                 let mut messages = Vec::new();
-                log.carry_out(effect, send, &mut out.step, &mut messages);
+                log.carry_out(effect, send, out, &mut messages);
                 pending.extend(messages.into_iter().map(|m| Event::To(index, m)));
             }
             Do::Shutdown => {
                 if self.net.commands.try_send(EndpointCommand::Shutdown).is_err() {
-                    out.step.exit = true;
+                    out.exit = true;
                 }
             }
             Do::Exit => {
-                out.step.exit = true;
+                out.exit = true;
                 for index in 0..self.logs.len() {
                     let mut messages = Vec::new();
-                    self.logs[index].last_try(&mut out.step, &mut messages);
+                    self.logs[index].last_try(out, &mut messages);
                 }
             }
-            Do::Suspend => out.step.suspend = true,
+            Do::Suspend => out.suspend = true,
             Do::Bell => out.bell = true,
             Do::Desktop { title, body } => out.desktop.push((title, body)),
             Do::Said(text) => out.said.push(text),

@@ -12,7 +12,8 @@ use std::time::Duration;
 use chrono::Local;
 use crossterm::cursor::MoveTo;
 use crossterm::event::{
-    DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture, Event,
+    DisableBracketedPaste, DisableFocusChange, DisableMouseCapture, EnableBracketedPaste,
+    EnableFocusChange, EnableMouseCapture, Event,
     EventStream, KeyboardEnhancementFlags, MouseEventKind, PopKeyboardEnhancementFlags,
     PushKeyboardEnhancementFlags,
 };
@@ -26,10 +27,122 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::time::{Instant, interval, sleep_until};
 use unicode_width::UnicodeWidthStr;
 
+use crate::app::messenger::Event as MessengerEvent;
 use crate::app::{Message, keymap};
-use crate::chat::{Chat, EndingSignals};
+use crate::chat::{Chat, EndingSignals, Step};
 use crate::consts::UI_TICK;
+use crate::messenger::{self, Running};
 use crate::ui;
+
+/// What the full screen runs: a single chat, or the messenger.
+pub trait Screen: Send {
+    /// What a step takes.
+    type Input: Send;
+    /// A message from the terminal or the clock, as a step's input.
+    fn ui(message: Message) -> Self::Input;
+    /// The terminal gained (true) or lost focus, as a step's input, if it matters.
+    fn focus(focused: bool) -> Option<Self::Input>;
+    /// The next input from the network (or work beside it); `None` once the network ended.
+    /// Cancel-safe (for `select!`).
+    fn next_input(&mut self) -> impl Future<Output = Option<Self::Input>> + Send;
+    /// How the network ended (see `Chat::network_outcome`).
+    fn network_outcome(&mut self) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Runs one input and carries out its effects.
+    fn apply(&mut self, input: Self::Input) -> Step;
+    /// Draws the screen (no side effects).
+    fn render(&self, frame: &mut ratatui::Frame);
+    /// Something visible changed since the last draw; `clean` says it was drawn.
+    fn dirty(&mut self, clean: bool) -> bool;
+    /// `/quit` was given: the goodbyes are on their way.
+    fn quitting(&self) -> bool;
+    /// When work waiting on time is due (see `Logbook::retry_at`).
+    fn retry_at(&self) -> Option<Instant>;
+    /// Draw in colour, or not (NO_COLOR).
+    fn set_colour(&mut self, colour: bool);
+}
+
+impl Screen for Chat {
+    type Input = Message;
+    fn ui(message: Message) -> Message {
+        message
+    }
+    fn focus(_: bool) -> Option<Message> {
+        None
+    }
+    async fn next_input(&mut self) -> Option<Message> {
+        Some(Message::Net(self.net.events.recv().await?, Local::now()))
+    }
+    async fn network_outcome(&mut self) -> anyhow::Result<()> {
+        Chat::network_outcome(self).await
+    }
+    fn apply(&mut self, message: Message) -> Step {
+        Chat::apply(self, message)
+    }
+    fn render(&self, frame: &mut ratatui::Frame) {
+        ui::render(&self.model, frame);
+    }
+    fn dirty(&mut self, clean: bool) -> bool {
+        let dirty = self.model.dirty;
+        self.model.dirty &= !clean;
+        dirty
+    }
+    fn quitting(&self) -> bool {
+        self.model.quitting
+    }
+    fn retry_at(&self) -> Option<Instant> {
+        Chat::retry_at(self)
+    }
+    fn set_colour(&mut self, colour: bool) {
+        self.model.colour = colour;
+    }
+}
+
+impl Screen for Running {
+    type Input = MessengerEvent;
+    fn ui(message: Message) -> MessengerEvent {
+        MessengerEvent::Ui(message)
+    }
+    fn focus(focused: bool) -> Option<MessengerEvent> {
+        Some(MessengerEvent::Focus(focused))
+    }
+    async fn next_input(&mut self) -> Option<MessengerEvent> {
+        match Running::next_input(self).await {
+            messenger::Input::Event(event) => Some(event),
+            messenger::Input::NetworkEnded => None,
+        }
+    }
+    async fn network_outcome(&mut self) -> anyhow::Result<()> {
+        Running::network_outcome(self).await
+    }
+    fn apply(&mut self, event: MessengerEvent) -> Step {
+        Running::apply(self, event)
+    }
+    fn render(&self, frame: &mut ratatui::Frame) {
+        ui::render_messenger(&self.messenger, frame);
+    }
+    fn dirty(&mut self, clean: bool) -> bool {
+        let messenger = &mut self.messenger;
+        let dirty = messenger.dirty || messenger.conversations.iter().any(|c| c.model.dirty);
+        if clean {
+            messenger.dirty = false;
+            for conversation in &mut messenger.conversations {
+                conversation.model.dirty = false;
+            }
+        }
+        dirty
+    }
+    fn quitting(&self) -> bool {
+        self.messenger.quitting
+    }
+    fn retry_at(&self) -> Option<Instant> {
+        Running::retry_at(self)
+    }
+    fn set_colour(&mut self, colour: bool) {
+        for conversation in &mut self.messenger.conversations {
+            conversation.model.colour = colour;
+        }
+    }
+}
 
 /// Rows per mouse-wheel notch.
 const WHEEL_ROWS: i32 = 3;
@@ -80,12 +193,12 @@ fn leave_modes(enhanced: bool) {
     if enhanced {
         let _ = execute!(stdout(), PopKeyboardEnhancementFlags);
     }
-    let _ = execute!(stdout(), DisableMouseCapture, DisableBracketedPaste);
+    let _ = execute!(stdout(), DisableMouseCapture, DisableBracketedPaste, DisableFocusChange);
 }
 
 /// Turns on what `leave_modes` turns off.
 fn enter_modes(enhanced: bool) -> io::Result<()> {
-    execute!(stdout(), EnableMouseCapture, EnableBracketedPaste)?;
+    execute!(stdout(), EnableMouseCapture, EnableBracketedPaste, EnableFocusChange)?;
     if enhanced {
         let flags = KeyboardEnhancementFlags::DISAMBIGUATE_ESCAPE_CODES;
         execute!(stdout(), PushKeyboardEnhancementFlags(flags))?;
@@ -187,8 +300,8 @@ fn repaint(terminal: &mut DefaultTerminal, buffer: &Buffer, rows: &[u16]) -> io:
     ratatui::backend::Backend::flush(terminal.backend_mut())
 }
 
-fn translate(event: Event) -> Option<Message> {
-    match event {
+fn translate<S: Screen>(event: Event) -> Option<S::Input> {
+    let message = match event {
         Event::Key(key) => keymap::map_key(key).map(Message::Key),
         Event::Paste(text) => Some(Message::Paste(text)),
         Event::Mouse(mouse) => match mouse.kind {
@@ -197,32 +310,39 @@ fn translate(event: Event) -> Option<Message> {
             _ => None,
         },
         Event::Resize(cols, rows) => Some(Message::Resize(cols, rows)),
-        _ => None,
-    }
+        Event::FocusGained => return S::focus(true),
+        Event::FocusLost => return S::focus(false),
+    };
+    message.map(S::ui)
 }
 
 /// Draws the model; rows the terminal may have drawn differently from us are drawn again
 /// whole (then the frame once more, which changes nothing but puts the cursor back).
-fn draw(terminal: &mut DefaultTerminal, chat: &Chat, shown: &mut Option<Buffer>) -> io::Result<()> {
-    let frame = terminal.draw(|frame| ui::render(&chat.model, frame))?;
+fn draw(
+    terminal: &mut DefaultTerminal,
+    screen: &impl Screen,
+    shown: &mut Option<Buffer>,
+) -> io::Result<()> {
+    let frame = terminal.draw(|frame| screen.render(frame))?;
     let current = frame.buffer.clone();
     let rows =
         shown.as_ref().map(|previous| rows_to_repaint(previous, &current)).unwrap_or_default();
     if !rows.is_empty() {
         repaint(terminal, &current, &rows)?;
-        terminal.draw(|frame| ui::render(&chat.model, frame))?;
+        terminal.draw(|frame| screen.render(frame))?;
     }
     *shown = Some(current);
     Ok(())
 }
 
-/// Runs the full-screen chat until /quit, Ctrl-C, an ending signal or `shutdown`.
-pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+/// Runs the full-screen chat or messenger until /quit, Ctrl-C, an ending signal or
+/// `shutdown`.
+pub async fn run<S: Screen>(mut chat: S, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let mut guard = TerminalGuard::enter()?;
     // NO_COLOR (no-color.org): present and not empty.
-    chat.model.colour = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    chat.set_colour(std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()));
     let size = guard.terminal.size()?;
-    chat.apply(Message::Resize(size.width, size.height));
+    chat.apply(S::ui(Message::Resize(size.width, size.height)));
     let mut events = EventStream::new();
     let mut tick = interval(UI_TICK);
     let mut ending = EndingSignals::new()?;
@@ -237,48 +357,49 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
     // What the screen shows, as we meant it.
     let mut shown: Option<Buffer> = None;
     loop {
-        if chat.model.dirty && !terminal_gone {
+        if chat.dirty(false) && !terminal_gone {
             if let Err(error) = draw(&mut guard.terminal, &chat, &mut shown) {
                 tracing::warn!(%error, "the terminal cannot be drawn on any more; leaving");
                 terminal_gone = true;
-                chat.apply(Message::Quit);
+                chat.apply(S::ui(Message::Quit));
             }
-            chat.model.dirty = false;
+            chat.dirty(true);
         }
         let mut suspend = false;
         let retry_at = chat.retry_at();
         let message = tokio::select! {
             event = events.next(), if !terminal_gone => match event {
-                Some(Ok(event)) => translate(event),
+                Some(Ok(event)) => translate::<S>(event),
                 Some(Err(error)) => {
                     tracing::warn!(%error, "the terminal cannot be read any more; leaving");
                     terminal_gone = true;
-                    Some(Message::Quit)
+                    Some(S::ui(Message::Quit))
                 }
-                None => Some(Message::Quit),
+                None => Some(S::ui(Message::Quit)),
             },
-            event = chat.net.events.recv() => match event {
-                Some(event) => Some(Message::Net(event, Local::now())),
+            input = chat.next_input() => match input {
+                Some(input) => Some(input),
                 None => {
                     drop(guard);
                     return chat.network_outcome().await;
                 }
             },
-            _ = tick.tick() => Some(Message::Tick(Local::now())),
+            _ = tick.tick() => Some(S::ui(Message::Tick(Local::now()))),
             // Work that waits on time (a confirmation the command channel had no room for).
             () = sleep_until(retry_at.unwrap_or_else(Instant::now)), if retry_at.is_some() => {
-                Some(Message::Tick(Local::now()))
+                Some(S::ui(Message::Tick(Local::now())))
             }
-            () = ending.recv() => Some(Message::Quit),
+            () = ending.recv() => Some(S::ui(Message::Quit)),
             _ = stop.recv(), if !terminal_gone => {
                 suspend = true;
                 None
             }
-            () = &mut shutdown => Some(Message::Quit),
+            () = &mut shutdown => Some(S::ui(Message::Quit)),
             () = sleep_until(give_up_at.unwrap_or_else(Instant::now)), if give_up_at.is_some() => break,
         };
         if let Some(message) = message {
             let step = chat.apply(message);
+            attend(&step);
             if step.exit {
                 last_words = step.errors;
                 break;
@@ -289,10 +410,9 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
             guard.suspend()?;
             shown = None;
             let size = guard.terminal.size()?;
-            chat.apply(Message::Resize(size.width, size.height));
-            chat.model.dirty = true;
+            chat.apply(S::ui(Message::Resize(size.width, size.height)));
         }
-        if chat.model.quitting && give_up_at.is_none() {
+        if chat.quitting() && give_up_at.is_none() {
             give_up_at = Some(Instant::now() + QUIT_GRACE);
         }
     }
@@ -301,6 +421,18 @@ pub async fn run(mut chat: Chat, shutdown: impl Future<Output = ()>) -> anyhow::
         eprintln!("p2pchat: {words}");
     }
     Ok(())
+}
+
+/// Asks for the user's attention as the step says: the bell (BEL on the terminal, which
+/// rings it, flashes it or marks the tab, as the user set it up) and desktop notifications.
+fn attend(step: &Step) {
+    if step.bell {
+        let mut out = stdout();
+        let _ = io::Write::write_all(&mut out, b"\x07").and_then(|()| io::Write::flush(&mut out));
+    }
+    for (title, body) in &step.desktop {
+        crate::notify::desktop(title, body.as_deref());
+    }
 }
 
 #[cfg(test)]

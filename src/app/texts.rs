@@ -408,6 +408,11 @@ pub fn paired_again(name: &str) -> String {
     format!("paired with {name} again; their conversation agrees new keys by itself")
 }
 
+/// The messenger started with no contact and no saved room.
+pub const NOTHING_TO_OPEN: &str = "no contacts or rooms yet: pair with a friend first \
+    (`p2pchat chat --server ADDR` gives a code to read out; they run `p2pchat chat CODE --server \
+    ADDR`), then run `p2pchat` again";
+
 /// A messenger command given in a single chat.
 pub const MESSENGER_ONLY: &str = "that command is the messenger's: run `p2pchat` (or `p2pchat \
     open`) to hold all your contacts and rooms in one window";

@@ -76,6 +76,9 @@ pub enum Command {
         #[arg(long, env = "P2PCHAT_TURN_SECRET_FILE", value_name = "FILE", requires = "turn")]
         turn_secret_file: Option<PathBuf>,
     },
+    /// The messenger (also `p2pchat` alone): every contact and saved room at once, in one
+    /// window, over one UDP socket
+    Open(OpenArgs),
     /// Chat: pair with a code or reach a contact through a server (--server), join a room
     /// with a shared key (--server --room --key), or go direct (--peer --key)
     Chat(ChatArgs),
@@ -190,6 +193,58 @@ pub struct ChatArgs {
     pub log_dir: Option<PathBuf>,
     #[command(flatten)]
     pub files: Files,
+}
+
+/// `p2pchat open` options (also those of `p2pchat` alone).
+#[derive(Debug, Args)]
+pub struct OpenArgs {
+    /// Your display name where a contact or room has none saved [default: from config, else
+    /// $USER]
+    #[arg(long, env = "P2PCHAT_NAME")]
+    pub name: Option<String>,
+    /// Rendezvous server for every conversation, over the one each contact was paired
+    /// through (the port defaults to 7777) [default: each contact's; `server` from config for
+    /// /pair, /join and /room]
+    #[arg(long, env = "P2PCHAT_SERVER", value_parser = server_addr, value_name = "ADDR")]
+    pub server: Option<SocketAddr>,
+    /// Local address for the one socket (without a port: any port) [default: 0.0.0.0:0]
+    #[arg(long, env = "P2PCHAT_BIND", value_parser = bind_addr, value_name = "ADDR")]
+    pub bind: Option<SocketAddr>,
+    /// STUN server for learning your public endpoint and NAT type (the port defaults to
+    /// 7777) [default: the first conversation's server]
+    #[arg(long, env = "P2PCHAT_STUN", value_parser = server_addr, value_name = "ADDR")]
+    pub stun: Option<SocketAddr>,
+    /// Seconds of silence before a peer is shown offline [default: 15]
+    #[arg(long, env = "P2PCHAT_OFFLINE_AFTER", value_name = "SECS", value_parser = seconds)]
+    pub offline_after: Option<u64>,
+    /// How a message in a conversation you are not looking at asks for attention
+    /// [default: `notify` from config, else bell]
+    #[arg(long, env = "P2PCHAT_NOTIFY", value_enum, value_name = "HOW")]
+    pub notify: Option<NotifyHow>,
+    /// JSON lines on stdin/stdout instead of the full-screen interface; each event names its
+    /// conversation, and `/to NAME text` writes in any
+    #[arg(long, env = "P2PCHAT_HEADLESS", value_parser = BoolishValueParser::new())]
+    pub headless: bool,
+    /// Directory for the diagnostic log of the full-screen interface (one file a day, a
+    /// week kept) [default: the per-user state directory, ~/.local/state/p2pchat]
+    #[arg(long, env = "P2PCHAT_LOG_DIR", value_name = "DIR")]
+    pub log_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub files: Files,
+}
+
+/// How a message elsewhere asks for attention (`--notify`, `notify` in config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyHow {
+    /// The terminal's bell.
+    Bell,
+    /// A desktop notification.
+    Desktop,
+    /// Both.
+    Both,
+    /// Neither.
+    Off,
 }
 
 /// Parses HOST:PORT or IP:PORT; without a port, `default_port` when there is one. A host name
