@@ -18,6 +18,7 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use directories::ProjectDirs;
 
 pub use self::args::{ChatArgs, Cli, Command, ConfigArg, Files, OpenArgs, VERSION};
+use crate::app::messenger::Notify;
 use crate::app::model::{Entry, EntryKind};
 use crate::chat::{self, ChatOptions, Keys};
 use crate::config::{self, Config, Origin, Setting};
@@ -25,7 +26,6 @@ use crate::consts::NAT_TEST_TIMEOUT;
 use crate::consts::{CHAT_RUNTIME_WORKERS, KEEPALIVE_INTERVAL, MAX_NAME_CHARS, OFFLINE_AFTER};
 use crate::demo::{self, DemoOptions};
 use crate::history::{self, Record};
-use crate::app::messenger::Notify;
 use crate::identity::{Contacts, Identity};
 use crate::messenger::MessengerOptions;
 use crate::net;
@@ -119,7 +119,9 @@ impl Invocation {
     /// variable is an error naming the variable (its flag was never typed).
     pub fn from_env() -> Result<Self, CliError> {
         let mut command = Cli::command();
-        let matches = match command.try_get_matches_from_mut(with_default_command(std::env::args_os())) {
+        let matches = match command
+            .try_get_matches_from_mut(with_default_command(std::env::args_os()))
+        {
             Ok(matches) => matches,
             Err(error) => return Err(env_error(&command, &error).unwrap_or_else(|| error.exit())),
         };
@@ -135,7 +137,9 @@ impl Invocation {
 
 /// The command line with `open` put in when it names no command: `p2pchat` alone, or
 /// `p2pchat --server ADDR`, starts the messenger (`--help` and `--version` stay p2pchat's own).
-fn with_default_command(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+fn with_default_command(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+) -> Vec<std::ffi::OsString> {
     let mut args: Vec<std::ffi::OsString> = args.into_iter().collect();
     let own = ["-h", "--help", "-V", "--version"];
     let names_none = match args.get(1).and_then(|a| a.to_str()) {
@@ -459,16 +463,8 @@ fn chat_options(args: ChatArgs, sources: &Sources) -> Result<(ChatOptions, Named
     };
     let (data_dir, data_dir_named) =
         data_dir(sources.setting("data_dir", args.files.data_dir), &config)?;
-    let options = ChatOptions {
-        name,
-        mode,
-        keys,
-        bind,
-        stun,
-        offline_after: offline,
-        data_dir,
-        config_dir,
-    };
+    let options =
+        ChatOptions { name, mode, keys, bind, stun, offline_after: offline, data_dir, config_dir };
     Ok((options, Named { data_dir: data_dir_named, bind: bind_named }))
 }
 
@@ -512,7 +508,11 @@ fn bind_setting(
 }
 
 /// `--notify`, else the config file's `notify` and `notify-content`, else the bell.
-fn notify(sources: &Sources, flag: Option<args::NotifyHow>, config: &Config) -> Result<Notify, CliError> {
+fn notify(
+    sources: &Sources,
+    flag: Option<args::NotifyHow>,
+    config: &Config,
+) -> Result<Notify, CliError> {
     use args::NotifyHow;
     let how = match sources.setting("notify", flag) {
         Some(how) => how.value,
@@ -521,7 +521,10 @@ fn notify(sources: &Sources, flag: Option<args::NotifyHow>, config: &Config) -> 
                 setting
                     .try_map(|text| {
                         <NotifyHow as clap::ValueEnum>::from_str(&text, true).map_err(|_| {
-                            format!("expected \"bell\", \"desktop\", \"both\" or \"off\", got \"{}\"", sanitize(&text))
+                            format!(
+                                "expected \"bell\", \"desktop\", \"both\" or \"off\", got \"{}\"",
+                                sanitize(&text)
+                            )
                         })
                     })
                     .map_err(usage)?
@@ -925,7 +928,12 @@ pub fn run(invocation: Invocation) -> Result<(), CliError> {
                     error
                 })?;
                 if running.messenger.conversations.is_empty() {
-                    return Err(usage(crate::app::texts::NOTHING_TO_OPEN));
+                    let error = usage(crate::app::texts::NOTHING_TO_OPEN);
+                    if headless {
+                        let message = error.to_string();
+                        headless::emit(&serde_json::json!({"event": "error", "message": message}));
+                    }
+                    return Err(error);
                 }
                 let result = match typed {
                     Some(typed) => {

@@ -27,7 +27,6 @@ pub use messenger::run as run_messenger;
 
 use input::{Flaw, Input, Lines};
 
-
 /// The event for an input line that was skipped: `not_sent` for a message too long to send
 /// (as before, with its start instead of all of it), `error` for input that is not text.
 fn skipped_json(line: u64, flaw: &Flaw) -> Value {

@@ -10,7 +10,9 @@ use serde_json::{Value, json};
 use tokio::time::{Instant, sleep_until};
 
 use super::input::Input;
-use super::{Awaiting, Typed, emit, event_json, peers_json, search_json, skipped_json, verify_json};
+use super::{
+    Awaiting, Typed, emit, event_json, peers_json, search_json, skipped_json, verify_json,
+};
 use crate::app::Message;
 use crate::app::commands::{self, Command};
 use crate::app::messenger::{Event, Messenger};
@@ -77,7 +79,9 @@ fn on_line(running: &Running, line: String) -> (Option<Event>, bool) {
         Command::Unknown(word) => {
             emit(&json!({"event": "error", "message": texts::unknown_command(&word, false)}))
         }
-        Command::Say(_) => return (Some(Event::Ui(Message::Submit(line))), shown < messenger.conversations.len()),
+        Command::Say(_) => {
+            return (Some(Event::Ui(Message::Submit(line))), shown < messenger.conversations.len());
+        }
         Command::To { name, text } => {
             let known = messenger.find(&name).is_some() && !text.trim().is_empty();
             return (Some(Event::Ui(Message::Submit(line))), known);

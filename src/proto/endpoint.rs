@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::crypto::Tag;
+use super::stun;
 use super::turn::TurnClient;
 use super::wire::{self, Class, FromServer, Membership, ToServer};
 use super::{NetCommand, NetEvent, Session, Transmit};
@@ -248,9 +249,11 @@ impl Endpoint {
             },
             Class::Control => self.on_server(now, from, bytes),
             Class::Stun => {
-                // The answer to a conversation's STUN request: it knows its transaction.
+                // The answer to a conversation's STUN request: the one whose transaction it
+                // names (several may ask the same server).
+                let txid = stun::transaction(bytes);
                 let asked = (0..self.conversations.len())
-                    .find(|i| self.conversations[*i].1.stun_server() == Some(from));
+                    .find(|i| txid.is_some_and(|t| self.conversations[*i].1.awaits_stun(from, &t)));
                 match asked {
                     Some(index) => self.with(index, now, |s| s.handle_datagram(now, from, bytes)),
                     None => self.drops.unrouted += 1,

@@ -575,9 +575,10 @@ impl Session {
         self.rendezvous.as_ref().map(|rv| (rv.server, rv.room.as_str()))
     }
 
-    /// Where this conversation asks for its public endpoint.
-    pub fn stun_server(&self) -> Option<SocketAddr> {
-        self.config.stun_server
+    /// Whether a STUN answer from `from` with transaction `txid` is the one this session
+    /// waits for (several conversations on a socket ask the same server).
+    pub fn awaits_stun(&self, from: SocketAddr, txid: &stun::TxId) -> bool {
+        self.stun.as_ref().is_some_and(|p| p.server == from && !p.done && p.txid == *txid)
     }
 
     /// The tag of tokens this conversation opens.

@@ -187,6 +187,12 @@ pub fn classic_binding_success(
     message
 }
 
+/// The transaction ID of a STUN message (RFC 8489 §5: bytes 8 to 20 of the header), without
+/// decoding the rest; `None` when it is shorter than a header.
+pub fn transaction(bytes: &[u8]) -> Option<TxId> {
+    bytes.get(8..20)?.try_into().ok()
+}
+
 /// Decodes a STUN datagram; `None` when it is malformed.
 pub fn parse(bytes: &[u8]) -> Option<Stun> {
     let message = MessageDecoder::<Attribute>::new().decode_from_bytes(bytes).ok()?.ok()?;

@@ -12,6 +12,7 @@ mod flood;
 mod fuzz_replay;
 mod harness;
 mod hostile;
+mod messenger;
 mod natlab;
 mod pairing;
 mod peers;

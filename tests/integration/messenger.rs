@@ -1,0 +1,211 @@
+//! The messenger (`p2pchat open`) as a user runs it, headless: alice, paired with bob and with
+//! carol, holds both conversations in one process on one UDP socket while they reconnect by
+//! name; messages go to and come from each conversation and never cross; a room joined inside
+//! it is kept, with its key readable by the owner only, and rejoined the next time.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::harness::{Proc, TempDir, bin, home_config, keygen, log_records, room_peer, server};
+use crate::pairing::{agreed, code_of, person};
+
+const WITHIN: Duration = Duration::from_secs(20);
+
+/// The messenger, headless, for the identity and contacts in `home` (no `--server`: each
+/// contact's own is used).
+fn messenger(home: &Path, extra: &[&str]) -> Proc {
+    let mut command = bin();
+    command
+        .args(["open", "--headless", "--bind", "127.0.0.1:0", "--name", "alice"])
+        .arg("--data-dir")
+        .arg(home.join("data"))
+        .args(extra)
+        .env("P2PCHAT_CONFIG", home_config(home));
+    Proc::spawn(command)
+}
+
+/// Pairs `alice` (home `a`) with `friend` (home `f`) by code, then both leave.
+fn pair(addr: std::net::SocketAddr, a: &Path, friend: &str, f: &Path) {
+    let mut alice = person("alice", addr, None, a);
+    let code = code_of(&mut alice);
+    let mut other = person(friend, addr, Some(&code), f);
+    agreed(&mut alice, friend);
+    agreed(&mut other, "alice");
+    for proc in [&mut alice, &mut other] {
+        proc.say("/quit");
+        assert_eq!(proc.wait(WITHIN), Some(0));
+    }
+}
+
+/// Waits until each of `wanted` (conversation, event) has been seen, in any order: the
+/// conversations of one messenger run side by side.
+fn expect_each(proc: &mut Proc, wanted: &[(&str, &str)]) -> Vec<Value> {
+    let mut found: Vec<Option<Value>> = vec![None; wanted.len()];
+    while found.iter().any(Option::is_none) {
+        let value = proc.expect(WITHIN, &format!("all of {wanted:?}"), |v| {
+            wanted
+                .iter()
+                .zip(&found)
+                .any(|((c, e), f)| f.is_none() && v["conversation"] == *c && v["event"] == *e)
+        });
+        for (slot, (c, e)) in found.iter_mut().zip(wanted) {
+            if slot.is_none() && value["conversation"] == *c && value["event"] == *e {
+                *slot = Some(value.clone());
+            }
+        }
+    }
+    found.into_iter().flatten().collect()
+}
+
+/// Waits for `event` in `conversation`.
+fn expect_in(
+    proc: &mut Proc,
+    conversation: &str,
+    what: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    proc.expect(WITHIN, what, |v| v["conversation"] == conversation && pred(v))
+}
+
+#[test]
+fn alice_holds_bob_and_carol_on_one_socket_and_each_conversation_stays_its_own() {
+    let (_server, addr) = server();
+    let homes = [TempDir::new("m-alice"), TempDir::new("m-bob"), TempDir::new("m-carol")];
+    pair(addr, homes[0].path(), "bob", homes[1].path());
+    pair(addr, homes[0].path(), "carol", homes[2].path());
+
+    let mut alice = messenger(homes[0].path(), &[]);
+    let ready = alice.expect_event(WITHIN, "ready");
+    let local = ready["local"].as_str().unwrap().to_owned();
+    let port = local.rsplit(':').next().unwrap().to_owned();
+    assert_eq!(ready["conversations"], serde_json::json!(["bob", "carol"]), "{ready}");
+    // Bob and carol reconnect by name, each from a single chat.
+    let mut bob = person("bob", addr, Some("alice"), homes[1].path());
+    let mut carol = person("carol", addr, Some("alice"), homes[2].path());
+    expect_each(
+        &mut alice,
+        &[
+            ("bob", "keys_agreed"),
+            ("carol", "keys_agreed"),
+            ("bob", "peer_online"),
+            ("carol", "peer_online"),
+        ],
+    );
+    for (friend, proc) in [("bob", &mut bob), ("carol", &mut carol)] {
+        // Both reach alice at the one address her messenger bound.
+        let online = proc.expect(WITHIN, "alice online", |v| v["event"] == "peer_online");
+        let at = online["addr"].as_str().unwrap();
+        assert!(at.ends_with(&format!(":{port}")), "{friend} reaches alice at {at}, not :{port}");
+    }
+
+    alice.say("/to bob only for bob");
+    alice.say("/to carol only for carol");
+    bob.expect(WITHIN, "alice's line", |v| v["event"] == "message" && v["text"] == "only for bob");
+    carol.expect(WITHIN, "alice's line", |v| {
+        v["event"] == "message" && v["text"] == "only for carol"
+    });
+    expect_each(&mut alice, &[("bob", "delivered"), ("carol", "delivered")]);
+    bob.say("from bob");
+    expect_in(&mut alice, "bob", "bob's line", |v| {
+        v["event"] == "message" && v["text"] == "from bob"
+    });
+    // Carol writes while bob's conversation is shown: it counts as unread there.
+    alice.say("/open bob");
+    carol.say("from carol");
+    expect_in(&mut alice, "carol", "carol's line", |v| {
+        v["event"] == "message" && v["text"] == "from carol"
+    });
+    alice.say("/who");
+    let who = alice.expect_event(WITHIN, "who");
+    let carol_row =
+        who["conversations"].as_array().unwrap().iter().find(|c| c["conversation"] == "carol");
+    assert_eq!(carol_row.unwrap()["unread"], 1, "{who}");
+    assert_eq!(carol_row.unwrap()["online"], 1, "{who}");
+    // A plain line goes to the conversation shown.
+    alice.say("plain line to bob");
+    bob.expect(WITHIN, "the plain line", |v| {
+        v["event"] == "message" && v["text"] == "plain line to bob"
+    });
+
+    for proc in [&mut alice, &mut bob, &mut carol] {
+        proc.say("/quit");
+        assert_eq!(proc.wait(WITHIN), Some(0));
+    }
+    // Each conversation's log holds its own lines only.
+    let data = homes[0].path().join("data");
+    let texts = |file: &str| -> Vec<String> {
+        log_records(&data, file)
+            .iter()
+            .filter_map(|r| r["text"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let with_bob = texts("contact-bob.jsonl");
+    let with_carol = texts("contact-carol.jsonl");
+    for line in ["only for bob", "from bob", "plain line to bob"] {
+        assert!(with_bob.contains(&line.to_owned()), "{with_bob:?}");
+        assert!(!with_carol.contains(&line.to_owned()), "{with_carol:?}");
+    }
+    for line in ["only for carol", "from carol"] {
+        assert!(with_carol.contains(&line.to_owned()), "{with_carol:?}");
+        assert!(!with_bob.contains(&line.to_owned()), "{with_bob:?}");
+    }
+}
+
+#[test]
+fn a_room_joined_in_the_messenger_is_kept_private_and_rejoined_next_time() {
+    let (_server, addr) = server();
+    let (home, dave_dir) = (TempDir::new("r-alice"), TempDir::new("r-dave"));
+    let key = keygen();
+    let server_flag = addr.to_string();
+    let mut alice = messenger(home.path(), &["--server", &server_flag]);
+    // Nothing to open yet: one sentence, exit 2.
+    let error = alice.expect_event(WITHIN, "error");
+    assert!(error["message"].as_str().unwrap().contains("no contacts or rooms yet"), "{error}");
+    assert_eq!(alice.wait(WITHIN), Some(2));
+
+    // A room saved by hand is how a first room gets in; then /room adds another from inside.
+    let rooms = format!(r#"[{{"name": "lobby", "server": "{addr}", "key": "{key}"}}]"#);
+    std::fs::write(home.path().join("rooms.json"), rooms).unwrap();
+    let mut alice = messenger(home.path(), &[]);
+    alice.expect_event(WITHIN, "ready");
+    let second = keygen();
+    alice.say("/room garden");
+    alice.expect(WITHIN, "the key asked", |v| {
+        v["event"] == "notice" && v["message"].as_str().unwrap().contains("the key of room garden")
+    });
+    alice.say(&second);
+    alice.expect(WITHIN, "the room opened", |v| {
+        v["event"] == "conversation_opened" && v["conversation"] == "room:garden"
+    });
+    let mut dave = room_peer("dave", addr, "garden", &second, dave_dir.path());
+    expect_in(&mut alice, "room:garden", "dave online", |v| v["event"] == "peer_online");
+    dave.expect_event(WITHIN, "peer_online");
+    alice.say("/to room:garden hello garden");
+    dave.expect(WITHIN, "alice's line", |v| v["event"] == "message" && v["text"] == "hello garden");
+    alice.say("/quit");
+    assert_eq!(alice.wait(WITHIN), Some(0));
+    // The key never went out as a message, and the rooms file is the owner's alone.
+    let saved = std::fs::read_to_string(home.path().join("rooms.json")).unwrap();
+    assert!(saved.contains("garden") && saved.contains(&second), "{saved}");
+    let mode = std::fs::metadata(home.path().join("rooms.json")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let logged = log_records(&home.path().join("data"), "room-garden.jsonl");
+    assert!(logged.iter().all(|r| r["text"] != second.as_str()), "{logged:?}");
+
+    // Next time, both rooms are rejoined by themselves.
+    let mut alice = messenger(home.path(), &[]);
+    let ready = alice.expect_event(WITHIN, "ready");
+    assert_eq!(ready["conversations"], serde_json::json!(["room:lobby", "room:garden"]), "{ready}");
+    expect_in(&mut alice, "room:garden", "dave online again", |v| v["event"] == "peer_online");
+    dave.say("welcome back");
+    expect_in(&mut alice, "room:garden", "dave's line", |v| {
+        v["event"] == "message" && v["text"] == "welcome back"
+    });
+    for proc in [&mut alice, &mut dave] {
+        proc.say("/quit");
+        assert_eq!(proc.wait(WITHIN), Some(0));
+    }
+}
