@@ -382,3 +382,79 @@ fn keys_typed_while_waiting_for_a_friend_are_not_echoed_and_ctrl_c_leaves_echo_o
     let screen = tmux.wait_for("echo\n", Duration::from_secs(5));
     assert!(!screen.contains("-echo"), "{screen}");
 }
+
+/// tmux's flag for a bell in the session's window (set while no client is attached).
+fn bell_flag(tmux: &Tmux) -> String {
+    tmux.run(&["display-message", "-p", "-t", "t", "#{window_bell_flag}"]).trim().to_owned()
+}
+
+#[test]
+fn the_messenger_in_a_real_terminal_switches_conversations_and_rings_for_the_others() {
+    if !Tmux::available() {
+        return skip_or_fail("tmux is not installed");
+    }
+    let (_server, addr) = crate::harness::server();
+    let (home, bob_dir, carol_dir) =
+        (TempDir::new("tm-alice"), TempDir::new("tm-bob"), TempDir::new("tm-carol"));
+    let (lobby, garden) = (keygen(), keygen());
+    let rooms = format!(
+        r#"[{{"name": "lobby", "server": "{addr}", "key": "{lobby}"}},
+            {{"name": "garden", "server": "{addr}", "key": "{garden}"}}]"#
+    );
+    std::fs::write(home.path().join("rooms.json"), rooms).unwrap();
+    let config = crate::harness::home_config(home.path());
+    let command = format!(
+        "P2PCHAT_CONFIG={} {} --name alice --bind 127.0.0.1:0 --data-dir {}; echo EXITED $?; sleep 30",
+        config.display(),
+        env!("CARGO_BIN_EXE_p2pchat"),
+        home.path().join("data").display()
+    );
+    let tmux = Tmux::start("messenger", &command);
+    let mut bob = crate::harness::room_peer("bob", addr, "lobby", &lobby, bob_dir.path());
+    let mut carol = crate::harness::room_peer("carol", addr, "garden", &garden, carol_dir.path());
+    let within = Duration::from_secs(15);
+    for peer in [&mut bob, &mut carol] {
+        peer.expect_event(within, "peer_online");
+    }
+    // Both rooms in the pane, each with its one member online; garden (first by name) shown.
+    let screen = tmux.wait_for("conversations", within);
+    assert!(screen.contains("room:garden") && screen.contains("room:lobby"), "{screen}");
+    tmux.wait_for("1/1 room:lobby", within);
+    tmux.wait_for("1/1 room:garden", within);
+    tmux.wait_for("p2pchat · room garden", within);
+
+    // A message in the conversation on screen: shown, no bell.
+    carol.say("carol here");
+    tmux.wait_for("carol: carol here", within);
+    assert_eq!(bell_flag(&tmux), "0");
+    // One in the other: counted unread beside it, and the bell rings.
+    bob.say("hello from bob");
+    tmux.wait_for("room:lobby 1", within);
+    let deadline = Instant::now() + within;
+    while bell_flag(&tmux) != "1" {
+        assert!(Instant::now() < deadline, "no bell:\n{}", tmux.screen());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let screen = tmux.screen();
+    assert!(!screen.contains("hello from bob"), "{screen}");
+
+    // Switching shows it, with the line above what was unread; the count is gone.
+    tmux.keys(&["M-Up"]);
+    let screen = tmux.wait_for("bob: hello from bob", within);
+    assert!(screen.contains("p2pchat · room lobby"), "{screen}");
+    assert!(screen.contains("unread since you left"), "{screen}");
+    assert!(!screen.contains("room:lobby 1"), "{screen}");
+    tmux.type_line("hi bob, from the messenger");
+    bob.expect(within, "alice's line", |v| {
+        v["event"] == "message" && v["text"] == "hi bob, from the messenger"
+    });
+    // Ctrl-B hides the pane and shows it again.
+    tmux.keys(&["C-b"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let screen = tmux.screen();
+    assert!(!screen.contains("conversations"), "{screen}");
+    tmux.keys(&["C-b"]);
+    tmux.wait_for("conversations", within);
+    tmux.type_line("/quit");
+    tmux.wait_for("EXITED 0", within);
+}
