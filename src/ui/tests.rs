@@ -343,17 +343,14 @@ fn draw(m: &Model) -> ratatui::buffer::Buffer {
     terminal.backend().buffer().clone()
 }
 
-/// The cells where `needle` (ASCII) is first drawn.
+/// The cells where `needle` (characters one cell wide) is first drawn.
 pub(crate) fn cells_at(buffer: &ratatui::buffer::Buffer, needle: &str) -> Vec<Cell> {
     let area = buffer.area;
-    let n = needle.len() as u16;
+    let needle: Vec<String> = needle.chars().map(String::from).collect();
+    let n = u16::try_from(needle.len()).unwrap();
     for y in 0..area.height {
         for x in 0..area.width.saturating_sub(n - 1) {
-            let here = (0..n).all(|i| {
-                let at = usize::from(i);
-                buffer[(x + i, y)].symbol() == &needle[at..=at]
-            });
-            if here {
+            if (0..n).all(|i| buffer[(x + i, y)].symbol() == needle[usize::from(i)]) {
                 return (x..x + n).map(|x| buffer[(x, y)].clone()).collect();
             }
         }
