@@ -55,8 +55,9 @@ impl With {
 pub struct Conversation {
     /// With whom.
     pub with: With,
-    /// Its history, peers, input draft and search, as a single chat keeps them.
-    pub model: Model,
+    /// Its history, peers, input draft and search, as a single chat keeps them (boxed: a
+    /// conversation moves through `Event::Added`, which stays small beside the others).
+    pub model: Box<Model>,
     /// Messages from others since the user last looked at it.
     pub unread: usize,
     /// When a message last came or went.
@@ -72,7 +73,7 @@ impl Conversation {
             EntryKind::Chat { .. } => Some(e.at),
             _ => None,
         });
-        Self { with, model, unread: 0, last_activity, closed: false }
+        Self { with, model: Box::new(model), unread: 0, last_activity, closed: false }
     }
 
     /// Peers online now, and peers known.
