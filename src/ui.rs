@@ -125,3 +125,6 @@ fn without_colour(buffer: &mut Buffer) {
 
 #[cfg(test)]
 pub(crate) mod tests;
+
+#[cfg(test)]
+mod messenger_tests;

@@ -14,6 +14,7 @@ use super::model::{Entry, EntryKind, Model};
 use super::scrollback;
 use super::texts;
 use crate::proto::{NetCommand, NetEvent};
+use crate::text::fold_str;
 
 /// What a conversation is with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,16 +36,16 @@ impl With {
 
     /// Whether `name` (as typed after `/open` or `/to`) means this conversation: a contact
     /// by its name, a room as `room:NAME` (or its bare name when no contact has it), ignoring
-    /// case.
+    /// case (in any script: "/open ÅSA" finds åsa).
     fn answers_to(&self, name: &str) -> bool {
         let name = name.trim_start_matches('@');
+        let same = |a: &str, b: &str| fold_str(a) == fold_str(b);
         match self {
-            Self::Contact(contact) => contact.eq_ignore_ascii_case(name),
-            Self::Room(room) => name
-                .strip_prefix("room:")
-                .or_else(|| name.strip_prefix('#'))
-                .unwrap_or(name)
-                .eq_ignore_ascii_case(room),
+            Self::Contact(contact) => same(contact, name),
+            Self::Room(room) => same(
+                name.strip_prefix("room:").or_else(|| name.strip_prefix('#')).unwrap_or(name),
+                room,
+            ),
         }
     }
 }
@@ -54,8 +55,9 @@ impl With {
 pub struct Conversation {
     /// With whom.
     pub with: With,
-    /// Its history, peers, input draft and search, as a single chat keeps them.
-    pub model: Model,
+    /// Its history, peers, input draft and search, as a single chat keeps them (boxed: a
+    /// conversation moves through `Event::Added`, which stays small beside the others).
+    pub model: Box<Model>,
     /// Messages from others since the user last looked at it.
     pub unread: usize,
     /// When a message last came or went.
@@ -71,7 +73,7 @@ impl Conversation {
             EntryKind::Chat { .. } => Some(e.at),
             _ => None,
         });
-        Self { with, model, unread: 0, last_activity, closed: false }
+        Self { with, model: Box::new(model), unread: 0, last_activity, closed: false }
     }
 
     /// Peers online now, and peers known.
@@ -247,8 +249,7 @@ impl Messenger {
         if index != self.selected
             && let Some(left) = self.conversations.get_mut(self.selected)
         {
-            left.model.entries.retain(|e| e.kind != EntryKind::Unread);
-            left.model.dirty = true;
+            remove_unread_line(&mut left.model);
         }
         self.selected = index;
         let shown = &mut self.conversations[index];
@@ -261,6 +262,26 @@ impl Messenger {
     fn looking_at(&self, index: usize) -> bool {
         index == self.selected && self.focused
     }
+}
+
+/// Takes the "unread since you left" line out of `model` (shown, or parked while the window
+/// is away from the newest items), keeping a scrolled-back view on the same rows: when the
+/// line was below the view, the view is a line's rows nearer the bottom now.
+fn remove_unread_line(model: &mut Model) {
+    model.paging.parked.retain(|e| e.kind != EntryKind::Unread);
+    let Some(at) = model.entries.iter().position(|e| e.kind == EntryKind::Unread) else {
+        return;
+    };
+    if model.scroll > 0 {
+        let rows = |e: &Entry| crate::ui::history::entry_rows(e, model);
+        let below: usize = model.entries[at + 1..].iter().map(rows).sum();
+        let own = rows(&model.entries[at]);
+        if below + own <= model.scroll {
+            model.scroll -= own;
+        }
+    }
+    model.entries.remove(at);
+    model.dirty = true;
 }
 
 /// Applies one event to the messenger.
@@ -296,9 +317,14 @@ pub fn update(messenger: &mut Messenger, event: Event) -> Vec<Do> {
     effects
 }
 
-/// Shows a line in the conversation on screen.
+/// Shows a line in the conversation on screen, at its newest end, where the view goes (as
+/// a single chat's answers do: scrolled back, the line would land out of sight).
 fn tell(messenger: &mut Messenger, text: String, at: DateTime<Local>, effects: &mut Vec<Do>) {
-    if let Some(shown) = messenger.conversations.get_mut(messenger.selected) {
+    let index = messenger.selected;
+    if let Some(shown) = messenger.conversations.get_mut(index) {
+        let mut own = Vec::new();
+        scrollback::to_newest(&mut shown.model, &mut own);
+        effects.extend(own.into_iter().map(|e| Do::In(index, e)));
         scrollback::push(&mut shown.model, Entry::system(at, text.clone()));
     }
     effects.push(Do::Said(text));
@@ -310,6 +336,7 @@ fn tell(messenger: &mut Messenger, text: String, at: DateTime<Local>, effects: &
 /// is not passed on (the endpoint's shutdown says it), and its exit only counts.
 fn forward(messenger: &mut Messenger, index: usize, message: Message, effects: &mut Vec<Do>) {
     let Some(conversation) = messenger.conversations.get_mut(index) else { return };
+    let was_closed = conversation.closed;
     for effect in super::update(&mut conversation.model, message) {
         match effect {
             Effect::Net(NetCommand::Shutdown) => {}
@@ -318,7 +345,10 @@ fn forward(messenger: &mut Messenger, index: usize, message: Message, effects: &
             effect => effects.push(Do::In(index, effect)),
         }
     }
-    if messenger.quitting && messenger.conversations.iter().all(|c| c.closed) {
+    // Exit once: when the last conversation closes (a tick or a late echo after that asks
+    // nothing more).
+    let closed_now = !was_closed && messenger.conversations[index].closed;
+    if closed_now && messenger.quitting && messenger.conversations.iter().all(|c| c.closed) {
         effects.push(Do::Exit);
     }
 }
@@ -406,11 +436,7 @@ fn quit(messenger: &mut Messenger, effects: &mut Vec<Do>) {
 fn submit(messenger: &mut Messenger, line: String, effects: &mut Vec<Do>) {
     let selected = messenger.selected;
     if let Some(room) = messenger.asking_key_for.take() {
-        // A key: out of the input, and never kept for Up.
-        if let Some(shown) = messenger.conversations.get_mut(selected) {
-            shown.model.input.take();
-            shown.model.dirty = true;
-        }
+        forget_input(messenger, selected);
         if !line.trim().is_empty() {
             effects.push(Do::Room { name: room, key: line.trim().to_owned() });
         }
@@ -443,7 +469,10 @@ fn submit(messenger: &mut Messenger, line: String, effects: &mut Vec<Do>) {
             }
             Some(index) => {
                 clear_input(messenger, selected);
-                forward(messenger, index, Message::Submit(text), effects);
+                // TEXT is a message: "/to bob /quit" says "/quit" to bob (as "//quit" would),
+                // it does not run a command in a conversation not on screen.
+                let line = if text.starts_with('/') { format!("/{text}") } else { text };
+                forward(messenger, index, Message::Submit(line), effects);
             }
             None => {
                 let known = messenger.labels();
@@ -465,7 +494,7 @@ fn submit(messenger: &mut Messenger, line: String, effects: &mut Vec<Do>) {
             answer(messenger, texts::ROOM_USAGE.to_owned(), effects);
         }
         Command::Room { name, key: Some(key) } => {
-            clear_input(messenger, selected);
+            forget_input(messenger, selected);
             effects.push(Do::Room { name, key });
         }
         Command::Room { name, key: None } => {
@@ -499,6 +528,16 @@ fn clear_input(messenger: &mut Messenger, index: usize) {
     messenger.dirty = true;
 }
 
+/// Empties the input of conversation `index` without keeping the line for Up: it holds a
+/// room's key, which anyone at the screen could read back.
+fn forget_input(messenger: &mut Messenger, index: usize) {
+    if let Some(conversation) = messenger.conversations.get_mut(index) {
+        conversation.model.input.take();
+        conversation.model.dirty = true;
+    }
+    messenger.dirty = true;
+}
+
 /// An event for conversation `index`: its model takes it; a message from someone else there
 /// counts as unread and asks for attention unless the user is looking at it.
 fn on_conversation(
@@ -527,7 +566,7 @@ fn on_conversation(
         && messenger.conversations[index].unread == 0
     {
         let model = &mut messenger.conversations[index].model;
-        model.entries.retain(|e| e.kind != EntryKind::Unread);
+        remove_unread_line(model);
         scrollback::push(model, Entry::new(*at, EntryKind::Unread, super::model::Origin::Notice));
     }
     forward(messenger, index, message, effects);

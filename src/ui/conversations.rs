@@ -1,6 +1,7 @@
 //! The messenger's conversations pane, at the left: every contact and room, in the pane's
 //! order (`Messenger::order`), each with its place (Alt-1…9), presence (a dot for a contact,
-//! "k/n" online for a room), unread count and last activity; the one shown is highlighted.
+//! "k/n" online for a room), unread count and last activity; the one shown is highlighted,
+//! and kept in view when they do not all fit.
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -47,7 +48,13 @@ pub fn render(messenger: &Messenger, frame: &mut Frame, area: Rect) {
         lines.push(Line::styled(" or /room NAME KEY", theme::detail()));
     }
     let now = messenger.shown().map(|c| c.model.now);
-    for (place, &index) in messenger.order().iter().enumerate() {
+    let order = messenger.order();
+    // Two rows a conversation; when they do not all fit, the list starts late enough for the
+    // one shown to be in view (its number still says its place).
+    let fits = usize::from(block.inner(area).height / 2).max(1);
+    let shown_at = order.iter().position(|&i| i == messenger.selected).unwrap_or(0);
+    let skip = (shown_at + 1).saturating_sub(fits);
+    for (place, &index) in order.iter().enumerate().skip(skip) {
         let conversation = &messenger.conversations[index];
         let (online, known) = conversation.presence();
         let (dot, dot_style) = match &conversation.with {

@@ -3,6 +3,8 @@
 //! entries in view (the others are counted by their remembered row counts). Also the row
 //! arithmetic `update` needs to keep a scrolled-back view still.
 
+use std::ops::Range;
+
 use ratatui::Frame;
 use ratatui::layout::{Alignment, Rect};
 use ratatui::style::Style;
@@ -17,10 +19,19 @@ use crate::app::{Model, texts};
 use crate::history::Delivery;
 use crate::text::{escapes, matches_ignoring_case, sanitize, sanitize_lines};
 
+/// What is highlighted in a message's text: the search term (`current`: this entry is the
+/// match in view) and our own name, where someone else says it. Highlighting never changes
+/// where rows break, so rows are counted without it (`Marks::default()`).
+#[derive(Debug, Clone, Copy, Default)]
+struct Marks<'a> {
+    term: Option<&'a str>,
+    current: bool,
+    me: Option<&'a str>,
+}
+
 /// The styled pieces of one entry, before wrapping, and the column its continuation rows start
-/// at. Untrusted text is neutralised here; places that contain `term` are highlighted
-/// (`current`: this entry is the match in view).
-fn pieces(entry: &Entry, term: Option<&str>, current: bool) -> (Vec<(String, Style)>, usize) {
+/// at. Untrusted text is neutralised here; what `marks` asks for is highlighted.
+fn pieces(entry: &Entry, marks: Marks<'_>) -> (Vec<(String, Style)>, usize) {
     let stamp = entry.at.format("[%H:%M:%S] ").to_string();
     let mut hang = stamp.width();
     let mut out = vec![(stamp, theme::time())];
@@ -34,15 +45,11 @@ fn pieces(entry: &Entry, term: Option<&str>, current: bool) -> (Vec<(String, Sty
             out.push((": ".to_owned(), Style::new()));
             let text = sanitize_lines(text);
             let found =
-                term.map(|t| matches_ignoring_case(&text, &sanitize(t))).unwrap_or_default();
-            let mark = if current { theme::current_match() } else { theme::found() };
-            let mut done = 0;
-            for range in found {
-                push_dimming_escapes(&mut out, &text[done..range.start], Style::new());
-                out.push((text[range.clone()].to_owned(), mark));
-                done = range.end;
-            }
-            push_dimming_escapes(&mut out, &text[done..], Style::new());
+                marks.term.map(|t| matches_ignoring_case(&text, &sanitize(t))).unwrap_or_default();
+            let mark = if marks.current { theme::current_match() } else { theme::found() };
+            let me = marks.me.filter(|_| !*own);
+            let named = me.map(|me| mentions(&text, &sanitize(me))).unwrap_or_default();
+            push_highlighted(&mut out, &text, &[(&named, theme::mention()), (&found, mark)]);
             match delivery {
                 Some(Delivery::Queued) => {
                     out.push((" ⧗ waiting for a peer".to_owned(), theme::delivery()));
@@ -61,6 +68,43 @@ fn pieces(entry: &Entry, term: Option<&str>, current: bool) -> (Vec<(String, Sty
         EntryKind::Unread => out.push((texts::UNREAD_SINCE.to_owned(), theme::unread())),
     }
     (out, hang)
+}
+
+/// Where `text` names `name` as a word (ignoring case): "Ann," and "ANN!" name ann, "annoying"
+/// and "joanna" do not.
+fn mentions(text: &str, name: &str) -> Vec<Range<usize>> {
+    let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+    matches_ignoring_case(text, name)
+        .into_iter()
+        .filter(|r| {
+            !word(text[..r.start].chars().next_back()) && !word(text[r.end..].chars().next())
+        })
+        .collect()
+}
+
+/// Pushes `text` with its highlights: each layer's ranges patched with its style, in order,
+/// so a later layer wins where they overlap (a search match stays a search match where it is
+/// our name, and keeps the name's weight).
+fn push_highlighted(
+    out: &mut Vec<(String, Style)>,
+    text: &str,
+    layers: &[(&[Range<usize>], Style)],
+) {
+    let mut cuts: Vec<usize> = layers
+        .iter()
+        .flat_map(|(ranges, _)| ranges.iter().flat_map(|r| [r.start, r.end]))
+        .chain([0, text.len()])
+        .collect();
+    cuts.sort_unstable();
+    cuts.dedup();
+    for piece in cuts.windows(2) {
+        let (start, end) = (piece[0], piece[1]);
+        let style = layers
+            .iter()
+            .filter(|(ranges, _)| ranges.iter().any(|r| r.start <= start && end <= r.end))
+            .fold(Style::new(), |style, (_, layer)| style.patch(*layer));
+        push_dimming_escapes(out, &text[start..end], style);
+    }
 }
 
 /// Where the rows of a wrapped line of text go on: after its label, so that wrapped tables and
@@ -192,7 +236,7 @@ fn inner_width(model: &Model) -> usize {
 /// Rows an entry takes at `width` (highlighting never changes where rows break).
 fn rows_at(entry: &Entry, width: usize) -> usize {
     entry.rows.get(width, || {
-        let (pieces, hang) = pieces(entry, None, false);
+        let (pieces, hang) = pieces(entry, Marks::default());
         wrap(&pieces, width, hang).len()
     })
 }
@@ -238,6 +282,7 @@ pub fn render(model: &Model, frame: &mut Frame, area: Rect) {
     let width = usize::from(inner.width);
     let term = model.search.as_ref().map(|s| s.term.as_str());
     let current = model.search.as_ref().and_then(|s| s.current_offset());
+    let me = Some(model.me.name.as_str());
     // Rows below the view's bottom edge that belong to the entry straddling it.
     let mut below = model.scroll;
     let mut rows: Vec<Line<'static>> = Vec::new();
@@ -251,7 +296,7 @@ pub fn render(model: &Model, frame: &mut Frame, area: Rect) {
             continue;
         }
         let is_current = current.is_some() && entry.offset() == current;
-        let (pieces, hang) = pieces(entry, term, is_current);
+        let (pieces, hang) = pieces(entry, Marks { term, current: is_current, me });
         let mut lines = wrap(&pieces, width, hang);
         lines.truncate(count - below);
         below = 0;

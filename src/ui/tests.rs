@@ -8,7 +8,12 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
 use super::render;
-use crate::app::model::{Entry, EntryKind, Me, Origin, PeerView, Public, ServerState, ServerView};
+use ratatui::buffer::Cell;
+use ratatui::style::{Color, Modifier};
+
+use crate::app::model::{
+    Entry, EntryKind, Me, Origin, PeerView, Public, Search, ServerState, ServerView,
+};
 use crate::app::{Message, Model, update};
 use crate::history::Delivery;
 use crate::proto::{DropCounts, PathKind, PeerId};
@@ -82,7 +87,11 @@ fn model(size: (u16, u16)) -> Model {
 pub(crate) fn screen(m: &Model) -> Vec<String> {
     let mut terminal = Terminal::new(TestBackend::new(m.size.0, m.size.1)).unwrap();
     terminal.draw(|f| render(m, f)).unwrap();
-    let buffer = terminal.backend().buffer().clone();
+    text_rows(terminal.backend().buffer())
+}
+
+/// A drawn buffer as text rows, one string per terminal row (wide characters once).
+pub(crate) fn text_rows(buffer: &ratatui::buffer::Buffer) -> Vec<String> {
     (0..buffer.area.height)
         .map(|y| {
             let mut line = String::new();
@@ -326,4 +335,60 @@ fn no_color_draws_without_colours_and_reverses_the_markers() {
         plain.content.iter().filter(|c| c.modifier.contains(ratatui::style::Modifier::REVERSED));
     let marked: String = reversed.map(|c| c.symbol()).collect();
     assert!(marked.contains("2 new"), "{marked}");
+}
+
+fn draw(m: &Model) -> ratatui::buffer::Buffer {
+    let mut terminal = Terminal::new(TestBackend::new(m.size.0, m.size.1)).unwrap();
+    terminal.draw(|f| render(m, f)).unwrap();
+    terminal.backend().buffer().clone()
+}
+
+/// The cells where `needle` (characters one cell wide) is first drawn.
+pub(crate) fn cells_at(buffer: &ratatui::buffer::Buffer, needle: &str) -> Vec<Cell> {
+    let area = buffer.area;
+    let needle: Vec<String> = needle.chars().map(String::from).collect();
+    let n = u16::try_from(needle.len()).unwrap();
+    for y in 0..area.height {
+        for x in 0..area.width.saturating_sub(n - 1) {
+            if (0..n).all(|i| buffer[(x + i, y)].symbol() == needle[usize::from(i)]) {
+                return (x..x + n).map(|x| buffer[(x, y)].clone()).collect();
+            }
+        }
+    }
+    panic!("{needle:?} is not on the screen:\n{:#?}", text_rows(buffer));
+}
+
+/// The symbols of the cells `wanted` picks, joined.
+pub(crate) fn picked(cells: &[Cell], wanted: impl Fn(&Cell) -> bool) -> String {
+    cells.iter().filter(|c| wanted(c)).map(Cell::symbol).collect()
+}
+
+#[test]
+fn our_name_stands_out_in_other_peoples_messages_not_in_ours() {
+    let mut m = model((100, 24));
+    m.entries = vec![
+        chat("bob", "hi Ann, annoying ANN! joanna", false, at(12, 0, 1)),
+        chat("ann", "ann here, ann", true, at(12, 0, 2)),
+    ];
+    let mention = super::theme::mention();
+    let named = |c: &Cell| c.bg == mention.bg.unwrap() && c.modifier.contains(Modifier::BOLD);
+    let theirs = cells_at(&draw(&m), "bob: hi Ann, annoying ANN! joanna");
+    assert_eq!(picked(&theirs, named), "AnnANN", "the name as a word, in any case");
+    assert_eq!(theirs[9].fg, mention.fg.unwrap(), "A");
+    let ours = cells_at(&draw(&m), "ann: ann here, ann");
+    assert_eq!(picked(&ours, |c| c.bg != Color::Reset), "", "not in our own message");
+    // A search for the name: its matches show as matches, and our name keeps its weight.
+    m.search = Some(Search { term: "ann".into(), matches: vec![], current: 0, truncated: false });
+    let theirs = cells_at(&draw(&m), "bob: hi Ann, annoying ANN! joanna");
+    let found = super::theme::found().bg.unwrap();
+    assert_eq!(picked(&theirs, |c| c.bg == found), "AnnannANNann");
+    let bold_found = |c: &Cell| c.bg == found && c.modifier.contains(Modifier::BOLD);
+    assert_eq!(picked(&theirs, bold_found), "AnnANN");
+    assert_eq!(picked(&theirs, named), "");
+    // Without colour the name is still marked: reversed, as the markers are.
+    m.search = None;
+    m.colour = false;
+    let theirs = cells_at(&draw(&m), "bob: hi Ann, annoying ANN! joanna");
+    let reversed = |c: &Cell| c.modifier.contains(Modifier::REVERSED);
+    assert_eq!(picked(&theirs, reversed), "AnnANN");
 }

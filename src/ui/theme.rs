@@ -75,6 +75,12 @@ pub fn invisible() -> Style {
     Style::new().fg(Color::DarkGray).add_modifier(Modifier::DIM)
 }
 
+/// Our own name where someone else's message says it. A search match over it keeps the
+/// search's colours (what the user is looking for) and the name's weight.
+pub fn mention() -> Style {
+    Style::new().fg(Color::Black).bg(Color::LightMagenta).add_modifier(Modifier::BOLD)
+}
+
 /// Search matches in the history.
 pub fn found() -> Style {
     Style::new().fg(Color::Black).bg(Color::Yellow)
