@@ -54,6 +54,6 @@ mod tests {
 
     #[test]
     fn notification_text_is_neutralised_and_markup_escaped() {
-        assert_eq!(plain("<b>hi</b> & \u{1b}[31mred"), "&lt;b&gt;hi&lt;/b&gt; &amp; ⟨ESC⟩[31mred");
+        assert_eq!(plain("<b>hi</b> & \u{1b}[31mred"), "&lt;b&gt;hi&lt;/b&gt; &amp; ␛[31mred");
     }
 }
