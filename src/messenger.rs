@@ -116,6 +116,9 @@ pub enum Input {
     Event(Event),
     /// The network actor ended.
     NetworkEnded,
+    /// Work beside the messenger moved on with nothing to show (our NAT type, told to the
+    /// conversations).
+    Nothing,
 }
 
 impl Opener {
@@ -335,7 +338,10 @@ impl Running {
                 }
                 None => Input::NetworkEnded,
             },
-            Some(aside) = self.aside_rx.recv() => Input::Event(self.on_aside(aside)),
+            Some(aside) = self.aside_rx.recv() => match self.on_aside(aside) {
+                Some(event) => Input::Event(event),
+                None => Input::Nothing,
+            },
         }
     }
 
@@ -355,17 +361,16 @@ impl Running {
         self.code.take()
     }
 
-    /// News from beside the messenger as its event: a NAT type goes to every conversation,
-    /// keys agreed open the contact's conversation.
-    fn on_aside(&mut self, aside: Aside) -> Event {
-        match aside {
+    /// News from beside the messenger as its event, if it is one: a NAT type goes to every
+    /// conversation (each then says it), keys agreed open the contact's conversation.
+    fn on_aside(&mut self, aside: Aside) -> Option<Event> {
+        Some(match aside {
             Aside::Nat(nat) => {
                 for index in 0..self.logs.len() {
                     let _ = send_to(&self.net, index, NetCommand::SetNat { nat: nat.clone() });
                 }
-                let notice = texts::own_nat(&nat);
                 self.opener.nat = Some(nat);
-                Event::Notice(notice)
+                return None;
             }
             Aside::Progress(progress) => {
                 if let Progress::Code(code) = &progress {
@@ -377,7 +382,7 @@ impl Running {
             Aside::Agreed(agreement, server) => {
                 self.paired(*agreement, server).unwrap_or_else(Event::Notice)
             }
-        }
+        })
     }
 
     /// Saves the contact just paired with and opens its conversation.

@@ -105,9 +105,12 @@ impl Screen for Running {
         Some(MessengerEvent::Focus(focused))
     }
     async fn next_input(&mut self) -> Option<MessengerEvent> {
-        match Running::next_input(self).await {
-            messenger::Input::Event(event) => Some(event),
-            messenger::Input::NetworkEnded => None,
+        loop {
+            match Running::next_input(self).await {
+                messenger::Input::Event(event) => return Some(event),
+                messenger::Input::NetworkEnded => return None,
+                messenger::Input::Nothing => {}
+            }
         }
     }
     async fn network_outcome(&mut self) -> anyhow::Result<()> {

@@ -148,6 +148,7 @@ pub async fn run(
                     }
                     Some(event)
                 }
+                messenger::Input::Nothing => None,
                 messenger::Input::NetworkEnded => {
                     let outcome = running.network_outcome().await;
                     if let Err(error) = &outcome {

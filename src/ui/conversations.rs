@@ -57,13 +57,12 @@ pub fn render(messenger: &Messenger, frame: &mut Frame, area: Rect) {
     for (place, &index) in order.iter().enumerate().skip(skip) {
         let conversation = &messenger.conversations[index];
         let (online, known) = conversation.presence();
-        let (dot, dot_style) = match &conversation.with {
-            With::Contact(_) if online > 0 => ("● ".to_owned(), theme::online()),
-            With::Contact(_) => ("○ ".to_owned(), theme::offline()),
-            With::Room(_) => {
-                let style = if online > 0 { theme::online() } else { theme::offline() };
-                (format!("{online}/{known} "), style)
-            }
+        let (dot, dot_style) =
+            if online > 0 { ("● ", theme::online()) } else { ("○ ", theme::offline()) };
+        let presence = match &conversation.with {
+            With::Contact(_) if online > 0 => "online".to_owned(),
+            With::Contact(_) => "offline".to_owned(),
+            With::Room(_) => format!("{online}/{known} online"),
         };
         let number = if place < 9 { format!("{}", place + 1) } else { " ".to_owned() };
         let unread = match conversation.unread {
@@ -87,8 +86,8 @@ pub fn render(messenger: &Messenger, frame: &mut Frame, area: Rect) {
             Span::styled(unread, theme::unread()),
         ]));
         let activity = match (conversation.last_activity, now) {
-            (Some(at), Some(now)) => format!("    {}", texts::ago(now, at)),
-            _ => "    no messages".to_owned(),
+            (Some(at), Some(now)) => format!("  {presence} · {}", texts::ago(now, at)),
+            _ => format!("  {presence}"),
         };
         lines.push(Line::styled(fit(&activity, width), theme::detail()));
     }

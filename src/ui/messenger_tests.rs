@@ -134,11 +134,11 @@ fn the_pane_lists_conversations_by_last_activity_with_presence() {
     let pane = pane(&lines);
     assert_eq!(pane[0], "┌ conversations ───────┐");
     assert_eq!(pane[1], row("1 ● bob"), "{pane:#?}");
-    assert_eq!(pane[2], row("    29s ago"));
-    assert_eq!(pane[3], row("2 2/3 room:lobby"), "online of known, for a room");
-    assert_eq!(pane[4], row("    2m ago"));
+    assert_eq!(pane[2], row("  online · 29s ago"));
+    assert_eq!(pane[3], row("2 ● room:lobby"));
+    assert_eq!(pane[4], row("  2/3 online · 2m ago"), "online of known, for a room");
     assert_eq!(pane[5], row("3 ○ cat"));
-    assert_eq!(pane[6], row("    30m ago"));
+    assert_eq!(pane[6], row("  offline · 30m ago"));
     assert_eq!(pane[7], row(""));
     // The one shown (spoke last, so first) is highlighted, and its history is beside it.
     let buffer = draw(&m);
@@ -181,7 +181,7 @@ fn switching_changes_the_history_shown() {
     assert!(!lines.iter().any(|l| l.contains("lunch today")));
     let buffer = draw(&m);
     let reversed = |c: &Cell| c.modifier.contains(Modifier::REVERSED);
-    assert_eq!(picked(&cells_at(&buffer, "2 2/3 room:lobby"), reversed), "room:lobby");
+    assert_eq!(picked(&cells_at(&buffer, "2 ● room:lobby"), reversed), "room:lobby");
     assert_eq!(picked(&cells_at(&buffer, "1 ● bob"), reversed), "");
     key(&mut m, Action::Conversation(3));
     let lines = screen(&m);

@@ -49,13 +49,19 @@ impl Tmux {
 
     /// Waits until the screen contains `needle`; panics with the screen after `within`.
     pub fn wait_for(&self, needle: &str, within: Duration) -> String {
+        self.wait_until(&format!("{needle:?}"), within, |screen| screen.contains(needle))
+    }
+
+    /// Waits until `ready` holds for the screen; panics with `what` and the screen after
+    /// `within`.
+    pub fn wait_until(&self, what: &str, within: Duration, ready: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + within;
         loop {
             let screen = self.screen();
-            if screen.contains(needle) {
+            if ready(&screen) {
                 return screen;
             }
-            assert!(Instant::now() < deadline, "no {needle:?} on screen:\n{screen}");
+            assert!(Instant::now() < deadline, "no {what} on screen:\n{screen}");
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -419,8 +425,9 @@ fn the_messenger_in_a_real_terminal_switches_conversations_and_rings_for_the_oth
     // Both rooms in the pane, each with its one member online; garden (first by name) shown.
     let screen = tmux.wait_for("conversations", within);
     assert!(screen.contains("room:garden") && screen.contains("room:lobby"), "{screen}");
-    tmux.wait_for("1/1 room:lobby", within);
-    tmux.wait_for("1/1 room:garden", within);
+    tmux.wait_until("both rooms with their member online", within, |screen| {
+        screen.matches("1/1 online").count() == 2
+    });
     tmux.wait_for("p2pchat · room garden", within);
 
     // A message in the conversation on screen: shown, no bell.
@@ -429,12 +436,8 @@ fn the_messenger_in_a_real_terminal_switches_conversations_and_rings_for_the_oth
     assert_eq!(bell_flag(&tmux), "0");
     // One in the other: counted unread beside it, and the bell rings.
     bob.say("hello from bob");
-    tmux.wait_for("room:lobby 1", within);
-    let deadline = Instant::now() + within;
-    while bell_flag(&tmux) != "1" {
-        assert!(Instant::now() < deadline, "no bell:\n{}", tmux.screen());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    tmux.wait_for("● room:lobby 1", within);
+    tmux.wait_until("bell", within, |_| bell_flag(&tmux) == "1");
     let screen = tmux.screen();
     assert!(!screen.contains("hello from bob"), "{screen}");
 
