@@ -927,7 +927,7 @@ pub fn run(invocation: Invocation) -> Result<(), CliError> {
                     }
                     error
                 })?;
-                if running.messenger.conversations.is_empty() {
+                if running.messenger.conversations.is_empty() && !running.can_pair() {
                     let error = usage(crate::app::texts::NOTHING_TO_OPEN);
                     if headless {
                         let message = error.to_string();

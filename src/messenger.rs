@@ -15,11 +15,12 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
-use crate::app::Message;
 use crate::app::messenger::{self, Conversation, Do, Event, Messenger, Notify, With};
 use crate::app::model::{Entry, Me, Public, ServerState, ServerView};
 use crate::app::texts;
+use crate::app::{Message, Model};
 use crate::chat::{self, Logbook, Opened, StartError, Step};
+use crate::history::Page;
 use crate::identity::{self, Contact, Contacts, Identity, Remembered, Rooms, SavedRoom};
 use crate::net::keying::{self, Agreement, Plan, Progress};
 use crate::net::{self, NetHandle};
@@ -300,6 +301,24 @@ pub async fn start(options: MessengerOptions) -> Result<Running, StartError> {
         .stun
         .or_else(|| conversations.first().and_then(|c| c.model.me.server.as_ref().map(|s| s.addr)));
     let mut messenger = Messenger::new(conversations, notify);
+    if messenger.conversations.is_empty() {
+        let server = opener.server.or(opener.default_server);
+        let me = Me {
+            name: opener.name.clone(),
+            local,
+            public: Public::NotAsked,
+            nat: None,
+            server: server.map(|addr| ServerView {
+                addr,
+                room: "—".to_owned(),
+                state: ServerState::Registering,
+            }),
+        };
+        let at = Local::now();
+        let mut home = Model::new(me, "no conversation yet".to_owned(), Page::default(), at);
+        home.entries.push(Entry::system(at, texts::NO_CONVERSATION_YET));
+        messenger.home = Some(Box::new(home));
+    }
     let at = Local::now();
     for notice in &notices {
         if let Some(shown) = messenger.conversations.get_mut(messenger.selected) {
@@ -343,6 +362,19 @@ impl Running {
                 None => Input::Nothing,
             },
         }
+    }
+
+    /// Whether `/pair`, `/join` and `/room` have a server to go to.
+    pub fn can_pair(&self) -> bool {
+        self.pair_server().is_some()
+    }
+
+    /// The server new conversations meet on: `--server`, the config file's, or the one of the
+    /// conversation shown.
+    fn pair_server(&self) -> Option<SocketAddr> {
+        self.opener.server.or(self.opener.default_server).or_else(|| {
+            self.messenger.shown().and_then(|c| c.model.me.server.as_ref().map(|s| s.addr))
+        })
     }
 
     /// Our display name (where a contact or room has none of its own).
@@ -523,9 +555,7 @@ impl Running {
     /// server on a socket of its own, from the same IP, while every conversation goes on;
     /// its news comes back to `next_input`.
     fn pair(&mut self, plan: Plan, pending: &mut Vec<Event>) {
-        let Some(server) = self.opener.server.or(self.opener.default_server).or_else(|| {
-            self.messenger.shown().and_then(|c| c.model.me.server.as_ref().map(|s| s.addr))
-        }) else {
+        let Some(server) = self.pair_server() else {
             pending.push(Event::Notice(texts::NO_SERVER_TO_PAIR.to_owned()));
             return;
         };
@@ -560,14 +590,7 @@ impl Running {
         if let Some(problem) = crate::text::name_problem(&name) {
             return Err(texts::room_name_wrong(&name, &problem));
         }
-        let server = self
-            .opener
-            .server
-            .or(self.opener.default_server)
-            .or_else(|| {
-                self.messenger.shown().and_then(|c| c.model.me.server.as_ref().map(|s| s.addr))
-            })
-            .ok_or_else(|| texts::room_without_server(&name))?;
+        let server = self.pair_server().ok_or_else(|| texts::room_without_server(&name))?;
         if self.messenger.conversations.iter().any(|c| c.with == With::Room(name.clone())) {
             return Err(texts::room_already_open(&name));
         }

@@ -124,13 +124,17 @@ impl Screen for Running {
     }
     fn dirty(&mut self, clean: bool) -> bool {
         let messenger = &mut self.messenger;
-        let dirty = messenger.dirty || messenger.conversations.iter().any(|c| c.model.dirty);
-        if clean {
-            messenger.dirty = false;
-            for conversation in &mut messenger.conversations {
-                conversation.model.dirty = false;
-            }
+        let models = messenger
+            .conversations
+            .iter_mut()
+            .map(|c| &mut *c.model)
+            .chain(messenger.home.as_deref_mut());
+        let mut dirty = messenger.dirty;
+        for model in models {
+            dirty |= model.dirty;
+            model.dirty &= !clean;
         }
+        messenger.dirty &= !clean;
         dirty
     }
     fn quitting(&self) -> bool {
@@ -140,8 +144,14 @@ impl Screen for Running {
         Running::retry_at(self)
     }
     fn set_colour(&mut self, colour: bool) {
-        for conversation in &mut self.messenger.conversations {
-            conversation.model.colour = colour;
+        let messenger = &mut self.messenger;
+        let models = messenger
+            .conversations
+            .iter_mut()
+            .map(|c| &mut *c.model)
+            .chain(messenger.home.as_deref_mut());
+        for model in models {
+            model.colour = colour;
         }
     }
 }

@@ -99,14 +99,17 @@ pub fn render_messenger(messenger: &Messenger, frame: &mut Frame) {
     if pane > 0 {
         conversations::render(messenger, frame, list);
     }
-    match messenger.shown() {
-        Some(shown) => render_chat(&shown.model, frame, rest),
-        None => {
+    match (messenger.shown(), &messenger.home) {
+        (Some(shown), _) => render_chat(&shown.model, frame, rest),
+        (None, Some(home)) => render_chat(home, frame, rest),
+        (None, None) => {
             let text = texts::NO_CONVERSATION_YET;
             frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }), rest);
         }
     }
-    if messenger.shown().is_some_and(|c| !c.model.colour) {
+    let colour =
+        messenger.shown().map(|c| c.model.colour).or(messenger.home.as_ref().map(|h| h.colour));
+    if colour == Some(false) {
         without_colour(frame.buffer_mut());
     }
 }

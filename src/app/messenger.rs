@@ -120,6 +120,9 @@ pub struct Messenger {
     pub quitting: bool,
     /// Something visible changed since the last draw.
     pub dirty: bool,
+    /// What the screen shows while there is no conversation yet: the input (for /pair,
+    /// /join, /room) and the messenger's answers. None: the screen says how to start.
+    pub home: Option<Box<Model>>,
 }
 
 /// What the messenger asks the runner to do.
@@ -188,6 +191,7 @@ impl Messenger {
             size: (80, 24),
             quitting: false,
             dirty: true,
+            home: None,
         };
         let order = messenger.order();
         messenger.selected = order.first().copied().unwrap_or(0);
@@ -231,6 +235,9 @@ impl Messenger {
     /// less the conversations pane.
     fn resize_models(&mut self, effects: &mut Vec<Do>) {
         let columns = self.size.0.saturating_sub(crate::ui::conversations_width(self));
+        if let Some(home) = self.home.as_mut() {
+            home.size = (columns, self.size.1);
+        }
         for index in 0..self.conversations.len() {
             let model = &mut self.conversations[index].model;
             model.size = (columns, self.size.1);
@@ -297,8 +304,11 @@ pub fn update(messenger: &mut Messenger, event: Event) -> Vec<Do> {
                 messenger.dirty = true;
             }
         }
-        Event::Added(conversation) => {
+        Event::Added(mut conversation) => {
             let at = conversation.model.now;
+            let colour =
+                messenger.conversations.first().map(|c| &*c.model).or(messenger.home.as_deref());
+            conversation.model.colour = colour.is_none_or(|m| m.colour);
             messenger.conversations.push(conversation);
             let index = messenger.conversations.len() - 1;
             messenger.resize_models(&mut effects);
@@ -311,7 +321,9 @@ pub fn update(messenger: &mut Messenger, event: Event) -> Vec<Do> {
             tell(messenger, text, at, &mut effects);
         }
     }
-    if messenger.conversations.iter().any(|c| c.model.dirty) {
+    if messenger.conversations.iter().any(|c| c.model.dirty)
+        || messenger.home.as_ref().is_some_and(|h| h.dirty)
+    {
         messenger.dirty = true;
     }
     effects
@@ -326,6 +338,8 @@ fn tell(messenger: &mut Messenger, text: String, at: DateTime<Local>, effects: &
         scrollback::to_newest(&mut shown.model, &mut own);
         effects.extend(own.into_iter().map(|e| Do::In(index, e)));
         scrollback::push(&mut shown.model, Entry::system(at, text.clone()));
+    } else if let Some(home) = messenger.home.as_mut() {
+        scrollback::push(home, Entry::system(at, text.clone()));
     }
     effects.push(Do::Said(text));
     messenger.dirty = true;
@@ -335,7 +349,14 @@ fn tell(messenger: &mut Messenger, text: String, at: DateTime<Local>, effects: &
 /// runner. The messenger quits all conversations at once, so a conversation's own goodbye
 /// is not passed on (the endpoint's shutdown says it), and its exit only counts.
 fn forward(messenger: &mut Messenger, index: usize, message: Message, effects: &mut Vec<Do>) {
-    let Some(conversation) = messenger.conversations.get_mut(index) else { return };
+    let Some(conversation) = messenger.conversations.get_mut(index) else {
+        // No conversation yet: the home screen edits its line; it has no network or log.
+        if let Some(home) = messenger.home.as_mut() {
+            let own = super::update(home, message);
+            effects.extend(own.into_iter().filter(|e| *e == Effect::Suspend).map(|_| Do::Suspend));
+        }
+        return;
+    };
     let was_closed = conversation.closed;
     for effect in super::update(&mut conversation.model, message) {
         match effect {

@@ -409,9 +409,9 @@ pub fn paired_again(name: &str) -> String {
 }
 
 /// The messenger started with no contact and no saved room.
-pub const NOTHING_TO_OPEN: &str = "no contacts or rooms yet: pair with a friend first \
-    (`p2pchat chat --server ADDR` gives a code to read out; they run `p2pchat chat CODE --server \
-    ADDR`), then run `p2pchat` again";
+pub const NOTHING_TO_OPEN: &str = "no contacts or rooms yet, and no server to meet them on: \
+    run `p2pchat --server ADDR` (or set `server` in the config file), then /pair gives a code \
+    to read out to a friend";
 
 /// A messenger command given in a single chat.
 pub const MESSENGER_ONLY: &str = "that command is the messenger's: run `p2pchat` (or `p2pchat \

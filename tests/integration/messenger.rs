@@ -160,17 +160,20 @@ fn a_room_joined_in_the_messenger_is_kept_private_and_rejoined_next_time() {
     let (home, dave_dir) = (TempDir::new("r-alice"), TempDir::new("r-dave"));
     let key = keygen();
     let server_flag = addr.to_string();
-    let mut alice = messenger(home.path(), &["--server", &server_flag]);
-    // Nothing to open yet: one sentence, exit 2.
-    let error = alice.expect_event(WITHIN, "error");
-    assert!(error["message"].as_str().unwrap().contains("no contacts or rooms yet"), "{error}");
-    assert_eq!(alice.wait(WITHIN), Some(2));
+    // Nothing to open and no server to meet anyone on: one sentence, exit 2.
+    let mut lost = messenger(home.path(), &[]);
+    let error = lost.expect_event(WITHIN, "error");
+    assert!(error["message"].as_str().unwrap().contains("no server to meet them on"), "{error}");
+    assert_eq!(lost.wait(WITHIN), Some(2));
 
-    // A room saved by hand is how a first room gets in; then /room adds another from inside.
-    let rooms = format!(r#"[{{"name": "lobby", "server": "{addr}", "key": "{key}"}}]"#);
-    std::fs::write(home.path().join("rooms.json"), rooms).unwrap();
-    let mut alice = messenger(home.path(), &[]);
-    alice.expect_event(WITHIN, "ready");
+    // With a server, it starts empty, and /room adds a room from inside.
+    let mut alice = messenger(home.path(), &["--server", &server_flag]);
+    let ready = alice.expect_event(WITHIN, "ready");
+    assert_eq!(ready["conversations"], serde_json::json!([]), "{ready}");
+    alice.say("a line with nowhere to go");
+    alice.expect(WITHIN, "how to start", |v| {
+        v["event"] == "notice" && v["message"].as_str().unwrap().contains("no conversation yet")
+    });
     let second = keygen();
     alice.say("/room garden");
     alice.expect(WITHIN, "the key asked", |v| {
@@ -195,7 +198,12 @@ fn a_room_joined_in_the_messenger_is_kept_private_and_rejoined_next_time() {
     let logged = log_records(&home.path().join("data"), "room-garden.jsonl");
     assert!(logged.iter().all(|r| r["text"] != second.as_str()), "{logged:?}");
 
-    // Next time, both rooms are rejoined by themselves.
+    // Next time, the room is rejoined by itself (its server saved with it), beside one
+    // saved by hand.
+    let rooms: Vec<Value> = serde_json::from_str(&saved).unwrap();
+    let lobby = serde_json::json!({"name": "lobby", "server": addr.to_string(), "key": key});
+    let both = serde_json::to_string(&[lobby, rooms[0].clone()]).unwrap();
+    std::fs::write(home.path().join("rooms.json"), both).unwrap();
     let mut alice = messenger(home.path(), &[]);
     let ready = alice.expect_event(WITHIN, "ready");
     assert_eq!(ready["conversations"], serde_json::json!(["room:lobby", "room:garden"]), "{ready}");
@@ -205,6 +213,71 @@ fn a_room_joined_in_the_messenger_is_kept_private_and_rejoined_next_time() {
         v["event"] == "message" && v["text"] == "welcome back"
     });
     for proc in [&mut alice, &mut dave] {
+        proc.say("/quit");
+        assert_eq!(proc.wait(WITHIN), Some(0));
+    }
+}
+
+#[test]
+fn pair_and_join_from_inside_the_messenger_open_the_new_contacts_conversation() {
+    let (_server, addr) = server();
+    let homes = [TempDir::new("p-alice"), TempDir::new("p-bob"), TempDir::new("p-carol")];
+    let server_flag = addr.to_string();
+    let mut alice = messenger(homes[0].path(), &["--server", &server_flag]);
+    alice.expect_event(WITHIN, "ready");
+
+    // /pair in the messenger, the code used by a single chat.
+    alice.say("/pair");
+    let code = code_of(&mut alice);
+    let mut bob = person("bob", addr, Some(&code), homes[1].path());
+    agreed(&mut bob, "alice");
+    alice.expect(WITHIN, "bob's conversation", |v| {
+        v["event"] == "conversation_opened" && v["conversation"] == "bob"
+    });
+    expect_in(&mut alice, "bob", "bob online", |v| v["event"] == "peer_online");
+    bob.say("paired with your messenger");
+    expect_in(&mut alice, "bob", "bob's line", |v| {
+        v["event"] == "message" && v["text"] == "paired with your messenger"
+    });
+
+    // /pair again, and carol's messenger uses the code with /join.
+    alice.say("/pair");
+    let code = code_of(&mut alice);
+    let mut carol = Proc::spawn({
+        let mut command = bin();
+        command
+            .args(["open", "--headless", "--bind", "127.0.0.1:0", "--name", "carol"])
+            .arg("--server")
+            .arg(&server_flag)
+            .arg("--data-dir")
+            .arg(homes[2].path().join("data"))
+            .env("P2PCHAT_CONFIG", home_config(homes[2].path()));
+        command
+    });
+    carol.expect_event(WITHIN, "ready");
+    carol.say(&format!("/join {code}"));
+    for (proc, other) in [(&mut alice, "carol"), (&mut carol, "alice")] {
+        proc.expect(WITHIN, "the new conversation", |v| {
+            v["event"] == "conversation_opened" && v["conversation"] == other
+        });
+        expect_in(proc, other, "online", |v| v["event"] == "peer_online");
+    }
+    carol.say("/to alice hello from carol's messenger");
+    expect_in(&mut alice, "carol", "carol's line", |v| {
+        v["event"] == "message" && v["text"] == "hello from carol's messenger"
+    });
+    // Both are contacts now, each with the server they were paired through.
+    alice.say("/contacts");
+    let contacts = alice.expect_event(WITHIN, "contacts");
+    let names: Vec<&str> = contacts["contacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(names, ["bob", "carol"], "{contacts}");
+    assert!(contacts["contacts"].as_array().unwrap().iter().all(|c| c["server"] == server_flag));
+    for proc in [&mut alice, &mut bob, &mut carol] {
         proc.say("/quit");
         assert_eq!(proc.wait(WITHIN), Some(0));
     }
