@@ -23,7 +23,8 @@ const TURN_DEFAULT_PORT: u16 = 3478;
     name = "p2pchat",
     version = VERSION,
     propagate_version = true,
-    disable_help_subcommand = true
+    disable_help_subcommand = true,
+    override_usage = "p2pchat [OPTIONS]  (the messenger: `p2pchat open --help`)\n       p2pchat <COMMAND>"
 )]
 pub struct Cli {
     /// What to do.

@@ -151,9 +151,11 @@ pub async fn run(
                 messenger::Input::Nothing => None,
                 messenger::Input::NetworkEnded => {
                     let outcome = running.network_outcome().await;
-                    if let Err(error) = &outcome {
-                        emit(&json!({"event": "error", "message": error.to_string()}));
-                    }
+                    match &outcome {
+                        Err(error) => emit(&json!({"event": "error", "message": error.to_string()})),
+                        // Every conversation said `closed`; this one says the messenger did.
+                        Ok(()) => emit(&json!({"event": "closed", "conversation": null})),
+                    };
                     return outcome;
                 }
             },
