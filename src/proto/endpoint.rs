@@ -380,6 +380,21 @@ impl Endpoint {
     }
 }
 
+#[cfg(test)]
+impl Endpoint {
+    /// The deadlines due at `now`, by conversation (tests: none may stay due after a
+    /// timeout).
+    pub(crate) fn due_at(&self, now: Instant) -> Vec<(ConversationId, &'static str)> {
+        let turn = self.turn.as_ref().and_then(TurnClient::poll_timeout).filter(|t| *t <= now);
+        let own = turn.map(|_| (ConversationId(u32::MAX), "turn"));
+        let each = self
+            .conversations
+            .iter()
+            .flat_map(|(id, s)| s.due_at(now).into_iter().map(move |n| (*id, n)));
+        own.into_iter().chain(each).collect()
+    }
+}
+
 /// One request for several rooms: the first request's endpoints, and every room under its
 /// own name.
 fn batch(requests: &[ToServer]) -> Option<ToServer> {

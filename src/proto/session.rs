@@ -682,49 +682,74 @@ impl Session {
     /// When `handle_timeout` must next be called; `None` when nothing is scheduled (always once
     /// closed).
     pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        self.deadlines(|_, t| next = Some(next.map_or(t, |n| n.min(t))));
+        next
+    }
+
+    /// The deadlines that make up `poll_timeout`, each with its name (for tests that find
+    /// one that stays due).
+    fn deadlines(&self, mut consider: impl FnMut(&'static str, Instant)) {
         if self.closed {
-            return None;
+            return;
         }
         // Drop counts are reported only when they changed: an idle session sleeps until its
         // next keepalive instead of waking every second.
-        let mut next = (self.drops != self.drops_reported).then_some(self.next_drops_report);
-        let mut consider = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
-        if let Some(stun) = self.stun.as_ref().filter(|s| !s.done) {
-            consider(stun.next);
+        if self.drops != self.drops_reported {
+            consider("drops report", self.next_drops_report);
         }
+        if let Some(stun) = self.stun.as_ref().filter(|s| !s.done) {
+            consider("stun", stun.next);
+        }
+        // Looking for a contact's hello needs a membership first (`rekey_timers`).
         let alone = !self.peers.iter().any(|p| p.online);
-        if let Some(due) = self.rekey.as_ref().and_then(|r| r.due(alone)) {
-            consider(due);
+        let member = self.rendezvous.as_ref().is_some_and(|rv| rv.registered_once);
+        if let Some(due) = self.rekey.as_ref().filter(|_| member).and_then(|r| r.due(alone)) {
+            consider("rekey", due);
         }
         if let Some(rv) = &self.rendezvous {
-            consider(rv.next_register);
+            consider("register", rv.next_register);
             if let Some(since) = rv.awaiting_since.filter(|_| !rv.silent_reported) {
-                consider(since + SERVER_SILENT_NOTICE_AFTER);
+                consider("server silent", since + SERVER_SILENT_NOTICE_AFTER);
             }
         }
         if let Some(due) = self.turn.as_ref().and_then(TurnClient::poll_timeout) {
-            consider(due);
+            consider("turn", due);
         }
         if let Some(due) = self.relay_check_at {
-            consider(due);
+            consider("relay check", due);
         }
-        for peer in &self.peers {
+        // The peers' timers run only once there are keys (`peer_timers`), and an offline
+        // peer is probed only while the server lists it: a deadline that running it would not
+        // move must not be asked for (the actor would wake for it again at once).
+        for peer in self.peers.iter().filter(|_| self.keys_ready) {
             if peer.relayed_now() {
-                consider(peer.next_direct_try);
+                consider("direct try", peer.next_direct_try);
             }
             if peer.online {
-                consider(peer.next_keepalive);
+                consider("keepalive", peer.next_keepalive);
                 if let Some(due) = peer.send.next_due() {
-                    consider(due);
+                    consider("resend", due);
                 }
                 if let Some(seen) = peer.last_seen {
-                    consider(seen + self.config.offline_after);
+                    consider("offline", seen + self.config.offline_after);
                 }
-            } else {
-                consider(peer.next_probe);
+            } else if peer.listed {
+                consider("probe", peer.next_probe);
             }
         }
-        next
+    }
+
+    /// The names of the deadlines due at `now` (tests: none may stay due after a timeout).
+    #[cfg(test)]
+    pub(crate) fn due_at(&self, now: Instant) -> Vec<&'static str> {
+        let mut due = Vec::new();
+        self.deadlines(|name, t| {
+            if t <= now {
+                due.push(name);
+            }
+        });
+        due
     }
 
     fn wall(&self, now: Instant) -> DateTime<Utc> {

@@ -277,6 +277,15 @@ impl Sim {
                 let due = self.nodes[i].session.poll_timeout().is_some_and(|t| t <= now);
                 if self.nodes[i].alive && due {
                     self.nodes[i].session.handle_timeout(now);
+                    // What a timeout ran is no longer due once the actor has stepped again at
+                    // once (work a step schedules for "now"): else it would wake for it again
+                    // and again (a busy loop).
+                    if self.nodes[i].session.poll_timeout().is_some_and(|t| t <= now) {
+                        self.nodes[i].session.handle_timeout(now);
+                    }
+                    let next = self.nodes[i].session.poll_timeout();
+                    let due = self.nodes[i].session.due_at(now);
+                    assert!(next.is_none_or(|t| t > now), "node {i}: {due:?} stay due");
                     self.drain(i);
                 }
             }
