@@ -270,6 +270,7 @@ pub async fn start(options: MessengerOptions) -> Result<Running, StartError> {
         nat: None,
         stun,
     };
+    let saved_contacts = contacts.list.clone();
     let mut openings: Vec<Opening> = contacts.list.into_iter().map(Opening::Contact).collect();
     let mut notices = Vec::new();
     for room in rooms.list {
@@ -301,6 +302,7 @@ pub async fn start(options: MessengerOptions) -> Result<Running, StartError> {
         .stun
         .or_else(|| conversations.first().and_then(|c| c.model.me.server.as_ref().map(|s| s.addr)));
     let mut messenger = Messenger::new(conversations, notify);
+    messenger.contacts = saved_contacts;
     if messenger.conversations.is_empty() {
         let server = opener.server.or(opener.default_server);
         let me = Me {
@@ -430,7 +432,9 @@ impl Running {
         };
         let mut contacts = Contacts::load(&self.opener.config_dir).map_err(|e| e.to_string())?;
         let mut notice = None;
-        match contacts.remember(contact.clone()).map_err(|e| e.to_string())? {
+        let remembered = contacts.remember(contact.clone()).map_err(|e| e.to_string())?;
+        self.messenger.contacts = contacts.list;
+        match remembered {
             Remembered::New | Remembered::Known => {}
             Remembered::Renamed { previous } => {
                 notice = Some(texts::contact_renamed(&previous, &peer.name));

@@ -123,6 +123,8 @@ pub struct Messenger {
     /// What the screen shows while there is no conversation yet: the input (for /pair,
     /// /join, /room) and the messenger's answers. None: the screen says how to start.
     pub home: Option<Box<Model>>,
+    /// Our contacts as saved, for `/contacts`.
+    pub contacts: Vec<crate::identity::Contact>,
 }
 
 /// What the messenger asks the runner to do.
@@ -192,6 +194,7 @@ impl Messenger {
             quitting: false,
             dirty: true,
             home: None,
+            contacts: Vec::new(),
         };
         let order = messenger.order();
         messenger.selected = order.first().copied().unwrap_or(0);
@@ -468,6 +471,11 @@ fn submit(messenger: &mut Messenger, line: String, effects: &mut Vec<Do>) {
         Command::Quit => {
             clear_input(messenger, selected);
             quit(messenger, effects);
+        }
+        Command::Contacts => {
+            for line in texts::contact_lines(&messenger.contacts, false) {
+                answer(messenger, line, effects);
+            }
         }
         Command::Help => {
             for line in texts::help(true) {

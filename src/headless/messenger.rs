@@ -3,6 +3,7 @@
 //! messenger's — a message goes to the conversation shown (the first, or the last `/open`ed),
 //! `/to NAME text` to any, and `/pair`, `/join CODE`, `/room NAME KEY` open new ones.
 
+use std::collections::VecDeque;
 use std::future::Future;
 
 use chrono::Local;
@@ -112,6 +113,9 @@ pub async fn run(
     let mut awaiting = Awaiting::default();
     let mut drain_until: Option<Instant> = None;
     let mut stdin_open = true;
+    // Lines whose records wait for a log (it could not be written): printed, in order, once
+    // they are in it.
+    let mut held: VecDeque<Value> = VecDeque::new();
     loop {
         let retry_at = running.retry_at();
         let mut line: Option<Value> = None;
@@ -185,9 +189,9 @@ pub async fn run(
             let conversation = label(&running.messenger, index);
             emit(&json!({"event": "conversation_opened", "conversation": conversation}));
         }
-        if let Some(line) = line
-            && !emit(&line)
-        {
+        held.extend(line);
+        // At the end, what never reached the log is printed too, after the error saying so.
+        if (!running.log_waiting() || step.exit) && !held.drain(..).all(|line| emit(&line)) {
             // Nobody reads our output any more: leave as if input had ended.
             stdin_open = false;
             drain_until.get_or_insert_with(Instant::now);

@@ -479,3 +479,28 @@ fn without_conversations_lines_are_answered_and_quitting_exits() {
     assert!(incoming(&mut m, 3, "x", "y", 1).is_empty(), "no such conversation");
     assert_eq!(key(&mut m, Action::Quit), vec![Do::Shutdown, Do::Exit]);
 }
+
+#[test]
+fn contacts_lists_the_messengers_saved_contacts_in_the_conversation_shown() {
+    let mut m = messenger();
+    let saved = |name: &str| crate::identity::Contact {
+        name: name.into(),
+        key: "a2V5".into(),
+        room: "rv-1".into(),
+        first_seen: "2026-11-29T10:00:00+00:00".into(),
+        me: Some("ann".into()),
+        server: Some("127.0.0.1:7777".into()),
+    };
+    m.contacts = vec![saved("bob"), saved("cat")];
+    let effects = type_line(&mut m, "/contacts");
+    let lines = system_lines(&m, BOB);
+    assert!(
+        lines.iter().any(|l| l.contains("bob")) && lines.iter().any(|l| l.contains("cat")),
+        "{lines:?}"
+    );
+    assert!(!lines.iter().any(|l| l.contains("no contacts")), "{lines:?}");
+    assert!(
+        effects.iter().all(|e| matches!(e, Do::Said(_) | Do::In(_, Effect::Load(_)))),
+        "{effects:?}"
+    );
+}
