@@ -173,6 +173,7 @@ fn main() {
         }
     }
     let all_online = started.elapsed();
+    let startup_ticks = cpu_ticks(messenger.pid());
     // Let the start-up work (NAT detection, first registrations, key agreements) settle.
     std::thread::sleep(Duration::from_secs(5));
     let drain = |p: &Proc| while p.lines.try_recv().is_ok() {};
@@ -188,8 +189,10 @@ fn main() {
         offline_events += usize::from(line.contains("\"peer_offline\""));
     }
     println!(
-        "messenger/idle: {total} contacts, {online} online (all online {:.1} s after start)",
-        all_online.as_secs_f64()
+        "messenger/idle: {total} contacts, {online} online (all online {:.1} s after start, \
+         {} ms of CPU until then)",
+        all_online.as_secs_f64(),
+        startup_ticks * 10,
     );
     println!(
         "  messenger  cpu {:.3} % of a core over {secs:.0} s ({} ticks), VmRSS {} kB, VmHWM {} kB, {offline_events} went offline",

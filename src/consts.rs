@@ -158,6 +158,11 @@ pub const REKEY_POLL_MAX: Duration = Duration::from_secs(60);
 /// After the contact is re-introduced (a restart?), how long to look for its new hello.
 pub const REKEY_POKE_WINDOW: Duration = Duration::from_secs(10);
 
+/// After a contact's keys change, tokens under its old keys still arrive for a while (its chat
+/// renews once it has fetched our side): for this long they are counted as stale, not said as
+/// a wrong key.
+pub const KEY_CHANGE_GRACE: Duration = Duration::from_secs(15);
+
 /// After the keys are agreed, how long to keep posting our last step until the server holds it
 /// (the other side needs it to finish).
 pub const KEYING_LINGER: Duration = Duration::from_secs(5);

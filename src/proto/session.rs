@@ -23,13 +23,13 @@ use super::{
 };
 use crate::consts::{
     CONSENT_ROUTES, DEDUP_CAPACITY, DIRECT_RETRY_FIRST, DIRECT_RETRY_MAX, DROPS_REPORT_INTERVAL,
-    KEEPALIVE_INTERVAL, LISTING_MISSES, MAX_DATAGRAM_BYTES, MAX_MESSAGE_BYTES, MAX_PEERS,
-    MAX_PLAINTEXT_BYTES, MAX_PRIVATE_ENDPOINTS, NOTICE_SOURCES_CAPACITY, OFFLINE_AFTER, OPENER_TTL,
-    OPENER_WAIT, PAST_INSTANCES_REMEMBERED, PATH_STALE_AFTER, PING_JUMP_SLACK, PINGS_REMEMBERED,
-    PROBE_GAP_FIRST, PROBE_GAP_MAX, PROBE_INTERVAL, PUNCH_INTERVAL, PUNCH_WINDOW, REGISTER_REFRESH,
-    REGISTER_REFRESH_ALONE, REGISTER_RETRY, REGISTER_RETRY_MAX, RELAY_AFTER, RELAY_FALLBACK_AFTER,
-    RELAY_RETRY, RELAY_SILENCE, SEND_BUFFER_SEGMENTS, SERVER_SILENT_NOTICE_AFTER,
-    STUN_MAX_TRANSMITS, STUN_RTO,
+    KEEPALIVE_INTERVAL, KEY_CHANGE_GRACE, LISTING_MISSES, MAX_DATAGRAM_BYTES, MAX_MESSAGE_BYTES,
+    MAX_PEERS, MAX_PLAINTEXT_BYTES, MAX_PRIVATE_ENDPOINTS, NOTICE_SOURCES_CAPACITY, OFFLINE_AFTER,
+    OPENER_TTL, OPENER_WAIT, PAST_INSTANCES_REMEMBERED, PATH_STALE_AFTER, PING_JUMP_SLACK,
+    PINGS_REMEMBERED, PROBE_GAP_FIRST, PROBE_GAP_MAX, PROBE_INTERVAL, PUNCH_INTERVAL, PUNCH_WINDOW,
+    REGISTER_REFRESH, REGISTER_REFRESH_ALONE, REGISTER_RETRY, REGISTER_RETRY_MAX, RELAY_AFTER,
+    RELAY_FALLBACK_AFTER, RELAY_RETRY, RELAY_SILENCE, SEND_BUFFER_SEGMENTS,
+    SERVER_SILENT_NOTICE_AFTER, STUN_MAX_TRANSMITS, STUN_RTO,
 };
 pub use rekey::Rekey;
 use rekey::RekeyState;
@@ -407,6 +407,9 @@ pub struct Session {
     /// The cipher holds agreed keys (false while a contact conversation agrees its first ones:
     /// nothing is sealed or opened, no peer probed).
     keys_ready: bool,
+    /// When a contact's keys were last agreed in this session (old-key tokens are expected for
+    /// `KEY_CHANGE_GRACE` after).
+    keys_changed_at: Option<Instant>,
     /// On a shared socket: our next registration, for the endpoint to send with the others'.
     registration: Option<ToServer>,
     closed: bool,
@@ -477,6 +480,7 @@ impl Session {
             events: VecDeque::new(),
             rekey: None,
             keys_ready: true,
+            keys_changed_at: None,
             registration: None,
             closed: false,
             frame_bytes,
@@ -609,8 +613,18 @@ impl Session {
         if tag == self.cipher.recv_tag().as_str() {
             self.on_token(now, from, token);
         } else {
+            self.wrong_key(now, from.addr);
+        }
+    }
+
+    /// A token that does not open under our key: said once per source as a wrong key, except
+    /// just after a contact's keys changed, when it is most likely under the old ones.
+    fn wrong_key(&mut self, now: Instant, from: SocketAddr) {
+        if self.keys_changed_at.is_some_and(|at| now < at + KEY_CHANGE_GRACE) {
+            self.drops.stale += 1;
+        } else {
             self.drops.unauthentic += 1;
-            self.reject_once(from.addr, Rejection::WrongKey);
+            self.reject_once(from, Rejection::WrongKey);
         }
     }
 
@@ -1157,8 +1171,7 @@ impl Session {
         let plain = match self.cipher.open(token, self.unix_secs(now)) {
             Ok(plain) => plain,
             Err(OpenError::Unauthentic) => {
-                self.drops.unauthentic += 1;
-                self.reject_once(from.addr, Rejection::WrongKey);
+                self.wrong_key(now, from.addr);
                 return;
             }
             Err(OpenError::Stale { skew_secs }) => {

@@ -130,6 +130,30 @@ fn alice_holds_bob_and_carol_on_one_socket_and_each_conversation_stays_its_own()
         v["event"] == "message" && v["text"] == "plain line to bob"
     });
 
+    // Alice restarts her messenger while bob and carol stay: both agree new keys with it and
+    // come back, with no false "wrong key?" for the packets still under the old keys.
+    alice.say("/quit");
+    assert_eq!(alice.wait(WITHIN), Some(0));
+    let mut alice = messenger(homes[0].path(), &[]);
+    expect_each(
+        &mut alice,
+        &[
+            ("bob", "keys_agreed"),
+            ("carol", "keys_agreed"),
+            ("bob", "peer_online"),
+            ("carol", "peer_online"),
+        ],
+    );
+    alice.say("/to carol back again");
+    carol.expect(WITHIN, "after the restart", |v| {
+        v["event"] == "message" && v["text"] == "back again"
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    alice.say("/who");
+    alice.expect_event(WITHIN, "who");
+    let rejected: Vec<&String> = alice.seen.iter().filter(|l| l.contains("\"rejected\"")).collect();
+    assert!(rejected.is_empty(), "{rejected:?}");
+
     for proc in [&mut alice, &mut bob, &mut carol] {
         proc.say("/quit");
         assert_eq!(proc.wait(WITHIN), Some(0));

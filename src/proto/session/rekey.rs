@@ -187,6 +187,7 @@ impl Session {
                 rekey.config.hello = rekey.answering.clone();
                 rekey.next_poll = now;
                 self.cipher = agreed.cipher();
+                self.keys_changed_at = Some(now);
                 if self.keys_ready {
                     self.events.push_back(NetEvent::KeysRenewed { peer: name });
                 } else {
