@@ -304,17 +304,12 @@ pub async fn start(options: MessengerOptions) -> Result<Running, StartError> {
     let mut messenger = Messenger::new(conversations, notify);
     messenger.contacts = saved_contacts;
     if messenger.conversations.is_empty() {
-        let server = opener.server.or(opener.default_server);
         let me = Me {
             name: opener.name.clone(),
             local,
             public: Public::NotAsked,
             nat: None,
-            server: server.map(|addr| ServerView {
-                addr,
-                room: "—".to_owned(),
-                state: ServerState::Registering,
-            }),
+            server: None,
         };
         let at = Local::now();
         let mut home = Model::new(me, "no conversation yet".to_owned(), Page::default(), at);

@@ -206,6 +206,19 @@ impl Messenger {
         self.conversations.get(self.selected)
     }
 
+    /// The model on screen: the conversation shown's, else the home screen's.
+    pub fn screen(&self) -> Option<&Model> {
+        self.shown().map(|c| &*c.model).or(self.home.as_deref())
+    }
+
+    /// The model on screen, to change it.
+    fn screen_mut(&mut self) -> Option<&mut Model> {
+        match self.conversations.get_mut(self.selected) {
+            Some(shown) => Some(&mut shown.model),
+            None => self.home.as_deref_mut(),
+        }
+    }
+
     /// The conversations in the pane's order: the most recent activity first (those that
     /// never had any last), then by name. Alt-1…9 and Ctrl-N/P follow it.
     pub fn order(&self) -> Vec<usize> {
@@ -255,6 +268,10 @@ impl Messenger {
     fn select(&mut self, index: usize) {
         if index >= self.conversations.len() {
             return;
+        }
+        if index != self.selected {
+            // A room's key asked for in one conversation is not typed in another.
+            self.asking_key_for = None;
         }
         if index != self.selected
             && let Some(left) = self.conversations.get_mut(self.selected)
@@ -388,7 +405,8 @@ fn on_ui(messenger: &mut Messenger, message: Message, effects: &mut Vec<Do>) {
             messenger.dirty = true;
         }
         Message::Tick(now) => {
-            for index in 0..messenger.conversations.len() {
+            // Every conversation's clock, or the home screen's when there is none.
+            for index in 0..messenger.conversations.len().max(1) {
                 forward(messenger, index, Message::Tick(now), effects);
             }
         }
@@ -425,9 +443,9 @@ fn on_key(messenger: &mut Messenger, action: Action, effects: &mut Vec<Do>) {
         Action::Quit => quit(messenger, effects),
         Action::Submit
             if messenger.search_idle()
-                && let Some(shown) = messenger.shown() =>
+                && let Some(screen) = messenger.screen() =>
         {
-            let line = shown.model.input.text().to_owned();
+            let line = screen.input.text().to_owned();
             submit(messenger, line, effects);
         }
         action => forward(messenger, messenger.selected, Message::Key(action), effects),
@@ -460,16 +478,20 @@ fn quit(messenger: &mut Messenger, effects: &mut Vec<Do>) {
 fn submit(messenger: &mut Messenger, line: String, effects: &mut Vec<Do>) {
     let selected = messenger.selected;
     if let Some(room) = messenger.asking_key_for.take() {
-        forget_input(messenger, selected);
-        if !line.trim().is_empty() {
-            effects.push(Do::Room { name: room, key: line.trim().to_owned() });
+        // A key never starts with a slash (URL-safe base64): such a line is a command, and
+        // the question is dropped; so is an empty line.
+        if !line.trim_start().starts_with('/') {
+            forget_input(messenger);
+            if !line.trim().is_empty() {
+                effects.push(Do::Room { name: room, key: line.trim().to_owned() });
+            }
+            return;
         }
-        return;
     }
     let command = commands::parse(&line);
     match command {
         Command::Quit => {
-            clear_input(messenger, selected);
+            clear_input(messenger);
             quit(messenger, effects);
         }
         Command::Contacts => {
@@ -484,7 +506,7 @@ fn submit(messenger: &mut Messenger, line: String, effects: &mut Vec<Do>) {
         }
         Command::Open(name) => match messenger.find(&name) {
             Some(index) => {
-                clear_input(messenger, selected);
+                clear_input(messenger);
                 messenger.select(index);
             }
             None => {
@@ -497,7 +519,7 @@ fn submit(messenger: &mut Messenger, line: String, effects: &mut Vec<Do>) {
                 answer(messenger, texts::TO_USAGE.to_owned(), effects)
             }
             Some(index) => {
-                clear_input(messenger, selected);
+                clear_input(messenger);
                 // TEXT is a message: "/to bob /quit" says "/quit" to bob (as "//quit" would),
                 // it does not run a command in a conversation not on screen.
                 let line = if text.starts_with('/') { format!("/{text}") } else { text };
@@ -509,21 +531,21 @@ fn submit(messenger: &mut Messenger, line: String, effects: &mut Vec<Do>) {
             }
         },
         Command::Pair => {
-            clear_input(messenger, selected);
+            clear_input(messenger);
             effects.push(Do::Pair);
         }
         Command::Join(code) if code.is_empty() => {
             answer(messenger, texts::JOIN_USAGE.to_owned(), effects)
         }
         Command::Join(code) => {
-            clear_input(messenger, selected);
+            clear_input(messenger);
             effects.push(Do::Join(code));
         }
         Command::Room { name, .. } if name.is_empty() => {
             answer(messenger, texts::ROOM_USAGE.to_owned(), effects);
         }
         Command::Room { name, key: Some(key) } => {
-            forget_input(messenger, selected);
+            forget_input(messenger);
             effects.push(Do::Room { name, key });
         }
         Command::Room { name, key: None } => {
@@ -539,30 +561,30 @@ fn submit(messenger: &mut Messenger, line: String, effects: &mut Vec<Do>) {
 
 /// Shows a command's answer in the conversation on screen, its line cleared.
 fn answer(messenger: &mut Messenger, text: String, effects: &mut Vec<Do>) {
-    clear_input(messenger, messenger.selected);
+    clear_input(messenger);
     let at = messenger.shown().map_or_else(Local::now, |c| c.model.now);
     tell(messenger, text, at, effects);
 }
 
-/// Empties the input of conversation `index` (the line was the messenger's to run) and keeps
+/// Empties the input on screen (the line was the messenger's to run) and keeps
 /// the line for Up.
-fn clear_input(messenger: &mut Messenger, index: usize) {
-    if let Some(conversation) = messenger.conversations.get_mut(index) {
-        let line = conversation.model.input.take();
+fn clear_input(messenger: &mut Messenger) {
+    if let Some(model) = messenger.screen_mut() {
+        let line = model.input.take();
         if !line.trim().is_empty() {
-            conversation.model.recall.push(line);
+            model.recall.push(line);
         }
-        conversation.model.dirty = true;
+        model.dirty = true;
     }
     messenger.dirty = true;
 }
 
-/// Empties the input of conversation `index` without keeping the line for Up: it holds a
+/// Empties the input on screen without keeping the line for Up: it holds a
 /// room's key, which anyone at the screen could read back.
-fn forget_input(messenger: &mut Messenger, index: usize) {
-    if let Some(conversation) = messenger.conversations.get_mut(index) {
-        conversation.model.input.take();
-        conversation.model.dirty = true;
+fn forget_input(messenger: &mut Messenger) {
+    if let Some(model) = messenger.screen_mut() {
+        model.input.take();
+        model.dirty = true;
     }
     messenger.dirty = true;
 }

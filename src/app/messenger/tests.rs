@@ -504,3 +504,41 @@ fn contacts_lists_the_messengers_saved_contacts_in_the_conversation_shown() {
         "{effects:?}"
     );
 }
+
+#[test]
+fn the_home_screen_without_conversations_runs_the_messengers_commands_from_the_keyboard() {
+    let mut m = Messenger::new(Vec::new(), Notify::default());
+    m.home = Some(Box::new(model("no conversation yet")));
+    update(&mut m, Event::Ui(Message::Resize(100, 30)));
+    assert_eq!(type_line(&mut m, "/pair"), vec![Do::Pair]);
+    assert!(type_line(&mut m, "/join 7-apple-banjo").contains(&Do::Join("7-apple-banjo".into())));
+    // A message has nowhere to go: said, not lost silently, and the line is one Up away.
+    let effects = type_line(&mut m, "hello?");
+    assert!(effects.iter().any(|e| matches!(e, Do::Said(t) if t.contains("no conversation yet"))));
+    assert_eq!(m.home.as_ref().unwrap().input.text(), "");
+    key(&mut m, Action::RecallPrevious);
+    assert_eq!(m.home.as_ref().unwrap().input.text(), "hello?");
+    key(&mut m, Action::ClearLine);
+    // The clock moves on the home screen too.
+    update(&mut m, Event::Ui(Message::Tick(at(90))));
+    assert_eq!(m.home.as_ref().unwrap().now, at(90));
+    let effects = type_line(&mut m, "/quit");
+    assert_eq!(effects, vec![Do::Shutdown, Do::Exit]);
+}
+
+#[test]
+fn a_command_at_the_key_prompt_cancels_it_and_runs() {
+    let mut m = messenger();
+    type_line(&mut m, "/room club");
+    assert_eq!(m.asking_key_for.as_deref(), Some("club"));
+    let effects = type_line(&mut m, "/open cat");
+    assert!(effects.iter().all(|e| !matches!(e, Do::Room { .. })), "{effects:?}");
+    assert_eq!(shown(&m), "cat");
+    assert_eq!(m.asking_key_for, None);
+    // Switching away drops the question as well.
+    type_line(&mut m, "/room club");
+    key(&mut m, Action::NextConversation);
+    assert_eq!(m.asking_key_for, None);
+    let effects = type_line(&mut m, "not a key, a message");
+    assert!(effects.iter().all(|e| !matches!(e, Do::Room { .. })), "{effects:?}");
+}
