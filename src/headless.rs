@@ -359,7 +359,7 @@ pub async fn run(
                         emit(&json!({"event": "error", "message": texts::unknown_command(&word, false)}));
                         None
                     }
-                    Command::To { .. } | Command::Open(_) | Command::Pair | Command::Join(_) | Command::Room { .. } => {
+                    Command::To { .. } | Command::Open(_) | Command::Pair | Command::Join(_) | Command::Room { .. } | Command::Leave(_) => {
                         emit(&json!({"event": "error", "message": texts::MESSENGER_ONLY}));
                         None
                     }

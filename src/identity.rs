@@ -350,6 +350,16 @@ impl Rooms {
         Ok(Self { path, list })
     }
 
+    /// Forgets the room `name` on `server` (left); false when it was not saved.
+    pub fn forget(&mut self, name: &str, server: &str) -> Result<bool, IdentityError> {
+        let before = self.list.len();
+        self.list.retain(|r| !(r.name == name && r.server == server));
+        if self.list.len() == before {
+            return Ok(false);
+        }
+        write_list(&self.path, &self.list).map(|()| true)
+    }
+
     /// Saves `room`, replacing one of the same name on the same server (a new key).
     pub fn remember(&mut self, room: SavedRoom) -> Result<(), IdentityError> {
         match self.list.iter_mut().find(|r| r.name == room.name && r.server == room.server) {

@@ -273,7 +273,12 @@ pub async fn start(options: MessengerOptions) -> Result<Running, StartError> {
     let saved_contacts = contacts.list.clone();
     let mut openings: Vec<Opening> = contacts.list.into_iter().map(Opening::Contact).collect();
     let mut notices = Vec::new();
+    let mut keys_seen = std::collections::HashSet::new();
     for room in rooms.list {
+        if !keys_seen.insert(room.key.clone()) {
+            notices.push(texts::saved_room_key_shared(&room.name));
+            continue;
+        }
         match Cipher::from_key(&room.key) {
             Ok(cipher) => openings.push(Opening::Room(room, cipher)),
             Err(error) => {
@@ -303,7 +308,7 @@ pub async fn start(options: MessengerOptions) -> Result<Running, StartError> {
         .or_else(|| conversations.first().and_then(|c| c.model.me.server.as_ref().map(|s| s.addr)));
     let mut messenger = Messenger::new(conversations, notify);
     messenger.contacts = saved_contacts;
-    if messenger.conversations.is_empty() {
+    {
         let me = Me {
             name: opener.name.clone(),
             local,
@@ -535,6 +540,11 @@ impl Running {
                     self.logs[index].last_try(out, &mut messages);
                 }
             }
+            Do::Leave(index) => {
+                if let Err(error) = self.leave(index) {
+                    pending.push(Event::Notice(error));
+                }
+            }
             Do::Suspend => out.suspend = true,
             Do::Bell => out.bell = true,
             Do::Desktop { title, body } => out.desktop.push((title, body)),
@@ -542,7 +552,7 @@ impl Running {
             Do::Pair => self.pair(Plan::NewCode, pending),
             Do::Join(code) => match Code::parse(&code) {
                 Ok(code) => self.pair(Plan::Code(code), pending),
-                Err(error) => pending.push(Event::Notice(error.0)),
+                Err(error) => pending.push(Event::Notice(error.to_string())),
             },
             Do::Room { name, key } => {
                 pending.push(self.join_room(name, &key).unwrap_or_else(Event::Notice));
@@ -582,6 +592,28 @@ impl Running {
         });
     }
 
+    /// A room left: its key forgotten, its session closed (its log stays).
+    fn leave(&mut self, index: usize) -> Result<(), String> {
+        let Some(conversation) = self.messenger.conversations.get(index) else { return Ok(()) };
+        if let (With::Room(name), Some(server)) =
+            (&conversation.with, &conversation.model.me.server)
+        {
+            let mut rooms = Rooms::load(&self.opener.config_dir).map_err(|e| e.to_string())?;
+            // Saved as typed (a host name, perhaps): the one that names this address.
+            let saved = rooms.list.iter().find(|r| {
+                r.name == *name && self.opener.server_for(Some(&r.server)) == Some(server.addr)
+            });
+            if let Some(saved) = saved.map(|r| r.server.clone()) {
+                rooms.forget(name, &saved).map_err(|e| e.to_string())?;
+            }
+        }
+        let id = ConversationId(u32::try_from(index).unwrap_or(u32::MAX));
+        self.net
+            .commands
+            .try_send(EndpointCommand::Remove(id))
+            .map_err(|_| texts::NETWORK_BUSY.to_owned())
+    }
+
     /// `/room NAME KEY`: checks the key, saves the room and opens its conversation.
     fn join_room(&mut self, name: String, key: &str) -> Result<Event, String> {
         let cipher =
@@ -590,8 +622,24 @@ impl Running {
             return Err(texts::room_name_wrong(&name, &problem));
         }
         let server = self.pair_server().ok_or_else(|| texts::room_without_server(&name))?;
-        if self.messenger.conversations.iter().any(|c| c.with == With::Room(name.clone())) {
-            return Err(texts::room_already_open(&name));
+        let mut rooms = Rooms::load(&self.opener.config_dir).map_err(|e| e.to_string())?;
+        // Each room its own key: the key is what tells two conversations' datagrams apart.
+        if let Some(other) = rooms.list.iter().find(|r| r.key == key && r.name != name) {
+            return Err(texts::room_key_taken(&name, &other.name));
+        }
+        let open = self
+            .messenger
+            .conversations
+            .iter()
+            .position(|c| !c.left && c.with == With::Room(name.clone()));
+        if let Some(index) = open {
+            if rooms.list.iter().any(|r| r.name == name && r.key == key) {
+                return Err(texts::room_already_open(&name));
+            }
+            // Joined again with another key (the first was wrong): the old one goes.
+            let mut effects = Vec::new();
+            messenger::leave(&mut self.messenger, index, &mut effects);
+            self.leave(index)?;
         }
         let room = SavedRoom {
             name,
@@ -599,7 +647,6 @@ impl Running {
             key: key.to_owned(),
             me: Some(self.opener.name.clone()),
         };
-        let mut rooms = Rooms::load(&self.opener.config_dir).map_err(|e| e.to_string())?;
         rooms.remember(room.clone()).map_err(|e| e.to_string())?;
         let (session, conversation, log) =
             self.opener.open(Opening::Room(room, cipher)).map_err(|e| e.to_string())?;

@@ -39,6 +39,9 @@ pub enum Command {
         /// Its key, when given on the line.
         key: Option<String>,
     },
+    /// `/leave [NAME]`: leave a room (the one shown, or NAME) and forget its key (the
+    /// messenger).
+    Leave(String),
     /// A slash command we do not know (the word after the slash).
     Unknown(String),
 }
@@ -48,7 +51,12 @@ impl Command {
     pub fn is_messenger_only(&self) -> bool {
         matches!(
             self,
-            Self::To { .. } | Self::Open(_) | Self::Pair | Self::Join(_) | Self::Room { .. }
+            Self::To { .. }
+                | Self::Open(_)
+                | Self::Pair
+                | Self::Join(_)
+                | Self::Room { .. }
+                | Self::Leave(_)
         )
     }
 }
@@ -74,6 +82,7 @@ pub const MESSENGER_COMMANDS: &[(&str, &str)] = &[
     ("/pair", "a code to read out to a new friend; they run /join CODE"),
     ("/join CODE", "pair with the code a friend read out"),
     ("/room NAME [KEY]", "join a room with its shared key (asked for when not given); kept"),
+    ("/leave [NAME]", "leave a room (the one shown, or room:NAME) and forget its key"),
 ];
 
 /// Parses one submitted line.
@@ -107,6 +116,7 @@ pub fn parse(line: &str) -> Command {
         }
         "open" => Command::Open(after(rest, word).trim().to_owned()),
         "pair" => Command::Pair,
+        "leave" | "part" => Command::Leave(after(rest, word).trim().to_owned()),
         "join" => Command::Join(after(rest, word).trim().to_owned()),
         "room" => {
             let mut words = after(rest, word).split_whitespace();
@@ -163,5 +173,7 @@ mod tests {
             Command::Room { name: "lobby".into(), key: Some("K3y=".into()) }
         );
         assert!(parse("/pair").is_messenger_only() && !parse("/who").is_messenger_only());
+        assert_eq!(parse("/leave"), Command::Leave(String::new()));
+        assert_eq!(parse("/leave room:club"), Command::Leave("room:club".into()));
     }
 }

@@ -64,6 +64,9 @@ pub struct Conversation {
     pub last_activity: Option<DateTime<Local>>,
     /// Its network said it closed.
     pub closed: bool,
+    /// The user left it (`/leave`, or a room joined again with another key): gone from the
+    /// pane and from every command; its log stays.
+    pub left: bool,
 }
 
 impl Conversation {
@@ -73,7 +76,7 @@ impl Conversation {
             EntryKind::Chat { .. } => Some(e.at),
             _ => None,
         });
-        Self { with, model: Box::new(model), unread: 0, last_activity, closed: false }
+        Self { with, model: Box::new(model), unread: 0, last_activity, closed: false, left: false }
     }
 
     /// Peers online now, and peers known.
@@ -153,6 +156,8 @@ pub enum Do {
     Join(String),
     /// A line the messenger showed (headless mode prints it; the screen has it already).
     Said(String),
+    /// `/leave`: conversation `index` (a room) is left; forget its key and close its session.
+    Leave(usize),
     /// `/room NAME KEY`: join and keep a room.
     Room {
         /// Its name.
@@ -203,7 +208,7 @@ impl Messenger {
 
     /// The conversation shown.
     pub fn shown(&self) -> Option<&Conversation> {
-        self.conversations.get(self.selected)
+        self.conversations.get(self.selected).filter(|c| !c.left)
     }
 
     /// The model on screen: the conversation shown's, else the home screen's.
@@ -213,7 +218,7 @@ impl Messenger {
 
     /// The model on screen, to change it.
     fn screen_mut(&mut self) -> Option<&mut Model> {
-        match self.conversations.get_mut(self.selected) {
+        match self.conversations.get_mut(self.selected).filter(|c| !c.left) {
             Some(shown) => Some(&mut shown.model),
             None => self.home.as_deref_mut(),
         }
@@ -222,7 +227,8 @@ impl Messenger {
     /// The conversations in the pane's order: the most recent activity first (those that
     /// never had any last), then by name. Alt-1…9 and Ctrl-N/P follow it.
     pub fn order(&self) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..self.conversations.len()).collect();
+        let mut order: Vec<usize> =
+            (0..self.conversations.len()).filter(|&i| !self.conversations[i].left).collect();
         order.sort_by(|&a, &b| {
             let (a, b) = (&self.conversations[a], &self.conversations[b]);
             b.last_activity.cmp(&a.last_activity).then_with(|| a.with.label().cmp(&b.with.label()))
@@ -234,7 +240,7 @@ impl Messenger {
     pub fn find(&self, name: &str) -> Option<usize> {
         let by = |contact: bool| {
             self.conversations.iter().position(|c| {
-                matches!(c.with, With::Contact(_)) == contact && c.with.answers_to(name)
+                !c.left && matches!(c.with, With::Contact(_)) == contact && c.with.answers_to(name)
             })
         };
         by(true).or_else(|| by(false))
@@ -488,7 +494,14 @@ fn submit(messenger: &mut Messenger, line: String, effects: &mut Vec<Do>) {
             return;
         }
     }
-    let command = commands::parse(&line);
+    let command = match commands::parse(&line) {
+        // "room:club" is how the pane names the room club.
+        Command::Room { name, key } => {
+            let name = name.strip_prefix("room:").map(str::to_owned).unwrap_or(name);
+            Command::Room { name, key }
+        }
+        command => command,
+    };
     match command {
         Command::Quit => {
             clear_input(messenger);
@@ -541,6 +554,21 @@ fn submit(messenger: &mut Messenger, line: String, effects: &mut Vec<Do>) {
             clear_input(messenger);
             effects.push(Do::Join(code));
         }
+        Command::Leave(name) => {
+            let target =
+                if name.is_empty() { Some(messenger.selected) } else { messenger.find(&name) };
+            match target.filter(|&i| messenger.conversations.get(i).is_some_and(|c| !c.left)) {
+                Some(index) if matches!(messenger.conversations[index].with, With::Room(_)) => {
+                    clear_input(messenger);
+                    leave(messenger, index, effects);
+                }
+                Some(_) => answer(messenger, texts::LEAVE_ROOMS_ONLY.to_owned(), effects),
+                None => {
+                    let known = messenger.labels();
+                    answer(messenger, texts::no_conversation(&name, &known), effects);
+                }
+            }
+        }
         Command::Room { name, .. } if name.is_empty() => {
             answer(messenger, texts::ROOM_USAGE.to_owned(), effects);
         }
@@ -557,6 +585,21 @@ fn submit(messenger: &mut Messenger, line: String, effects: &mut Vec<Do>) {
         }
         _ => forward(messenger, selected, Message::Submit(line), effects),
     }
+}
+
+/// Leaves conversation `index`: gone from the pane, the next one shown, the runner told.
+pub fn leave(messenger: &mut Messenger, index: usize, effects: &mut Vec<Do>) {
+    let Some(conversation) = messenger.conversations.get_mut(index) else { return };
+    conversation.left = true;
+    let label = conversation.with.label();
+    effects.push(Do::Leave(index));
+    if messenger.selected == index
+        && let Some(&next) = messenger.order().first()
+    {
+        messenger.select(next);
+    }
+    let at = messenger.screen().map_or_else(Local::now, |m| m.now);
+    tell(messenger, texts::conversation_left(&label), at, effects);
 }
 
 /// Shows a command's answer in the conversation on screen, its line cleared.

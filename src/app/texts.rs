@@ -318,6 +318,15 @@ pub fn no_conversation(name: &str, known: &str) -> String {
     )
 }
 
+/// `/leave` for a contact.
+pub const LEAVE_ROOMS_ONLY: &str = "/leave is for rooms; a contact stays in the pane (remove it \
+    from contacts.json beside your config file to forget it)";
+
+/// The messenger left a conversation.
+pub fn conversation_left(label: &str) -> String {
+    format!("left {label}; its key is forgotten, its log stays (p2pchat history shows it)")
+}
+
 /// The messenger opened a new conversation.
 pub fn conversation_opened(label: &str) -> String {
     format!("conversation {label} opened")
@@ -372,9 +381,24 @@ pub fn room_name_wrong(room: &str, problem: &str) -> String {
     format!("not joining room \"{room}\": its name {problem}")
 }
 
+/// `/room NAME KEY` with the key of another saved room.
+pub fn room_key_taken(room: &str, other: &str) -> String {
+    format!(
+        "not joining room {room}: room {other} has that key; each room needs its own (p2pchat \
+         keygen makes one)"
+    )
+}
+
+/// A saved room whose key another saved room has.
+pub fn saved_room_key_shared(room: &str) -> String {
+    format!(
+        "room {room} is left out: another saved room has its key; join it again with its own (/room {room} KEY)"
+    )
+}
+
 /// `/room NAME` for a room already open.
 pub fn room_already_open(room: &str) -> String {
-    format!("room {room} is open already: /open room:{room} shows it")
+    format!("room {room} is open already with that key: /open room:{room} shows it")
 }
 
 /// The messenger has no server to pair through.

@@ -173,7 +173,8 @@ fn submit(model: &mut Model, line: String, effects: &mut Vec<Effect>) {
         | Command::Open(_)
         | Command::Pair
         | Command::Join(_)
-        | Command::Room { .. } => answer(model, vec![texts::MESSENGER_ONLY.to_owned()], effects),
+        | Command::Room { .. }
+        | Command::Leave(_) => answer(model, vec![texts::MESSENGER_ONLY.to_owned()], effects),
     }
     model.dirty = true;
 }

@@ -34,6 +34,8 @@ pub enum EndpointCommand {
     Add(ConversationId, Box<Session>),
     /// A command for one conversation.
     To(ConversationId, NetCommand),
+    /// Say goodbye in one conversation and stop hosting it (a room left).
+    Remove(ConversationId),
     /// Say goodbye in every conversation and delete the relay allocation (`shutdown`).
     Shutdown,
 }
@@ -43,6 +45,7 @@ impl std::fmt::Debug for EndpointCommand {
         match self {
             Self::Add(id, _) => write!(f, "Add({id:?})"),
             Self::To(id, command) => write!(f, "To({id:?}, {command:?})"),
+            Self::Remove(id) => write!(f, "Remove({id:?})"),
             Self::Shutdown => f.write_str("Shutdown"),
         }
     }
@@ -117,8 +120,20 @@ impl Endpoint {
         match command {
             EndpointCommand::Add(id, session) => self.insert(now, id, *session),
             EndpointCommand::To(id, command) => self.handle_command(now, id, command),
+            EndpointCommand::Remove(id) => self.remove(now, id),
             EndpointCommand::Shutdown => self.shutdown(now),
         }
+    }
+
+    /// Says goodbye in conversation `id` and stops hosting it; its last events (`Closed`) are
+    /// still told. The TURN allocation stays the socket's.
+    pub fn remove(&mut self, now: Instant, id: ConversationId) {
+        let Some(index) = self.index_of(id) else { return };
+        self.with(index, now, |s| s.handle_command(now, NetCommand::Shutdown));
+        self.conversations.remove(index);
+        // Indices after it moved down by one.
+        self.by_tag =
+            self.conversations.iter().enumerate().map(|(i, (_, s))| (s.recv_tag(), i)).collect();
     }
 
     /// `shutdown` has run: every goodbye is queued.

@@ -199,13 +199,25 @@ fn a_room_joined_in_the_messenger_is_kept_private_and_rejoined_next_time() {
         v["event"] == "notice" && v["message"].as_str().unwrap().contains("no conversation yet")
     });
     let second = keygen();
+    // First with a wrong key (a valid one, not the room's), then the right one replaces it.
+    let wrong = keygen();
+    alice.say(&format!("/room garden {wrong}"));
+    alice.expect(WITHIN, "the room opened", |v| {
+        v["event"] == "conversation_opened" && v["conversation"] == "room:garden"
+    });
     alice.say("/room garden");
     alice.expect(WITHIN, "the key asked", |v| {
         v["event"] == "notice" && v["message"].as_str().unwrap().contains("the key of room garden")
     });
     alice.say(&second);
-    alice.expect(WITHIN, "the room opened", |v| {
+    alice.expect(WITHIN, "the room opened again", |v| {
         v["event"] == "conversation_opened" && v["conversation"] == "room:garden"
+    });
+    // Another room may not take a key a room has: its datagrams could not be told apart.
+    alice.say(&format!("/room shed {second}"));
+    alice.expect(WITHIN, "the key refused", |v| {
+        v["event"] == "notice"
+            && v["message"].as_str().unwrap().contains("room garden has that key")
     });
     let mut dave = room_peer("dave", addr, "garden", &second, dave_dir.path());
     expect_in(&mut alice, "room:garden", "dave online", |v| v["event"] == "peer_online");
@@ -214,9 +226,11 @@ fn a_room_joined_in_the_messenger_is_kept_private_and_rejoined_next_time() {
     dave.expect(WITHIN, "alice's line", |v| v["event"] == "message" && v["text"] == "hello garden");
     alice.say("/quit");
     assert_eq!(alice.wait(WITHIN), Some(0));
-    // The key never went out as a message, and the rooms file is the owner's alone.
+    // The key never went out as a message, and the rooms file is the owner's alone; it holds
+    // garden once, with its right key.
     let saved = std::fs::read_to_string(home.path().join("rooms.json")).unwrap();
     assert!(saved.contains("garden") && saved.contains(&second), "{saved}");
+    assert!(!saved.contains(&wrong) && !saved.contains("shed"), "{saved}");
     let mode = std::fs::metadata(home.path().join("rooms.json")).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
     let logged = log_records(&home.path().join("data"), "room-garden.jsonl");
@@ -232,10 +246,18 @@ fn a_room_joined_in_the_messenger_is_kept_private_and_rejoined_next_time() {
     let ready = alice.expect_event(WITHIN, "ready");
     assert_eq!(ready["conversations"], serde_json::json!(["room:lobby", "room:garden"]), "{ready}");
     expect_in(&mut alice, "room:garden", "dave online again", |v| v["event"] == "peer_online");
+    // (Past the news of alice's quitting before, for dave.)
+    dave.expect(WITHIN, "alice back", |v| v["event"] == "peer_online");
     dave.say("welcome back");
     expect_in(&mut alice, "room:garden", "dave's line", |v| {
         v["event"] == "message" && v["text"] == "welcome back"
     });
+    // Leaving a room says goodbye there and forgets its key; its log stays.
+    alice.say("/leave room:garden");
+    dave.expect(WITHIN, "alice left", |v| v["event"] == "peer_offline" && v["reason"] == "left");
+    let saved = std::fs::read_to_string(home.path().join("rooms.json")).unwrap();
+    assert!(!saved.contains("garden") && saved.contains("lobby"), "{saved}");
+    assert!(!log_records(&home.path().join("data"), "room-garden.jsonl").is_empty());
     for proc in [&mut alice, &mut dave] {
         proc.say("/quit");
         assert_eq!(proc.wait(WITHIN), Some(0));

@@ -542,3 +542,25 @@ fn a_command_at_the_key_prompt_cancels_it_and_runs() {
     let effects = type_line(&mut m, "not a key, a message");
     assert!(effects.iter().all(|e| !matches!(e, Do::Room { .. })), "{effects:?}");
 }
+
+#[test]
+fn leave_takes_a_room_out_of_the_pane_and_only_a_room() {
+    let mut m = messenger();
+    type_line(&mut m, "/open room:lobby");
+    assert_eq!(shown(&m), "room:lobby");
+    let effects = type_line(&mut m, "/leave");
+    assert!(effects.contains(&Do::Leave(LOBBY)), "{effects:?}");
+    assert!(m.conversations[LOBBY].left);
+    assert!(!m.order().contains(&LOBBY));
+    assert_ne!(shown(&m), "room:lobby");
+    assert_eq!(m.find("room:lobby"), None);
+    // Gone from every command: /open and /to do not find it, /leave again neither.
+    let effects = type_line(&mut m, "/to room:lobby hello");
+    assert!(effects.iter().all(|e| !matches!(e, Do::In(LOBBY, _))), "{effects:?}");
+    let effects = type_line(&mut m, "/leave bob");
+    assert!(!effects.iter().any(|e| matches!(e, Do::Leave(_))), "{effects:?}");
+    assert!(effects.iter().any(|e| matches!(e, Do::Said(t) if t.contains("/leave is for rooms"))));
+    // The pane's own name for a room is taken by /room too.
+    let effects = type_line(&mut m, "/room room:club K3y");
+    assert!(effects.contains(&Do::Room { name: "club".into(), key: "K3y".into() }), "{effects:?}");
+}
