@@ -99,19 +99,45 @@ pub fn render_messenger(messenger: &Messenger, frame: &mut Frame) {
     if pane > 0 {
         conversations::render(messenger, frame, list);
     }
-    match (messenger.shown(), &messenger.home) {
-        (Some(shown), _) => render_chat(&shown.model, frame, rest),
-        (None, Some(home)) => render_chat(home, frame, rest),
-        (None, None) => {
+    match messenger.screen() {
+        Some(model) => {
+            render_chat(model, frame, rest);
+            if pane == 0 {
+                unread_elsewhere(messenger, model, frame, rest);
+            }
+        }
+        None => {
             let text = texts::NO_CONVERSATION_YET;
             frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }), rest);
         }
     }
-    let colour =
-        messenger.shown().map(|c| c.model.colour).or(messenger.home.as_ref().map(|h| h.colour));
-    if colour == Some(false) {
+    if messenger.screen().is_some_and(|m| !m.colour) {
         without_colour(frame.buffer_mut());
     }
+}
+
+/// With the conversations pane hidden or folded away: how many messages wait in the other
+/// conversations, on the history pane's top border at its right end.
+fn unread_elsewhere(messenger: &Messenger, model: &Model, frame: &mut Frame, area: Rect) {
+    let unread: usize = messenger
+        .order()
+        .into_iter()
+        .filter(|&i| i != messenger.selected)
+        .map(|i| messenger.conversations[i].unread)
+        .sum();
+    if unread == 0 || area.width < MIN_TERMINAL.0 || area.height < MIN_TERMINAL.1 {
+        return;
+    }
+    let history = layout(area, input::text_rows(&model.input, area.width)).history;
+    let text = texts::unread_elsewhere(unread);
+    let width =
+        u16::try_from(unicode_width::UnicodeWidthStr::width(text.as_str())).unwrap_or(u16::MAX);
+    // Leave the corner and the start of the title alone.
+    if width.saturating_add(24) > history.width {
+        return;
+    }
+    let x = history.right().saturating_sub(width + 2);
+    frame.buffer_mut().set_string(x, history.y, text, theme::unread());
 }
 
 /// Takes the colours out of a drawn screen (NO_COLOR): what stood out by its background —

@@ -16,6 +16,10 @@ use super::texts;
 use crate::proto::{NetCommand, NetEvent};
 use crate::text::fold_str;
 
+/// Messages in one conversation closer together than this ask for attention once (a bell,
+/// a notification), so a burst does not ring for each.
+pub const ATTENTION_QUIET: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
+
 /// What a conversation is with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum With {
@@ -64,6 +68,8 @@ pub struct Conversation {
     pub last_activity: Option<DateTime<Local>>,
     /// Its network said it closed.
     pub closed: bool,
+    /// When the last message here asked for attention (a burst rings once).
+    pub last_attention: Option<DateTime<Local>>,
     /// The user left it (`/leave`, or a room joined again with another key): gone from the
     /// pane and from every command; its log stays.
     pub left: bool,
@@ -76,7 +82,15 @@ impl Conversation {
             EntryKind::Chat { .. } => Some(e.at),
             _ => None,
         });
-        Self { with, model: Box::new(model), unread: 0, last_activity, closed: false, left: false }
+        Self {
+            with,
+            model: Box::new(model),
+            unread: 0,
+            last_activity,
+            closed: false,
+            left: false,
+            last_attention: None,
+        }
     }
 
     /// Peers online now, and peers known.
@@ -675,6 +689,12 @@ fn on_conversation(
     }
     conversation.unread += 1;
     messenger.dirty = true;
+    // A burst asks once: the first message, then one after `ATTENTION_QUIET` of quiet.
+    let quiet = conversation.last_attention.is_none_or(|last| at - last >= ATTENTION_QUIET);
+    conversation.last_attention = Some(at);
+    if !quiet {
+        return;
+    }
     let notify = messenger.notify;
     if notify.bell {
         effects.push(Do::Bell);

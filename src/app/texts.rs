@@ -318,6 +318,11 @@ pub fn no_conversation(name: &str, known: &str) -> String {
     )
 }
 
+/// The history's border while the conversations pane is hidden: unread messages elsewhere.
+pub fn unread_elsewhere(unread: usize) -> String {
+    format!(" {unread} unread elsewhere · Ctrl-N ")
+}
+
 /// `/leave` for a contact.
 pub const LEAVE_ROOMS_ONLY: &str = "/leave is for rooms; a contact stays in the pane (remove it \
     from contacts.json beside your config file to forget it)";

@@ -199,9 +199,21 @@ fn a_narrow_terminal_folds_the_pane_away() {
     assert!(lines[0].ends_with('┐'), "the history takes the whole width: {}", lines[0]);
     assert_eq!(lines[0].chars().count(), usize::from(narrow));
     assert!(lines[1].starts_with("│[12:00:01] bob: hi ann, lunch today?"), "{lines:#?}");
-    // Wide enough again, it is back.
-    let m = messenger((PANE_MIN_TERMINAL_COLS, 20));
-    assert!(screen(&m)[0].starts_with("┌ conversations "));
+    // Nothing waits elsewhere: the border says nothing more.
+    assert!(!lines[0].contains("unread"), "{}", lines[0]);
+    // Messages elsewhere: the history's border counts them, since no pane shows them.
+    let mut m = messenger((narrow, 20));
+    incoming(&mut m, CAT, "cat", "ann?", at(12, 0, 40));
+    incoming(&mut m, CAT, "cat", "are you there?", at(12, 0, 41));
+    let lines = screen(&m);
+    assert!(lines[0].starts_with("┌ p2pchat · bob "), "{lines:#?}");
+    assert!(lines[0].ends_with(" 2 unread elsewhere · Ctrl-N ─┐"), "{}", lines[0]);
+    // Wide enough again, it is back, and the pane shows the count instead.
+    m.size = (PANE_MIN_TERMINAL_COLS, 20);
+    update(&mut m, Event::Ui(Message::Resize(PANE_MIN_TERMINAL_COLS, 20)));
+    let lines = screen(&m);
+    assert!(lines[0].starts_with("┌ conversations "));
+    assert!(!lines[0].contains("unread elsewhere"), "{}", lines[0]);
 }
 
 #[test]

@@ -564,3 +564,21 @@ fn leave_takes_a_room_out_of_the_pane_and_only_a_room() {
     let effects = type_line(&mut m, "/room room:club K3y");
     assert!(effects.contains(&Do::Room { name: "club".into(), key: "K3y".into() }), "{effects:?}");
 }
+
+#[test]
+fn a_burst_asks_for_attention_once_and_again_after_a_quiet_spell() {
+    let notify = Notify { bell: true, desktop: true, content: true };
+    let mut m = messenger_with(notify);
+    let mut rang = Vec::new();
+    // Twenty messages a second apart, then one after 15 s of quiet, and one in another
+    // conversation meanwhile.
+    for secs in 1..=20 {
+        rang.push(incoming(&mut m, CAT, "cat", "spam", secs).contains(&Do::Bell));
+    }
+    let lobby = incoming(&mut m, LOBBY, "dan", "hi", 5);
+    assert!(lobby.contains(&Do::Bell), "another conversation asks on its own");
+    rang.push(incoming(&mut m, CAT, "cat", "later", 35).contains(&Do::Bell));
+    let times: Vec<usize> = rang.iter().enumerate().filter(|(_, r)| **r).map(|(i, _)| i).collect();
+    assert_eq!(times, vec![0, 20], "the first, and the one after the quiet spell");
+    assert_eq!(m.conversations[CAT].unread, 21, "every message still counts");
+}
