@@ -420,7 +420,23 @@ impl Running {
     }
 
     /// Saves the contact just paired with and opens its conversation.
-    fn paired(&mut self, agreement: Agreement, server: SocketAddr) -> Result<Event, String> {
+    fn paired(&mut self, mut agreement: Agreement, server: SocketAddr) -> Result<Event, String> {
+        let mut contacts = Contacts::load(&self.opener.config_dir).map_err(|e| e.to_string())?;
+        // Someone else under the name of a contact we have (two friends called "pi"): a name
+        // of their own, never the other's conversation, log and key replaced.
+        let mut notice = None;
+        let key = identity::encode_key(&agreement.agreed.peer.key);
+        let taken = |name: &str| contacts.find(name).is_some_and(|c| c.key != key);
+        let given = agreement.agreed.peer.name.clone();
+        if taken(&given) {
+            let unique = (2..)
+                .map(|n| format!("{given}-{n}"))
+                .find(|n| !taken(n) && contacts.find(n).is_none());
+            if let Some(unique) = unique {
+                notice = Some(texts::contact_name_taken(&given, &unique));
+                agreement.agreed.peer.name = unique;
+            }
+        }
         let peer = &agreement.agreed.peer;
         let contact = Contact {
             name: peer.name.clone(),
@@ -430,8 +446,6 @@ impl Running {
             me: Some(self.opener.name.clone()),
             server: Some(server.to_string()),
         };
-        let mut contacts = Contacts::load(&self.opener.config_dir).map_err(|e| e.to_string())?;
-        let mut notice = None;
         let remembered = contacts.remember(contact.clone()).map_err(|e| e.to_string())?;
         self.messenger.contacts = contacts.list;
         match remembered {

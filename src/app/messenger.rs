@@ -260,6 +260,22 @@ impl Messenger {
         by(true).or_else(|| by(false))
     }
 
+    /// Whom `/to NAME TEXT` means, and the message: NAME, else — for a name with spaces —
+    /// the longest run of NAME and TEXT's first words that names a conversation.
+    fn addressee(&self, name: &str, text: &str) -> Option<(usize, String)> {
+        let mut found = self.find(name).map(|index| (index, text.to_owned()));
+        let mut candidate = name.to_owned();
+        let mut rest = text;
+        while let Some(word) = rest.split_whitespace().next() {
+            candidate = format!("{candidate} {word}");
+            rest = rest.trim_start().strip_prefix(word).unwrap_or_default();
+            if let Some(index) = self.find(&candidate) {
+                found = Some((index, rest.strip_prefix(' ').unwrap_or(rest).to_owned()));
+            }
+        }
+        found
+    }
+
     /// Conversation labels, for a sentence that lists them.
     fn labels(&self) -> String {
         let labels: Vec<String> =
@@ -541,11 +557,11 @@ fn submit(messenger: &mut Messenger, line: String, effects: &mut Vec<Do>) {
                 answer(messenger, texts::no_conversation(&name, &known), effects);
             }
         },
-        Command::To { name, text } => match messenger.find(&name) {
-            Some(_) if text.trim().is_empty() => {
+        Command::To { name, text } => match messenger.addressee(&name, &text) {
+            Some((_, text)) if text.trim().is_empty() => {
                 answer(messenger, texts::TO_USAGE.to_owned(), effects)
             }
-            Some(index) => {
+            Some((index, text)) => {
                 clear_input(messenger);
                 // TEXT is a message: "/to bob /quit" says "/quit" to bob (as "//quit" would),
                 // it does not run a command in a conversation not on screen.

@@ -323,6 +323,15 @@ pub fn unread_elsewhere(unread: usize) -> String {
     format!(" {unread} unread elsewhere · Ctrl-N ")
 }
 
+/// Paired in the messenger with someone new under a contact's name.
+pub fn contact_name_taken(name: &str, saved_as: &str) -> String {
+    format!(
+        "you already have a contact named {name} with another identity key: this one is saved \
+         as {saved_as} (if it is the same person on a new device, remove the old {name} from \
+         contacts.json beside your config file)"
+    )
+}
+
 /// `/leave` for a contact.
 pub const LEAVE_ROOMS_ONLY: &str = "/leave is for rooms; a contact stays in the pane (remove it \
     from contacts.json beside your config file to forget it)";

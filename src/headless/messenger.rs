@@ -188,6 +188,13 @@ pub async fn run(
         for index in before..running.messenger.conversations.len() {
             let conversation = label(&running.messenger, index);
             emit(&json!({"event": "conversation_opened", "conversation": conversation}));
+            // Paired just now: the keys were agreed before the conversation existed.
+            if let Some(verify) = &running.messenger.conversations[index].model.verify {
+                emit(&json!({
+                    "event": "keys_agreed", "conversation": conversation,
+                    "peer": verify.peer, "safety_number": verify.safety_number,
+                }));
+            }
         }
         held.extend(line);
         // At the end, what never reached the log is printed too, after the error saying so.

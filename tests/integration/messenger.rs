@@ -276,15 +276,39 @@ fn pair_and_join_from_inside_the_messenger_open_the_new_contacts_conversation() 
     alice.say("/pair");
     let code = code_of(&mut alice);
     let mut bob = person("bob", addr, Some(&code), homes[1].path());
-    agreed(&mut bob, "alice");
+    let number = agreed(&mut bob, "alice");
     alice.expect(WITHIN, "bob's conversation", |v| {
         v["event"] == "conversation_opened" && v["conversation"] == "bob"
     });
+    let keys = expect_in(&mut alice, "bob", "keys agreed", |v| v["event"] == "keys_agreed");
+    assert_eq!(keys["safety_number"], number.as_str(), "{keys}");
     expect_in(&mut alice, "bob", "bob online", |v| v["event"] == "peer_online");
     bob.say("paired with your messenger");
     expect_in(&mut alice, "bob", "bob's line", |v| {
         v["event"] == "message" && v["text"] == "paired with your messenger"
     });
+
+    // Someone else who calls themselves bob: a contact of their own, bob-2, and bob's
+    // conversation, key and log stay his.
+    let other_home = TempDir::new("p-bob2");
+    alice.say("/pair");
+    let code = code_of(&mut alice);
+    let mut bob2 = person("bob", addr, Some(&code), other_home.path());
+    agreed(&mut bob2, "alice");
+    alice.expect(WITHIN, "bob-2's conversation", |v| {
+        v["event"] == "conversation_opened" && v["conversation"] == "bob-2"
+    });
+    expect_in(&mut alice, "bob-2", "bob-2 online", |v| v["event"] == "peer_online");
+    bob2.say("I am another bob");
+    expect_in(&mut alice, "bob-2", "the other bob's line", |v| {
+        v["event"] == "message" && v["text"] == "I am another bob"
+    });
+    bob.say("still the first bob");
+    expect_in(&mut alice, "bob", "bob's line", |v| {
+        v["event"] == "message" && v["text"] == "still the first bob"
+    });
+    bob2.say("/quit");
+    assert_eq!(bob2.wait(WITHIN), Some(0));
 
     // /pair again, and carol's messenger uses the code with /join.
     alice.say("/pair");
@@ -321,7 +345,7 @@ fn pair_and_join_from_inside_the_messenger_open_the_new_contacts_conversation() 
         .iter()
         .filter_map(|c| c["name"].as_str())
         .collect();
-    assert_eq!(names, ["bob", "carol"], "{contacts}");
+    assert_eq!(names, ["bob", "bob-2", "carol"], "{contacts}");
     assert!(contacts["contacts"].as_array().unwrap().iter().all(|c| c["server"] == server_flag));
     for proc in [&mut alice, &mut bob, &mut carol] {
         proc.say("/quit");

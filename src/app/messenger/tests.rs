@@ -582,3 +582,19 @@ fn a_burst_asks_for_attention_once_and_again_after_a_quiet_spell() {
     assert_eq!(times, vec![0, 20], "the first, and the one after the quiet spell");
     assert_eq!(m.conversations[CAT].unread, 21, "every message still counts");
 }
+
+#[test]
+fn to_finds_a_contact_whose_name_has_spaces() {
+    let mut m = Messenger::new(vec![contact("Max Hohenzoller"), contact("Max")], Notify::default());
+    update(&mut m, Event::Ui(Message::Resize(100, 30)));
+    let effects = type_line(&mut m, "/to Max Hohenzoller guten Tag");
+    let sent = |effects: &[Do], index: usize, text: &str| {
+        effects.iter().any(|e| {
+            matches!(e, Do::In(i, Effect::Net(NetCommand::Send { text: t })) if *i == index && t == text)
+        })
+    };
+    assert!(sent(&effects, 0, "guten Tag"), "{effects:?}");
+    // The shorter name is someone else: its own words stay the message.
+    let effects = type_line(&mut m, "/to Max hello there");
+    assert!(sent(&effects, 1, "hello there"), "{effects:?}");
+}
