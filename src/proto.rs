@@ -181,6 +181,14 @@ pub struct DropCounts {
 }
 
 impl DropCounts {
+    /// The drops worth a look (the status pane's "bad packets"): what is not ours to read,
+    /// fails to authenticate, comes from where it should not, or breaks the protocol's rules.
+    /// Duplicates, replays, our own reflected probes and packets outside the clock window are
+    /// what a lossy or slow network does by itself (and a clock too far off is said apart).
+    pub fn suspicious(&self) -> u64 {
+        self.oversized + self.malformed + self.unauthentic + self.unexpected_source + self.invalid
+    }
+
     /// All drops added up.
     pub fn total(&self) -> u64 {
         self.oversized

@@ -75,7 +75,7 @@ pub fn render(model: &Model, frame: &mut Frame, area: Rect) {
         };
         lines.push(Line::styled(seen, theme::detail()));
     }
-    let dropped = model.drops.total();
+    let dropped = model.drops.suspicious();
     let unreadable = model.paging.unreadable.len();
     if dropped > 0 || unreadable > 0 {
         lines.push(Line::default());
