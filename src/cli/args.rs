@@ -24,7 +24,7 @@ const TURN_DEFAULT_PORT: u16 = 3478;
     version = VERSION,
     propagate_version = true,
     disable_help_subcommand = true,
-    override_usage = "p2pchat [OPTIONS]  (the messenger: `p2pchat open --help`)\n       p2pchat <COMMAND>"
+    override_usage = "p2pchat [COMMAND] [OPTIONS] (no command: the messenger, as `p2pchat open`)"
 )]
 pub struct Cli {
     /// What to do.
