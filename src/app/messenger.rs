@@ -316,7 +316,10 @@ impl Messenger {
         }
         self.selected = index;
         let shown = &mut self.conversations[index];
-        shown.unread = 0;
+        let unread = std::mem::take(&mut shown.unread);
+        if unread > 0 {
+            open_at_unread_line(&mut shown.model, unread);
+        }
         shown.model.dirty = true;
         self.dirty = true;
     }
@@ -324,6 +327,22 @@ impl Messenger {
     /// The user is looking at conversation `index` now.
     fn looking_at(&self, index: usize) -> bool {
         index == self.selected && self.focused
+    }
+}
+
+/// Shows a conversation with `unread` messages from its "unread since you left" line on,
+/// at the top of the view, when they do not all fit: the first of them is what the user has
+/// not read; "↓ N new" counts them, and End (or reading down) reaches the newest.
+fn open_at_unread_line(model: &mut Model, unread: usize) {
+    let Some(at) = model.entries.iter().rposition(|e| e.kind == EntryKind::Unread) else {
+        return;
+    };
+    let below: usize =
+        model.entries[at..].iter().map(|e| crate::ui::history::entry_rows(e, model)).sum();
+    let height = usize::from(crate::ui::history_height(model));
+    if below > height && model.scroll == 0 {
+        model.scroll = below - height;
+        model.unread = unread;
     }
 }
 

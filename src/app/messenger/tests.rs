@@ -598,3 +598,25 @@ fn to_finds_a_contact_whose_name_has_spaces() {
     let effects = type_line(&mut m, "/to Max hello there");
     assert!(sent(&effects, 1, "hello there"), "{effects:?}");
 }
+
+#[test]
+fn a_conversation_with_more_unread_than_fits_opens_at_the_unread_line() {
+    let mut m = messenger();
+    for secs in 1..=60 {
+        incoming(&mut m, CAT, "cat", &format!("line {secs}"), secs);
+    }
+    // A couple that fit open at the bottom as usual.
+    incoming(&mut m, LOBBY, "dan", "hi", 61);
+    type_line(&mut m, "/open room:lobby");
+    assert_eq!(m.conversations[LOBBY].model.scroll, 0);
+    type_line(&mut m, "/open cat");
+    let model = &m.conversations[CAT].model;
+    let height = usize::from(crate::ui::history_height(model));
+    let at = model.entries.iter().position(|e| e.kind == EntryKind::Unread).unwrap();
+    let below: usize =
+        model.entries[at..].iter().map(|e| crate::ui::history::entry_rows(e, model)).sum();
+    assert!(below > height, "{below} rows of unread do not fit {height}");
+    assert_eq!(model.scroll, below - height, "the unread line is the view's first row");
+    assert_eq!(model.unread, 60, "\"↓ 60 new\" below");
+    assert_eq!(m.conversations[CAT].unread, 0, "read now: the pane's count is gone");
+}
