@@ -78,6 +78,20 @@ enum Opening {
     Room(SavedRoom, Cipher),
 }
 
+/// What a conversation is made of, before its log and session are opened.
+struct Parts {
+    with: With,
+    server: SocketAddr,
+    /// Our name in it.
+    me: String,
+    title: String,
+    /// The room as the status pane names it (a contact's is an opaque hash).
+    shown_room: String,
+    room: String,
+    cipher: Cipher,
+    rekey: Option<Rekey>,
+}
+
 /// News of work running beside the messenger: NAT detection and pairings.
 enum Aside {
     /// Our NAT type was detected.
@@ -132,79 +146,47 @@ impl Opener {
     /// Builds the session and the conversation for `opening` (its log opened, its model
     /// built from the log's end).
     fn open(&self, opening: Opening) -> Result<(Session, Conversation, Logbook), StartError> {
-        let (with, mode, cipher, rekey, me_name, title, shown_room) = match opening {
+        let parts = match opening {
             Opening::Contact(contact) => {
-                let server = self.server_for(contact.server.as_deref()).ok_or_else(|| {
-                    StartError::Skipped(texts::contact_without_server(&contact.name))
-                })?;
                 let key = contact.public().ok_or_else(|| {
                     StartError::Skipped(texts::contact_key_unreadable(&contact.name))
                 })?;
-                let peer = Peer { name: contact.name.clone(), key };
                 let rekey = Rekey {
                     identity: self.identity.clone(),
-                    contact: peer,
+                    contact: Peer { name: contact.name.clone(), key },
                     hello: None,
                     initiate: true,
                 };
                 // A stand-in: nothing is sealed with it before the keys are agreed.
                 let cipher = Cipher::from_key(&generate_key())
                     .map_err(|e| StartError::Skipped(e.to_string()))?;
-                let mode = Mode::Room { server, room: contact.room.clone() };
-                let me = contact.me.clone().unwrap_or_else(|| self.name.clone());
-                (
-                    With::Contact(contact.name.clone()),
-                    mode,
-                    cipher,
-                    Some(rekey),
-                    me,
-                    format!("with {}", contact.name),
-                    texts::private_room(&contact.name),
-                )
+                self.contact_parts(&contact, contact.room.clone(), cipher, rekey)?
             }
             Opening::Paired(contact, agreement) => {
-                let server = self.server_for(contact.server.as_deref()).ok_or_else(|| {
-                    StartError::Skipped(texts::contact_without_server(&contact.name))
-                })?;
                 let rekey = Rekey {
                     identity: self.identity.clone(),
                     contact: agreement.agreed.peer.clone(),
                     hello: agreement.their_hello.clone(),
                     initiate: false,
                 };
-                let mode = Mode::Room { server, room: agreement.room.clone() };
-                let me = contact.me.clone().unwrap_or_else(|| self.name.clone());
-                (
-                    With::Contact(contact.name.clone()),
-                    mode,
-                    agreement.agreed.cipher(),
-                    Some(rekey),
-                    me,
-                    format!("with {}", contact.name),
-                    texts::private_room(&contact.name),
-                )
+                let cipher = agreement.agreed.cipher();
+                self.contact_parts(&contact, agreement.room.clone(), cipher, rekey)?
             }
-            Opening::Room(room, cipher) => {
-                let server = self
-                    .server_for(Some(&room.server))
-                    .ok_or_else(|| StartError::Skipped(texts::room_without_server(&room.name)))?;
-                let mode = Mode::Room { server, room: room.name.clone() };
-                let me = room.me.clone().unwrap_or_else(|| self.name.clone());
-                (
-                    With::Room(room.name.clone()),
-                    mode,
-                    cipher,
-                    None,
-                    me,
-                    format!("room {}", room.name),
-                    room.name.clone(),
-                )
-            }
+            Opening::Room(saved, cipher) => Parts {
+                with: With::Room(saved.name.clone()),
+                server: self
+                    .server_for(Some(&saved.server))
+                    .ok_or_else(|| StartError::Skipped(texts::room_without_server(&saved.name)))?,
+                me: saved.me.clone().unwrap_or_else(|| self.name.clone()),
+                title: format!("room {}", saved.name),
+                shown_room: saved.name.clone(),
+                room: saved.name,
+                cipher,
+                rekey: None,
+            },
         };
-        let Mode::Room { server, .. } = &mode else {
-            unreachable!("the messenger's conversations are all through a server")
-        };
-        let server = *server;
+        let Parts { with, server, me: me_name, title, shown_room, room, cipher, rekey } = parts;
+        let mode = Mode::Room { server, room };
         let log_name = match &with {
             With::Contact(name) => format!("contact-{name}"),
             With::Room(_) => chat::conversation_id(&mode),
@@ -234,6 +216,30 @@ impl Opener {
         };
         let session = Session::new(config, cipher, Instant::now(), Utc::now(), rand::random());
         Ok((session, Conversation::new(with, model), Logbook::new(log)))
+    }
+
+    /// What a contact's conversation is made of: its server (saved, or the one given), our
+    /// name with it, its title.
+    fn contact_parts(
+        &self,
+        contact: &Contact,
+        room: String,
+        cipher: Cipher,
+        rekey: Rekey,
+    ) -> Result<Parts, StartError> {
+        let server = self
+            .server_for(contact.server.as_deref())
+            .ok_or_else(|| StartError::Skipped(texts::contact_without_server(&contact.name)))?;
+        Ok(Parts {
+            with: With::Contact(contact.name.clone()),
+            server,
+            me: contact.me.clone().unwrap_or_else(|| self.name.clone()),
+            title: format!("with {}", contact.name),
+            shown_room: texts::private_room(&contact.name),
+            room,
+            cipher,
+            rekey: Some(rekey),
+        })
     }
 }
 
