@@ -7,7 +7,7 @@
 //! (a lock file), so two chats never append to, and resend from, the same logs.
 
 use std::borrow::Cow;
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::ops::ControlFlow;
@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, FixedOffset, Local};
 use serde::{Deserialize, Serialize};
 
+use crate::consts::DEDUP_CAPACITY;
 use crate::proto::{MsgId, NetEvent, Pending};
 
 /// The record format written by this version.
@@ -197,17 +198,51 @@ pub struct Unfinished {
     pub seen: Vec<(String, String)>,
 }
 
-/// What the last `n` records of the log at `path` say about the next run.
+/// What the last `n` records of the log at `path` say about the next run: our messages no
+/// peer confirmed (any of the `n`) and the newest `DEDUP_CAPACITY` ids shown (the session
+/// remembers no more). Read newest first, and only the records that can matter are parsed: a
+/// line holds none of the quoted words `"in"`, `"out"` and `"delivered"` unless it is an
+/// incoming message, one of ours or a confirmation — whatever the spacing of its JSON — so the
+/// rest (presence, and ours already confirmed) cost a byte search, not a parse.
 pub fn unfinished(path: &Path, n: usize) -> Result<Unfinished, HistoryError> {
-    let mut pending: Vec<Pending> = Vec::new();
-    let mut seen = Vec::new();
     let Some(raw) = raw_before(path, None, n)? else { return Ok(Unfinished::default()) };
     let lines: Vec<&[u8]> = raw.bytes.split(|&b| b == b'\n').collect();
-    for line in &lines[lines.len().saturating_sub(n + 1)..] {
+    let lines = &lines[lines.len().saturating_sub(n + 1)..];
+    let word = |w: &'static str| memchr::memmem::Finder::new(w);
+    let (incoming, outgoing, confirmation) =
+        (word("\"in\""), word("\"out\""), word("\"delivered\""));
+    let (queued, sent) = (word("\"queued\""), word("\"sent\""));
+    let exact = Exact::new();
+    let mut pending: Vec<Pending> = Vec::new();
+    let mut seen = Vec::new();
+    // Confirmations newer than the message being read.
+    let mut confirmed: HashSet<String> = HashSet::new();
+    for line in lines.iter().rev() {
+        let maybe_in = seen.len() < DEDUP_CAPACITY && incoming.find(line).is_some();
+        let maybe_ours = outgoing.find(line).is_some()
+            && (queued.find(line).is_some() || sent.find(line).is_some());
+        if !maybe_in && !maybe_ours && confirmation.find(line).is_none() {
+            continue;
+        }
+        // Records as we write them are read straight from their bytes: a confirmation's id,
+        // the id of one of ours (a confirmed one needs nothing more), a peer's sender and id.
+        match exact.read(line) {
+            Some(Fast::Confirmation(id)) => {
+                confirmed.insert(id.to_owned());
+                continue;
+            }
+            Some(Fast::Ours(id)) if confirmed.contains(id) => continue,
+            Some(Fast::Incoming { from, id }) if maybe_in => {
+                seen.push((from.to_owned(), id.to_owned()));
+                continue;
+            }
+            _ => {}
+        }
         let Ok(brief) = serde_json::from_slice::<Brief<'_>>(line) else { continue };
         match (brief.kind.as_ref(), brief.dir, brief.id) {
             ("message", Some(Direction::Out), Some(id))
                 if matches!(brief.state, Some(Delivery::Queued | Delivery::Sent))
+                    && !confirmed.contains(id.as_ref())
                     && !pending.iter().any(|p| p.id.0 == *id) =>
             {
                 pending.push(Pending {
@@ -216,14 +251,84 @@ pub fn unfinished(path: &Path, n: usize) -> Result<Unfinished, HistoryError> {
                     timestamp: brief.sent_at.unwrap_or_default().into_owned(),
                 });
             }
-            ("message", Some(Direction::In), Some(id)) => {
+            ("message", Some(Direction::In), Some(id)) if seen.len() < DEDUP_CAPACITY => {
                 seen.push((brief.from.unwrap_or_default().into_owned(), id.into_owned()));
             }
-            ("delivered", _, Some(id)) => pending.retain(|p| p.id.0 != *id),
+            ("delivered", _, Some(id)) => {
+                confirmed.insert(id.into_owned());
+            }
             _ => {}
         }
     }
+    // Oldest first, as they were written (and as the session's memory of ids evicts).
+    pending.reverse();
+    seen.reverse();
     Ok(Unfinished { pending, seen })
+}
+
+/// What a record written by `Record`'s serializer is, read from its bytes alone.
+enum Fast<'l> {
+    /// A peer confirmed our message with this id.
+    Confirmation(&'l str),
+    /// One of our messages, with this id.
+    Ours(&'l str),
+    /// A peer's message.
+    Incoming {
+        /// Its sender.
+        from: &'l str,
+        /// Its id.
+        id: &'l str,
+    },
+}
+
+/// The byte patterns of records as `Record`'s serializer writes them (no spaces, keys quoted).
+/// Inside a JSON string a quote is escaped, so none of them can come from a message's text; a
+/// value holding an escape is left to the parser.
+struct Exact {
+    message: memchr::memmem::Finder<'static>,
+    delivered: memchr::memmem::Finder<'static>,
+    dir_in: memchr::memmem::Finder<'static>,
+    dir_out: memchr::memmem::Finder<'static>,
+    from: memchr::memmem::Finder<'static>,
+    id: memchr::memmem::Finder<'static>,
+}
+
+impl Exact {
+    fn new() -> Self {
+        let finder = |needle: &'static str| memchr::memmem::Finder::new(needle);
+        Self {
+            message: finder(r#""kind":"message""#),
+            delivered: finder(r#""kind":"delivered""#),
+            dir_in: finder(r#""dir":"in""#),
+            dir_out: finder(r#""dir":"out""#),
+            from: finder(r#""from":""#),
+            id: finder(r#""id":""#),
+        }
+    }
+
+    /// The string value after `key` in `line`, when it holds no escape.
+    fn value<'l>(line: &'l [u8], key: &memchr::memmem::Finder<'_>) -> Option<&'l str> {
+        let start = key.find(line)? + key.needle().len();
+        let len = memchr::memchr(b'"', &line[start..])?;
+        let value = &line[start..start + len];
+        if value.contains(&b'\\') {
+            return None;
+        }
+        std::str::from_utf8(value).ok()
+    }
+
+    fn read<'l>(&self, line: &'l [u8]) -> Option<Fast<'l>> {
+        let id = Self::value(line, &self.id)?;
+        if self.delivered.find(line).is_some() {
+            return Some(Fast::Confirmation(id));
+        }
+        self.message.find(line)?;
+        if self.dir_out.find(line).is_some() {
+            return Some(Fast::Ours(id));
+        }
+        self.dir_in.find(line)?;
+        Some(Fast::Incoming { from: Self::value(line, &self.from)?, id })
+    }
 }
 
 /// Why the log could not be used.
@@ -474,20 +579,32 @@ fn raw_before(path: &Path, end: Option<u64>, n: usize) -> Result<Option<Raw>, Hi
     let Some((mut file, len)) = open_for_reading(path)? else { return Ok(None) };
     let end = end.map_or(len, |e| e.min(len));
     let mut start = end;
-    let mut chunks: Vec<Vec<u8>> = Vec::new();
+    let mut buf: Vec<u8> = Vec::new();
     let mut newlines = 0;
-    // Read backwards until there are n complete lines (n + 1 newlines) or the file start.
+    // Read backwards until there are n complete lines (n + 1 newlines) or the file start: a
+    // chunk first, then what the lines read so far say the rest will take (an eighth more),
+    // read in front of them in one piece, so the bytes are copied about once, and memory stays
+    // within an eighth of what the lines take.
     while start > 0 && newlines <= n {
-        let step = TAIL_CHUNK_BYTES.min(start);
+        // Few lines yet (a long one at the end): no estimate, twice as much again.
+        let estimate = match newlines {
+            0..16 => buf.len(),
+            _ => {
+                let estimate = (buf.len() / newlines).saturating_mul(n + 1 - newlines);
+                estimate.saturating_add(estimate / 8)
+            }
+        };
+        let step = u64::try_from(estimate).unwrap_or(u64::MAX).max(TAIL_CHUNK_BYTES).min(start);
         start -= step;
-        let mut chunk = vec![0u8; usize::try_from(step).unwrap_or(0)];
+        let step = usize::try_from(step).unwrap_or(0);
+        let mut older = Vec::with_capacity(step + buf.len());
+        older.resize(step, 0);
         file.seek(SeekFrom::Start(start)).map_err(io_err)?;
-        file.read_exact(&mut chunk).map_err(io_err)?;
-        newlines += memchr::memchr_iter(b'\n', &chunk).count();
-        chunks.push(chunk);
+        file.read_exact(&mut older).map_err(io_err)?;
+        newlines += memchr::memchr_iter(b'\n', &older).count();
+        older.extend_from_slice(&buf);
+        buf = older;
     }
-    chunks.reverse();
-    let mut buf = chunks.concat();
     if start > 0 {
         // A partial first line: it began before the part we read.
         let cut = memchr::memchr(b'\n', &buf).map_or(buf.len(), |i| i + 1);
@@ -714,6 +831,56 @@ mod tests {
             h.append(&Record::from_event(&event, Local::now(), "me").unwrap()).unwrap();
         }
         (dir, h)
+    }
+
+    #[test]
+    fn unfinished_finds_our_unconfirmed_messages_and_the_newest_ids_shown() {
+        let (dir, mut h) =
+            log_of("unfinished", (0..DEDUP_CAPACITY + 10).map(|i| format!("in {i}")));
+        let ours = |id: &str, text: &str, queued: bool| {
+            let id = MsgId(id.into());
+            let (text, timestamp) = (text.to_owned(), "2026-01-01T00:00:00Z".to_owned());
+            let event = if queued {
+                NetEvent::Queued { id, text, timestamp }
+            } else {
+                NetEvent::Sent { id, text, timestamp }
+            };
+            Record::from_event(&event, Local::now(), "me").unwrap()
+        };
+        h.append(&ours("a1", "confirmed later", false)).unwrap();
+        h.append(&ours("a2", "never confirmed", true)).unwrap();
+        let presence = NetEvent::PeerOffline {
+            peer: crate::proto::PeerId(1),
+            name: "bob".into(),
+            reason: crate::proto::OfflineReason::Left,
+        };
+        h.append(&Record::from_event(&presence, Local::now(), "me").unwrap()).unwrap();
+        let delivered = NetEvent::Delivered { id: MsgId("a1".into()) };
+        h.append(&Record::from_event(&delivered, Local::now(), "me").unwrap()).unwrap();
+        h.append(&ours("a3", "also pending", false)).unwrap();
+        // A record written with other spacing is still read.
+        let spaced = r#"{"v": 1, "at": "2026-01-01T00:00:00+00:00", "kind": "message", "dir": "out", "from": "me", "text": "spaced", "id": "a4", "state": "sent"}"#;
+        let mut file = OpenOptions::new().append(true).open(h.path()).unwrap();
+        writeln!(file, "{spaced}").unwrap();
+        // A sender whose name needs escapes in JSON, and a text that looks like keys.
+        let odd = NetEvent::Message {
+            from: "bo\"b\\".into(),
+            text: r#"x","dir":"in","from":"eve","id":"forged"#.into(),
+            timestamp: "2026-01-01T00:00:00Z".into(),
+            id: Some(MsgId("odd".into())),
+            receipt: None,
+        };
+        h.append(&Record::from_event(&odd, Local::now(), "me").unwrap()).unwrap();
+        let found = unfinished(h.path(), 100_000).unwrap();
+        let pending: Vec<&str> = found.pending.iter().map(|p| p.text.as_str()).collect();
+        assert_eq!(pending, ["never confirmed", "also pending", "spaced"]);
+        // The newest ids shown, as many as the session remembers, oldest first.
+        assert_eq!(found.seen.len(), DEDUP_CAPACITY);
+        assert_eq!(found.seen[0], ("bob".to_owned(), format!("{:016x}", 11)));
+        let newest = &found.seen[DEDUP_CAPACITY - 2..];
+        assert_eq!(newest[0].1, format!("{:016x}", DEDUP_CAPACITY + 9));
+        assert_eq!(newest[1], ("bo\"b\\".to_owned(), "odd".to_owned()));
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
