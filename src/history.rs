@@ -31,6 +31,9 @@ pub const MAX_SEARCH_MATCHES: usize = 100_000;
 /// Bytes read per step when scanning forwards.
 const SCAN_CHUNK_BYTES: usize = 1024 * 1024;
 
+/// Bytes read at a time by a search (a searcher runs over a whole block at once).
+const SEARCH_BLOCK_BYTES: usize = 4 * 1024 * 1024;
+
 /// One line of the log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
@@ -729,6 +732,20 @@ pub fn search_each(
         return Ok(());
     }
     let prefilter = Prefilter::new(needle);
+    if let Some(candidates) = prefilter.ascii_candidates() {
+        return search_blocks(path, &candidates, |offset, line, exact| {
+            // A candidate line either holds the needle in ASCII (ignoring ASCII case) or a
+            // character that folds into ASCII: then only the full fold can say.
+            let may = exact || prefilter.may_match(line, &mut Vec::new());
+            if may
+                && let Ok(Some(record)) = parse_line(line)
+                && let Entry::Message { text, .. } = &record.entry
+                && crate::text::find_ignoring_case(text, needle).is_some()
+            {
+                each(offset, record);
+            }
+        });
+    }
     let mut folded = Vec::new();
     scan_lines(path, 0, |offset, line| {
         if prefilter.may_match(line, &mut folded)
@@ -741,6 +758,75 @@ pub fn search_each(
         ControlFlow::Continue(())
     })?;
     Ok(())
+}
+
+/// Calls `each(offset, line, exact)` for every line of the log that holds the needle of
+/// `candidates` (`exact`) or a character that folds into ASCII, oldest first, once per line. The file is read a block at a time and the searcher
+/// runs over the whole block (SIMD, as ripgrep's does), so a line without a pattern costs no
+/// work of its own. Memory: a block and the part of a line that straddles two.
+fn search_blocks(
+    path: &Path,
+    candidates: &Candidates,
+    mut each: impl FnMut(u64, &[u8], bool),
+) -> Result<(), HistoryError> {
+    let io_err = |source| HistoryError::Io { path: path.to_owned(), source };
+    let Some((mut file, len)) = open_for_reading(path)? else { return Ok(()) };
+    file.seek(SeekFrom::Start(0)).map_err(io_err)?;
+    // Where `buf` starts in the file, and how much of it holds bytes read.
+    let (mut offset, mut filled): (u64, usize) = (0, 0);
+    let mut buf: Vec<u8> = vec![0; SEARCH_BLOCK_BYTES];
+    loop {
+        if filled == buf.len() {
+            buf.resize(buf.len() * 2, 0); // a line longer than a block
+        }
+        let read = file.read(&mut buf[filled..]).map_err(io_err)?;
+        filled += read;
+        let at_end = read == 0 || offset + filled as u64 >= len;
+        // Whole lines only, but the last one at the end of the file (a torn last write).
+        let complete = if at_end {
+            filled
+        } else {
+            memchr::memrchr(b'\n', &buf[..filled]).map_or(0, |i| i + 1)
+        };
+        let block = &buf[..complete];
+        let next_needle = |from: usize| candidates.needle.find_at(block, from).map(|m| m.start());
+        let next_fold = |from: usize| {
+            let input = aho_corasick::Input::new(block).span(from..complete);
+            candidates.folds.find(input).map(|m| m.start())
+        };
+        // The next place of each kind; each searcher runs over a stretch of the block once.
+        let (mut exact, mut fold) = (next_needle(0), next_fold(0));
+        while let Some(at) = exact.into_iter().chain(fold).min() {
+            let start = memchr::memrchr(b'\n', &block[..at]).map_or(0, |i| i + 1);
+            let end = memchr::memchr(b'\n', &block[at..]).map_or(complete, |i| at + i);
+            // A line with a character that folds into ASCII and not the needle as it stands
+            // may still match: `each` settles that with the full fold.
+            let holds_needle = exact.is_some_and(|e| e < end);
+            each(offset + start as u64, &block[start..end], holds_needle);
+            let from = (end + 1).min(complete);
+            if exact.is_some_and(|e| e < from) {
+                exact = next_needle(from);
+            }
+            if fold.is_some_and(|f| f < from) {
+                fold = next_fold(from);
+            }
+        }
+        if at_end {
+            return Ok(());
+        }
+        // The partial line goes to the front; the next read fills in behind it.
+        buf.copy_within(complete..filled, 0);
+        filled -= complete;
+        offset += complete as u64;
+    }
+}
+
+/// The searchers of `search_blocks` for a needle whose folding is ASCII.
+struct Candidates {
+    /// The needle as it stands in a log line (JSON-escaped, folded), ignoring ASCII case.
+    needle: regex::bytes::Regex,
+    /// The characters that fold into ASCII, as UTF-8.
+    folds: aho_corasick::AhoCorasick,
 }
 
 /// A cheap test on a raw log line that never rejects a line whose text matches: the line,
@@ -765,6 +851,34 @@ impl Prefilter {
         let folded = crate::text::fold_str(escaped);
         let ascii = folded.is_ascii();
         Self { finder: memchr::memmem::Finder::new(folded.as_bytes()).into_owned(), ascii }
+    }
+
+    /// For a needle whose folding is ASCII: searchers for it as it stands in the line
+    /// (ignoring ASCII case) and for the characters that fold into ASCII (the lines only the
+    /// full fold can settle). `None` for other needles.
+    fn ascii_candidates(&self) -> Option<Candidates> {
+        if !self.ascii {
+            return None;
+        }
+        // ripgrep's engine: it looks for the rarest bytes of the needle's case variants.
+        let literal = std::str::from_utf8(self.finder.needle()).ok()?;
+        let needle = regex::bytes::RegexBuilder::new(&regex::escape(literal))
+            .case_insensitive(true)
+            .unicode(false)
+            .build()
+            .ok()?;
+        let mut utf8 = [0u8; 4];
+        let folds: Vec<Vec<u8>> = crate::text::into_ascii()
+            .iter()
+            .map(|c| c.encode_utf8(&mut utf8).as_bytes().to_vec())
+            .collect();
+        // Leftmost semantics let the searcher use its SIMD prefilter (Teddy) on the patterns'
+        // first bytes together, not on each lead byte alone (common in emoji and symbols).
+        let folds = aho_corasick::AhoCorasick::builder()
+            .match_kind(aho_corasick::MatchKind::LeftmostFirst)
+            .build(folds)
+            .ok()?;
+        Some(Candidates { needle, folds })
     }
 
     fn may_match(&self, line: &[u8], folded: &mut Vec<u8>) -> bool {
@@ -880,6 +994,36 @@ mod tests {
         let newest = &found.seen[DEDUP_CAPACITY - 2..];
         assert_eq!(newest[0].1, format!("{:016x}", DEDUP_CAPACITY + 9));
         assert_eq!(newest[1], ("bo\"b\\".to_owned(), "odd".to_owned()));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_search_over_many_blocks_finds_every_match_once_across_their_seams() {
+        // About 6 MB: more than one block, with matches on every side of the seams.
+        let text = |i: usize| match i % 97 {
+            0 => format!("{i} a Zebra-Striped umbrella {}", "x".repeat(i % 300)),
+            1 => format!("{i} strasse with STRAßE in it {}", "y".repeat(i % 300)),
+            _ => format!("{i} plain words, nothing to find here {}", "z".repeat(i % 300)),
+        };
+        let (dir, h) = log_of("blocks", (0..24_000).map(text));
+        assert!(fs::metadata(h.path()).unwrap().len() > SEARCH_BLOCK_BYTES as u64 + 1);
+        let found = |needle: &str| {
+            let mut texts = Vec::new();
+            search_each(h.path(), needle, |_, record| {
+                if let Entry::Message { text, .. } = record.entry {
+                    texts.push(text);
+                }
+            })
+            .unwrap();
+            texts
+        };
+        let zebras = found("zebra-striped UMBRELLA");
+        assert_eq!(zebras.len(), (0..24_000).filter(|i| i % 97 == 0).count());
+        assert!(zebras.iter().all(|t| t.contains("Zebra-Striped umbrella")));
+        // "strasse" is in those lines as ASCII and as "STRAßE", which folds to it.
+        assert_eq!(found("STRASSE").len(), (0..24_000).filter(|i| i % 97 == 1).count());
+        assert_eq!(found("straße in").len(), (0..24_000).filter(|i| i % 97 == 1).count());
+        assert!(found("nothing at all").is_empty());
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -217,7 +217,7 @@ const FOLDING_ENDS: u32 = 0x1_F000;
 
 /// The characters that are not ASCII but fold to something holding ASCII ("ß" to "ss", "ﬁ" to
 /// "fi", the Kelvin sign to "k", "İ" to "i" and a dot), in order.
-fn into_ascii() -> &'static [char] {
+pub fn into_ascii() -> &'static [char] {
     static ONCE: std::sync::OnceLock<Vec<char>> = std::sync::OnceLock::new();
     ONCE.get_or_init(|| {
         let end = char::from_u32(FOLDING_ENDS).unwrap_or(char::MAX);
