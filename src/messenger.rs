@@ -311,7 +311,9 @@ pub async fn start(options: MessengerOptions) -> Result<Running, StartError> {
     // The STUN server NAT detection asks: the one named, else the first conversation's.
     opener.stun = opener
         .stun
-        .or_else(|| conversations.first().and_then(|c| c.model.me.server.as_ref().map(|s| s.addr)));
+        .or_else(|| conversations.first().and_then(|c| c.model.me.server.as_ref().map(|s| s.addr)))
+        .or(opener.server)
+        .or(opener.default_server);
     let mut messenger = Messenger::new(conversations, notify);
     messenger.contacts = saved_contacts;
     {
@@ -408,6 +410,10 @@ impl Running {
             Aside::Nat(nat) => {
                 for index in 0..self.logs.len() {
                     let _ = send_to(&self.net, index, NetCommand::SetNat { nat: nat.clone() });
+                }
+                if let Some(home) = self.messenger.home.as_mut() {
+                    home.me.nat = Some(nat.clone());
+                    home.dirty = true;
                 }
                 self.opener.nat = Some(nat);
                 return None;
@@ -647,6 +653,7 @@ impl Running {
         if let Some(other) = rooms.list.iter().find(|r| r.key == key && r.name != name) {
             return Err(texts::room_key_taken(&name, &other.name));
         }
+        let mut replaced = false;
         let open = self
             .messenger
             .conversations
@@ -656,10 +663,11 @@ impl Running {
             if rooms.list.iter().any(|r| r.name == name && r.key == key) {
                 return Err(texts::room_already_open(&name));
             }
-            // Joined again with another key (the first was wrong): the old one goes.
-            let mut effects = Vec::new();
-            messenger::leave(&mut self.messenger, index, &mut effects);
+            // Joined again with another key (the first was wrong): the old one goes, and the
+            // new one opens in its place.
+            self.messenger.conversations[index].left = true;
             self.leave(index)?;
+            replaced = true;
         }
         let room = SavedRoom {
             name,
@@ -668,8 +676,13 @@ impl Running {
             me: Some(self.opener.name.clone()),
         };
         rooms.remember(room.clone()).map_err(|e| e.to_string())?;
-        let (session, conversation, log) =
+        let name = room.name.clone();
+        let (session, mut conversation, log) =
             self.opener.open(Opening::Room(room, cipher)).map_err(|e| e.to_string())?;
+        if replaced {
+            let at = Local::now();
+            conversation.model.entries.push(Entry::system(at, texts::room_key_replaced(&name)));
+        }
         self.add(session, conversation, log)
     }
 }

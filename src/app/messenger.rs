@@ -20,6 +20,9 @@ use crate::text::fold_str;
 /// a notification), so a burst does not ring for each.
 pub const ATTENTION_QUIET: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
 
+/// Where `forward` and `tell` send what is for the home screen (no conversation is on it).
+const HOME: usize = usize::MAX;
+
 /// What a conversation is with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum With {
@@ -225,6 +228,12 @@ impl Messenger {
         self.conversations.get(self.selected).filter(|c| !c.left)
     }
 
+    /// The index of the conversation on screen, or `HOME` for the home screen (none shown,
+    /// or the one selected was left).
+    pub fn on_screen(&self) -> usize {
+        if self.shown().is_some() { self.selected } else { HOME }
+    }
+
     /// The model on screen: the conversation shown's, else the home screen's.
     pub fn screen(&self) -> Option<&Model> {
         self.shown().map(|c| &*c.model).or(self.home.as_deref())
@@ -342,7 +351,18 @@ fn open_at_unread_line(model: &mut Model, unread: usize) {
     let height = usize::from(crate::ui::history_height(model));
     if below > height && model.scroll == 0 {
         model.scroll = below - height;
-        model.unread = unread;
+        // "↓ N new" counts the messages below the view (those under the line that fit are
+        // on screen already).
+        let mut rows = 0;
+        let mut hidden = 0;
+        for entry in model.entries.iter().rev() {
+            rows += crate::ui::history::entry_rows(entry, model);
+            if rows > model.scroll {
+                break;
+            }
+            hidden += usize::from(matches!(entry.kind, EntryKind::Chat { own: false, .. }));
+        }
+        model.unread = hidden.min(unread);
     }
 }
 
@@ -407,7 +427,7 @@ pub fn update(messenger: &mut Messenger, event: Event) -> Vec<Do> {
 /// Shows a line in the conversation on screen, at its newest end, where the view goes (as
 /// a single chat's answers do: scrolled back, the line would land out of sight).
 fn tell(messenger: &mut Messenger, text: String, at: DateTime<Local>, effects: &mut Vec<Do>) {
-    let index = messenger.selected;
+    let index = messenger.on_screen();
     if let Some(shown) = messenger.conversations.get_mut(index) {
         let mut own = Vec::new();
         scrollback::to_newest(&mut shown.model, &mut own);
@@ -424,7 +444,8 @@ fn tell(messenger: &mut Messenger, text: String, at: DateTime<Local>, effects: &
 /// runner. The messenger quits all conversations at once, so a conversation's own goodbye
 /// is not passed on (the endpoint's shutdown says it), and its exit only counts.
 fn forward(messenger: &mut Messenger, index: usize, message: Message, effects: &mut Vec<Do>) {
-    let Some(conversation) = messenger.conversations.get_mut(index) else {
+    let Some(conversation) = messenger.conversations.get_mut(index).filter(|_| index != HOME)
+    else {
         // No conversation yet: the home screen edits its line; it has no network or log.
         if let Some(home) = messenger.home.as_mut() {
             let own = super::update(home, message);
@@ -450,7 +471,6 @@ fn forward(messenger: &mut Messenger, index: usize, message: Message, effects: &
 }
 
 fn on_ui(messenger: &mut Messenger, message: Message, effects: &mut Vec<Do>) {
-    let selected = messenger.selected;
     match message {
         Message::Key(action) => on_key(messenger, action, effects),
         Message::Submit(line) => submit(messenger, line, effects),
@@ -460,13 +480,16 @@ fn on_ui(messenger: &mut Messenger, message: Message, effects: &mut Vec<Do>) {
             messenger.dirty = true;
         }
         Message::Tick(now) => {
-            // Every conversation's clock, or the home screen's when there is none.
-            for index in 0..messenger.conversations.len().max(1) {
+            // Every conversation's clock, and the home screen's when it is shown.
+            for index in 0..messenger.conversations.len() {
                 forward(messenger, index, Message::Tick(now), effects);
+            }
+            if messenger.shown().is_none() {
+                forward(messenger, HOME, Message::Tick(now), effects);
             }
         }
         Message::Quit => quit(messenger, effects),
-        message => forward(messenger, selected, message, effects),
+        message => forward(messenger, messenger.on_screen(), message, effects),
     }
 }
 
@@ -503,7 +526,7 @@ fn on_key(messenger: &mut Messenger, action: Action, effects: &mut Vec<Do>) {
             let line = screen.input.text().to_owned();
             submit(messenger, line, effects);
         }
-        action => forward(messenger, messenger.selected, Message::Key(action), effects),
+        action => forward(messenger, messenger.on_screen(), Message::Key(action), effects),
     }
 }
 
@@ -531,7 +554,6 @@ fn quit(messenger: &mut Messenger, effects: &mut Vec<Do>) {
 
 /// A submitted line: the messenger's commands here, the rest to the conversation shown.
 fn submit(messenger: &mut Messenger, line: String, effects: &mut Vec<Do>) {
-    let selected = messenger.selected;
     if let Some(room) = messenger.asking_key_for.take() {
         // A key never starts with a slash (URL-safe base64): such a line is a command, and
         // the question is dropped; so is an empty line.
@@ -629,10 +651,10 @@ fn submit(messenger: &mut Messenger, line: String, effects: &mut Vec<Do>) {
             answer(messenger, texts::room_key_prompt(&name), effects);
             messenger.asking_key_for = Some(name);
         }
-        _ if messenger.conversations.is_empty() => {
+        _ if messenger.shown().is_none() => {
             answer(messenger, texts::NO_CONVERSATION_YET.to_owned(), effects)
         }
-        _ => forward(messenger, selected, Message::Submit(line), effects),
+        _ => forward(messenger, messenger.on_screen(), Message::Submit(line), effects),
     }
 }
 

@@ -410,6 +410,11 @@ pub fn saved_room_key_shared(room: &str) -> String {
     )
 }
 
+/// `/room NAME KEY` for a room open with another key.
+pub fn room_key_replaced(room: &str) -> String {
+    format!("room {room} is joined again with the new key (the old one is forgotten)")
+}
+
 /// `/room NAME` for a room already open.
 pub fn room_already_open(room: &str) -> String {
     format!("room {room} is open already with that key: /open room:{room} shows it")

@@ -157,7 +157,6 @@ pub async fn run(
                     let outcome = running.network_outcome().await;
                     match &outcome {
                         Err(error) => emit(&json!({"event": "error", "message": error.to_string()})),
-                        // Every conversation said `closed`; this one says the messenger did.
                         Ok(()) => emit(&json!({"event": "closed", "conversation": null})),
                     };
                     return outcome;
@@ -210,5 +209,7 @@ pub async fn run(
             running.apply(Event::Ui(Message::Quit));
         }
     }
+    // Every conversation said `closed`; this one says the messenger did.
+    emit(&json!({"event": "closed", "conversation": null}));
     Ok(())
 }

@@ -1163,9 +1163,10 @@ impl Session {
 
     fn on_token(&mut self, now: Instant, from: Route, token: &str) {
         if !self.keys_ready {
-            // A contact that finished the exchange first already speaks; we answer once ours
-            // finishes too (it resends what we miss).
-            self.drops.unauthentic += 1;
+            // A contact that finished the exchange first already speaks (or its chat still
+            // uses the keys of our previous run); we answer once ours finishes too (it resends
+            // what we miss). Not opened, and no sign of a wrong key: stale.
+            self.drops.stale += 1;
             return;
         }
         let plain = match self.cipher.open(token, self.unix_secs(now)) {

@@ -42,7 +42,7 @@ pub fn render(messenger: &Messenger, frame: &mut Frame, area: Rect) {
     let block = Block::bordered().title(" conversations ").border_style(theme::border());
     let width = usize::from(block.inner(area).width);
     let mut lines = Vec::new();
-    if messenger.conversations.is_empty() {
+    if messenger.order().is_empty() {
         lines.push(Line::styled(" none yet", theme::detail()));
         lines.push(Line::styled(" /pair, /join CODE", theme::detail()));
         lines.push(Line::styled(" or /room NAME KEY", theme::detail()));

@@ -225,6 +225,13 @@ fn a_room_joined_in_the_messenger_is_kept_private_and_rejoined_next_time() {
     alice.say("/to room:garden hello garden");
     dave.expect(WITHIN, "alice's line", |v| v["event"] == "message" && v["text"] == "hello garden");
     alice.say("/quit");
+    // Each conversation says it closed, then the messenger itself.
+    alice.expect(WITHIN, "garden closed", |v| {
+        v["event"] == "closed" && v["conversation"] == "room:garden"
+    });
+    alice.expect(WITHIN, "the messenger closed", |v| {
+        v["event"] == "closed" && v["conversation"].is_null()
+    });
     assert_eq!(alice.wait(WITHIN), Some(0));
     // The key never went out as a message, and the rooms file is the owner's alone; it holds
     // garden once, with its right key.

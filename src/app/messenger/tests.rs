@@ -617,6 +617,30 @@ fn a_conversation_with_more_unread_than_fits_opens_at_the_unread_line() {
         model.entries[at..].iter().map(|e| crate::ui::history::entry_rows(e, model)).sum();
     assert!(below > height, "{below} rows of unread do not fit {height}");
     assert_eq!(model.scroll, below - height, "the unread line is the view's first row");
-    assert_eq!(model.unread, 60, "\"↓ 60 new\" below");
+    // "↓ N new" counts what is below the view: one row for the line itself, and one a
+    // message, are on screen.
+    assert_eq!(model.unread, 60 - (height - 1), "the unread below the view");
     assert_eq!(m.conversations[CAT].unread, 0, "read now: the pane's count is gone");
+}
+
+#[test]
+fn after_leaving_the_last_conversation_the_home_screen_takes_the_keyboard() {
+    let mut m = Messenger::new(vec![room("x")], Notify::default());
+    m.home = Some(Box::new(model("no conversation yet")));
+    update(&mut m, Event::Ui(Message::Resize(100, 30)));
+    let effects = type_line(&mut m, "/leave");
+    assert!(effects.contains(&Do::Leave(0)), "{effects:?}");
+    assert!(m.shown().is_none());
+    // The notice is on the screen the user sees, and typing goes there too.
+    let home = m.home.as_ref().unwrap();
+    assert!(
+        home.entries
+            .iter()
+            .any(|e| matches!(&e.kind, EntryKind::System(t) if t.contains("left room:x")))
+    );
+    assert_eq!(type_line(&mut m, "/pair"), vec![Do::Pair]);
+    let effects = type_line(&mut m, "a message");
+    assert!(effects.iter().all(|e| !matches!(e, Do::In(..))), "not to the room left: {effects:?}");
+    key(&mut m, Action::Insert('h'));
+    assert_eq!(m.home.as_ref().unwrap().input.text(), "h");
 }
