@@ -770,54 +770,111 @@ fn search_blocks(
     mut each: impl FnMut(u64, &[u8], bool),
 ) -> Result<(), HistoryError> {
     let io_err = |source| HistoryError::Io { path: path.to_owned(), source };
-    let Some((mut file, len)) = open_for_reading(path)? else { return Ok(()) };
+    let Some((mut file, _)) = open_for_reading(path)? else { return Ok(()) };
     file.seek(SeekFrom::Start(0)).map_err(io_err)?;
-    // Where `buf` starts in the file, and how much of it holds bytes read.
-    let (mut offset, mut filled): (u64, usize) = (0, 0);
-    let mut buf: Vec<u8> = vec![0; SEARCH_BLOCK_BYTES];
-    loop {
-        if filled == buf.len() {
-            buf.resize(buf.len() * 2, 0); // a line longer than a block
-        }
-        let read = file.read(&mut buf[filled..]).map_err(io_err)?;
-        filled += read;
-        let at_end = read == 0 || offset + filled as u64 >= len;
-        // Whole lines only, but the last one at the end of the file (a torn last write).
-        let complete = if at_end {
-            filled
-        } else {
-            memchr::memrchr(b'\n', &buf[..filled]).map_or(0, |i| i + 1)
-        };
-        let block = &buf[..complete];
-        let next_needle = |from: usize| candidates.needle.find_at(block, from).map(|m| m.start());
-        let next_fold = |from: usize| {
-            let input = aho_corasick::Input::new(block).span(from..complete);
-            candidates.folds.find(input).map(|m| m.start())
-        };
-        // The next place of each kind; each searcher runs over a stretch of the block once.
-        let (mut exact, mut fold) = (next_needle(0), next_fold(0));
-        while let Some(at) = exact.into_iter().chain(fold).min() {
-            let start = memchr::memrchr(b'\n', &block[..at]).map_or(0, |i| i + 1);
-            let end = memchr::memchr(b'\n', &block[at..]).map_or(complete, |i| at + i);
-            // A line with a character that folds into ASCII and not the needle as it stands
-            // may still match: `each` settles that with the full fold.
-            let holds_needle = exact.is_some_and(|e| e < end);
-            each(offset + start as u64, &block[start..end], holds_needle);
-            let from = (end + 1).min(complete);
-            if exact.is_some_and(|e| e < from) {
-                exact = next_needle(from);
+    // One thread reads the next blocks while this one searches the last: the copy out of the
+    // page cache and the search overlap. Three blocks in all, handed back and forth.
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<io::Result<(Vec<u8>, usize)>>(2);
+    let (free_tx, free_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    for _ in 0..3 {
+        let _ = free_tx.send(vec![0; SEARCH_BLOCK_BYTES]);
+    }
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            while let Ok(mut block) = free_rx.recv() {
+                let filled = read_full(&mut file, &mut block);
+                let end = matches!(filled, Ok(0) | Err(_));
+                if full_tx.send(filled.map(|n| (block, n))).is_err() || end {
+                    return;
+                }
             }
-            if fold.is_some_and(|f| f < from) {
-                fold = next_fold(from);
+        });
+        // The line that straddles the last block and the next, and where it starts.
+        let mut carry: Vec<u8> = Vec::new();
+        let mut carry_at: u64 = 0;
+        let mut offset: u64 = 0;
+        let line_of = |at: u64, line: &[u8], each: &mut dyn FnMut(u64, &[u8], bool)| {
+            let exact = candidates.needle.is_match(line);
+            if exact || candidates.folds.is_match(line) {
+                each(at, line, exact);
             }
+        };
+        loop {
+            let (block, n) = match full_rx.recv() {
+                Ok(Ok(received)) => received,
+                Ok(Err(error)) => return Err(io_err(error)),
+                Err(_) => (Vec::new(), 0),
+            };
+            if n == 0 {
+                // The end: a last line without a newline (a torn last write) is a line too.
+                if !carry.is_empty() {
+                    line_of(carry_at, &carry, &mut each);
+                }
+                return Ok(());
+            }
+            let data = &block[..n];
+            let Some(first) = memchr::memchr(b'\n', data) else {
+                carry.extend_from_slice(data); // a line longer than a block
+                offset += n as u64;
+                let _ = free_tx.send(block);
+                continue;
+            };
+            carry.extend_from_slice(&data[..first]);
+            line_of(carry_at, &carry, &mut each);
+            carry.clear();
+            let last = memchr::memrchr(b'\n', data).unwrap_or(first);
+            search_lines(candidates, &data[first + 1..=last], offset + first as u64 + 1, &mut each);
+            carry.extend_from_slice(&data[last + 1..]);
+            carry_at = offset + last as u64 + 1;
+            offset += n as u64;
+            let _ = free_tx.send(block);
         }
-        if at_end {
-            return Ok(());
+    })
+}
+
+/// Fills `block` from `file` as far as it goes; the bytes read (fewer only at the end).
+fn read_full(file: &mut File, block: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < block.len() {
+        match file.read(&mut block[filled..]) {
+            Ok(0) => break,
+            Ok(read) => filled += read,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
-        // The partial line goes to the front; the next read fills in behind it.
-        buf.copy_within(complete..filled, 0);
-        filled -= complete;
-        offset += complete as u64;
+    }
+    Ok(filled)
+}
+
+/// `search_blocks` over whole lines `block` (each ending with a newline), which start at
+/// `offset` in the file: each searcher runs over a stretch once.
+fn search_lines(
+    candidates: &Candidates,
+    block: &[u8],
+    offset: u64,
+    each: &mut dyn FnMut(u64, &[u8], bool),
+) {
+    let complete = block.len();
+    let next_needle = |from: usize| candidates.needle.find_at(block, from).map(|m| m.start());
+    let next_fold = |from: usize| {
+        let input = aho_corasick::Input::new(block).span(from..complete);
+        candidates.folds.find(input).map(|m| m.start())
+    };
+    let (mut exact, mut fold) = (next_needle(0), next_fold(0));
+    while let Some(at) = exact.into_iter().chain(fold).min() {
+        let start = memchr::memrchr(b'\n', &block[..at]).map_or(0, |i| i + 1);
+        let end = memchr::memchr(b'\n', &block[at..]).map_or(complete, |i| at + i);
+        // A line with a character that folds into ASCII and not the needle as it stands may
+        // still match: `each` settles that with the full fold.
+        let holds_needle = exact.is_some_and(|e| e < end);
+        each(offset + start as u64, &block[start..end], holds_needle);
+        let from = (end + 1).min(complete);
+        if exact.is_some_and(|e| e < from) {
+            exact = next_needle(from);
+        }
+        if fold.is_some_and(|f| f < from) {
+            fold = next_fold(from);
+        }
     }
 }
 
