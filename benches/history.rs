@@ -203,4 +203,55 @@ fn main() {
             rss as f64 / 1024.0
         );
     }
+    search_beside_ripgrep(big, *largest);
+}
+
+/// Runs of each whole process in `search_beside_ripgrep`; the median is reported.
+const SEARCH_RUNS: usize = 11;
+
+/// Wall time of `command`, run to its end, `SEARCH_RUNS` times: the median.
+fn median_run(mut command: Command) -> Duration {
+    let mut times: Vec<Duration> = (0..SEARCH_RUNS)
+        .map(|_| {
+            let started = Instant::now();
+            let out = command.output().expect("run the search");
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            started.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[SEARCH_RUNS / 2]
+}
+
+/// The search as people run it — `p2pchat history --grep` in a fresh process, the release
+/// binary — beside ripgrep counting the same needle, ignoring case, in the same file (skipped
+/// where `rg` is not installed; `.ci/run` installs it).
+fn search_beside_ripgrep(dir: &Path, messages: usize) {
+    let path = conversation_path(dir, CONVERSATION);
+    if Command::new("rg").arg("--version").output().is_err() {
+        println!("search beside ripgrep: skipped, rg is not installed (apt-get install ripgrep)");
+        return;
+    }
+    let mut ours = Command::new(env!("CARGO_BIN_EXE_p2pchat"));
+    ours.args(["history", "bench", "--grep", synthetic::NEEDLE, "--data-dir"])
+        .arg(dir)
+        .env("P2PCHAT_CONFIG", "/dev/null");
+    let mut rg = Command::new("rg");
+    rg.args(["-i", "-c", synthetic::NEEDLE]).arg(&path);
+    let mut rg_no_mmap = Command::new("rg");
+    rg_no_mmap.args(["--no-mmap", "-i", "-c", synthetic::NEEDLE]).arg(&path);
+    let (ours, rg, rg_no_mmap) = (median_run(ours), median_run(rg), median_run(rg_no_mmap));
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!("search of {messages} messages, whole processes, median of {SEARCH_RUNS}:");
+    println!("  p2pchat history --grep: {:>7.1} ms", ms(ours));
+    println!(
+        "  rg -i -c:               {:>7.1} ms  (ratio {:.2})",
+        ms(rg),
+        ms(ours) / ms(rg)
+    );
+    println!(
+        "  rg --no-mmap -i -c:     {:>7.1} ms  (ratio {:.2})",
+        ms(rg_no_mmap),
+        ms(ours) / ms(rg_no_mmap)
+    );
 }
