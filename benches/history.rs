@@ -244,11 +244,7 @@ fn search_beside_ripgrep(dir: &Path, messages: usize) {
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!("search of {messages} messages, whole processes, median of {SEARCH_RUNS}:");
     println!("  p2pchat history --grep: {:>7.1} ms", ms(ours));
-    println!(
-        "  rg -i -c:               {:>7.1} ms  (ratio {:.2})",
-        ms(rg),
-        ms(ours) / ms(rg)
-    );
+    println!("  rg -i -c:               {:>7.1} ms  (ratio {:.2})", ms(rg), ms(ours) / ms(rg));
     println!(
         "  rg --no-mmap -i -c:     {:>7.1} ms  (ratio {:.2})",
         ms(rg_no_mmap),
