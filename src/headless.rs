@@ -9,7 +9,6 @@ use std::path::Path;
 
 use chrono::Local;
 use serde_json::{Value, json};
-use tokio::io::BufReader;
 use tokio::time::{Instant, sleep_until};
 
 use crate::app::Message;
@@ -193,14 +192,14 @@ fn search_json(log: &Path, term: &str) -> Value {
 /// Stdin, read from the start: lines read while keys were being agreed wait here, in order,
 /// for the chat.
 pub struct Typed {
-    lines: Lines<BufReader<tokio::io::Stdin>>,
+    lines: Lines<input::ThreadStdin>,
     kept: VecDeque<Input>,
 }
 
 impl Typed {
     /// Reads stdin from now on (needs a tokio runtime).
     pub fn from_stdin() -> Self {
-        Self { lines: Lines::new(BufReader::new(tokio::io::stdin())), kept: VecDeque::new() }
+        Self { lines: Lines::new(input::ThreadStdin::spawn()), kept: VecDeque::new() }
     }
 
     /// The next input: a kept one first. Cancel-safe (for `select!`).

@@ -138,6 +138,100 @@ fn check(bytes: Vec<u8>) -> Result<String, Flaw> {
     }
 }
 
+/// Stdin, read by a thread of its own that blocks in `read` and hands each chunk over as it
+/// comes (at most `STDIN_CHUNKS_AHEAD` ahead of the reader, so memory stays bounded). Unlike
+/// tokio's `Stdin`, which hands every read to its blocking pool and back, a line costs one
+/// wake-up between threads. The thread ends at the end of input, or with the process.
+pub struct ThreadStdin {
+    chunks: tokio::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    current: Vec<u8>,
+    taken: usize,
+}
+
+/// Chunks the stdin thread may read ahead.
+const STDIN_CHUNKS_AHEAD: usize = 4;
+
+/// The most one read of stdin takes.
+const STDIN_CHUNK_BYTES: usize = 64 * 1024;
+
+impl ThreadStdin {
+    /// Starts reading stdin (needs a tokio runtime for the handing over, not for the thread).
+    pub fn spawn() -> Self {
+        let (tx, chunks) = tokio::sync::mpsc::channel(STDIN_CHUNKS_AHEAD);
+        let reader = move || {
+            use std::io::Read;
+            let mut stdin = std::io::stdin().lock();
+            loop {
+                let mut chunk = vec![0; STDIN_CHUNK_BYTES];
+                let read = match stdin.read(&mut chunk) {
+                    Ok(0) => return, // the end: the channel closes
+                    Ok(read) => read,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(e));
+                        return;
+                    }
+                };
+                chunk.truncate(read);
+                if tx.blocking_send(Ok(chunk)).is_err() {
+                    return; // nobody reads any more
+                }
+            }
+        };
+        if let Err(error) = std::thread::Builder::new().name("stdin".into()).spawn(reader) {
+            // Without the thread there is no input: said as the end, with why.
+            let (tx, chunks) = tokio::sync::mpsc::channel(1);
+            let _ = tx.try_send(Err(error));
+            return Self { chunks, current: Vec::new(), taken: 0 };
+        }
+        Self { chunks, current: Vec::new(), taken: 0 }
+    }
+}
+
+impl tokio::io::AsyncRead for ThreadStdin {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let available = match std::pin::Pin::new(&mut *self).poll_fill_buf(cx) {
+            std::task::Poll::Ready(Ok(available)) => available,
+            std::task::Poll::Ready(Err(e)) => return std::task::Poll::Ready(Err(e)),
+            std::task::Poll::Pending => return std::task::Poll::Pending,
+        };
+        let n = available.len().min(buf.remaining());
+        buf.put_slice(&available[..n]);
+        std::pin::Pin::new(&mut *self).consume(n);
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncBufRead for ThreadStdin {
+    fn poll_fill_buf(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<&[u8]>> {
+        let this = self.get_mut();
+        if this.taken == this.current.len() {
+            match this.chunks.poll_recv(cx) {
+                std::task::Poll::Ready(Some(Ok(chunk))) => {
+                    this.current = chunk;
+                    this.taken = 0;
+                }
+                std::task::Poll::Ready(Some(Err(e))) => return std::task::Poll::Ready(Err(e)),
+                std::task::Poll::Ready(None) => return std::task::Poll::Ready(Ok(&[])),
+                std::task::Poll::Pending => return std::task::Poll::Pending,
+            }
+        }
+        std::task::Poll::Ready(Ok(&this.current[this.taken..]))
+    }
+
+    fn consume(self: std::pin::Pin<&mut Self>, amt: usize) {
+        let this = self.get_mut();
+        this.taken = (this.taken + amt).min(this.current.len());
+    }
+}
+
 /// Lines from a reader (stdin), checked.
 pub struct Lines<R> {
     reader: R,
