@@ -457,15 +457,20 @@ fn chat_options(args: ChatArgs, sources: &Sources) -> Result<(ChatOptions, Named
     let name = display_name(given.or(paired_as), None)?;
     let offline = offline_after(sources, args.offline_after, &config)?;
     let (bind, bind_named) = bind_setting(sources, args.bind, &config)?;
-    let stun = match args.stun {
-        Some(stun) => Some(stun),
-        None => config_addr(&config, "stun", |f| &f.stun, args::server_addr)?,
-    };
+    let stun = stun_setting(args.stun, &config)?;
     let (data_dir, data_dir_named) =
         data_dir(sources.setting("data_dir", args.files.data_dir), &config)?;
     let options =
         ChatOptions { name, mode, keys, bind, stun, offline_after: offline, data_dir, config_dir };
     Ok((options, Named { data_dir: data_dir_named, bind: bind_named }))
+}
+
+/// `--stun`, else the config file's `stun`.
+fn stun_setting(flag: Option<SocketAddr>, config: &Config) -> Result<Option<SocketAddr>, CliError> {
+    match flag {
+        Some(stun) => Ok(Some(stun)),
+        None => config_addr(config, "stun", |f| &f.stun, args::server_addr),
+    }
 }
 
 /// `--offline-after`, else the config file's, else the default; more than the keepalive.
@@ -552,10 +557,7 @@ fn open_options(args: OpenArgs, sources: &Sources) -> Result<(MessengerOptions, 
     let name = display_name(given, None)?;
     let offline_after = offline_after(sources, args.offline_after, &config)?;
     let (bind, bind_named) = bind_setting(sources, args.bind, &config)?;
-    let stun = match args.stun {
-        Some(stun) => Some(stun),
-        None => config_addr(&config, "stun", |f| &f.stun, args::server_addr)?,
-    };
+    let stun = stun_setting(args.stun, &config)?;
     let notify = notify(sources, args.notify, &config)?;
     let (data_dir, data_dir_named) =
         data_dir(sources.setting("data_dir", args.files.data_dir), &config)?;
@@ -904,36 +906,14 @@ pub fn run(invocation: Invocation) -> Result<(), CliError> {
             let headless = args.headless;
             let log_dir = sources.setting("log_dir", args.log_dir.clone());
             let (options, named) = open_options(args, &sources)?;
-            let diagnostics = chat_diagnostics(headless, log_dir, &options.data_dir)?;
-            if !headless {
-                need_terminal()?;
-            }
-            let _lock = lock_data_dir(&options.data_dir, named.data_dir.as_ref())?;
-            init_tracing(diagnostics, "warn");
+            let _lock = prepare_chat(headless, log_dir, &options.data_dir, &named)?;
             block_on(Some(CHAT_RUNTIME_WORKERS), async move {
                 let typed = headless.then(headless::Typed::from_stdin);
-                let running = crate::messenger::start(options).await.map_err(|e| {
-                    let error = match (e, named.bind) {
-                        (chat::StartError::Bind { addr, source }, Some(named)) => usage(format!(
-                            "cannot bind the socket to {addr}, named by {named}: {source}; \
-                             choose another address"
-                        )),
-                        (e, _) => CliError::Runtime(e.into()),
-                    };
-                    if headless {
-                        headless::emit(
-                            &serde_json::json!({"event": "error", "message": error.to_string()}),
-                        );
-                    }
-                    error
-                })?;
+                let running = crate::messenger::start(options)
+                    .await
+                    .map_err(|e| start_failed(e, named.bind, headless))?;
                 if running.messenger.conversations.is_empty() && !running.can_pair() {
-                    let error = usage(crate::app::texts::NOTHING_TO_OPEN);
-                    if headless {
-                        let message = error.to_string();
-                        headless::emit(&serde_json::json!({"event": "error", "message": message}));
-                    }
-                    return Err(error);
+                    return Err(said(usage(crate::app::texts::NOTHING_TO_OPEN), headless));
                 }
                 let result = match typed {
                     Some(typed) => {
@@ -948,12 +928,7 @@ pub fn run(invocation: Invocation) -> Result<(), CliError> {
             let headless = args.headless;
             let log_dir = sources.setting("log_dir", args.log_dir.clone());
             let (options, named) = chat_options(args, &sources)?;
-            let diagnostics = chat_diagnostics(headless, log_dir, &options.data_dir)?;
-            if !headless {
-                need_terminal()?;
-            }
-            let _lock = lock_data_dir(&options.data_dir, named.data_dir.as_ref())?;
-            init_tracing(diagnostics, "warn");
+            let _lock = prepare_chat(headless, log_dir, &options.data_dir, &named)?;
             block_on(Some(CHAT_RUNTIME_WORKERS), async move {
                 // Headless input is read from the start: /quit and its end count while keys
                 // are agreed too.
@@ -970,22 +945,7 @@ pub fn run(invocation: Invocation) -> Result<(), CliError> {
                         }
                     }
                 };
-                let chat = started.map_err(|e| {
-                    let error = match (e, named.bind) {
-                        // An address the user gave is a usage error, like `server --listen`'s.
-                        (chat::StartError::Bind { addr, source }, Some(named)) => usage(format!(
-                            "cannot bind the chat socket to {addr}, named by {named}: {source}; \
-                             choose another address"
-                        )),
-                        (e, _) => CliError::Runtime(e.into()),
-                    };
-                    if headless {
-                        headless::emit(
-                            &serde_json::json!({"event": "error", "message": error.to_string()}),
-                        );
-                    }
-                    error
-                })?;
+                let chat = started.map_err(|e| start_failed(e, named.bind, headless))?;
                 let Some(chat) = chat else { return Ok(()) };
                 let result = match typed {
                     Some(typed) => headless::run(chat, typed, std::future::pending()).await,
@@ -995,6 +955,45 @@ pub fn run(invocation: Invocation) -> Result<(), CliError> {
             })
         }
     }
+}
+
+/// What a chat or the messenger does before its runtime starts: its diagnostics, a terminal
+/// unless headless, and the data directory held for this process (the lock it returns).
+fn prepare_chat(
+    headless: bool,
+    log_dir: Option<Setting<PathBuf>>,
+    data_dir: &Path,
+    named: &Named,
+) -> Result<history::DataDirLock, CliError> {
+    let diagnostics = chat_diagnostics(headless, log_dir, data_dir)?;
+    if !headless {
+        need_terminal()?;
+    }
+    let lock = lock_data_dir(data_dir, named.data_dir.as_ref())?;
+    init_tracing(diagnostics, "warn");
+    Ok(lock)
+}
+
+/// A chat or the messenger that could not start, as the error to exit with (said as a JSON
+/// line too in headless mode): an address the user gave that cannot be bound is a usage error,
+/// like `server --listen`'s.
+fn start_failed(error: chat::StartError, bind: Option<Origin>, headless: bool) -> CliError {
+    let error = match (error, bind) {
+        (chat::StartError::Bind { addr, source }, Some(named)) => usage(format!(
+            "cannot bind the chat socket to {addr}, named by {named}: {source}; choose another \
+             address"
+        )),
+        (e, _) => CliError::Runtime(e.into()),
+    };
+    said(error, headless)
+}
+
+/// `error`, said as a JSON line first in headless mode (whatever reads us learns why).
+fn said(error: CliError, headless: bool) -> CliError {
+    if headless {
+        headless::emit(&serde_json::json!({"event": "error", "message": error.to_string()}));
+    }
+    error
 }
 
 /// RFC 5780 discovery asks the server to answer from its other IP, its other port, or both:

@@ -267,6 +267,15 @@ pub async fn start(options: ChatOptions, typed: &mut Typed) -> Result<Option<Cha
     Ok(None)
 }
 
+/// The end of input (with why, when reading failed rather than ended): said, and the time
+/// until which what was typed may still go out.
+fn input_ended(error: Option<std::io::Error>) -> Instant {
+    if let Some(error) = error {
+        emit(&json!({"event": "error", "message": texts::input_failed(&error.to_string())}));
+    }
+    Instant::now() + DRAIN_ON_EOF
+}
+
 /// What this run typed and no peer has confirmed yet: end of input waits for it (bounded).
 #[derive(Default)]
 struct Awaiting {
@@ -374,12 +383,8 @@ pub async fn run(
                 }
                 // End of input: leave once what is queued went out, or the wait ran out.
                 Input::End(error) => {
-                    if let Some(error) = error {
-                        let message = texts::input_failed(&error.to_string());
-                        emit(&json!({"event": "error", "message": message}));
-                    }
                     stdin_open = false;
-                    drain_until = Some(Instant::now() + DRAIN_ON_EOF);
+                    drain_until = Some(input_ended(error));
                     None
                 }
             },

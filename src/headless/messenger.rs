@@ -12,14 +12,14 @@ use tokio::time::{Instant, sleep_until};
 
 use super::input::Input;
 use super::{
-    Awaiting, Typed, emit, event_json, peers_json, search_json, skipped_json, verify_json,
+    Awaiting, Typed, emit, event_json, input_ended, peers_json, search_json, skipped_json,
+    verify_json,
 };
 use crate::app::Message;
 use crate::app::commands::{self, Command};
 use crate::app::messenger::{Event, Messenger};
 use crate::app::texts;
 use crate::chat::{EndingSignals, off_worker};
-use crate::consts::DRAIN_ON_EOF;
 use crate::messenger::{self, Running};
 
 /// The label of conversation `index`, or null.
@@ -131,12 +131,8 @@ pub async fn run(
                     None
                 }
                 Input::End(error) => {
-                    if let Some(error) = error {
-                        let message = texts::input_failed(&error.to_string());
-                        emit(&json!({"event": "error", "message": message}));
-                    }
                     stdin_open = false;
-                    drain_until = Some(Instant::now() + DRAIN_ON_EOF);
+                    drain_until = Some(input_ended(error));
                     None
                 }
             },
