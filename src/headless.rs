@@ -267,6 +267,24 @@ pub async fn start(options: ChatOptions, typed: &mut Typed) -> Result<Option<Cha
     Ok(None)
 }
 
+/// Prints what a step said: its errors, then its notices and the lines the messenger showed.
+fn print_said(step: &crate::chat::Step) {
+    for error in &step.errors {
+        emit(&json!({"event": "error", "message": error}));
+    }
+    for notice in step.notices.iter().chain(&step.said) {
+        emit(&json!({"event": "notice", "message": notice}));
+    }
+}
+
+/// Holds `line` behind the lines waiting for the log and prints them all, in order, unless
+/// the log still cannot be written (`waiting`; at the end what never reached it is printed
+/// too, after the error saying so). False when stdout is gone.
+fn print_logged(held: &mut VecDeque<Value>, line: Option<Value>, waiting: bool) -> bool {
+    held.extend(line);
+    waiting || held.drain(..).all(|line| emit(&line))
+}
+
 /// The end of input (with why, when reading failed rather than ended): said, and the time
 /// until which what was typed may still go out.
 fn input_ended(error: Option<std::io::Error>) -> Instant {
@@ -416,15 +434,8 @@ pub async fn run(
         };
         if let Some(message) = message {
             let step = chat.apply(message);
-            for error in &step.errors {
-                emit(&json!({"event": "error", "message": error}));
-            }
-            for notice in &step.notices {
-                emit(&json!({"event": "notice", "message": notice}));
-            }
-            held.extend(pending_line.take());
-            // At the end, what never reached the log is printed too, after the error saying so.
-            if (!chat.log_waiting() || step.exit) && !held.drain(..).all(|line| emit(&line)) {
+            print_said(&step);
+            if !print_logged(&mut held, pending_line.take(), chat.log_waiting() && !step.exit) {
                 // Nobody reads our output any more: leave as if input had ended.
                 stdin_open = false;
                 drain_until.get_or_insert_with(Instant::now);

@@ -12,8 +12,8 @@ use tokio::time::{Instant, sleep_until};
 
 use super::input::Input;
 use super::{
-    Awaiting, Typed, emit, event_json, input_ended, peers_json, search_json, skipped_json,
-    verify_json,
+    Awaiting, Typed, emit, event_json, input_ended, peers_json, print_logged, print_said,
+    search_json, skipped_json, verify_json,
 };
 use crate::app::Message;
 use crate::app::commands::{self, Command};
@@ -174,12 +174,7 @@ pub async fn run(
         let Some(event) = event else { continue };
         let before = running.messenger.conversations.len();
         let step = running.apply(event);
-        for error in &step.errors {
-            emit(&json!({"event": "error", "message": error}));
-        }
-        for notice in step.notices.iter().chain(&step.said) {
-            emit(&json!({"event": "notice", "message": notice}));
-        }
+        print_said(&step);
         for index in before..running.messenger.conversations.len() {
             let conversation = label(&running.messenger, index);
             emit(&json!({"event": "conversation_opened", "conversation": conversation}));
@@ -191,9 +186,7 @@ pub async fn run(
                 }));
             }
         }
-        held.extend(line);
-        // At the end, what never reached the log is printed too, after the error saying so.
-        if (!running.log_waiting() || step.exit) && !held.drain(..).all(|line| emit(&line)) {
+        if !print_logged(&mut held, line, running.log_waiting() && !step.exit) {
             // Nobody reads our output any more: leave as if input had ended.
             stdin_open = false;
             drain_until.get_or_insert_with(Instant::now);

@@ -14,6 +14,14 @@ use crate::pairing::{agreed, code_of, person};
 
 const WITHIN: Duration = Duration::from_secs(20);
 
+/// What alice's messenger says when bob and carol come back: new keys, and both online.
+const BOTH_BACK: &[(&str, &str)] = &[
+    ("bob", "keys_agreed"),
+    ("carol", "keys_agreed"),
+    ("bob", "peer_online"),
+    ("carol", "peer_online"),
+];
+
 /// The messenger, headless, for the identity and contacts in `home` (no `--server`: each
 /// contact's own is used).
 fn messenger(home: &Path, extra: &[&str]) -> Proc {
@@ -85,15 +93,7 @@ fn alice_holds_bob_and_carol_on_one_socket_and_each_conversation_stays_its_own()
     // Bob and carol reconnect by name, each from a single chat.
     let mut bob = person("bob", addr, Some("alice"), homes[1].path());
     let mut carol = person("carol", addr, Some("alice"), homes[2].path());
-    expect_each(
-        &mut alice,
-        &[
-            ("bob", "keys_agreed"),
-            ("carol", "keys_agreed"),
-            ("bob", "peer_online"),
-            ("carol", "peer_online"),
-        ],
-    );
+    expect_each(&mut alice, BOTH_BACK);
     for (friend, proc) in [("bob", &mut bob), ("carol", &mut carol)] {
         // Both reach alice at the one address her messenger bound.
         let online = proc.expect(WITHIN, "alice online", |v| v["event"] == "peer_online");
@@ -135,15 +135,7 @@ fn alice_holds_bob_and_carol_on_one_socket_and_each_conversation_stays_its_own()
     alice.say("/quit");
     assert_eq!(alice.wait(WITHIN), Some(0));
     let mut alice = messenger(homes[0].path(), &[]);
-    expect_each(
-        &mut alice,
-        &[
-            ("bob", "keys_agreed"),
-            ("carol", "keys_agreed"),
-            ("bob", "peer_online"),
-            ("carol", "peer_online"),
-        ],
-    );
+    expect_each(&mut alice, BOTH_BACK);
     alice.say("/to carol back again");
     carol.expect(WITHIN, "after the restart", |v| {
         v["event"] == "message" && v["text"] == "back again"
