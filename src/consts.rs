@@ -237,6 +237,10 @@ pub const RATE_SLOTS: usize = 1 << 16;
 /// tell the user that the code was used by someone who did not finish the exchange.
 pub const CLAIM_EXCHANGE_WAIT: Duration = Duration::from_secs(10);
 
+/// Datagrams the server takes in a row while more are waiting, before it looks at its timers
+/// and at shutdown again.
+pub const SERVER_BATCH: usize = 64;
+
 /// The server reports what it dropped at most this often, in one line of words.
 pub const SERVER_DROPS_REPORT_EVERY: Duration = Duration::from_secs(1);
 

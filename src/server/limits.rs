@@ -7,7 +7,8 @@
 //!
 //! It owns these counters only: rooms and their members belong to `Server`, which asks here
 //! before it admits anything and reports here what it admits and forgets. Every operation is
-//! O(1) or O(log n) in what the server holds; none scans a table.
+//! O(1) or O(log n) in what the server holds (a source's own entries, at most its quota, may
+//! be moved); none scans a table.
 
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -103,6 +104,37 @@ pub enum NoRoom {
     Full,
 }
 
+/// The entries one source holds in one pool, in order (soonest expiry first). A sorted `Vec`
+/// rather than a `BTreeSet`: most sources hold one or two entries, where a B-tree's first node
+/// alone takes about 700 bytes; inserting and removing move at most a source's quota of
+/// entries (`SOURCE_MAX_REGISTRATIONS`), a bound that does not grow with the server.
+#[derive(Debug, Default)]
+struct Held(Vec<Entry>);
+
+impl Held {
+    /// Adds `entry`; false when it was already held.
+    fn insert(&mut self, entry: Entry) -> bool {
+        match self.0.binary_search(&entry) {
+            Ok(_) => false,
+            Err(at) => {
+                self.0.insert(at, entry);
+                true
+            }
+        }
+    }
+
+    /// Removes `entry`; false when it was not held.
+    fn remove(&mut self, entry: &Entry) -> bool {
+        match self.0.binary_search(entry) {
+            Ok(at) => {
+                self.0.remove(at);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
 /// The server's flood defences (see the module docs).
 #[derive(Debug)]
 pub struct Limits {
@@ -114,7 +146,7 @@ pub struct Limits {
     epoch: Option<Instant>,
     hash_key: (u64, u64),
     /// What each source holding anything holds, per pool, soonest expiry first.
-    holders: HashMap<IpAddr, [BTreeSet<Entry>; 2]>,
+    holders: HashMap<IpAddr, [Held; 2]>,
     /// (how many, who) per pool: the biggest holder is the last.
     biggest: [BTreeSet<(usize, IpAddr)>; 2],
     live: [usize; 2],
@@ -251,7 +283,7 @@ impl Limits {
     }
 
     fn held(&self, pool: Pool, source: IpAddr) -> usize {
-        self.holders.get(&source).map_or(0, |sets| sets[pool.index()].len())
+        self.holders.get(&source).map_or(0, |sets| sets[pool.index()].0.len())
     }
 
     /// Whether `source` may have one more entry in `pool`: `Ok(None)` when there is room,
@@ -271,7 +303,7 @@ impl Limits {
         if most < held + 2 {
             return Err(NoRoom::Full);
         }
-        let victim = self.holders.get(&holder).and_then(|sets| sets[pool.index()].first());
+        let victim = self.holders.get(&holder).and_then(|sets| sets[pool.index()].0.first());
         victim.cloned().map(Some).ok_or(NoRoom::Full)
     }
 
@@ -286,7 +318,7 @@ impl Limits {
     /// `source` now holds `entry` in `pool`.
     pub fn hold(&mut self, pool: Pool, source: IpAddr, entry: Entry) {
         let sets = self.holders.entry(source).or_default();
-        let before = sets[pool.index()].len();
+        let before = sets[pool.index()].0.len();
         if sets[pool.index()].insert(entry) {
             self.live[pool.index()] += 1;
             self.set_count(pool, source, before, before + 1);
@@ -296,11 +328,11 @@ impl Limits {
     /// `source` no longer holds `entry` in `pool`.
     pub fn release(&mut self, pool: Pool, source: IpAddr, entry: &Entry) {
         let Some(sets) = self.holders.get_mut(&source) else { return };
-        let before = sets[pool.index()].len();
+        let before = sets[pool.index()].0.len();
         if !sets[pool.index()].remove(entry) {
             return;
         }
-        if sets.iter().all(BTreeSet::is_empty) {
+        if sets.iter().all(|held| held.0.is_empty()) {
             self.holders.remove(&source);
         }
         self.live[pool.index()] = self.live[pool.index()].saturating_sub(1);
