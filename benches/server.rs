@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
-use p2pchat::proto::wire::ToServer;
+use p2pchat::consts::{MAX_REGISTRATIONS, REGISTER_REFRESH, REGISTER_REFRESH_ALONE};
+use p2pchat::proto::wire::{FromServer, ToServer};
 use p2pchat::server::{self, Addresses, Server, Sockets};
 use tokio::net::UdpSocket;
 use tokio::runtime::Runtime;
@@ -95,7 +96,96 @@ fn flood(to: SocketAddr, stop: &AtomicBool, sent: &AtomicU64) {
     sent.store(n, Ordering::Relaxed);
 }
 
+/// The names of the threads the server and the echo run on, to read the CPU time they spend.
+const SERVER_THREAD: &str = "bench-server";
+const ECHO_THREAD: &str = "bench-echo";
+
+/// Requests each side serves in one capacity round, and the rounds (the two take turns).
+const CAPACITY_REQUESTS: u64 = 100_000;
+const CAPACITY_ROUNDS: u32 = 3;
+
+/// A runtime with one worker, its threads named `name`.
+fn one_worker(name: &str) -> Runtime {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.worker_threads(1).thread_name(name).enable_all().build().unwrap()
+}
+
+/// CPU time spent so far by this process's threads named `name` (the first field of Linux's
+/// `/proc/<pid>/task/<tid>/schedstat`: nanoseconds on a CPU).
+fn thread_cpu(name: &str) -> Duration {
+    let mut ns = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let dir = task.unwrap().path();
+        if std::fs::read_to_string(dir.join("comm")).is_ok_and(|comm| comm.trim_end() == name) {
+            let stat = std::fs::read_to_string(dir.join("schedstat")).unwrap();
+            ns += stat.split_whitespace().next().unwrap().parse::<u64>().unwrap();
+        }
+    }
+    Duration::from_nanos(ns)
+}
+
+/// The resident set of this process (`VmRSS` in `/proc/self/status`), in bytes.
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb * 1024
+}
+
+/// Memory per registered peer: a fresh core takes `MAX_REGISTRATIONS` peers in rooms of two,
+/// each from an address of its own, at 500 new registrations a (simulated) second and echoing
+/// the cookie when asked for one, as clients do. The growth of the resident set over the second
+/// half of the peers, per peer, in bytes (the first half also touches the fixed-size tables,
+/// such as the rate table, which cost the same however many peers are held).
+fn memory_per_peer() -> (usize, f64) {
+    let primary: SocketAddr = "127.0.0.1:7777".parse().unwrap();
+    let mut core = Server::new(Addresses { primary, alt: None });
+    let start = Instant::now();
+    core.handle_timeout(start);
+    let mut half = 0;
+    let mut held = 0;
+    for i in 0..MAX_REGISTRATIONS {
+        if i == MAX_REGISTRATIONS / 2 {
+            half = rss_bytes();
+        }
+        let [_, b, c, d] = u32::try_from(i).unwrap().to_be_bytes();
+        let from = SocketAddr::from(([10, b, c, d], 40_000));
+        let now = start + Duration::from_millis(2 * u64::try_from(i).unwrap());
+        let room = format!("room-{}", i / 2);
+        let name = if i % 2 == 0 { "a" } else { "b" };
+        let mut cookie = None;
+        for _ in 0..2 {
+            let request = ToServer::Register {
+                room: room.clone(),
+                name: name.into(),
+                private: Vec::new(),
+                nat: None,
+                relay: None,
+                cookie: cookie.take(),
+                also: Vec::new(),
+            };
+            let answers = core.handle(now, primary, from, &serde_json::to_vec(&request).unwrap());
+            for answer in answers {
+                match serde_json::from_slice(&answer.transmit.payload).unwrap() {
+                    FromServer::Cookie { cookie: c } => cookie = Some(c),
+                    FromServer::Registered { .. } => held += 1,
+                    _ => {}
+                }
+            }
+            if cookie.is_none() {
+                break;
+            }
+        }
+    }
+    assert_eq!(held, MAX_REGISTRATIONS, "every peer was registered");
+    let grown = rss_bytes().saturating_sub(half);
+    (held, grown as f64 / (held - MAX_REGISTRATIONS / 2) as f64)
+}
+
 fn main() {
+    // First, while the process is small: what a registered peer costs in memory.
+    let (peers, per_peer) = memory_per_peer();
+    eprintln!("memory per registered peer: {per_peer:.0} bytes ({peers} peers in rooms of two)");
     let mut c = Criterion::default().configure_from_args();
 
     // 2000 clients in rooms of two: the first pass registers and introduces, later passes
@@ -119,12 +209,19 @@ fn main() {
         })
     });
 
+    // The server and the echo each run alone on a runtime with one worker (one core), as
+    // `p2pchat server` runs its one loop; the clients run on a runtime of their own.
+    let server_rt = one_worker(SERVER_THREAD);
+    let echo_rt = one_worker(ECHO_THREAD);
     let rt = Runtime::new().unwrap();
-    let (server_addr, clients_p2p, raw_addr, clients_raw) = rt.block_on(async {
+    let server_addr = server_rt.block_on(async {
         let sockets = Sockets::bind("127.0.0.1:0".parse().unwrap(), None).await.unwrap();
         let server_addr = sockets.primary();
         tokio::spawn(server::run(sockets, p2pchat::consts::CODE_TTL, None, std::future::pending()));
-        // The baseline: a bare echo of an 8-byte answer per datagram.
+        server_addr
+    });
+    // The baseline: a bare echo of an 8-byte answer per datagram.
+    let raw_addr = echo_rt.block_on(async {
         let raw = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let raw_addr = raw.local_addr().unwrap();
         tokio::spawn(async move {
@@ -133,9 +230,12 @@ fn main() {
                 let _ = raw.send_to(&buf[..8], from).await;
             }
         });
+        raw_addr
+    });
+    let (clients_p2p, clients_raw) = rt.block_on(async {
         let p2p = clients(|i| register(format!("solo-{i}"), "a")).await;
         let raw_clients = clients(|i| register(format!("solo-{i}"), "a")).await;
-        (server_addr, p2p, raw_addr, raw_clients)
+        (p2p, raw_clients)
     });
     group.bench_function("loopback_server", |b| {
         b.iter_custom(|n| rt.block_on(rounds(&clients_p2p, server_addr, n)))
@@ -143,6 +243,42 @@ fn main() {
     group.bench_function("loopback_raw_udp_echo", |b| {
         b.iter_custom(|n| rt.block_on(rounds(&clients_raw, raw_addr, n)))
     });
+    // Capacity on one core: the CPU time the server's thread spends per request, beside the
+    // echo's, taking turns so both meet the same neighbours on this machine.
+    let sides = [
+        ("server", &clients_p2p, server_addr, SERVER_THREAD),
+        ("raw UDP echo", &clients_raw, raw_addr, ECHO_THREAD),
+    ];
+    let mut spent = [(Duration::ZERO, Duration::ZERO); 2];
+    for _ in 0..CAPACITY_ROUNDS {
+        for ((_, clients, to, thread), (wall, cpu)) in sides.iter().zip(&mut spent) {
+            let before = thread_cpu(thread);
+            *wall += rt.block_on(rounds(clients, *to, CAPACITY_REQUESTS));
+            *cpu += thread_cpu(thread) - before;
+        }
+    }
+    let requests = f64::from(CAPACITY_ROUNDS) * CAPACITY_REQUESTS as f64;
+    let per_core: Vec<f64> = spent.iter().map(|(_, cpu)| requests / cpu.as_secs_f64()).collect();
+    eprintln!("capacity on one core, {requests} requests each in {CAPACITY_ROUNDS} turns:");
+    for ((name, ..), ((wall, cpu), core)) in sides.iter().zip(spent.iter().zip(&per_core)) {
+        eprintln!(
+            "  {name:<13} {:>8.0} requests/s   CPU per request {:>5.2} µs   {core:>8.0} per core-second",
+            requests / wall.as_secs_f64(),
+            cpu.as_secs_f64() * 1e6 / requests,
+        );
+    }
+    eprintln!("  ratio server / echo per core-second: {:.2}", per_core[0] / per_core[1]);
+    let refresh = |gap: Duration| per_core[0] * gap.as_secs_f64();
+    eprintln!(
+        "  online peers one core refreshes: {:.0} alone in their rooms (a request every {} s), \
+         {:.0} with a contact online (every {} s); their memory: {:.0} MB and {:.0} MB",
+        refresh(REGISTER_REFRESH_ALONE),
+        REGISTER_REFRESH_ALONE.as_secs(),
+        refresh(REGISTER_REFRESH),
+        REGISTER_REFRESH.as_secs(),
+        refresh(REGISTER_REFRESH_ALONE) * per_peer / 1e6,
+        refresh(REGISTER_REFRESH) * per_peer / 1e6,
+    );
     let (stop, sent) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
     let flooder = {
         let (stop, sent) = (Arc::clone(&stop), Arc::clone(&sent));
@@ -155,7 +291,10 @@ fn main() {
     stop.store(true, Ordering::Relaxed);
     flooder.join().unwrap();
     let rate = sent.load(Ordering::Relaxed) as f64 / flood_start.elapsed().as_secs_f64();
-    eprintln!("the flood sent {rate:.0} datagrams/s from 127.0.0.2");
+    if rate > 0.0 {
+        // (Nothing is sent when a filter leaves the flooded run out.)
+        eprintln!("the flood sent {rate:.0} datagrams/s from 127.0.0.2");
+    }
     // A datagram from a sender over its rate: dropped after one keyed hash.
     let flooder_addr: SocketAddr = "203.0.113.66:4000".parse().unwrap();
     let over = register("flood".into(), "x");
