@@ -8,7 +8,9 @@ The same driver, pipes and message sizes for both stacks, in one run:
 
 Each pair runs --samples round trips after --warmup; the stacks take turns (--rounds times) so a
 noisy neighbour on the VM touches both alike. Prints a line per round and one JSON object with
-the p50 and p99 of each stack and their ratios (p2pchat / seed).
+the p50 and p99 of each stack and their ratios (p2pchat / seed), and the CPU time both peers of
+each stack spent per round trip (median over rounds; on two cores most of a round trip runs one
+process after another, so this is most of its length).
 """
 
 import argparse
@@ -110,6 +112,18 @@ def seed_pair(python, key, workdir):
     return peers
 
 
+def cpu_ns(pid):
+    """CPU time so far of every thread of process `pid` (Linux schedstat: ns on a CPU)."""
+    total = 0
+    for task in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/schedstat" % (pid, task)) as f:
+                total += int(f.read().split()[0])
+        except OSError:
+            pass  # the thread ended meanwhile
+    return total
+
+
 def round_trips(pair, count):
     a, b = pair
     times = []
@@ -139,6 +153,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     results = {"p2pchat": [], "seed": []}
+    # CPU time both peers spent per round trip, per round.
+    cpu_per_trip = {"p2pchat": [], "seed": []}
     for round_no in range(args.rounds):
         for stack in ("p2pchat", "seed"):
             workdir = tempfile.mkdtemp(prefix="p2pchat-e2e-")
@@ -148,20 +164,27 @@ def main():
                 else:
                     pair = seed_pair(args.python, args.key, workdir)
                 round_trips(pair, args.warmup)
+                cpu_before = sum(cpu_ns(peer.proc.pid) for peer in pair)
                 times = round_trips(pair, args.samples)
+                cpu = (sum(cpu_ns(peer.proc.pid) for peer in pair) - cpu_before) / 1000.0
+                cpu_per_trip[stack].append(cpu / args.samples)
                 for peer in pair:
                     peer.stop()
             finally:
                 shutil.rmtree(workdir, ignore_errors=True)
             results[stack].extend(times)
             print(
-                "round %d %-8s p50 %8.1f us  p99 %8.1f us" % (
-                    round_no + 1, stack, percentile(times, 0.5), percentile(times, 0.99)),
+                "round %d %-8s p50 %8.1f us  p99 %8.1f us  CPU of both peers %6.1f us a round trip" % (
+                    round_no + 1, stack, percentile(times, 0.5), percentile(times, 0.99),
+                    cpu_per_trip[stack][-1]),
                 file=sys.stderr,
             )
     summary = {}
     for stack, times in results.items():
-        summary[stack] = {"p50_us": percentile(times, 0.5), "p99_us": percentile(times, 0.99)}
+        summary[stack] = {
+            "p50_us": percentile(times, 0.5), "p99_us": percentile(times, 0.99),
+            "cpu_us_per_round_trip": percentile(cpu_per_trip[stack], 0.5),
+        }
     summary["ratio_p50"] = summary["p2pchat"]["p50_us"] / summary["seed"]["p50_us"]
     summary["ratio_p99"] = summary["p2pchat"]["p99_us"] / summary["seed"]["p99_us"]
     print(json.dumps(summary))
