@@ -353,6 +353,9 @@ pub struct History {
     /// The open file; `None` after a failed write, so the next append opens the path afresh
     /// (the file or its directory may have been removed, or the disk replaced meanwhile).
     file: Option<File>,
+    /// The file's length after our last complete append, while only we have written since
+    /// (see `append_line`).
+    clean_end: Option<u64>,
 }
 
 /// The file holding a conversation. Names are escaped so any room or address is a safe file name.
@@ -447,11 +450,18 @@ fn open_log(path: &Path) -> Result<File, HistoryError> {
 /// lost with it). A torn last line — a crash, a full disk or a short write mid-record — is
 /// ended first, or a record appended to it would be glued to it and unreadable; and a write
 /// of ours that fails part-way is cut off again where possible, so a record that was never
-/// confirmed does not come back as a line of its own.
-fn append_line(file: &mut File, line: &mut Vec<u8>) -> io::Result<()> {
+/// confirmed does not come back as a line of its own. `clean_end` is the file's length after
+/// our last complete write, when nothing has written since: a file still that long ends in our
+/// newline and its last byte need not be read. Returns the new such length, or `None` when
+/// another writer added to the file meanwhile.
+fn append_line(
+    file: &mut File,
+    line: &mut Vec<u8>,
+    clean_end: Option<u64>,
+) -> io::Result<Option<u64>> {
     use std::os::unix::fs::{FileExt, MetadataExt};
     let len = file.metadata()?.len();
-    if len > 0 {
+    if len > 0 && clean_end != Some(len) {
         let mut last = [0u8; 1];
         file.read_exact_at(&mut last, len - 1)?;
         if last[0] != b'\n' {
@@ -462,10 +472,12 @@ fn append_line(file: &mut File, line: &mut Vec<u8>) -> io::Result<()> {
         let _ = file.set_len(len);
         return Err(error);
     }
-    if file.metadata()?.nlink() == 0 {
+    let after = file.metadata()?;
+    if after.nlink() == 0 {
         return Err(io::Error::new(io::ErrorKind::NotFound, "the log file was removed"));
     }
-    Ok(())
+    let end = len.checked_add(line.len() as u64);
+    Ok(end.filter(|&end| end == after.len()))
 }
 
 impl History {
@@ -473,7 +485,7 @@ impl History {
     pub fn open(data_dir: &Path, conversation: &str) -> Result<Self, HistoryError> {
         let path = conversation_path(data_dir, conversation);
         let file = open_log(&path)?;
-        Ok(Self { path, file: Some(file) })
+        Ok(Self { path, file: Some(file), clean_end: None })
     }
 
     /// The file's path.
@@ -489,11 +501,11 @@ impl History {
         let mut line = serde_json::to_vec(record)
             .map_err(|e| HistoryError::Io { path: self.path.clone(), source: e.into() })?;
         line.push(b'\n');
-        let mut file = match self.file.take() {
-            Some(file) => file,
-            None => open_log(&self.path)?,
+        let (mut file, clean_end) = match self.file.take() {
+            Some(file) => (file, self.clean_end.take()),
+            None => (open_log(&self.path)?, None),
         };
-        append_line(&mut file, &mut line)
+        self.clean_end = append_line(&mut file, &mut line, clean_end)
             .map_err(|source| HistoryError::Io { path: self.path.clone(), source })?;
         self.file = Some(file);
         Ok(())
@@ -1307,6 +1319,23 @@ mod tests {
         let page = read_after(h.path(), 0, 100).unwrap();
         assert_eq!(texts(&page), vec!["message 1", "message 2", "message 3"]);
         assert_eq!(page.unreadable.len(), 1, "only the torn line is lost");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_log_cut_short_by_someone_else_does_not_swallow_the_next_record() {
+        let dir = temp_dir("cut-short");
+        let mut h = History::open(&dir, "room-x").unwrap();
+        h.append(&Record::from_event(&message(1), Local::now(), "me").unwrap()).unwrap();
+        h.append(&Record::from_event(&message(2), Local::now(), "me").unwrap()).unwrap();
+        // Cut mid-way through the second record while the log is open: shorter than our last
+        // write left it, and ending in a torn line.
+        let len = fs::metadata(h.path()).unwrap().len();
+        OpenOptions::new().write(true).open(h.path()).unwrap().set_len(len - 10).unwrap();
+        h.append(&Record::from_event(&message(3), Local::now(), "me").unwrap()).unwrap();
+        let page = read_after(h.path(), 0, 100).unwrap();
+        assert_eq!(texts(&page), vec!["message 1", "message 3"]);
+        assert_eq!(page.unreadable.len(), 1, "only the cut line is lost");
         fs::remove_dir_all(&dir).unwrap();
     }
 
