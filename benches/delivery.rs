@@ -14,204 +14,18 @@
 // A benchmark that cannot set up fails loudly: there is nothing to measure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::future::Future;
+#[path = "support/delivery.rs"]
+mod delivery;
+
 use std::net::SocketAddr;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::Utc;
 use criterion::{Criterion, Throughput};
-use p2pchat::chat::spawn_session;
-use p2pchat::consts::{CHAT_RUNTIME_WORKERS, SEND_WINDOW_SEGMENTS};
-use p2pchat::net::NetHandle;
+use delivery::{TEXT, alternating, chat, config, on_worker, print_one_way, raw, runtime};
 use p2pchat::proto::crypto::{Cipher, generate_key};
-use p2pchat::proto::{Mode, NetCommand, NetEvent, Session, SessionConfig};
-use tokio::net::UdpSocket;
-use tokio::runtime::Runtime;
-use tokio::sync::mpsc;
-
-/// The raw baseline's window: it has no retransmission, so it must not overrun the receiver's
-/// default socket buffer (p2pchat's window is `SEND_WINDOW_SEGMENTS`, and it retransmits).
-const RAW_WINDOW: u64 = 64;
-
-const TEXT: &str = "a typical chat message, about sixty bytes of text in it";
-
-fn config(name: &str, peer: SocketAddr) -> SessionConfig {
-    SessionConfig::new(name, Mode::Direct { peer })
-}
-
-/// Runs `f` on `state` as a task on one of `rt`'s workers (where `p2pchat chat` runs its loop),
-/// and puts the state back.
-fn on_worker<S, T, F>(rt: &Runtime, state: &mut Option<S>, f: impl FnOnce(S) -> F) -> T
-where
-    S: Send + 'static,
-    T: Send + 'static,
-    F: Future<Output = (S, T)> + Send + 'static,
-{
-    let (back, result) = rt.block_on(rt.spawn(f(state.take().expect("state")))).expect("task");
-    *state = Some(back);
-    result
-}
-
-/// The sending app: its network actor chats directly with a receiving app in the other runtime,
-/// which confirms each message as logged the moment it sees it (as the app does after its
-/// write) and stamps when it saw it.
-struct Chat {
-    net: NetHandle,
-    shown: mpsc::UnboundedReceiver<Instant>,
-}
-
-/// A loopback socket ready for tokio.
-fn bind() -> std::net::UdpSocket {
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket.set_nonblocking(true).unwrap();
-    socket
-}
-
-fn chat(left: &Runtime, right: &Runtime) -> Chat {
-    let key = generate_key();
-    let (a, b) = (bind(), bind());
-    let (pa, pb) = (a.local_addr().unwrap(), b.local_addr().unwrap());
-    let (shown_tx, shown) = mpsc::unbounded_channel();
-    let (online_tx, mut online_rx) = mpsc::channel(1);
-    let cipher = Cipher::from_key(&key).unwrap();
-    right.spawn(async move {
-        let socket = UdpSocket::from_std(b).unwrap();
-        let mut net = spawn_session(socket, config("b", pa), cipher).expect("actor");
-        while let Some(event) = net.events.recv().await {
-            match event {
-                NetEvent::PeerOnline { .. } => {
-                    let _ = online_tx.send(()).await;
-                }
-                NetEvent::Message { receipt, .. } => {
-                    let _ = shown_tx.send(Instant::now());
-                    if let Some(receipt) = receipt {
-                        let _ = net.commands.send(NetCommand::Persisted(receipt)).await;
-                    }
-                }
-                _ => {}
-            }
-        }
-    });
-    let cipher = Cipher::from_key(&key).unwrap();
-    let net = left
-        .block_on(left.spawn(async move {
-            let socket = UdpSocket::from_std(a).unwrap();
-            let mut net = spawn_session(socket, config("a", pb), cipher).expect("actor");
-            while !matches!(net.events.recv().await, Some(NetEvent::PeerOnline { .. })) {}
-            net
-        }))
-        .expect("task");
-    left.block_on(online_rx.recv());
-    Chat { net, shown }
-}
-
-impl Chat {
-    /// Waits for the next delivery; meanwhile our messages, which leave only once in our own
-    /// log, are confirmed logged the moment they are told (as the app does after its write).
-    async fn until_delivered(&mut self) {
-        loop {
-            match self.net.events.recv().await.expect("event") {
-                NetEvent::Delivered { .. } => return,
-                NetEvent::Sent { id, .. } | NetEvent::Queued { id, .. } => {
-                    self.net.commands.send(NetCommand::Logged(id)).await.expect("logged");
-                }
-                _ => {}
-            }
-        }
-    }
-
-    /// One message after another, each once the previous one is delivered: the time from
-    /// handing each to the actor until the other app held it.
-    async fn one_way(mut self, n: usize) -> (Self, Vec<Duration>) {
-        let mut samples = Vec::with_capacity(n);
-        for _ in 0..n {
-            let sent = Instant::now();
-            self.net.commands.send(NetCommand::Send { text: TEXT.into() }).await.expect("send");
-            self.until_delivered().await;
-            let shown = self.shown.try_recv().expect("stamped before it was confirmed");
-            samples.push(shown - sent);
-        }
-        (self, samples)
-    }
-
-    /// `n` messages as fast as the send window takes them, until all are delivered.
-    async fn acked_batch(mut self, n: u64) -> (Self, Duration) {
-        let start = Instant::now();
-        let (mut sent, mut delivered) = (0, 0);
-        while delivered < n {
-            while sent < n && sent - delivered < SEND_WINDOW_SEGMENTS as u64 {
-                let text = TEXT.into();
-                self.net.commands.send(NetCommand::Send { text }).await.expect("send");
-                sent += 1;
-            }
-            self.until_delivered().await;
-            delivered += 1;
-        }
-        let elapsed = start.elapsed();
-        while self.shown.try_recv().is_ok() {}
-        (self, elapsed)
-    }
-}
-
-/// Raw UDP between the same two runtimes: the left side sends datagrams of the size of our
-/// sealed message; the right side stamps their arrival and answers each with an 8-byte ack.
-struct Raw {
-    socket: UdpSocket,
-    shown: mpsc::UnboundedReceiver<Instant>,
-}
-
-fn raw(left: &Runtime, right: &Runtime) -> Raw {
-    let (a, b) = (bind(), bind());
-    a.connect(b.local_addr().unwrap()).unwrap();
-    let (tx, shown) = mpsc::unbounded_channel();
-    right.spawn(async move {
-        let b = UdpSocket::from_std(b).unwrap();
-        let mut buf = vec![0u8; 2048];
-        while let Ok((_, from)) = b.recv_from(&mut buf).await {
-            let _ = tx.send(Instant::now());
-            let _ = b.send_to(&buf[..8], from).await;
-        }
-    });
-    let socket = left.block_on(async { UdpSocket::from_std(a).unwrap() });
-    Raw { socket, shown }
-}
-
-/// The size our message's datagram has: a sealed JSON envelope is about this long.
-const RAW_PAYLOAD: [u8; 376] = [b'x'; 376];
-
-impl Raw {
-    async fn one_way(mut self, n: usize) -> (Self, Vec<Duration>) {
-        let mut ack = [0u8; 64];
-        let mut samples = Vec::with_capacity(n);
-        for _ in 0..n {
-            let sent = Instant::now();
-            self.socket.send(&RAW_PAYLOAD).await.expect("send");
-            self.socket.recv(&mut ack).await.expect("ack");
-            samples.push(self.shown.try_recv().expect("stamped before it was answered") - sent);
-        }
-        (self, samples)
-    }
-
-    async fn acked_batch(mut self, n: u64) -> (Self, Duration) {
-        let mut ack = [0u8; 64];
-        let start = Instant::now();
-        let (mut sent, mut acked) = (0u64, 0u64);
-        while acked < n {
-            while sent < n && sent - acked < RAW_WINDOW {
-                self.socket.send(&RAW_PAYLOAD).await.expect("send");
-                sent += 1;
-            }
-            let got =
-                tokio::time::timeout(Duration::from_secs(5), self.socket.recv(&mut ack)).await;
-            got.expect("raw UDP has no retransmission: a datagram was lost").expect("ack");
-            acked += 1;
-        }
-        let elapsed = start.elapsed();
-        while self.shown.try_recv().is_ok() {}
-        (self, elapsed)
-    }
-}
+use p2pchat::proto::{NetCommand, NetEvent, Session};
 
 /// Two sessions handing a message and its acknowledgement to each other in memory: the CPU one
 /// message costs both ends, without sockets or tasks.
@@ -273,18 +87,8 @@ impl SansIo {
     }
 }
 
-fn percentile(samples: &mut [Duration], p: f64) -> Duration {
-    samples.sort();
-    let index = ((samples.len() as f64 - 1.0) * p).round() as usize;
-    samples[index]
-}
-
 fn main() {
     // Two runtimes, as two `p2pchat chat` processes would have; both baselines use both.
-    let runtime = || {
-        let mut builder = tokio::runtime::Builder::new_multi_thread();
-        builder.worker_threads(CHAT_RUNTIME_WORKERS).enable_all().build().expect("runtime")
-    };
     let (left, right) = (runtime(), runtime());
     let mut chat = Some(chat(&left, &right));
     let mut udp = Some(raw(&left, &right));
@@ -335,23 +139,17 @@ fn main() {
     // Alternating runs of each, so both meet the same neighbours on this machine.
     let (rounds, per_round) = (10, 500);
     let samples = rounds * per_round;
-    let (mut raw_lat, mut chat_lat) = (Vec::new(), Vec::new());
-    for _ in 0..rounds {
-        raw_lat.extend(on_worker(&left, &mut udp, move |u| u.one_way(per_round)));
-        chat_lat.extend(on_worker(&left, &mut chat, move |c| c.one_way(per_round)));
-    }
-    println!("one-way latency over {samples} sequential samples each (loopback):");
-    for (name, lat) in [("raw UDP", &mut raw_lat), ("p2pchat", &mut chat_lat)] {
-        let (p50, p99) = (percentile(lat, 0.5), percentile(lat, 0.99));
-        println!(
-            "  {name:<8} p50 {:>7.1} µs   p99 {:>7.1} µs",
-            p50.as_secs_f64() * 1e6,
-            p99.as_secs_f64() * 1e6
-        );
-    }
-    let chat_p50 = percentile(&mut chat_lat, 0.5).as_secs_f64() * 1e6;
-    let chat_p99 = percentile(&mut chat_lat, 0.99).as_secs_f64() * 1e6;
-    let ratio = chat_p50 / (percentile(&mut raw_lat, 0.5).as_secs_f64() * 1e6);
+    let [mut raw_lat, mut chat_lat] = alternating(
+        rounds,
+        per_round,
+        [&mut |n| on_worker(&left, &mut udp, move |u| u.one_way(n)), &mut |n| {
+            on_worker(&left, &mut chat, move |c| c.one_way(n))
+        }],
+    );
+    let [raw_udp, p2pchat] =
+        print_one_way(samples, [("raw UDP", &mut raw_lat), ("p2pchat", &mut chat_lat)]);
+    let (chat_p50, chat_p99) = (p2pchat.p50_us, p2pchat.p99_us);
+    let ratio = chat_p50 / raw_udp.p50_us;
     println!("  p50 ratio p2pchat / raw UDP: {ratio:.2}");
 
     let batch = 20_000;
