@@ -121,10 +121,13 @@ pub fn event_json(event: &NetEvent) -> Option<Value> {
     })
 }
 
-/// Prints one JSON line; false when stdout is gone (the reader quit).
+/// Prints one JSON line, in one write; false when stdout is gone (the reader quit).
 pub fn emit(value: &Value) -> bool {
+    // (A `Value` always serializes: its keys are strings and a `Vec` takes every byte.)
+    let Ok(mut line) = serde_json::to_vec(value) else { return true };
+    line.push(b'\n');
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{value}").and_then(|()| out.flush()).is_ok()
+    out.write_all(&line).and_then(|()| out.flush()).is_ok()
 }
 
 fn who(chat: &Chat) -> Value {

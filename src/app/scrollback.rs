@@ -37,8 +37,12 @@ pub fn scroll_by(model: &mut Model, rows: i32, effects: &mut Vec<Effect>) {
     prefetch(model, effects);
 }
 
-/// `scroll` limited to how far back the window reaches.
+/// `scroll` limited to how far back the window reaches. The newest rows (0) need no counting:
+/// sending, which comes back there, costs no wrapping of the entries.
 fn clamp_scroll(model: &Model, scroll: usize) -> usize {
+    if scroll == 0 {
+        return 0;
+    }
     let height = height(model);
     let reach = ui::history::rows_up_to(model, scroll.saturating_add(height));
     scroll.min(reach.saturating_sub(height))

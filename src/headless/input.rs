@@ -161,9 +161,11 @@ impl ThreadStdin {
         let reader = move || {
             use std::io::Read;
             let mut stdin = std::io::stdin().lock();
+            // One buffer for every read; what each read brought is handed over in a copy its
+            // size (a line, usually), not in a fresh 64 KiB.
+            let mut buffer = vec![0; STDIN_CHUNK_BYTES];
             loop {
-                let mut chunk = vec![0; STDIN_CHUNK_BYTES];
-                let read = match stdin.read(&mut chunk) {
+                let read = match stdin.read(&mut buffer) {
                     Ok(0) => return, // the end: the channel closes
                     Ok(read) => read,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -172,8 +174,7 @@ impl ThreadStdin {
                         return;
                     }
                 };
-                chunk.truncate(read);
-                if tx.blocking_send(Ok(chunk)).is_err() {
+                if tx.blocking_send(Ok(buffer[..read].to_vec())).is_err() {
                     return; // nobody reads any more
                 }
             }
