@@ -195,14 +195,14 @@ fn search_json(log: &Path, term: &str) -> Value {
 /// Stdin, read from the start: lines read while keys were being agreed wait here, in order,
 /// for the chat.
 pub struct Typed {
-    lines: Lines<input::ThreadStdin>,
+    lines: Lines<Box<dyn tokio::io::AsyncBufRead + Unpin + Send>>,
     kept: VecDeque<Input>,
 }
 
 impl Typed {
     /// Reads stdin from now on (needs a tokio runtime).
     pub fn from_stdin() -> Self {
-        Self { lines: Lines::new(input::ThreadStdin::spawn()), kept: VecDeque::new() }
+        Self { lines: Lines::new(input::stdin()), kept: VecDeque::new() }
     }
 
     /// The next input: a kept one first. Cancel-safe (for `select!`).

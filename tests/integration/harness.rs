@@ -101,9 +101,15 @@ impl Proc {
     }
 
     /// As `spawn`, with standard error going to `stderr`.
-    pub fn spawn_with_stderr(mut command: Command, stderr: Stdio) -> Self {
+    pub fn spawn_with_stderr(command: Command, stderr: Stdio) -> Self {
+        Self::spawn_with(command, Stdio::piped(), stderr)
+    }
+
+    /// As `spawn`, reading `stdin` (not a pipe of ours: `say` is then of no use) and with
+    /// standard error going to `stderr`.
+    pub fn spawn_with(mut command: Command, stdin: Stdio, stderr: Stdio) -> Self {
         let mut child = command
-            .stdin(Stdio::piped())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()

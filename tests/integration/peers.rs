@@ -1,7 +1,10 @@
 //! Peers over real UDP on loopback: through the rendezvous server, direct, the demo, and a
 //! barrage of hostile datagrams.
 
+use std::fs::File;
+use std::io::Write;
 use std::net::UdpSocket;
+use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -90,6 +93,46 @@ fn direct_peers_chat_without_a_server() {
     let file = format!("peer-{pb}.jsonl").replace(':', "%3A");
     let log = log_records(da.path(), &file);
     assert!(log.iter().any(|r| r["text"] == "bye now" && r["state"] == "sent"), "{log:?}");
+}
+
+/// Stdin as scripts give it (a pipe: read on the runtime's poller, non-blocking meanwhile) and
+/// as a file gives it (read by a thread): each is read to its end and what it held is sent;
+/// and a pipe that others share (here: the test keeps its read end, as a shell would) is given
+/// back blocking, as it was.
+#[test]
+fn headless_reads_a_pipe_or_a_file_to_the_end_and_gives_a_shared_pipe_back_as_it_was() {
+    use rustix::fs::{OFlags, fcntl_getfl};
+    let key = keygen();
+    let dir = TempDir::new("stdin-kinds");
+    let file = dir.path().join("input.txt");
+    std::fs::write(&file, "from a file\n").unwrap();
+    let (pipe, mut writer) = std::io::pipe().unwrap();
+    let shared = pipe.try_clone().unwrap();
+    writer.write_all(b"from a pipe\n").unwrap();
+    let inputs =
+        [("from a file", Stdio::from(File::open(&file).unwrap())), ("from a pipe", pipe.into())];
+    for (n, (text, stdin)) in inputs.into_iter().enumerate() {
+        let (pa, pb) = (free_port(), free_port());
+        let (da, db) = (dir.path().join(format!("a{n}")), dir.path().join(format!("b{n}")));
+        let mut b = direct_peer("ben", pb, pa, &key, &db);
+        let mut a = bin();
+        a.args(["chat", "--headless", "--name", "ann", "--bind", &pa.to_string()])
+            .args(["--peer", &pb.to_string()])
+            .arg("--data-dir")
+            .arg(&da)
+            .env("P2PCHAT_KEY", &key);
+        let mut a = Proc::spawn_with(a, stdin, Stdio::inherit());
+        if text == "from a pipe" {
+            a.expect_event(CONNECT, "ready");
+            let flags = fcntl_getfl(&shared).unwrap();
+            assert!(flags.contains(OFlags::NONBLOCK), "the pipe is read on the poller");
+            drop(std::mem::replace(&mut writer, std::io::pipe().unwrap().1));
+        }
+        b.expect(CONNECT, text, message_from("ann", text));
+        assert_eq!(a.wait(CONNECT), Some(0), "the end of input ends it once sent");
+    }
+    let flags = fcntl_getfl(&shared).unwrap();
+    assert!(!flags.contains(OFlags::NONBLOCK), "the shared pipe is blocking again: {flags:?}");
 }
 
 #[test]
