@@ -87,6 +87,10 @@ struct Member {
     nat: Option<String>,
     relay: Option<SocketAddr>,
     expires: Instant,
+    /// The expiry its entries (in `Server::expiries` and the limits) are filed under: its
+    /// expiry when it was last filed, at most `expires`. A refresh moves only `expires`;
+    /// the entries are filed again when they come due (`Server::expire`).
+    filed: Instant,
     /// TURN credentials handed to it, reused until half their life has passed.
     turn: Option<TurnOffer>,
 }
@@ -214,8 +218,8 @@ impl Addresses {
 pub struct Server {
     addresses: Addresses,
     rooms: HashMap<String, Vec<Member>>,
-    /// (expiry, room, name) of every registration, soonest first: expiring costs what
-    /// expires, not a sweep of every room.
+    /// (expiry, room, name) of every registration as filed (see `Member::filed`), soonest
+    /// first: expiring costs what comes due, not a sweep of every room.
     expiries: BTreeSet<(Instant, String, String)>,
     /// What members left for each other, by room.
     mail: HashMap<String, Vec<Post>>,
@@ -446,11 +450,40 @@ impl Server {
         self.expiries.first().map(|(at, _, _)| *at)
     }
 
+    /// Forgets the registrations that expired by `now`; one refreshed since it was filed is
+    /// filed again under its expiry instead.
     fn expire(&mut self, now: Instant) {
         while self.expiries.first().is_some_and(|(at, _, _)| *at <= now) {
             let Some(entry) = self.expiries.pop_first() else { break };
-            self.forget(&entry);
+            match self.refreshed(&entry) {
+                Some(expires) if expires > now => self.refile(entry, expires),
+                _ => self.forget(&entry),
+            }
         }
+    }
+
+    /// The expiry of the member `entry` names when a refresh moved it past the entry's.
+    fn refreshed(&self, entry: &Entry) -> Option<Instant> {
+        let (filed, room, name) = entry;
+        let member = self.rooms.get(room)?.iter().find(|m| &m.name == name)?;
+        (member.expires > *filed).then_some(member.expires)
+    }
+
+    /// Files `entry` (already taken out of `expiries`) again under `expires`, in the expiries
+    /// and in its source's holdings, moving its strings.
+    fn refile(&mut self, entry: Entry, expires: Instant) {
+        let Some(member) =
+            self.rooms.get_mut(&entry.1).and_then(|ms| ms.iter_mut().find(|m| m.name == entry.2))
+        else {
+            return;
+        };
+        member.filed = expires;
+        let (pool, source) = (pool_of(&entry.1), source_of(member.public));
+        self.limits.release(pool, source, &entry);
+        let (_, room, name) = entry;
+        let entry = (expires, room, name);
+        self.limits.hold(pool, source, entry.clone());
+        self.expiries.insert(entry);
     }
 
     /// Removes the member `entry` names (already taken out of `expiries`), its posts, and its
@@ -621,7 +654,18 @@ impl Server {
             return Err(format!("room is full ({MAX_ROOM_MEMBERS} members)").into());
         }
         if known_at.map(source_of) != Some(source) {
-            match self.limits.room_for(pool, source) {
+            // The victim is the soonest to expire: one refreshed since it was filed is filed
+            // again and the next asked for (at most the holder's entries, each once).
+            let mut room_for = self.limits.room_for(pool, source);
+            while let Ok(Some(victim)) = &room_for
+                && let Some(expires) = self.refreshed(victim)
+            {
+                let victim = victim.clone();
+                self.expiries.remove(&victim);
+                self.refile(victim, expires);
+                room_for = self.limits.room_for(pool, source);
+            }
+            match room_for {
                 Ok(None) => {}
                 Ok(Some(victim)) => {
                     self.expiries.remove(&victim);
@@ -645,10 +689,26 @@ impl Server {
             self.limits.admitted();
         }
         let expires = now + ttl;
-        let existing = self.rooms.get(room).and_then(|ms| ms.iter().position(|m| m.name == name));
+        let nat = nat.map(|n| n.chars().take(MAX_NAME_CHARS).collect::<String>());
         self.registered_total += 1;
+        // A refresh from where it was: only its expiry moves; its entries stay filed under the
+        // earlier one until that comes (`expire` files them again then), so the registrations
+        // online peers repeat cost no ordered-set work and no copies.
+        if known_at == Some(from)
+            && let Some(member) =
+                self.rooms.get_mut(room).and_then(|ms| ms.iter_mut().find(|m| m.name == name))
+            && expires >= member.filed
+        {
+            member.expires = expires;
+            let changed = member.private != private || member.nat != nat || member.relay != relay;
+            if changed {
+                (member.private, member.nat, member.relay) = (private, nat, relay);
+            }
+            return Ok(changed);
+        }
+        let existing = self.rooms.get(room).and_then(|ms| ms.iter().position(|m| m.name == name));
         if let Some(old) = existing.and_then(|i| self.rooms.get(room)?.get(i)) {
-            let entry = (old.expires, room.to_owned(), name.clone());
+            let entry = (old.filed, room.to_owned(), name.clone());
             self.limits.release(pool, source_of(old.public), &entry);
             self.expiries.remove(&entry);
         }
@@ -656,8 +716,8 @@ impl Server {
         self.limits.hold(pool, source, entry.clone());
         self.expiries.insert(entry);
         let members = self.rooms.entry(room.to_owned()).or_default();
-        let nat = nat.map(|n| n.chars().take(MAX_NAME_CHARS).collect());
-        let mut me = Member { name, public: from, private, nat, relay, expires, turn: None };
+        let mut me =
+            Member { name, public: from, private, nat, relay, expires, filed: expires, turn: None };
         let (changed, moved) = match existing {
             Some(i) => {
                 let old = &members[i];

@@ -92,7 +92,9 @@ impl Pool {
     }
 }
 
-/// An entry as the server's expiry queue names it: (expiry, room, name).
+/// An entry as the server's expiry queue names it: (expiry, room, name). The expiry is the one
+/// it was filed under; a refresh since may have moved the registration's own later (the
+/// server files it again when this one comes due).
 pub type Entry = (Instant, String, String);
 
 /// Why a new entry cannot be had.
@@ -287,7 +289,7 @@ impl Limits {
     }
 
     /// Whether `source` may have one more entry in `pool`: `Ok(None)` when there is room,
-    /// `Ok(Some(entry))` when the pool is full and `entry` (the soonest to expire of the
+    /// `Ok(Some(entry))` when the pool is full and `entry` (the first filed to expire of the
     /// biggest holder, who holds at least two more than `source`) must go first.
     pub fn room_for(&self, pool: Pool, source: IpAddr) -> Result<Option<Entry>, NoRoom> {
         let held = self.held(pool, source);

@@ -653,6 +653,46 @@ fn spoofed_sources_get_cookies_not_state_and_a_full_pool_evicts_the_biggest_hold
     assert!(s.holders() <= MAX_REGISTRATIONS + MAX_NAMEPLATES);
 }
 
+/// A refresh leaves a registration filed under its old expiry (see `Member::filed`); a full
+/// pool still evicts the biggest holder's registration that truly expires first, not one it
+/// refreshed since.
+#[test]
+fn a_full_pool_evicts_the_entry_that_expires_first_even_one_filed_before_a_refresh() {
+    let mut s = server();
+    let mut t = Instant::now();
+    let step = Duration::from_millis(2);
+    // The biggest holder (ties go to the highest address): its quota, oldest first.
+    let big = addr("203.0.113.250:6000");
+    for n in 0..SOURCE_MAX_REGISTRATIONS {
+        t += step;
+        join(&mut s, t, big, &format!("big-{n}"), "x");
+    }
+    let mut source = 0u8;
+    while s.limits.live(Pool::Rooms) < MAX_REGISTRATIONS {
+        let from = SocketAddr::from(([203, 0, 113, source], 6000));
+        for n in 0..SOURCE_MAX_REGISTRATIONS.min(MAX_REGISTRATIONS - s.limits.live(Pool::Rooms)) {
+            t += step;
+            join(&mut s, t, from, &format!("fill-{source}-{n}"), "x");
+        }
+        source += 1;
+    }
+    // Its oldest registration is refreshed: filed first still, but it now expires last.
+    t += step;
+    join(&mut s, t, big, "big-0", "x");
+    let newcomer = addr("198.51.100.12:2000");
+    assert!(registered(&join(&mut s, t, newcomer, "friends", "bob"), newcomer));
+    assert_eq!(s.drops().evicted, 1);
+    assert!(s.rooms.contains_key("big-0"), "the refreshed registration stays");
+    assert!(!s.rooms.contains_key("big-1"), "the one that expired first went");
+    // And it lives on past the expiry it was filed under, while the others end on time.
+    let first_expiry = t - step * 2 + REGISTRATION_TTL;
+    s.handle_timeout(first_expiry);
+    assert!(s.rooms.contains_key("big-0"));
+    assert!(!s.rooms.contains_key("big-2"));
+    s.handle_timeout(t + REGISTRATION_TTL);
+    assert!(!s.rooms.contains_key("big-0"));
+}
+
 #[test]
 fn one_registration_joins_several_rooms_and_every_answer_names_its_room() {
     let mut s = server();
