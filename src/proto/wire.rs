@@ -58,9 +58,10 @@ pub fn classify(bytes: &[u8]) -> Class<'_> {
     }
 }
 
-/// A peer's request to the rendezvous server.
+/// A peer's request to the rendezvous server. Read through `RequestFields` (one flat pass over
+/// the object, as `Envelope` is read through `Fields`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(tag = "op", rename_all = "snake_case", try_from = "RequestFields")]
 pub enum ToServer {
     /// Join (or refresh membership of) a room.
     Register {
@@ -132,6 +133,71 @@ pub enum ToServer {
         /// The member's name.
         to: String,
     },
+}
+
+/// The `op` of a request to the server.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Op {
+    Register,
+    Allocate,
+    Claim,
+    Post,
+    Fetch,
+    Opened,
+}
+
+/// Every field any request has, each optional: what a request's JSON is read into before it
+/// becomes a `ToServer`. The derived reader for the tagged enum buffers the whole object
+/// first; the server reads a request for every refresh of every online peer.
+#[derive(Deserialize)]
+struct RequestFields {
+    op: Op,
+    room: Option<String>,
+    name: Option<String>,
+    private: Option<Vec<SocketAddr>>,
+    nat: Option<String>,
+    relay: Option<SocketAddr>,
+    cookie: Option<String>,
+    also: Option<Vec<Membership>>,
+    nameplate: Option<String>,
+    phase: Option<String>,
+    body: Option<String>,
+    to: Option<String>,
+}
+
+impl TryFrom<RequestFields> for ToServer {
+    type Error = MissingField;
+
+    fn try_from(f: RequestFields) -> Result<Self, MissingField> {
+        let need = |field: Option<String>, name| field.ok_or(MissingField(name));
+        Ok(match f.op {
+            Op::Register => Self::Register {
+                room: need(f.room, "room")?,
+                name: need(f.name, "name")?,
+                private: f.private.unwrap_or_default(),
+                nat: f.nat,
+                relay: f.relay,
+                cookie: f.cookie,
+                also: f.also.unwrap_or_default(),
+            },
+            Op::Allocate => Self::Allocate { name: need(f.name, "name")?, cookie: f.cookie },
+            Op::Claim => Self::Claim {
+                nameplate: need(f.nameplate, "nameplate")?,
+                name: need(f.name, "name")?,
+                cookie: f.cookie,
+            },
+            Op::Post => Self::Post {
+                room: need(f.room, "room")?,
+                phase: need(f.phase, "phase")?,
+                body: need(f.body, "body")?,
+            },
+            Op::Fetch => {
+                Self::Fetch { room: need(f.room, "room")?, phase: need(f.phase, "phase")? }
+            }
+            Op::Opened => Self::Opened { room: need(f.room, "room")?, to: need(f.to, "to")? },
+        })
+    }
 }
 
 /// A room and our name in it.
@@ -405,9 +471,9 @@ struct Fields {
     nat: Option<String>,
 }
 
-/// An envelope without a field its type requires.
+/// An envelope or request without a field its type requires.
 #[derive(Debug, thiserror::Error)]
-#[error("envelope without its `{0}` field")]
+#[error("without its `{0}` field")]
 pub struct MissingField(&'static str);
 
 impl TryFrom<Fields> for Envelope {
@@ -579,6 +645,56 @@ mod tests {
         for envelope in envelopes {
             let json = serde_json::to_vec(&envelope).unwrap();
             assert_eq!(serde_json::from_slice::<Envelope>(&json).unwrap(), envelope);
+        }
+    }
+
+    #[test]
+    fn every_request_reads_back_as_written_and_one_missing_a_field_is_refused() {
+        let requests = [
+            ToServer::Register {
+                room: "r".into(),
+                name: "ann".into(),
+                private: vec!["192.0.2.1:4000".parse().unwrap()],
+                nat: Some("Full Cone".into()),
+                relay: Some("203.0.113.9:49152".parse().unwrap()),
+                cookie: Some("c00k1e".into()),
+                also: vec![Membership { room: "s".into(), name: "annie".into() }],
+            },
+            ToServer::Register {
+                room: "r".into(),
+                name: "ann".into(),
+                private: Vec::new(),
+                nat: None,
+                relay: None,
+                cookie: None,
+                also: Vec::new(),
+            },
+            ToServer::Allocate { name: "ann".into(), cookie: None },
+            ToServer::Claim { nameplate: "7".into(), name: "bob".into(), cookie: Some("c".into()) },
+            ToServer::Post { room: "np-7".into(), phase: "pake".into(), body: "b0dy".into() },
+            ToServer::Fetch { room: "np-7".into(), phase: "pake".into() },
+            ToServer::Opened { room: "r".into(), to: "bob".into() },
+        ];
+        for request in requests {
+            let json = serde_json::to_vec(&request).unwrap();
+            assert_eq!(serde_json::from_slice::<ToServer>(&json).unwrap(), request);
+        }
+        // The op anywhere in the object; what another op carries is ignored.
+        let late = r#"{"name":"ann","nameplate":"ignored","room":"r","op":"register"}"#;
+        assert!(matches!(serde_json::from_str(late), Ok(ToServer::Register { .. })));
+        for json in [
+            r#"{"op":"register","room":"r"}"#,
+            r#"{"op":"claim","name":"bob"}"#,
+            r#"{"op":"post","room":"r","phase":"p"}"#,
+            r#"{"op":"fetch","phase":"p"}"#,
+            r#"{"op":"opened","room":"r"}"#,
+            r#"{"op":"wave","name":"b"}"#,
+            r#"{"room":"r","name":"no op"}"#,
+            r#"{"op":"allocate","name":"b","name":"twice"}"#,
+            r#"{"op":"register","room":"r","name":"n","private":["not an address"]}"#,
+            r#"["op","allocate"]"#,
+        ] {
+            assert!(serde_json::from_str::<ToServer>(json).is_err(), "{json}");
         }
     }
 
