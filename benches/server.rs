@@ -107,8 +107,8 @@ const SERVER_THREAD: &str = "bench-server";
 const ECHO_THREAD: &str = "bench-echo";
 
 /// Requests each side serves in one capacity round, and the rounds (the two take turns).
-const CAPACITY_REQUESTS: u64 = 100_000;
-const CAPACITY_ROUNDS: u32 = 3;
+const CAPACITY_REQUESTS: u64 = 30_000;
+const CAPACITY_ROUNDS: u32 = 10;
 
 /// A runtime with one worker, its threads named `name`.
 fn one_worker(name: &str) -> Runtime {
