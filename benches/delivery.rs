@@ -23,7 +23,10 @@ use std::time::Instant;
 
 use chrono::Utc;
 use criterion::{Criterion, Throughput};
-use delivery::{TEXT, alternating, chat, config, on_worker, print_one_way, raw, runtime};
+use delivery::{
+    TEXT, acked_of_raw_and_chat, alternating, chat, config, on_worker, one_way_of_raw_and_chat,
+    print_one_way, raw, runtime,
+};
 use p2pchat::proto::crypto::{Cipher, generate_key};
 use p2pchat::proto::{NetCommand, NetEvent, Session};
 
@@ -113,26 +116,12 @@ fn main() {
     c.bench_function("message_and_ack_sans_io", |b| b.iter(|| sans_io.message()));
 
     let mut group = c.benchmark_group("one_way_latency");
-    group.bench_function("raw_udp", |b| {
-        b.iter_custom(|iters| {
-            on_worker(&left, &mut udp, move |u| u.one_way(iters as usize)).iter().sum()
-        })
-    });
-    group.bench_function("p2pchat", |b| {
-        b.iter_custom(|iters| {
-            on_worker(&left, &mut chat, move |c| c.one_way(iters as usize)).iter().sum()
-        })
-    });
+    one_way_of_raw_and_chat(&mut group, &left, &mut udp, &mut chat);
     group.finish();
 
     let mut group = c.benchmark_group("acked_messages");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("raw_udp", |b| {
-        b.iter_custom(|iters| on_worker(&left, &mut udp, move |u| u.acked_batch(iters)))
-    });
-    group.bench_function("p2pchat", |b| {
-        b.iter_custom(|iters| on_worker(&left, &mut chat, move |c| c.acked_batch(iters)))
-    });
+    acked_of_raw_and_chat(&mut group, &left, &mut udp, &mut chat);
     group.finish();
     c.final_summary();
 

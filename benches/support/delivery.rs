@@ -257,3 +257,40 @@ pub fn print_one_way<const N: usize>(
         Percentiles { p50_us, p99_us }
     })
 }
+
+/// The criterion group the delivery benchmarks fill.
+pub type Group<'a> = criterion::BenchmarkGroup<'a, criterion::measurement::WallTime>;
+
+/// Raw UDP's and p2pchat's one-way latency as functions of `group`: each iteration one
+/// message, sequential, from its send until the receiving side held it.
+pub fn one_way_of_raw_and_chat(
+    group: &mut Group<'_>,
+    left: &Runtime,
+    udp: &mut Option<Raw>,
+    chat: &mut Option<Chat>,
+) {
+    group.bench_function("raw_udp", |b| {
+        b.iter_custom(|iters| on_worker(left, udp, move |u| u.one_way(iters as usize)).iter().sum())
+    });
+    group.bench_function("p2pchat", |b| {
+        b.iter_custom(|iters| {
+            on_worker(left, chat, move |c| c.one_way(iters as usize)).iter().sum()
+        })
+    });
+}
+
+/// Raw UDP's and p2pchat's acknowledged messages as functions of `group`: each iteration one
+/// message, as many in flight as each one's window takes.
+pub fn acked_of_raw_and_chat(
+    group: &mut Group<'_>,
+    left: &Runtime,
+    udp: &mut Option<Raw>,
+    chat: &mut Option<Chat>,
+) {
+    group.bench_function("raw_udp", |b| {
+        b.iter_custom(|iters| on_worker(left, udp, move |u| u.acked_batch(iters)))
+    });
+    group.bench_function("p2pchat", |b| {
+        b.iter_custom(|iters| on_worker(left, chat, move |c| c.acked_batch(iters)))
+    });
+}

@@ -33,7 +33,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput};
-use delivery::{RAW_WINDOW, TEXT, alternating, chat, on_worker, print_one_way, raw, runtime};
+use delivery::{
+    RAW_WINDOW, TEXT, acked_of_raw_and_chat, alternating, chat, on_worker, one_way_of_raw_and_chat,
+    print_one_way, raw, runtime,
+};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use quinn::{ClientConfig, Connection, Endpoint, ServerConfig, TransportConfig};
@@ -256,16 +259,7 @@ fn main() {
     let mut c = Criterion::default().configure_from_args();
 
     let mut group = c.benchmark_group("one_way_latency");
-    group.bench_function("raw_udp", |b| {
-        b.iter_custom(|iters| {
-            on_worker(&left, &mut udp, move |u| u.one_way(iters as usize)).iter().sum()
-        })
-    });
-    group.bench_function("p2pchat", |b| {
-        b.iter_custom(|iters| {
-            on_worker(&left, &mut chat, move |c| c.one_way(iters as usize)).iter().sum()
-        })
-    });
+    one_way_of_raw_and_chat(&mut group, &left, &mut udp, &mut chat);
     group.bench_function("quinn_stream", |b| {
         b.iter_custom(|iters| {
             on_worker(&left, &mut quic_stream, move |q| q.stream_one_way(iters as usize))
@@ -284,12 +278,7 @@ fn main() {
 
     let mut group = c.benchmark_group("acked_messages");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("raw_udp", |b| {
-        b.iter_custom(|iters| on_worker(&left, &mut udp, move |u| u.acked_batch(iters)))
-    });
-    group.bench_function("p2pchat", |b| {
-        b.iter_custom(|iters| on_worker(&left, &mut chat, move |c| c.acked_batch(iters)))
-    });
+    acked_of_raw_and_chat(&mut group, &left, &mut udp, &mut chat);
     group.bench_function("quinn_stream", |b| {
         b.iter_custom(|iters| {
             on_worker(&left, &mut quic_stream, move |q| q.stream_acked_batch(iters))
