@@ -4,15 +4,14 @@
 
 use p2pchat::history;
 
-#[path = "scratch.rs"]
-mod scratch;
+use super::scratch::Scratch;
 
 /// One input: the first byte picks the search term's length, the rest is the file.
 pub fn run(data: &[u8]) {
     let Some((&n, rest)) = data.split_first() else { return };
     let cut = usize::from(n % 8).min(rest.len());
     let (needle, file) = rest.split_at(cut);
-    let scratch = scratch::Scratch::new("room-fuzz.jsonl");
+    let scratch = Scratch::new("room-fuzz.jsonl");
     let path = &scratch.file;
     std::fs::write(path, file).expect("the scratch file is written");
     let _ = history::tail(path, 50);

@@ -1,6 +1,7 @@
 //! A scratch file for one fuzz input, in a directory of this process's own (libFuzzer runs
 //! inputs one at a time), removed again when the input is done, so neither the fuzzer nor the
-//! replay test leaves directories behind.
+//! replay test leaves directories behind. Declared beside the bodies that use it (they name it
+//! `super::scratch`).
 
 use std::path::PathBuf;
 

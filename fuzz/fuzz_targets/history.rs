@@ -3,5 +3,7 @@
 
 #[path = "../bodies/history.rs"]
 mod body;
+#[path = "../bodies/scratch.rs"]
+mod scratch;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| body::run(data));

@@ -13,6 +13,8 @@ mod history;
 mod keying;
 #[path = "../../fuzz/bodies/reliable.rs"]
 mod reliable;
+#[path = "../../fuzz/bodies/scratch.rs"]
+mod scratch;
 #[path = "../../fuzz/bodies/server_requests.rs"]
 mod server_requests;
 #[path = "../../fuzz/bodies/session_datagrams.rs"]
