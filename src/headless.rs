@@ -131,12 +131,12 @@ pub fn emit(value: &Value) -> bool {
 }
 
 fn who(chat: &Chat) -> Value {
-    json!({"event": "who", "peers": peers_json(&chat.model)})
+    json!({"event": "who", "peers": peers_json(&chat.model, Local::now())})
 }
 
-/// The peers of a conversation, as `/who` lists them.
-fn peers_json(model: &crate::app::Model) -> Vec<Value> {
-    let now = model.now;
+/// The peers of a conversation, as `/who` lists them at `now` (the wall clock when it is
+/// asked: headless mode has no ticking clock in its model, whose `now` only a screen moves).
+fn peers_json(model: &crate::app::Model, now: chrono::DateTime<Local>) -> Vec<Value> {
     model
         .peers
         .iter()
@@ -458,6 +458,31 @@ pub async fn run(
 mod tests {
     use super::*;
     use crate::proto::PeerId;
+
+    #[test]
+    fn who_counts_the_seconds_since_a_peer_was_seen_up_to_when_it_is_asked() {
+        use crate::app::model::{Me, Public};
+        let seen = Local::now();
+        let me = Me {
+            name: "ann".into(),
+            local: "127.0.0.1:8".parse().unwrap(),
+            public: Public::NotAsked,
+            nat: None,
+            server: None,
+        };
+        let page = crate::history::Page::default();
+        let mut model = crate::app::Model::new(me, "peer bob".into(), page, seen);
+        let event = NetEvent::PeerOnline {
+            peer: PeerId(1),
+            name: "bob".into(),
+            addr: "127.0.0.1:9".parse().unwrap(),
+            kind: crate::proto::PathKind::Public,
+        };
+        crate::app::update(&mut model, crate::app::Message::Net(event, seen));
+        let peers = peers_json(&model, seen + chrono::Duration::seconds(7));
+        assert_eq!(peers[0]["last_seen_secs"], 7, "{peers:?}");
+        assert_eq!(peers[0]["online"], true);
+    }
 
     #[test]
     fn a_peers_nat_type_says_whose_it_is() {

@@ -37,7 +37,8 @@ fn who(messenger: &Messenger) -> Value {
             let (online, known) = conversation.presence();
             json!({
                 "conversation": conversation.with.label(), "online": online, "known": known,
-                "unread": conversation.unread, "peers": peers_json(&conversation.model),
+                "unread": conversation.unread,
+                "peers": peers_json(&conversation.model, chrono::Local::now()),
             })
         })
         .collect();
