@@ -112,7 +112,7 @@ pub enum Command {
     },
     /// Try it now: a local server, a bot peer and the chat, in one process
     Demo {
-        /// Your display name [default: from config, else $USER]
+        /// Your display name [default: from config, else $USER, else "you"]
         #[arg(long, env = "P2PCHAT_NAME")]
         name: Option<String>,
         /// JSON lines on stdin/stdout instead of the full-screen interface
