@@ -272,8 +272,19 @@ pub const MAX_STREAM_SEQ: u64 = 1 << 53;
 pub const MAX_MESSAGE_PARTS: u32 = MAX_MESSAGE_BYTES as u32;
 
 /// Segments sent to a peer and not yet acknowledged, at most: a window, so a burst or a long
-/// paste does not flood a slow or lossy path.
+/// paste does not flood a slow or lossy path. The congestion window moves below it.
 pub const SEND_WINDOW_SEGMENTS: usize = 256;
+
+/// The congestion window a peer starts with (RFC 9002 §7.2 starts with 10 packets; a chat's
+/// segments are small, and a pasted page of lines leaves at once).
+pub const INITIAL_WINDOW_SEGMENTS: usize = 32;
+
+/// The smallest congestion window (RFC 9002 §7.2's minimum, two packets).
+pub const MIN_WINDOW_SEGMENTS: usize = 2;
+
+/// A segment not acknowledged though this many sent after it were is lost (RFC 9002
+/// §6.1.1's packet threshold: reordering up to this is tolerated).
+pub const LOSS_REORDER_SEGMENTS: u64 = 3;
 
 /// Segments kept for peers that have not acknowledged them (the in-memory offline queue; the
 /// log keeps them across restarts). Past this, new messages are refused with a notice.

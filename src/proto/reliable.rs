@@ -13,7 +13,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use crate::consts::{
-    INITIAL_RTO, MAX_MESSAGE_BYTES, MAX_MESSAGE_PARTS, MAX_RTO, MAX_SACKS, MAX_STREAM_SEQ, MIN_RTO,
+    INITIAL_RTO, INITIAL_WINDOW_SEGMENTS, LOSS_REORDER_SEGMENTS, MAX_MESSAGE_BYTES,
+    MAX_MESSAGE_PARTS, MAX_RTO, MAX_SACKS, MAX_STREAM_SEQ, MIN_RTO, MIN_WINDOW_SEGMENTS,
     RECV_WINDOW_SEGMENTS, SEND_WINDOW_SEGMENTS,
 };
 
@@ -60,6 +61,11 @@ pub struct Segment {
     pub timestamp: String,
 }
 
+/// `newest` (highest segment, latest sending) with segment `seq`, sent as `order`, taken in.
+fn latest(newest: Option<(u64, u64)>, seq: u64, order: u64) -> (u64, u64) {
+    newest.map_or((seq, order), |(s, o)| (s.max(seq), o.max(order)))
+}
+
 /// Round-trip estimator (RFC 6298).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Rtt {
@@ -91,13 +97,21 @@ impl Rtt {
 
 #[derive(Debug, Clone, Copy)]
 struct Flight {
+    /// When it was first sent (for RTT samples, Karn's rule).
     sent_at: Instant,
+    /// The order of its last sending among all of this peer's (new or again): for loss
+    /// detection, only what left before an acknowledged segment can be lost behind it.
+    order: u64,
     tries: u32,
     due: Instant,
+    /// The peer said it has it (`sack`), not yet that it is in its log.
+    sacked: bool,
+    /// Declared lost by later segments' acknowledgements: due at once, not a timeout.
+    lost: bool,
 }
 
 /// What the sender knows of one peer's copy of the stream.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PeerSend {
     cum: u64,
     /// The highest sequence number ever sent to this peer: nothing above can be acknowledged.
@@ -105,6 +119,39 @@ pub struct PeerSend {
     inflight: BTreeMap<u64, Flight>,
     /// Round-trip estimate for this peer.
     pub rtt: Rtt,
+    /// Congestion window (after RFC 9002 §7, NewReno): segments sent and not yet acknowledged
+    /// at all that may be on the path. Grows by one a segment acknowledged in slow start, by
+    /// one a window after; halves once a congestion event (a loss found by later segments'
+    /// acknowledgements or by the timer), never below `MIN_WINDOW_SEGMENTS`. A burst then
+    /// fills a path (or a receiver's socket buffer) no faster than it drains instead of
+    /// overrunning it and waiting out a timeout for what was dropped. (A lossy radio link's
+    /// random losses halve it too, as they do TCP's; a chat's messages rarely fill it.)
+    cwnd: usize,
+    /// Slow-start threshold.
+    ssthresh: usize,
+    /// Segments acknowledged toward the next step of the window in congestion avoidance.
+    acked_toward_step: usize,
+    /// Losses of segments sent before this order belong to the congestion event that began
+    /// then: the window is cut once for them (RFC 9002 §7.3.2).
+    recovery_since: Option<u64>,
+    /// The order the next sending gets.
+    next_order: u64,
+}
+
+impl Default for PeerSend {
+    fn default() -> Self {
+        Self {
+            cum: 0,
+            sent: 0,
+            inflight: BTreeMap::new(),
+            rtt: Rtt::default(),
+            cwnd: INITIAL_WINDOW_SEGMENTS,
+            ssthresh: SEND_WINDOW_SEGMENTS,
+            acked_toward_step: 0,
+            recovery_since: None,
+            next_order: 0,
+        }
+    }
 }
 
 impl PeerSend {
@@ -131,13 +178,21 @@ impl PeerSend {
             return Err(Refused::AckBeyondSent { cum, sent: self.sent });
         }
         let mut sample = None;
+        // The highest segment this ack covers, the latest sending it covers, and the sendings
+        // it covers for the first time.
+        let mut newest: Option<(u64, u64)> = None;
+        let mut newly = Vec::new();
         if cum > self.cum {
             self.cum = cum;
             let rest = self.inflight.split_off(&(cum + 1));
-            for (_, flight) in std::mem::replace(&mut self.inflight, rest) {
+            for (seq, flight) in std::mem::replace(&mut self.inflight, rest) {
                 if flight.tries == 1 {
                     sample = Some(now.saturating_duration_since(flight.sent_at));
                 }
+                if !flight.sacked {
+                    newly.push(flight.order);
+                }
+                newest = Some(latest(newest, seq, flight.order));
             }
         }
         let hold = self.rtt.rto() * 4;
@@ -146,14 +201,77 @@ impl PeerSend {
                 if flight.tries == 1 {
                     sample = Some(now.saturating_duration_since(flight.sent_at));
                 }
+                if !flight.sacked {
+                    flight.sacked = true;
+                    newly.push(flight.order);
+                }
                 flight.tries = flight.tries.max(2);
                 flight.due = flight.due.max(now + hold);
+                newest = Some(latest(newest, *seq, flight.order));
             }
         }
         if let Some(rtt) = sample {
             self.rtt.sample(rtt);
         }
+        for order in newly {
+            self.grow(order);
+        }
+        if let Some((largest, acked_order)) = newest {
+            self.detect_losses(now, largest, acked_order);
+        }
         Ok(sample)
+    }
+
+    /// Declares lost what the peer has not acknowledged though `LOSS_REORDER_SEGMENTS` or more
+    /// segments after it, sent after it, were (RFC 9002 §6.1.1's packet threshold): it goes
+    /// again at once instead of after a timeout, and the window is cut.
+    fn detect_losses(&mut self, now: Instant, largest: u64, acked_order: u64) {
+        let below = largest.saturating_sub(LOSS_REORDER_SEGMENTS);
+        let mut lost = None;
+        for flight in self.inflight.range_mut(..=below).map(|(_, f)| f) {
+            if !flight.sacked && !flight.lost && flight.order < acked_order {
+                flight.due = now;
+                flight.lost = true;
+                lost = lost.max(Some(flight.order));
+            }
+        }
+        if let Some(order) = lost {
+            self.on_congestion(order);
+        }
+    }
+
+    /// The sending `order` was lost: one cut of the window a congestion event.
+    fn on_congestion(&mut self, order: u64) {
+        if self.recovery_since.is_some_and(|since| order < since) {
+            return;
+        }
+        self.recovery_since = Some(self.next_order);
+        self.ssthresh = (self.cwnd / 2).max(MIN_WINDOW_SEGMENTS);
+        self.cwnd = self.ssthresh;
+        self.acked_toward_step = 0;
+    }
+
+    /// A sending (`order`) was acknowledged: the window grows, except for what was sent before
+    /// the current congestion event.
+    fn grow(&mut self, order: u64) {
+        if self.recovery_since.is_some_and(|since| order < since) {
+            return;
+        }
+        if self.cwnd < self.ssthresh {
+            self.cwnd += 1;
+        } else {
+            self.acked_toward_step += 1;
+            if self.acked_toward_step >= self.cwnd {
+                self.acked_toward_step = 0;
+                self.cwnd += 1;
+            }
+        }
+        self.cwnd = self.cwnd.min(SEND_WINDOW_SEGMENTS);
+    }
+
+    /// Segments sent and not acknowledged at all: what the window counts.
+    fn unacknowledged(&self) -> usize {
+        self.inflight.values().filter(|f| !f.sacked).count()
     }
 
     /// The peer restarted or went away: forget what it had, keep the RTT estimate.
@@ -182,18 +300,41 @@ impl PeerSend {
     pub fn due(&mut self, now: Instant, buffer: &SendBuffer) -> Vec<u64> {
         let mut out = Vec::new();
         let rto = self.rtt.rto();
+        let mut timed_out = None;
         for (&seq, flight) in self.inflight.iter_mut().filter(|(_, f)| f.due <= now) {
+            // One whose timer ran out without a word from the peer (not one declared lost by
+            // later acknowledgements, nor one the peer holds unlogged) is a timeout.
+            if !flight.sacked && !flight.lost {
+                timed_out = timed_out.max(Some(flight.order));
+            }
+            flight.lost = false;
             flight.tries += 1;
+            flight.order = self.next_order;
+            self.next_order += 1;
             flight.due = now + rto * 2u32.saturating_pow(flight.tries - 1).min(64);
             flight.due = flight.due.min(now + MAX_RTO);
             out.push(seq);
         }
+        if let Some(order) = timed_out {
+            self.on_congestion(order);
+        }
         let first_new = self.inflight.keys().next_back().map_or(self.cum + 1, |&s| s + 1);
-        for seq in buffer.seqs_from(first_new.max(self.cum + 1)) {
+        // New segments while the window has room (each one sent takes a place in it).
+        let room = self.cwnd.saturating_sub(self.unacknowledged());
+        for seq in buffer.seqs_from(first_new.max(self.cum + 1)).take(room) {
             if self.inflight.len() >= SEND_WINDOW_SEGMENTS {
                 break;
             }
-            self.inflight.insert(seq, Flight { sent_at: now, tries: 1, due: now + rto });
+            let flight = Flight {
+                sent_at: now,
+                order: self.next_order,
+                tries: 1,
+                due: now + rto,
+                sacked: false,
+                lost: false,
+            };
+            self.next_order += 1;
+            self.inflight.insert(seq, flight);
             self.sent = self.sent.max(seq);
             out.push(seq);
         }
@@ -209,6 +350,7 @@ impl PeerSend {
     pub fn has_unsent(&self, buffer: &SendBuffer) -> bool {
         let first_new = self.inflight.keys().next_back().map_or(self.cum + 1, |&s| s + 1);
         self.inflight.len() < SEND_WINDOW_SEGMENTS
+            && self.unacknowledged() < self.cwnd
             && buffer.seqs_from(first_new.max(self.cum + 1)).next().is_some()
     }
 }
@@ -495,11 +637,26 @@ impl RecvStream {
         self.persisted.min(held)
     }
 
-    /// The acknowledgement to send now: (cum, sack).
+    /// The acknowledgement to send now: (cum, sack). With more received above `cum` than one
+    /// ack names (`MAX_SACKS`; a long message's parts wait for its last before it is logged),
+    /// it names the oldest few, which the sender may still be sending again, and the newest,
+    /// which tell it what arrived since the last ack (its congestion window counts what it
+    /// has heard nothing of).
     pub fn ack(&self) -> (u64, Vec<u64>) {
         let cum = self.cum();
-        let received = (cum + 1..self.next).chain(self.buffer.keys().copied());
-        (cum, received.take(MAX_SACKS).collect())
+        let received = || (cum + 1..self.next).chain(self.buffer.keys().copied());
+        let count = usize::try_from(self.next.saturating_sub(cum + 1))
+            .unwrap_or(usize::MAX)
+            .saturating_add(self.buffer.len());
+        if count <= MAX_SACKS {
+            return (cum, received().collect());
+        }
+        let oldest = MAX_SACKS / 4;
+        let mut sack: Vec<u64> = received().take(oldest).collect();
+        let mut newest: Vec<u64> = received().rev().take(MAX_SACKS - oldest).collect();
+        newest.reverse();
+        sack.extend(newest);
+        (cum, sack)
     }
 }
 
@@ -643,19 +800,101 @@ mod tests {
         assert_eq!(rs.ack().0, 1, "below base counts as persisted");
     }
 
-    #[test]
-    fn window_limits_what_is_in_flight() {
-        let t0 = Instant::now();
+    /// A buffer of `n` one-segment messages, all in our log.
+    fn messages(n: usize) -> SendBuffer {
         let mut sb = SendBuffer::new();
-        for i in 0..(SEND_WINDOW_SEGMENTS + 10) {
+        for i in 0..n {
             message(&mut sb, &i.to_string(), &["x"]);
         }
+        sb
+    }
+
+    #[test]
+    fn the_window_starts_small_grows_with_acknowledgements_and_stops_at_its_cap() {
+        let t0 = Instant::now();
+        let sb = messages(SEND_WINDOW_SEGMENTS * 8);
         let mut ps = PeerSend::default();
-        assert_eq!(ps.due(t0, &sb).len(), SEND_WINDOW_SEGMENTS);
+        assert_eq!(ps.due(t0, &sb).len(), INITIAL_WINDOW_SEGMENTS);
         assert!(!ps.has_unsent(&sb), "window full");
+        // Slow start: each segment acknowledged lets two more go.
         ps.on_ack(t0, 5, &[]).unwrap();
         assert!(ps.has_unsent(&sb));
-        assert_eq!(ps.due(t0, &sb).len(), 5);
+        assert_eq!(ps.due(t0, &sb).len(), 10);
+        // Round after round acknowledged whole, the window doubles up to its cap and stays.
+        let mut sent = Vec::new();
+        for round in 1..=6 {
+            let now = t0 + Duration::from_millis(round);
+            ps.on_ack(now, ps.sent, &[]).unwrap();
+            sent.push(ps.due(now, &sb).len());
+        }
+        let cap = SEND_WINDOW_SEGMENTS;
+        assert_eq!(sent, [74, 148, cap, cap, cap, cap]);
+    }
+
+    #[test]
+    fn a_segment_acknowledged_past_by_three_goes_again_at_once_and_halves_the_window() {
+        let t0 = Instant::now();
+        let sb = messages(200);
+        let mut ps = PeerSend::default();
+        assert_eq!(ps.due(t0, &sb).len(), INITIAL_WINDOW_SEGMENTS);
+        // 4 was lost; 5..=32 arrived, and the peer logged 1..=3.
+        let later = t0 + Duration::from_micros(300);
+        let sack: Vec<u64> = (5..=32).collect();
+        ps.on_ack(later, 3, &sack).unwrap();
+        // It goes again now, long before its timeout; nothing else was lost.
+        assert_eq!(ps.next_due(), Some(later));
+        let again = ps.due(later, &sb);
+        assert_eq!(again.first(), Some(&4));
+        // The window grew by the 31 segments acknowledged, then was cut once, to half.
+        assert_eq!(ps.cwnd, (INITIAL_WINDOW_SEGMENTS + 31) / 2);
+        // Its retransmission is not declared lost again by the same acknowledgements.
+        ps.on_ack(later, 3, &sack).unwrap();
+        assert!(ps.next_due().is_some_and(|d| d > later));
+        // Reordering by fewer than three is not loss.
+        let mut ps = PeerSend::default();
+        ps.due(t0, &sb);
+        ps.on_ack(later, 0, &[2, 3]).unwrap();
+        assert!(ps.next_due().is_some_and(|d| d > later), "1 may still come");
+    }
+
+    #[test]
+    fn timeouts_halve_the_window_once_an_event_and_never_below_its_least() {
+        let t0 = Instant::now();
+        let sb = messages(100);
+        let mut ps = PeerSend::default();
+        ps.due(t0, &sb);
+        let rto = ps.rtt.rto();
+        let resent = ps.due(t0 + rto, &sb);
+        assert_eq!(resent.len(), INITIAL_WINDOW_SEGMENTS, "every one timed out, none new");
+        assert_eq!(ps.cwnd, INITIAL_WINDOW_SEGMENTS / 2, "one cut for all of them");
+        let mut at = t0 + rto;
+        for _ in 0..10 {
+            at += MAX_RTO;
+            ps.due(at, &sb);
+        }
+        assert_eq!(ps.cwnd, MIN_WINDOW_SEGMENTS);
+        // Acknowledged, the window grows again from there.
+        ps.on_ack(t0 + rto * 2, INITIAL_WINDOW_SEGMENTS as u64, &[]).unwrap();
+        assert!(ps.due(t0 + rto * 2, &sb).len() >= MIN_WINDOW_SEGMENTS);
+    }
+
+    #[test]
+    fn an_ack_names_the_oldest_and_the_newest_of_more_than_it_can_hold() {
+        // One long message of 200 parts: none is logged before the last arrives.
+        let mut sb = SendBuffer::new();
+        let parts: Vec<String> = (0..200).map(|i| format!("p{i}")).collect();
+        sb.push("long", parts, "t", false, true);
+        let mut rs = RecvStream::default();
+        for seq in (1..=150).chain(160..=170) {
+            rs.on_segment(sb.get(seq).cloned().unwrap(), sb.base()).unwrap();
+        }
+        let (cum, sack) = rs.ack();
+        assert_eq!(cum, 0);
+        assert_eq!(sack.len(), MAX_SACKS);
+        let oldest = MAX_SACKS / 4;
+        assert_eq!(sack[..oldest], (1..=oldest as u64).collect::<Vec<_>>()[..]);
+        assert_eq!(sack.last(), Some(&170), "the newest arrival is named");
+        assert!(sack.windows(2).all(|w| w[0] < w[1]), "in order, no repeats");
     }
 
     #[test]
