@@ -1,6 +1,7 @@
 //! Reliable, ordered, exactly-once delivery over datagrams, as plain data structures: the
 //! sender's buffer of segments and per-peer acknowledgement state with RTT-based retransmission
-//! (RFC 6298 estimator, Karn's rule, exponential backoff), and the receiver's per-sender stream
+//! (RFC 6298 estimator, Karn's rule, exponential backoff), loss detection by packet threshold and
+//! a congestion window (after RFC 9002 §6–7), and the receiver's per-sender stream
 //! that reorders, drops duplicates and reassembles long messages. No IO, no clock of its own.
 //!
 //! Acknowledgements have two levels: `sack` says "received, stop retransmitting"; `cum` says
